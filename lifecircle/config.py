@@ -1,0 +1,206 @@
+"""Analysis parameters: one validated, immutable object written into every output."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import InputDataError, InputFileError
+
+__all__ = [
+    "CATEGORIES",
+    "ALL",
+    "DEFAULT_WALK_SPEED_KMH",
+    "DEFAULT_TARGET",
+    "TARGET_SOURCE",
+    "SPEED_SOURCE",
+    "AnalysisConfig",
+    "minutes_column",
+    "within_column",
+]
+
+#: The four facility categories of the Shanghai 15-minute life circle target.
+CATEGORIES: tuple[str, ...] = ("health", "elderly_care", "culture", "sports")
+#: Key used for "every category within the limit" (the complete life circle).
+ALL = "all"
+
+#: 4 km/h = 1000 m in 15 minutes, the upper end of GB 50180-2018's 800-1000 m.
+DEFAULT_WALK_SPEED_KMH = 4.0
+SPEED_SOURCE = (
+    "GB 50180-2018 城市居住区规划设计标准, 2.0.3: the 15-minute life circle is the area within "
+    "800-1000 m of walking; 4 km/h walks 1000 m in 15 minutes"
+)
+DEFAULT_TARGET = 0.85
+TARGET_SOURCE = (
+    "上海市基本公共服务\"十四五\"规划 (沪府发〔2021〕5号): 卫生、养老、文化、体育等城镇社区公共服务设施"
+    "15分钟步行可达覆盖率达到85%左右"
+)
+
+
+def minutes_column(category: str) -> str:
+    """Name of the column holding walking minutes to the nearest facility of ``category``.
+
+    >>> minutes_column("health")
+    'minutes_to_health'
+    """
+    return f"minutes_to_{category}"
+
+
+def within_column(category: str, minutes: float) -> str:
+    """Name of the boolean column "within ``minutes`` of ``category``".
+
+    >>> within_column("sports", 15)
+    'within_15min_sports'
+    """
+    return f"within_{_fmt_minutes(minutes)}min_{category}"
+
+
+def _fmt_minutes(minutes: float) -> str:
+    return f"{minutes:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisConfig:
+    """Every parameter of a coverage analysis, validated on creation.
+
+    Parameters
+    ----------
+    minutes : tuple of float
+        Walking-time thresholds; coverage is reported at each. The largest is the
+        headline threshold (15 for the life circle).
+    walk_speed_kmh : float
+        Walking speed. Default 4 km/h (see ``SPEED_SOURCE``).
+    target : float
+        Coverage share a category must reach, 0..1. Default 0.85 (see ``TARGET_SOURCE``).
+    max_snap_m : float
+        Points farther than this from any walkable street are reported as unsnapped.
+    categories : tuple of str
+        Categories analysed; ``all`` is computed over exactly these.
+    max_minutes : float or None
+        Cut-off of the shortest-path search. Walking times above it are reported as
+        infinite ("not reachable within max_minutes"). Default: twice the largest threshold.
+
+    Examples
+    --------
+    >>> cfg = AnalysisConfig(minutes=(5, 10, 15))
+    >>> cfg.headline_minutes, cfg.max_dist_m
+    (15.0, 2000.0)
+    >>> AnalysisConfig(walk_speed_kmh=0)
+    Traceback (most recent call last):
+    ...
+    lifecircle.errors.InputDataError: walk_speed_kmh must be a positive number (got 0); e.g. --speed-kmh 4
+    """
+
+    minutes: tuple[float, ...] = (5.0, 10.0, 15.0)
+    walk_speed_kmh: float = DEFAULT_WALK_SPEED_KMH
+    target: float = DEFAULT_TARGET
+    max_snap_m: float = 500.0
+    categories: tuple[str, ...] = CATEGORIES
+    max_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        minutes = _as_float_tuple(self.minutes, "minutes", problems)
+        if minutes and any(m <= 0 for m in minutes):
+            problems.append(f"minutes must be positive (got {list(minutes)}); e.g. --minutes 5 10 15")
+        object.__setattr__(self, "minutes", tuple(sorted(set(minutes))))
+        if not _positive(self.walk_speed_kmh):
+            problems.append(
+                f"walk_speed_kmh must be a positive number (got {self.walk_speed_kmh}); e.g. --speed-kmh 4"
+            )
+        if not (isinstance(self.target, (int, float)) and 0 < self.target <= 1):
+            problems.append(f"target must be a share in (0, 1] (got {self.target}); e.g. --target 0.85")
+        if not (isinstance(self.max_snap_m, (int, float)) and self.max_snap_m >= 0):
+            problems.append(f"max_snap_m must be >= 0 metres (got {self.max_snap_m}); e.g. --max-snap-m 500")
+        cats = (self.categories,) if isinstance(self.categories, str) else tuple(self.categories)
+        unknown = [c for c in cats if c not in CATEGORIES]
+        if unknown or not cats:
+            problems.append(
+                f"unknown categories {unknown or '(none given)'}: choose from {', '.join(CATEGORIES)}"
+            )
+        object.__setattr__(self, "categories", tuple(c for c in CATEGORIES if c in cats))
+        if self.max_minutes is not None:
+            if not _positive(self.max_minutes):
+                problems.append(f"max_minutes must be positive (got {self.max_minutes})")
+            elif minutes and self.max_minutes < max(minutes):
+                problems.append(
+                    f"max_minutes ({self.max_minutes:g}) is below the largest threshold ({max(minutes):g}); "
+                    "raise --max-minutes or lower --minutes"
+                )
+            else:
+                object.__setattr__(self, "max_minutes", float(self.max_minutes))
+        if problems:
+            raise InputDataError("; ".join(problems))
+
+    @property
+    def headline_minutes(self) -> float:
+        """The largest threshold: the one ``share`` and ``meets_target`` refer to."""
+        return self.minutes[-1]
+
+    @property
+    def cutoff_minutes(self) -> float:
+        """Shortest-path search limit in minutes."""
+        return self.max_minutes if self.max_minutes is not None else 2 * self.headline_minutes
+
+    @property
+    def metres_per_minute(self) -> float:
+        """Walking speed in metres per minute."""
+        return self.walk_speed_kmh * 1000.0 / 60.0
+
+    @property
+    def max_dist_m(self) -> float:
+        """Shortest-path search limit in metres."""
+        return self.cutoff_minutes * self.walk_speed_kmh * 1000.0 / 60.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON view, with the sources of the defaults."""
+        d = dataclasses.asdict(self)
+        d["minutes"] = list(self.minutes)
+        d["categories"] = list(self.categories)
+        d["cutoff_minutes"] = self.cutoff_minutes
+        d["target_source"] = TARGET_SOURCE
+        d["walk_speed_source"] = SPEED_SOURCE
+        return d
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> "AnalysisConfig":
+        """Read parameters from the ``[analysis]`` table of a TOML file; ``overrides`` win."""
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise InputFileError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InputFileError(f"config file {path} is not valid TOML: {exc}") from None
+        table = dict(data.get("analysis", data))
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(table) - fields)
+        if unknown:
+            raise InputDataError(
+                f"unknown keys {unknown} in {path}: valid keys are {', '.join(sorted(fields))}"
+            )
+        table.update({k: v for k, v in overrides.items() if v is not None})
+        if "minutes" in table:
+            table["minutes"] = tuple(table["minutes"])
+        if "categories" in table:
+            table["categories"] = tuple(table["categories"])
+        return cls(**table)
+
+
+def _positive(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 and x == x
+
+
+def _as_float_tuple(values: Iterable[Any] | float, name: str, problems: list[str]) -> tuple[float, ...]:
+    if isinstance(values, (int, float)):
+        values = (values,)
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        problems.append(f"{name} must be numbers (got {values!r})")
+        return ()
+    if not out:
+        problems.append(f"{name} needs at least one value")
+    return out

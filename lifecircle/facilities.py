@@ -1,0 +1,330 @@
+"""Find facilities of the four categories: OSM tags, Chinese names and user lists, via a taxonomy."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .config import CATEGORIES
+from .errors import EmptyResultError, InputDataError, InputFileError
+
+log = logging.getLogger("lifecircle")
+
+__all__ = [
+    "Rule",
+    "Taxonomy",
+    "load_taxonomy",
+    "facilities_from_osm",
+    "facilities_from_file",
+    "combine_facilities",
+    "count_by_category",
+    "CATEGORY_ALIASES",
+]
+
+#: Values of a user's category column understood besides the four keys.
+CATEGORY_ALIASES: dict[str, str] = {
+    "health": "health", "healthcare": "health", "medical": "health", "卫生": "health", "医疗": "health",
+    "医疗卫生": "health",
+    "elderly_care": "elderly_care", "elderly": "elderly_care", "eldercare": "elderly_care",
+    "elderly care": "elderly_care", "养老": "elderly_care", "为老服务": "elderly_care",
+    "culture": "culture", "cultural": "culture", "文化": "culture",
+    "sports": "sports", "sport": "sports", "体育": "sports", "健身": "sports",
+}
+_NAME_KEYS = ("name", "name:zh", "name:zh-Hans", "official_name")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One taxonomy rule (see ``lifecircle/data/taxonomy.toml`` for the format)."""
+
+    category: str
+    subcategory: str
+    tags: Mapping[str, tuple[str, ...] | str] = field(default_factory=dict)
+    require: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    except_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
+    exclude_names: tuple[str, ...] = ()
+
+    def matches_tags(self, tags: Mapping[str, str]) -> bool:
+        hit = False
+        for key, values in self.tags.items():
+            val = tags.get(key)
+            if val is None:
+                continue
+            if values == "*":
+                hit = val not in self.except_values.get(key, ())
+            else:
+                hit = val in values
+            if hit:
+                break
+        if not hit:
+            return False
+        return all(tags.get(k) in vals for k, vals in self.require.items())
+
+    def matches_name(self, name: str) -> bool:
+        return any(k in name for k in self.names)
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """Ordered rules mapping OSM tags and names to (category, subcategory).
+
+    Examples
+    --------
+    >>> tax = load_taxonomy()
+    >>> tax.classify({"name": "静安区江宁路街道社区卫生服务中心"})
+    ('health', 'community_health_centre')
+    >>> tax.classify({"amenity": "social_facility", "social_facility": "assisted_living",
+    ...               "social_facility:for": "senior"})
+    ('elderly_care', 'senior_facility')
+    >>> tax.classify({"amenity": "hospital", "name": "宠物医院"}) is None
+    True
+    """
+
+    rules: tuple[Rule, ...]
+    exclude_names: tuple[str, ...] = ()
+    source: str = "builtin"
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every OSM key a rule looks at (to pre-filter large files)."""
+        ks: list[str] = []
+        for r in self.rules:
+            ks += [k for k in r.tags if k not in ks]
+        return tuple(ks)
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return tuple(k for r in self.rules for k in r.names)
+
+    def classify(self, tags: Mapping[str, str], name: str | None = None) -> tuple[str, str] | None:
+        """Category and subcategory of one object, or None."""
+        if name is None:
+            name = next((tags[k] for k in _NAME_KEYS if tags.get(k)), "")
+        name = name or ""
+        if name and any(x in name for x in self.exclude_names):
+            return None
+        for r in self.rules:
+            if name and any(x in name for x in r.exclude_names):
+                continue
+            if (name and r.matches_name(name)) or (r.tags and r.matches_tags(tags)):
+                return r.category, r.subcategory
+        return None
+
+    def classify_names(self, names: Iterable[Any]) -> list[tuple[str, str] | None]:
+        """Classify free-text names (e.g. an official list's 名称 or 类别 column)."""
+        return [self.classify({}, str(n)) if isinstance(n, str) and n.strip() else None for n in names]
+
+
+def load_taxonomy(path: str | os.PathLike[str] | None = None) -> Taxonomy:
+    """Read a taxonomy TOML file; without ``path`` the one shipped with lifecircle."""
+    from importlib import resources
+
+    src = Path(path) if path else Path(str(resources.files("lifecircle") / "data" / "taxonomy.toml"))
+    try:
+        with open(src, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise InputFileError(f"taxonomy file not found: {src}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputFileError(f"taxonomy file {src} is not valid TOML: {exc}") from None
+    rules = []
+    problems = []
+    for i, r in enumerate(data.get("rule", [])):
+        cat = r.get("category")
+        if cat not in CATEGORIES:
+            problems.append(f"rule {i + 1}: category {cat!r} is not one of {', '.join(CATEGORIES)}")
+            continue
+        tags = {k: (v if v == "*" else tuple([v] if isinstance(v, str) else v)) for k, v in r.get("tags", {}).items()}
+        req = {k: tuple([v] if isinstance(v, str) else v) for k, v in r.get("require", {}).items()}
+        exc_ = {k: tuple([v] if isinstance(v, str) else v) for k, v in r.get("except_values", {}).items()}
+        if not tags and not r.get("names"):
+            problems.append(f"rule {i + 1} ({cat}) has neither tags nor names")
+        rules.append(Rule(cat, r.get("subcategory", cat), tags, req, exc_, tuple(r.get("names", ())),
+                          tuple(r.get("exclude_names", ()))))
+    if problems or not rules:
+        raise InputDataError(f"taxonomy {src}: " + ("; ".join(problems) or "no [[rule]] entries"))
+    return Taxonomy(tuple(rules), tuple(data.get("exclude", {}).get("names", ())), str(src))
+
+
+def _empty_facilities():
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame(
+        {"category": pd.Series(dtype=str), "subcategory": pd.Series(dtype=str),
+         "name": pd.Series(dtype=object), "source": pd.Series(dtype=str)},
+        geometry=gpd.GeoSeries([], crs=4326),
+    )
+
+
+def facilities_from_osm(
+    path: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None
+):
+    """Classify the facilities of an OSM file (nodes, ways and relations) into the categories.
+
+    Areas (closed ways, multipolygons) become a point inside them. The result has columns
+    ``category``, ``subcategory``, ``name``, ``source`` (``"osm"``), ``osm_type``, ``osm_id``.
+
+    Examples
+    --------
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> fac = facilities_from_osm(toy_town_osm())
+    >>> sorted(fac.category)
+    ['culture', 'elderly_care', 'health', 'sports', 'sports']
+    """
+    import geopandas as gpd
+
+    from .osm import iter_features
+
+    tax = taxonomy or load_taxonomy()
+    keywords = tax.keywords
+    keys = set(tax.keys)
+
+    def keep(tags: Mapping[str, str]) -> bool:
+        if keys.intersection(tags):
+            return True
+        name = tags.get("name") or tags.get("name:zh")
+        return bool(name) and any(k in name for k in keywords)
+
+    rows = []
+    for f in iter_features(path, keep):
+        hit = tax.classify(f.tags)
+        if hit is None:
+            continue
+        rows.append((hit[0], hit[1], f.tags.get("name"), "osm", f.osm_type, f.osm_id, f.lon, f.lat))
+    if not rows:
+        return _empty_facilities()
+    df = pd.DataFrame(rows, columns=["category", "subcategory", "name", "source", "osm_type", "osm_id", "lon", "lat"])
+    gdf = gpd.GeoDataFrame(df.drop(columns=["lon", "lat"]), geometry=gpd.points_from_xy(df.lon, df.lat), crs=4326)
+    log.info("OSM facilities: %s", count_by_category(gdf))
+    return gdf
+
+
+def _normalise_category(values: pd.Series, names: pd.Series | None, tax: Taxonomy) -> tuple[pd.Series, pd.Series]:
+    cats = pd.Series([None] * len(values), index=values.index, dtype=object)
+    subs = pd.Series([None] * len(values), index=values.index, dtype=object)
+    text = values.astype("string").str.strip()
+    mapped = text.str.lower().map(CATEGORY_ALIASES)
+    cats[mapped.notna()] = mapped[mapped.notna()]
+    subs[mapped.notna()] = "list"
+    # values such as "社区卫生服务中心" or "养老院": classify the text itself, then the name
+    for source in (text, names):
+        if source is None:
+            continue
+        todo = cats.isna()
+        if not todo.any():
+            break
+        hits = tax.classify_names(source[todo].tolist())
+        idx = source[todo].index
+        for i, h in zip(idx, hits):
+            if h is not None:
+                cats[i], subs[i] = h
+    return cats, subs
+
+
+def facilities_from_file(
+    path: str | os.PathLike[str],
+    *,
+    category_column: str | None = "category",
+    name_column: str | None = None,
+    lon_column: str | None = None,
+    lat_column: str | None = None,
+    crs: Any = None,
+    taxonomy: Taxonomy | None = None,
+    source: str = "list",
+):
+    """Read facilities from a CSV/XLSX (lon/lat columns), GeoJSON or GeoPackage file.
+
+    The category column may hold the keys (``health``, ``elderly_care``, ``culture``,
+    ``sports``), common aliases (``卫生``, ``养老``, ``文化``, ``体育``, ``sport``...) or
+    a facility type that the taxonomy knows (``社区卫生服务中心``, ``养老院``...). Without a
+    usable category, the name is classified. Rows that stay unclassified, or have no
+    coordinates, are logged and listed in ``result.attrs["rejected"]`` (never silently dropped).
+
+    Polygons are reduced to a point inside them.
+    """
+    from .io import read_geo
+
+    tax = taxonomy or load_taxonomy()
+    gdf = read_geo(path, what="facilities", lon_column=lon_column, lat_column=lat_column, crs=crs)
+    cols = list(gdf.columns)
+    cat_col = category_column if category_column in cols else next(
+        (c for c in ("category", "类别", "类型", "type", "设施类型", "分类") if c in cols), None)
+    if category_column not in (None, "category") and category_column not in cols:
+        raise InputDataError(
+            f"facilities {Path(path).name}: no column {category_column!r} (columns: {', '.join(map(str, cols[:-1]))}); "
+            "fix --category-column"
+        )
+    name_col = name_column if name_column else next((c for c in ("name", "名称", "机构名称", "设施名称") if c in cols), None)
+    if name_column and name_column not in cols:
+        raise InputDataError(f"facilities {Path(path).name}: no column {name_column!r}; fix --name-column")
+    if cat_col is None and name_col is None:
+        raise InputDataError(
+            f"facilities {Path(path).name} has no category column (category/类别/类型) and no name column to "
+            "classify; add a 'category' column with health, elderly_care, culture or sports"
+        )
+    names = gdf[name_col] if name_col else None
+    if cat_col is not None:
+        cats, subs = _normalise_category(gdf[cat_col], names, tax)
+    else:
+        hits = tax.classify_names(names.tolist())
+        cats = pd.Series([h[0] if h else None for h in hits], index=gdf.index, dtype=object)
+        subs = pd.Series([h[1] if h else None for h in hits], index=gdf.index, dtype=object)
+    no_xy = gdf.geometry.isna() | gdf.geometry.is_empty
+    rejected = gdf[cats.isna() | no_xy].copy()
+    rejected["reason"] = np.where(no_xy[rejected.index], "no coordinates", "category not recognised")
+    out = gdf.loc[cats.notna() & ~no_xy].copy()
+    if out.empty:
+        raise EmptyResultError(
+            f"facilities {Path(path).name}: no row has both coordinates and a recognised category "
+            f"({len(gdf)} rows); use categories {', '.join(CATEGORIES)} or set --category-column"
+        )
+    if len(rejected):
+        log.warning("facilities %s: %d of %d rows not used (%s); see facilities_rejected.csv",
+                    Path(path).name, len(rejected), len(gdf),
+                    ", ".join(f"{k}: {v}" for k, v in rejected["reason"].value_counts().items()))
+    out["category"] = cats[out.index].astype(str)
+    out["subcategory"] = subs[out.index].astype(str)
+    out["name"] = names[out.index] if names is not None else None
+    out["source"] = source
+    geom = out.geometry
+    if not (geom.geom_type == "Point").all():
+        out = out.set_geometry(geom.representative_point())
+    keep = ["category", "subcategory", "name", "source"]
+    result = out[keep + ["geometry"]].reset_index(drop=True)
+    result.attrs["rejected"] = rejected.drop(columns="geometry").reset_index(drop=True)
+    return result
+
+
+def combine_facilities(*layers, replace: bool = False):
+    """Concatenate facility layers (OSM first, then lists). With ``replace`` only the last counts."""
+    import geopandas as gpd
+
+    layers = [l for l in layers if l is not None]
+    if not layers:
+        return _empty_facilities()
+    if replace:
+        layers = layers[-1:]
+    rejected = [l.attrs.get("rejected") for l in layers if l.attrs.get("rejected") is not None]
+    out = gpd.GeoDataFrame(pd.concat(layers, ignore_index=True), crs=4326)
+    if rejected:
+        out.attrs["rejected"] = pd.concat(rejected, ignore_index=True)
+    return out
+
+
+def count_by_category(facilities, categories: Iterable[str] = CATEGORIES) -> dict[str, int]:
+    """Number of facilities per category (zero included).
+
+    >>> import geopandas as gpd
+    >>> count_by_category(gpd.GeoDataFrame({"category": ["health", "health"]}, geometry=[None, None]))
+    {'health': 2, 'elderly_care': 0, 'culture': 0, 'sports': 0}
+    """
+    vc = facilities["category"].value_counts() if len(facilities) else {}
+    return {c: int(vc.get(c, 0)) for c in categories}
