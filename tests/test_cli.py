@@ -1,0 +1,141 @@
+"""Command line: the README's jobs, exit codes, files written, one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lifecircle.cli import main
+
+BBOX = (121.4611262, 31.2196145, 121.4863121, 31.2411914)
+
+
+@pytest.fixture(scope="module")
+def shanghai_csvs(tmp_path_factory, shanghai_facilities):
+    """Facilities: the real OSM health and sport points of the sample area, plus made-up elderly-care
+    and culture points (the real OSM layer has none); residents: a made-up 60 x 60 grid."""
+    d = tmp_path_factory.mktemp("sh")
+    real = shanghai_facilities[shanghai_facilities.category.isin(["health", "sport"])]
+    fac = pd.DataFrame({"name": real.name, "category": real.category.replace({"sport": "sports"}),
+                        "lon": real.geometry.x, "lat": real.geometry.y})
+    rng = np.random.default_rng(7)
+    made = pd.DataFrame({"name": [f"made-up {i}" for i in range(12)],
+                         "category": ["elderly_care"] * 6 + ["culture"] * 6,
+                         "lon": rng.uniform(BBOX[0], BBOX[2], 12), "lat": rng.uniform(BBOX[1], BBOX[3], 12)})
+    pd.concat([fac, made]).to_csv(d / "F.csv", index=False)
+    gx, gy = np.meshgrid(np.linspace(BBOX[0], BBOX[2], 60), np.linspace(BBOX[1], BBOX[3], 60))
+    pd.DataFrame({"lng": gx.ravel(), "latitude": gy.ravel(), "population": rng.integers(0, 300, gx.size)}).to_csv(
+        d / "P.csv", index=False)
+    return d
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "lifecircle", *map(str, args)], capture_output=True, text=True)
+
+
+def test_done_means_command(shanghai_pbf, shanghai_csvs, tmp_path):
+    out = tmp_path / "out"
+    p = run("analyze", "--osm", shanghai_pbf, "--facilities", shanghai_csvs / "F.csv",
+            "--population", shanghai_csvs / "P.csv", "--out", out)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    assert "health" in p.stdout and "OpenStreetMap contributors" in p.stdout
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert set(s["categories"]) == {"health", "elderly_care", "culture", "sports", "all"}
+    for c in s["categories"].values():
+        assert 0 <= c["share"] <= 1
+        assert c["share"] == pytest.approx(c["covered_population"] / c["population"])
+        assert set(c["shares_by_minutes"]) == {"5", "10", "15"}
+        assert c["shares_by_minutes"]["15"] == c["share"]
+    assert s["categories"]["all"]["share"] <= min(s["categories"][k]["share"] for k in
+                                                  ("health", "elderly_care", "culture", "sports"))
+    assert s["parameters"]["target"] == 0.85 and "沪府发〔2021〕5号" in s["parameters"]["target_source"]
+    assert s["parameters"]["speed_kmh"] == 4.0
+    assert s["inputs"]["osm"]["sha256"] == "cadc3a24693ee565c18aebb29f38b186947602f225c3547077326c75f6b02705"
+    assert len(s["inputs"]["population"]["sha256"]) == 64
+    assert s["residents"]["population_source"] == "points" and not s["residents"]["population_is_estimate"]
+    cov = pd.read_csv(out / "coverage.csv")
+    assert list(cov.columns[:7]) == ["unit", "category", "minutes", "population", "covered_population", "share", "target"]
+    assert len(cov) == 5 * 3
+    import geopandas as gpd
+
+    r = gpd.read_file(out / "residents.gpkg")
+    assert {"minutes_to_health", "minutes_to_all", "within_15min_all"} <= set(r.columns)
+    assert r.crs.to_epsg() == 4326
+    # the summary agrees with the residents file
+    within = r["minutes_to_health"].fillna(np.inf) <= 15
+    assert r.population[within].sum() / r.population.sum() == pytest.approx(s["categories"]["health"]["share"])
+    assert not list(out.glob("*.tmp*"))
+
+
+def test_units_per_district(shanghai_pbf, shanghai_csvs, shared, tmp_path):
+    out = tmp_path / "u"
+    code = main(["-q", "analyze", "--osm", str(shanghai_pbf), "--facilities", str(shanghai_csvs / "F.csv"),
+                 "--population", str(shanghai_csvs / "P.csv"), "--units",
+                 str(shared / "shanghai_districts_datav_v3_gcj02.geojson"), "--units-crs", "gcj02",
+                 "--minutes", "10,15", "--speed-kmh", "3", "--out", str(out)])
+    assert code == 0
+    cov = pd.read_csv(out / "coverage.csv")
+    assert {"静安区", "黄浦区"} <= set(cov.unit)
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert s["parameters"]["minutes"] == [10.0, 15.0] and s["parameters"]["speed_kmh"] == 3
+    pops = cov[(cov.unit != "study_area") & (cov.category == "health") & (cov.minutes == 15)].population.sum()
+    assert pops == pytest.approx(s["residents"]["population"])
+
+
+def test_example_runs_offline(tmp_path):
+    code = main(["-q", "analyze", "--example", "helsinki", "--categories", "health,culture,sports", "--out",
+                 str(tmp_path / "h")])
+    assert code == 0
+    s = json.loads((tmp_path / "h" / "summary.json").read_text(encoding="utf-8"))
+    assert s["residents"]["population_is_estimate"] is True
+    assert set(s["categories"]) == {"health", "culture", "sports", "all"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--osm", "{tmp}/missing.osm.pbf"], "not found"),
+        (["--osm", "{tmp}/corrupt.osm.pbf"], "corrupt"),
+        (["--example", "toy_town", "--population", "{tmp}/utm.csv"], "CRS"),
+        (["--example", "toy_town", "--population", "{tmp}/far.csv"], "within 500 m"),
+        (["--example", "helsinki"], "elderly_care"),
+        (["--example", "toy_town", "--facilities", "{tmp}/nocols.csv"], "category"),
+        (["--example", "toy_town", "--facilities", "{tmp}/x.csv", "--facilities-crs", "gcj2"], "unknown CRS"),
+        (["--example", "toy_town", "--speed-kmh", "-1"], "--speed-kmh"),
+    ],
+)
+def test_bad_input_one_line_error(tmp_path, args, message):
+    (tmp_path / "corrupt.osm.pbf").write_bytes(b"\x00garbage" * 50)
+    (tmp_path / "utm.csv").write_text("x,y,population\n351000,3453000,10\n")
+    (tmp_path / "far.csv").write_text("lon,lat,population\n121.60,31.30,10\n")
+    (tmp_path / "nocols.csv").write_text("lon,lat\n121.4,31.2\n")
+    (tmp_path / "x.csv").write_text("lon,lat,category\n121.4,31.2,health\n")
+    out = tmp_path / "out"
+    p = run("analyze", *[a.format(tmp=tmp_path) for a in args], "--out", out)
+    assert p.returncode == 1, p.stderr
+    errors = [line for line in p.stderr.splitlines() if line.startswith("lifecircle: error:")]
+    assert len(errors) == 1 and message in errors[0], p.stderr
+    assert "Traceback" not in p.stderr
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert main(["analyze", "--out", str(tmp_path)]) == 2
+    assert main(["analyze", "--example", "toy_town", "--categories", "parks"]) == 2
+    assert main(["analyze", "--example", "toy_town", "--minutes", "ten"]) == 2
+
+
+def test_fetch_offline_is_a_clear_error(tmp_path, monkeypatch):
+    import pyrosm
+
+    def offline(*a, **k):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(pyrosm, "get_data", offline)
+    assert main(["fetch", "shanghai", "--dir", str(tmp_path)]) == 1
