@@ -40,6 +40,7 @@ from .population import (
     residents_from_polygons,
     residents_from_raster,
 )
+from .pipeline import Analysis, analyze
 from .snapping import snap_points
 from .walking_times import build_access_graph, walking_times
 
@@ -73,4 +74,6 @@ __all__ = [
     "snap_points",
     "build_access_graph",
     "walking_times",
+    "analyze",
+    "Analysis",
 ]
