@@ -159,6 +159,23 @@ def _gpkg_ready(gdf):
     return out
 
 
+def _check_offsets(net, gdf, column, value, declared, option: str, warnings: list[str]) -> None:
+    """Warn when points declared WGS84 look like GCJ-02/BD-09 (see :func:`snapping.suggest_crs`)."""
+    from .crs import parse_crs
+    from .snapping import suggest_crs
+
+    if declared is not None and not (not isinstance(parse_crs(declared), str) and parse_crs(declared).to_epsg() == 4326):
+        return
+    pts = gdf if column is None else gdf[gdf[column] == value]
+    if len(pts) == 0:
+        return
+    hit = suggest_crs(net, pts.geometry.x.to_numpy(), pts.geometry.y.to_numpy())
+    if hit:
+        warnings.append(f"{len(pts):,} points look like {hit[0].upper()} coordinates, not WGS84: median distance to "
+                        f"the street {hit[1]:.0f} m as given, {hit[2]:.0f} m if read as {hit[0]}; if they come from "
+                        f"a Chinese web map, pass {option} {hit[0]}")
+
+
 def _input_record(path: str | os.PathLike[str] | None, **extra: Any) -> dict[str, Any] | None:
     if path is None:
         return None
@@ -329,6 +346,9 @@ def analyze(
     if f_unsnapped:
         warnings.append(f"{f_unsnapped:,} facilities are more than {cfg.max_snap_m:g} m from any walkable street "
                         "and are not used (listed in unsnapped.csv)")
+    _check_offsets(net, fac, "source", "list", facilities_crs, "--facilities-crs", warnings)
+    if isinstance(population, (str, os.PathLike)):
+        _check_offsets(net, res, None, None, population_crs, "--population-crs", warnings)
     rejected = fac.attrs.get("rejected")
     if rejected is not None and len(rejected):
         warnings.append(f"{len(rejected):,} rows of the facility list were not used (listed in facilities_rejected.csv)")

@@ -115,3 +115,41 @@ def snap_points(network: WalkNetwork, lon, lat, *, max_snap_m: float = 500.0) ->
     t[idx] = tt
     dist[idx] = d
     return Snap(edge, t, dist, x, y)
+
+
+def suggest_crs(network: WalkNetwork, lon, lat, *, min_points: int = 20, ratio: float = 0.8) -> tuple[str, float, float] | None:
+    """Guess whether WGS84-declared points are really GCJ-02 or BD-09 (Chinese web-map offsets).
+
+    Points of interest sit near streets; the same points in GCJ-02 (≈ 500 m off in Shanghai) or
+    BD-09 sit farther from them. If converting the points from ``gcj02``/``bd09`` to WGS84 brings
+    their median distance to the network below ``ratio`` × the median as given, return
+    ``(crs_name, median_as_given_m, median_converted_m)``; otherwise None.
+
+    Examples
+    --------
+    >>> from lifecircle.crs import wgs84_to_gcj02
+    >>> lon = 121.40 + 0.0002 * np.arange(50); lat = np.full(50, 31.2002)
+    >>> net = WalkNetwork.from_lonlat([121.399, 121.420], [31.20, 31.20], [0], [1])
+    >>> suggest_crs(net, lon, lat) is None
+    True
+    >>> suggest_crs(net, *wgs84_to_gcj02(lon, lat))[0]
+    'gcj02'
+    """
+    from .crs import bd09_to_wgs84, gcj02_to_wgs84
+
+    lon = np.asarray(lon, dtype=float)
+    lat = np.asarray(lat, dtype=float)
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    if ok.sum() < min_points:
+        return None
+    lon, lat = lon[ok], lat[ok]
+    given = float(np.median(snap_points(network, lon, lat).dist_m))
+    best = None
+    for name, inverse in (("gcj02", gcj02_to_wgs84), ("bd09", bd09_to_wgs84)):
+        lo, la = inverse(lon, lat)
+        if np.allclose(lo, lon) and np.allclose(la, lat):
+            return None  # outside China: no offset to detect
+        med = float(np.median(snap_points(network, lo, la).dist_m))
+        if med < ratio * given and (best is None or med < best[2]):
+            best = (name, given, med)
+    return best

@@ -139,3 +139,26 @@ def test_fetch_offline_is_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pyrosm, "get_data", offline)
     assert main(["fetch", "shanghai", "--dir", str(tmp_path)]) == 1
+
+
+def test_gcj02_list_detected_and_converted(shanghai_pbf, shanghai_csvs, tmp_path):
+    """The real facility points shifted into GCJ-02: read as WGS84 they trigger a warning with the
+    fix; declared as gcj02 they give the same coverage as the original WGS84 points."""
+    from lifecircle.crs import wgs84_to_gcj02
+
+    f = pd.read_csv(shanghai_csvs / "F.csv")
+    f["lon"], f["lat"] = wgs84_to_gcj02(f.lon.to_numpy(), f.lat.to_numpy())
+    f.to_csv(tmp_path / "F_gcj.csv", index=False)
+    common = ["-q", "analyze", "--osm", str(shanghai_pbf), "--population", str(shanghai_csvs / "P.csv"),
+              "--categories", "health,sports"]
+    assert main(common + ["--facilities", str(tmp_path / "F_gcj.csv"), "--out", str(tmp_path / "a")]) == 0
+    a = json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))
+    assert any("--facilities-crs gcj02" in w for w in a["warnings"])
+    assert main(common + ["--facilities", str(tmp_path / "F_gcj.csv"), "--facilities-crs", "gcj02",
+                          "--out", str(tmp_path / "b")]) == 0
+    assert main(common + ["--facilities", str(shanghai_csvs / "F.csv"), "--out", str(tmp_path / "c")]) == 0
+    b = json.loads((tmp_path / "b" / "summary.json").read_text(encoding="utf-8"))
+    c = json.loads((tmp_path / "c" / "summary.json").read_text(encoding="utf-8"))
+    assert not any("gcj02" in w for w in b["warnings"] + c["warnings"])
+    for cat in ("health", "sports"):
+        assert b["categories"][cat]["share"] == pytest.approx(c["categories"][cat]["share"], abs=1e-9)
