@@ -134,6 +134,69 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
 
 
 @cli.command()
+@click.option("--osm", "osm", type=click.Path(dir_okay=False, path_type=Path), help="OSM file to take tagged/named facilities from.")
+@click.option("--list", "lists", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help="Facility list or OSM feature export (CSV/XLSX/GeoJSON/GPKG); repeatable.")
+@click.option("--list-crs", help="CRS of the --list files: wgs84 (default), gcj02, bd09 or EPSG.")
+@click.option("--units", type=click.Path(dir_okay=False, path_type=Path), help="Unit polygons for per-unit counts.")
+@click.option("--unit-name", help="Unit name column.")
+@click.option("--units-crs", help="CRS of --units (gcj02 for DataV/AMap).")
+@click.option("--official-counts", type=click.Path(dir_okay=False, path_type=Path), help="Table of official counts per unit (district,count) of community health centres.")
+@click.option("--taxonomy", type=click.Path(dir_okay=False, path_type=Path), help="Your own taxonomy TOML.")
+@click.option("--dedup-m", type=float, default=150.0, show_default=True, help="Merge same-category facilities this close with similar names.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=Path("facilities.gpkg"), show_default=True, help="Clean GeoPackage to write (the count tables go beside it as CSV).")
+def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_counts, taxonomy, dedup_m, out_file):
+    """Load, classify, convert and deduplicate facility sources into one clean GeoPackage.
+
+    \b
+    Example (the whole-city OSM export and DataV districts in ../shared/data):
+      lifecircle facilities --list shanghai_facilities_osm_20260519.geojson \\
+          --units shanghai_districts_datav_v3_gcj02.geojson --units-crs gcj02 \\
+          --official-counts shanghai_community_health_centers_by_district_2024.csv --out fac.gpkg
+    """
+    from .facilities import combine_facilities, deduplicate, facilities_from_file, facilities_from_osm, load_taxonomy
+    from .inventory import compare_with_official, count_table
+    from .io import atomic_path
+    from .units import assign_units, units_from_file
+
+    if not osm and not lists:
+        raise click.UsageError("give --osm FILE and/or --list FILE")
+    if official_counts and not units:
+        raise click.UsageError("--official-counts needs --units to know which unit each facility is in")
+    tax = load_taxonomy(taxonomy)
+    layers = [facilities_from_osm(osm, taxonomy=tax)] if osm else []
+    layers += [facilities_from_file(f, crs=list_crs, taxonomy=tax) for f in lists]
+    fac = combine_facilities(*layers)
+    if fac.empty:
+        raise click.ClickException("no facility of the four categories found in the inputs")
+    fac = deduplicate(fac, max_dist_m=dedup_m)
+    tables = {}
+    if units:
+        fac["unit"] = assign_units(fac, units_from_file(units, name_column=unit_name, crs=units_crs)).to_numpy()
+        tables["counts"] = count_table(fac)
+        tables["subcategories"] = count_table(fac, by="subcategory")
+        if official_counts:
+            tables["official"] = compare_with_official(fac, official_counts)
+    else:
+        fac["unit"] = "study_area"
+        tables["counts"] = count_table(fac)
+    with atomic_path(out_file) as tmp:
+        fac.to_file(tmp, layer="facilities", driver="GPKG", engine="pyogrio")
+    rej = fac.attrs.get("rejected")
+    if rej is not None and len(rej):
+        tables["rejected"] = rej
+    for name, t in tables.items():
+        with atomic_path(out_file.with_name(f"{out_file.stem}_{name}.csv")) as tmp:
+            t.to_csv(tmp, encoding="utf-8", index=name not in ("official", "rejected"))
+    dup = len(fac.attrs.get("duplicates", []))
+    click.echo(tables["counts"].to_string())
+    if "official" in tables:
+        click.echo("\ncommunity health centres (社区卫生服务中心): found vs official")
+        click.echo(tables["official"].to_string(index=False))
+    click.echo(f"\n{len(fac):,} facilities written to {out_file} ({dup:,} duplicates merged, "
+               f"{0 if rej is None else len(rej):,} rows not used)")
+
+
+@cli.command()
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help="Where to keep the file [default: the lifecircle cache].")
 @click.option("--update", is_flag=True, help="Download again even if cached.")

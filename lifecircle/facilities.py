@@ -26,6 +26,9 @@ __all__ = [
     "combine_facilities",
     "count_by_category",
     "CATEGORY_ALIASES",
+    "facilities_from_place",
+    "name_similarity",
+    "deduplicate",
 ]
 
 #: Values of a user's category column understood besides the four keys.
@@ -248,6 +251,9 @@ def facilities_from_file(
     usable category, the name is classified. Rows that stay unclassified, or have no
     coordinates, are logged and listed in ``result.attrs["rejected"]`` (never silently dropped).
 
+    Files that carry OSM tag columns (``amenity``, ``leisure``, ``healthcare``…, e.g. an export
+    of OSM features) are classified by tags and names like :func:`facilities_from_osm`.
+
     Polygons are reduced to a point inside them.
     """
     from .io import read_geo
@@ -271,7 +277,22 @@ def facilities_from_file(
             "classify; add a 'category' column with health, elderly_care, culture or sports"
         )
     names = gdf[name_col] if name_col else None
-    if cat_col is not None:
+    tag_cols = [k for k in tax.keys if k in cols]
+    if tag_cols:
+        # an export of OSM features (tag columns such as amenity, leisure): classify like OSM
+        records = gdf[tag_cols + ([name_col] if name_col else [])].to_dict("records")
+        hits = [tax.classify({k: v for k, v in r.items() if isinstance(v, str) and k != name_col},
+                             r.get(name_col) if name_col and isinstance(r.get(name_col), str) else "")
+                for r in records]
+        cats = pd.Series([h[0] if h else None for h in hits], index=gdf.index, dtype=object)
+        subs = pd.Series([h[1] if h else None for h in hits], index=gdf.index, dtype=object)
+        if cat_col is not None and cats.isna().any():
+            c2, s2 = _normalise_category(gdf[cat_col], names, tax)
+            fill = cats.isna() & c2.notna()
+            cats[fill], subs[fill] = c2[fill], s2[fill]
+        if "osm_id" in cols and source == "list":
+            source = "osm"
+    elif cat_col is not None:
         cats, subs = _normalise_category(gdf[cat_col], names, tax)
     else:
         hits = tax.classify_names(names.tolist())
@@ -287,7 +308,7 @@ def facilities_from_file(
             f"({len(gdf)} rows); use categories {', '.join(CATEGORIES)} or set --category-column"
         )
     if len(rejected):
-        log.warning("facilities %s: %d of %d rows not used (%s); see facilities_rejected.csv",
+        log.warning("facilities %s: %d of %d rows not used (%s); listed in the rejected-rows CSV",
                     Path(path).name, len(rejected), len(gdf),
                     ", ".join(f"{k}: {v}" for k, v in rejected["reason"].value_counts().items()))
     out["category"] = cats[out.index].astype(str)
@@ -297,7 +318,7 @@ def facilities_from_file(
     geom = out.geometry
     if not (geom.geom_type == "Point").all():
         out = out.set_geometry(geom.representative_point())
-    keep = ["category", "subcategory", "name", "source"]
+    keep = ["category", "subcategory", "name", "source"] + [c for c in ("osm_type", "osm_id") if c in out.columns]
     result = out[keep + ["geometry"]].reset_index(drop=True)
     result.attrs["rejected"] = rejected.drop(columns="geometry").reset_index(drop=True)
     return result
@@ -359,3 +380,99 @@ def facilities_from_place(place: str, *, taxonomy: Taxonomy | None = None):
         return _empty_facilities()
     df = pd.DataFrame(rows, columns=["category", "subcategory", "name", "source", "osm_type", "osm_id", "geometry"])
     return gpd.GeoDataFrame(df, geometry="geometry", crs=4326)
+
+
+def _norm_name(name: Any) -> str:
+    if not isinstance(name, str):
+        return ""
+    out = name.strip().lower()
+    for ch in " ()（）-·・_":
+        out = out.replace(ch, "")
+    return out.replace("上海市", "")
+
+
+def name_similarity(a: Any, b: Any) -> float:
+    """Similarity of two facility names in [0, 1]: 1 when one contains the other, else difflib's ratio.
+
+    >>> name_similarity("江宁路街道社区卫生服务中心", "静安区江宁路街道社区卫生服务中心")
+    1.0
+    >>> name_similarity("江宁路社区卫生服务中心", "江宁路街道社区卫生服务中心")
+    1.0
+    >>> name_similarity("曹家渡街道社区卫生服务中心", "江宁路街道社区卫生服务中心") < 0.5
+    True
+    """
+    import difflib
+
+    x, y = _norm_name(a), _norm_name(b)
+    if not x or not y:
+        return 0.0
+    if x in y or y in x:
+        return 1.0
+    # compare what differs: the shared prefix (district) and suffix (facility type) say nothing
+    p = len(os.path.commonprefix([x, y]))
+    q = len(os.path.commonprefix([x[p:][::-1], y[p:][::-1]]))
+    x, y = x[p:len(x) - q], y[p:len(y) - q]
+    if not x or not y:
+        return 1.0
+    return difflib.SequenceMatcher(None, x, y).ratio()
+
+
+def deduplicate(facilities, *, max_dist_m: float = 150.0, min_similarity: float = 0.6, unnamed_dist_m: float = 0.0):
+    """Drop facilities that are the same place counted twice (OSM node + polygon, OSM + official list).
+
+    Two facilities of the same category are one when they are within ``max_dist_m`` and their
+    names are similar (:func:`name_similarity` ≥ ``min_similarity``), or — if either is unnamed —
+    within ``unnamed_dist_m`` (0: unnamed points are never merged). Of each group the entry from
+    a list is kept over OSM (official lists carry the authoritative name), then the first.
+    ``attrs["duplicates"]`` lists what was dropped and what it was merged into.
+
+    Examples
+    --------
+    >>> import geopandas as gpd
+    >>> f = gpd.GeoDataFrame({"category": ["health"] * 3, "name": ["江宁路街道社区卫生服务中心",
+    ...     "静安区江宁路街道社区卫生服务中心", "曹家渡街道社区卫生服务中心"], "source": ["osm", "list", "list"]},
+    ...     geometry=gpd.points_from_xy([121.4500, 121.4508, 121.4501], [31.24, 31.24, 31.24]), crs=4326)
+    >>> deduplicate(f)["name"].tolist()
+    ['静安区江宁路街道社区卫生服务中心', '曹家渡街道社区卫生服务中心']
+    """
+    import shapely
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from .network import local_utm_crs
+
+    n = len(facilities)
+    if n < 2:
+        return facilities
+    c = facilities.geometry.union_all().centroid
+    pts = facilities.geometry.to_crs(local_utm_crs(c.x, c.y)).to_numpy()
+    tree = shapely.STRtree(pts)
+    i, j = tree.query(pts, predicate="dwithin", distance=max_dist_m)
+    keep_pair = i < j
+    i, j = i[keep_pair], j[keep_pair]
+    cats = facilities["category"].to_numpy()
+    same = cats[i] == cats[j]
+    i, j = i[same], j[same]
+    names = facilities["name"].to_numpy() if "name" in facilities else np.full(n, None)
+    dist = shapely.distance(pts[i], pts[j])
+    sim = np.array([name_similarity(names[a], names[b]) for a, b in zip(i, j)])
+    unnamed = np.array([not _norm_name(names[a]) or not _norm_name(names[b]) for a, b in zip(i, j)], dtype=bool)
+    dup = np.where(unnamed, dist <= unnamed_dist_m, sim >= min_similarity) if len(i) else np.zeros(0, bool)
+    i, j = i[dup], j[dup]
+    _, label = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
+    src = facilities["source"].to_numpy() if "source" in facilities else np.full(n, "osm")
+    rank = np.where(src == "list", 0, 1)
+    order = np.lexsort((np.arange(n), rank, label))
+    first = np.ones(n, dtype=bool)
+    first[1:] = label[order][1:] != label[order][:-1]
+    winner_of_label = dict(zip(label[order][first], order[first]))
+    kept = np.zeros(n, dtype=bool)
+    kept[order[first]] = True
+    out = facilities[kept].copy()
+    dropped = facilities[~kept].drop(columns="geometry").copy()
+    dropped["merged_into"] = [winner_of_label[l] for l in label[~kept]]
+    out.attrs = dict(facilities.attrs)
+    out.attrs["duplicates"] = dropped.reset_index()
+    if len(dropped):
+        log.info("deduplicated %d facilities (same category, within %g m, similar names)", len(dropped), max_dist_m)
+    return out

@@ -20,6 +20,7 @@ from .facilities import (
     Taxonomy,
     combine_facilities,
     count_by_category,
+    deduplicate,
     facilities_from_file,
     facilities_from_osm,
     load_taxonomy,
@@ -280,6 +281,8 @@ def analyze(
         else:
             layers.append(facilities)
     fac = combine_facilities(*layers)
+    if len(layers) > 1:
+        fac = deduplicate(fac)
     fac = fac[fac["category"].isin(cfg.categories)].reset_index(drop=True) if len(fac) else fac
     inputs["taxonomy"] = _input_record(tax.source) if tax.source != "builtin" and Path(tax.source).is_file() else None
 

@@ -117,7 +117,7 @@ def snap_points(network: WalkNetwork, lon, lat, *, max_snap_m: float = 500.0) ->
     return Snap(edge, t, dist, x, y)
 
 
-def suggest_crs(network: WalkNetwork, lon, lat, *, min_points: int = 20, ratio: float = 0.8) -> tuple[str, float, float] | None:
+def suggest_crs(network: WalkNetwork, lon, lat, *, min_points: int = 10, ratio: float = 0.8) -> tuple[str, float, float] | None:
     """Guess whether WGS84-declared points are really GCJ-02 or BD-09 (Chinese web-map offsets).
 
     Points of interest sit near streets; the same points in GCJ-02 (≈ 500 m off in Shanghai) or

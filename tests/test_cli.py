@@ -162,3 +162,23 @@ def test_gcj02_list_detected_and_converted(shanghai_pbf, shanghai_csvs, tmp_path
     assert not any("gcj02" in w for w in b["warnings"] + c["warnings"])
     for cat in ("health", "sports"):
         assert b["categories"][cat]["share"] == pytest.approx(c["categories"][cat]["share"], abs=1e-9)
+
+
+def test_facilities_command_city_wide(shared, tmp_path):
+    """The whole-city OSM export: classified per district, compared with the official centre counts."""
+    out = tmp_path / "fac.gpkg"
+    code = main(["-q", "facilities", "--list", str(shared / "shanghai_facilities_osm_20260519.geojson"),
+                 "--units", str(shared / "shanghai_districts_datav_v3_gcj02.geojson"), "--units-crs", "gcj02",
+                 "--official-counts", str(shared / "shanghai_community_health_centers_by_district_2024.csv"),
+                 "--out", str(out)])
+    assert code == 0
+    counts = pd.read_csv(tmp_path / "fac_counts.csv", index_col=0)
+    assert len(counts) == 17  # 16 districts + total
+    # every district has health and sports points (data README: Chongming health 9, sport 89)
+    assert (counts.drop("total")[["health", "sports"]] > 0).all().all()
+    assert counts.loc["崇明区", "health"] == 9
+    off = pd.read_csv(tmp_path / "fac_official.csv")
+    assert off.official.iloc[-1] == 247 and len(off) == 17
+    subs = pd.read_csv(tmp_path / "fac_subcategories.csv", index_col=0)
+    assert {"community_health_centre", "hospital"} <= set(subs.columns)
+    assert off.found.iloc[-1] == subs.loc["total", "community_health_centre"]

@@ -63,7 +63,9 @@ def test_real_shanghai_names(shared):
     # the data README: 112 health features have 社区卫生服务 in their name
     chc_names = g.name.fillna("").str.contains("社区卫生服务")
     assert chc_names.sum() == 112
-    assert (sub[chc_names] == "community_health_centre").all()
+    assert sub[chc_names].isin(["community_health_centre", "community_health_station"]).all()
+    centre = g.name.fillna("").str.contains("社区卫生服务中心") & ~g.name.fillna("").str.contains("分中心")
+    assert (sub[centre] == "community_health_centre").all()
     # every hospital/clinic-tagged feature is health unless it is a pet hospital
     health = g.category == "health"
     pets = g.name.fillna("").str.contains("宠物|动物")
@@ -114,3 +116,21 @@ def test_custom_taxonomy(tmp_path):
     bad.write_text('[[rule]]\ncategory = "parks"\nnames = ["公园"]\n')
     with pytest.raises(InputDataError, match="parks"):
         load_taxonomy(bad)
+
+
+def test_deduplicate_osm_and_list():
+    import geopandas as gpd
+
+    from lifecircle.facilities import deduplicate
+
+    f = gpd.GeoDataFrame(
+        {"category": ["health", "health", "health", "sports", "sports"],
+         "name": ["江宁路街道社区卫生服务中心", "静安区江宁路街道社区卫生服务中心", "曹家渡街道社区卫生服务中心", None, None],
+         "source": ["osm", "list", "list", "osm", "osm"]},
+        # ~76 m apart (0.0008° lon at 31.24°N), the third ~10 m from the first; two unnamed pitches 10 m apart
+        geometry=gpd.points_from_xy([121.4500, 121.4508, 121.4501, 121.46, 121.4601], [31.24] * 5), crs=4326)
+    d = deduplicate(f)
+    assert d.name.fillna("").tolist() == ["静安区江宁路街道社区卫生服务中心", "曹家渡街道社区卫生服务中心", "", ""]
+    assert d.source.tolist()[0] == "list"  # the official entry is kept
+    assert len(deduplicate(f, max_dist_m=50)) == 5  # the pair is 76 m apart
+    assert len(deduplicate(f, unnamed_dist_m=20)) == 3
