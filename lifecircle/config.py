@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import InputDataError, InputFileError
+from .errors import InputDataError
 
 __all__ = [
     "CATEGORIES",
@@ -167,13 +166,9 @@ class AnalysisConfig:
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> "AnalysisConfig":
         """Read parameters from the ``[analysis]`` table of a TOML file; ``overrides`` win."""
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise InputFileError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InputFileError(f"config file {path} is not valid TOML: {exc}") from None
+        from .io import read_toml
+
+        data = read_toml(path, what="config")
         table = dict(data.get("analysis", data))
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(table) - fields)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .config import CATEGORIES
-from .errors import EmptyResultError, InputDataError, InputFileError
+from .errors import EmptyResultError, InputDataError
 
 log = logging.getLogger("lifecircle")
 
@@ -130,14 +129,10 @@ def load_taxonomy(path: str | os.PathLike[str] | None = None) -> Taxonomy:
     """Read a taxonomy TOML file; without ``path`` the one shipped with lifecircle."""
     from importlib import resources
 
+    from .io import read_toml
+
     src = Path(path) if path else Path(str(resources.files("lifecircle") / "data" / "taxonomy.toml"))
-    try:
-        with open(src, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise InputFileError(f"taxonomy file not found: {src}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputFileError(f"taxonomy file {src} is not valid TOML: {exc}") from None
+    data = read_toml(src, what="taxonomy")
     rules = []
     problems = []
     for i, r in enumerate(data.get("rule", [])):

@@ -24,6 +24,7 @@ __all__ = [
     "read_geo",
     "find_column",
     "atomic_path",
+    "read_toml",
     "write_json",
 ]
 
@@ -180,6 +181,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def read_toml(path: str | os.PathLike[str], *, what: str) -> dict[str, Any]:
+    """Read a TOML file; a missing or invalid file is a one-line :class:`InputFileError`."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise InputFileError(f"{what} file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputFileError(f"{what} file {path} is not valid TOML: {exc}") from None
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
