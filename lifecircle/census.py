@@ -298,23 +298,11 @@ def _read_osm_homes(path, *, m2_per_person: float, crs):
     One pass over the OSM file; buildings follow
     :func:`lifecircle.population.residents_from_building_polygons`.
     """
-    import geopandas as gpd
     import shapely
 
-    from .osm import iter_features
-    from .population import residents_from_building_polygons
+    from .population import read_building_polygons, residents_from_building_polygons
 
-    def keep(tags):
-        b = tags.get("building")
-        return (b is not None and b != "no") or tags.get("landuse") == "residential"
-
-    rows = []
-    for f in iter_features(path, keep, keys=("building", "landuse"), with_geometry=True):
-        if f.wkb is not None:
-            rows.append((f.tags.get("building"), f.tags.get("building:levels"), f.tags.get("landuse"),
-                         shapely.from_wkb(f.wkb)))
-    gdf = gpd.GeoDataFrame(pd.DataFrame(rows, columns=["building", "building:levels", "landuse", "geometry"]),
-                           geometry="geometry", crs=4326)
+    gdf = read_building_polygons(path)
     polys = gdf[gdf.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
     land = polys.geometry[(polys["landuse"] == "residential").to_numpy() & polys["building"].isna().to_numpy()]
     try:

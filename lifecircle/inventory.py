@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 
 import pandas as pd
 
 from .config import CATEGORIES
+from .census import normalise_unit_name
 from .errors import InputDataError
 
 __all__ = ["count_table", "compare_with_official", "normalise_unit_name"]
-
-_SUFFIXES = ("新区", "区", "县", "街道", "镇", "乡")
-
-
-def normalise_unit_name(name: object) -> str:
-    """Unit name without its administrative suffix, for joining tables (浦东新区 → 浦东).
-
-    >>> normalise_unit_name("浦东新区"), normalise_unit_name("黄浦区"), normalise_unit_name(" 黄浦 ")
-    ('浦东', '黄浦', '黄浦')
-    """
-    s = re.sub(r"\s+", "", str(name))
-    for suf in _SUFFIXES:
-        if s.endswith(suf) and len(s) > len(suf) + 1:
-            return s[: -len(suf)]
-    return s
-
 
 def count_table(facilities, *, unit_column: str = "unit", by: str = "category"):
     """Facilities per unit (rows) and ``category`` or ``subcategory`` (columns), with a total row.

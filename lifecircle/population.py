@@ -192,6 +192,14 @@ def residents_from_buildings(
     >>> len(r), round(float(r["population"].sum()))   # (4800+2700+16000+400+4800) m² / 40 = 717.5
     (5, 718)
     """
+    gdf = read_building_polygons(path)
+    return residents_from_building_polygons(gdf, m2_per_person=m2_per_person, default_levels=default_levels,
+                                            label=Path(path).name)
+
+
+def read_building_polygons(path: str | os.PathLike[str]):
+    """OSM buildings and ``landuse=residential`` areas of a file: ``building``, ``building:levels``,
+    ``landuse`` and the geometry (WGS84), in one pass."""
     import geopandas as gpd
     import shapely
 
@@ -206,10 +214,8 @@ def residents_from_buildings(
         if f.wkb is not None:
             rows.append((f.tags.get("building"), f.tags.get("building:levels"), f.tags.get("landuse"),
                          shapely.from_wkb(f.wkb)))
-    gdf = gpd.GeoDataFrame(pd.DataFrame(rows, columns=["building", "building:levels", "landuse", "geometry"]),
-                           geometry="geometry", crs=4326)
-    return residents_from_building_polygons(gdf, m2_per_person=m2_per_person, default_levels=default_levels,
-                                            label=Path(path).name)
+    return gpd.GeoDataFrame(pd.DataFrame(rows, columns=["building", "building:levels", "landuse", "geometry"]),
+                            geometry="geometry", crs=4326)
 
 
 def residents_from_building_polygons(
