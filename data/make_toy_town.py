@@ -11,7 +11,9 @@ UTM zone 51N) so every walking distance can be worked out by hand:
   (``social_facility=nursing_home`` for seniors), a library drawn as a building polygon,
   a pitch polygon and a fitness station; a pet hospital (宠物医院) that must not count as health;
 * residential buildings with levels, a ``building=yes`` inside ``landuse=residential`` and an
-  office building, for the building-based population estimate.
+  office building, for the building-based population estimate;
+* administrative boundaries: the district 小河区 (``admin_level=6``) over the whole town and
+  the subdistricts 城西街道 (x < 500) and 城东街道 (x > 500) (``admin_level=8``), split by the river.
 
 Run ``python data/make_toy_town.py`` to rebuild the file (it is committed; the result is
 deterministic).
@@ -31,7 +33,7 @@ X0, Y0 = _utm.transform(*ORIGIN)
 
 nodes: list[tuple[int, float, float, dict[str, str]]] = []
 ways: list[tuple[int, list[int], dict[str, str]]] = []
-relations: list[str] = []
+relations: list[tuple[int, list[int], dict[str, str]]] = []
 _grid: dict[tuple[float, float], int] = {}
 
 
@@ -99,6 +101,22 @@ def build() -> None:
     box(330, 120, 50, 50, {"building": "office", "building:levels": "12"})
     box(205, 5, 190, 190, {"landuse": "residential"})
 
+    # administrative boundaries (units): one district (admin_level 6) split by the river into two
+    # subdistricts (admin_level 8), as boundary relations of closed outer ways
+    def ring(x0: float, y0: float, x1: float, y1: float) -> int:
+        return box(x0, y0, x1 - x0, y1 - y0, {})
+
+    boundary = {"type": "boundary", "boundary": "administrative"}
+    relation([ring(-60, -60, 860, 460)], {**boundary, "admin_level": "6", "name": "小河区", "name:en": "Xiaohe"})
+    relation([ring(-60, -60, 500, 460)], {**boundary, "admin_level": "8", "name": "城西街道"})
+    relation([ring(500, -60, 860, 460)], {**boundary, "admin_level": "8", "name": "城东街道"})
+
+
+def relation(outer_ways: list[int], tags: dict[str, str]) -> int:
+    rid = 9000 + len(relations)
+    relations.append((rid, outer_ways, tags))
+    return rid
+
 
 def write(path: Path) -> None:
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
@@ -115,6 +133,11 @@ def write(path: Path) -> None:
         lines += [f'    <nd ref="{i}"/>' for i in ids]
         lines += [f"    <tag k={quoteattr(k)} v={quoteattr(v)}/>" for k, v in tags.items()]
         lines.append("  </way>")
+    for rid, members, tags in relations:
+        lines.append(f'  <relation id="{rid}" version="1">')
+        lines += [f'    <member type="way" ref="{m}" role="outer"/>' for m in members]
+        lines += [f"    <tag k={quoteattr(k)} v={quoteattr(v)}/>" for k, v in tags.items()]
+        lines.append("  </relation>")
     lines.append("</osm>")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -123,4 +146,4 @@ if __name__ == "__main__":
     build()
     out = Path(__file__).resolve().parents[1] / "lifecircle" / "data" / "toy_town.osm"
     write(out)
-    print(f"wrote {out} ({len(nodes)} nodes, {len(ways)} ways)")
+    print(f"wrote {out} ({len(nodes)} nodes, {len(ways)} ways, {len(relations)} relations)")

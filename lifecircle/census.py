@@ -348,6 +348,7 @@ def residents_from_census(
     network=None,
     m2_per_person: float = 36.5,
     cell_m: float = 100.0,
+    min_network_share: float = 0.5,
 ):
     """Spread each unit's census count over weighted points inside it (dasymetric mapping).
 
@@ -363,7 +364,9 @@ def residents_from_census(
         ``cell_m`` apart inside them, equal weights (so people follow residential area).
     ``"streets"``
         edges of ``network`` whose midpoint lies in the unit; one point per midpoint,
-        weight = edge length.
+        weight = edge length. Only when the network's extent (convex hull) covers at least
+        ``min_network_share`` of the unit: a network that only clips a unit would otherwise put
+        the unit's whole population on those few streets and overstate its coverage.
     ``"area"``
         grid points ``cell_m`` apart over the whole unit (coarser when a unit would get more
         than :data:`MAX_POINTS_PER_UNIT` points; its representative point when it is tiny).
@@ -389,6 +392,8 @@ def residents_from_census(
         Floor area per resident, only used to report ``building_estimate``.
     cell_m : float
         Grid spacing in metres of the landuse and area methods.
+    min_network_share : float
+        Least share of a unit's area inside the network's extent for the ``"streets"`` method.
 
     Returns
     -------
@@ -422,6 +427,8 @@ def residents_from_census(
         raise InputDataError(f"m2_per_person must be positive (got {m2_per_person}); e.g. 36.5")
     if not (cell_m > 0):
         raise InputDataError(f"cell_m must be positive (got {cell_m}); e.g. 100")
+    if not (0 <= min_network_share <= 1):
+        raise InputDataError(f"min_network_share must be between 0 and 1 (got {min_network_share}); e.g. 0.5")
     if not isinstance(census, pd.DataFrame):
         census = read_census(census)
     if not {"name", "population"} <= set(census.columns):
@@ -483,7 +490,13 @@ def residents_from_census(
                     method, w = "residential_landuse", np.ones(x.size)
             si = s_by_unit[i]
             if method == "none" and si.size and slen[si].sum() > 0:
-                method, x, y, w = "streets", sx[si], sy[si], slen[si]
+                inside = shapely.intersection(geoms[i], hull).area / geoms[i].area if geoms[i].area > 0 else 1.0
+                if inside >= min_network_share:
+                    method, x, y, w = "streets", sx[si], sy[si], slen[si]
+                else:
+                    log.warning("census: the walking network covers only %.1f%% of %s; its %.0f residents are "
+                                "spread over the whole unit (those far from the network count as not covered) — "
+                                "give a network (--osm) covering the whole unit", 100 * inside, names[i], total)
             if method == "none":
                 x, y = _spread_grid(geoms[i], cell_m)
                 method, w = "area", np.ones(x.size)
@@ -497,12 +510,6 @@ def residents_from_census(
             log.warning("census: OSM buildings in %s hold homes for %.0f people at %.1f m²/person, %.0f%% of its "
                         "census %.0f; its residents all go to those %d buildings",
                         names[i], estimate, m2_per_person, 100 * estimate / total, total, npts)
-        if method == "streets" and hull is not None:
-            share = shapely.intersection(geoms[i], hull).area / geoms[i].area
-            if share < 0.5:
-                log.warning("census: the walking network covers only %.1f%% of %s; its %.0f residents all go to "
-                            "those %d streets — give a network (--osm) covering the whole unit",
-                            100 * share, names[i], total, npts)
         table.append((names[i], total, method, npts, estimate))
 
     methods_df = pd.DataFrame(table, columns=["unit", "census_population", "method", "points", "building_estimate"])

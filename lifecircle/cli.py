@@ -73,6 +73,10 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--units", type=click.Path(dir_okay=False, path_type=Path), help="District/subdistrict polygons: coverage per unit.")
 @click.option("--unit-name", help="Unit name column (default: name/名称/district…).")
 @click.option("--units-crs", help="CRS of --units (gcj02 for DataV/AMap boundaries).")
+@click.option("--admin-level", help="Units from the OSM administrative boundaries instead of --units: 6/district (区/县) or 8/subdistrict (街道/镇).")
+@click.option("--census", type=click.Path(dir_okay=False, path_type=Path), help="Census counts per unit (CSV/XLSX: name or adcode + population), spread onto homes inside each unit. Needs --units or --admin-level.")
+@click.option("--census-join", type=click.Choice(["auto", "name", "code", "adcode"]), default="auto", show_default=True, help="Join census rows to units by name or by code (auto: codes when both sides have them).")
+@click.option("--census-population", "census_population", help="Population column of --census (default: population_2020/population/常住人口…).")
 @click.option("--lon-column", help="Longitude column of CSV inputs (default: lon/lng/longitude/x/经度).")
 @click.option("--lat-column", help="Latitude column of CSV inputs (default: lat/latitude/y/纬度).")
 @click.option("--minutes", multiple=True, callback=_floats, help="Thresholds in minutes [default: 5,10,15].")
@@ -86,7 +90,8 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
 @click.pass_context
 def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
-            population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, lon_column,
+            population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
+            census, census_join, census_population, lon_column,
             lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, config_file, taxonomy, out_dir):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
 
@@ -94,6 +99,8 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
     Examples:
       lifecircle analyze --example helsinki --categories health,culture,sports --out out/helsinki
       lifecircle analyze --osm city.osm.pbf --facilities list.csv --population pop.csv --out out/
+      lifecircle analyze --osm shanghai.osm.pbf --units districts.geojson --units-crs gcj02 \\
+          --census census2020.csv --facilities list.csv --facilities-crs gcj02 --out out/sh
     """
     from .datasets import example_osm
     from .pipeline import analyze as run
@@ -103,6 +110,12 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
         raise click.UsageError("give exactly one of --osm FILE, --place NAME or --example NAME")
     if replace_osm_facilities and facilities is None:
         raise click.UsageError("--replace-osm-facilities needs --facilities FILE")
+    if units and admin_level:
+        raise click.UsageError("give either --units FILE or --admin-level, not both")
+    if census and not (units or admin_level):
+        raise click.UsageError("--census needs the units it counts: add --units FILE or --admin-level 6|8")
+    if census and population:
+        raise click.UsageError("give either --census or --population, not both")
     overrides = {"minutes": minutes, "walk_speed_kmh": speed_kmh, "target": target, "max_snap_m": max_snap_m,
                  "max_minutes": max_minutes, "categories": categories}
     if config_file:
@@ -122,7 +135,9 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
 
     result = run(osm, place=place, facilities=facilities, replace_osm_facilities=replace_osm_facilities,
                  population=population, units=units, config=cfg, taxonomy=taxonomy, facilities_crs=facilities_crs,
-                 population_crs=population_crs, units_crs=units_crs, category_column=category_column,
+                 population_crs=population_crs, units_crs=units_crs, admin_level=admin_level, census=census,
+                 census_join="code" if census_join == "adcode" else census_join,
+                 census_population_column=census_population, category_column=category_column,
                  name_column=name_column, population_column=population_column, unit_name=unit_name,
                  lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, progress=progress)
     progress(f"writing {out_dir}")

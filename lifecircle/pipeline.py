@@ -29,7 +29,8 @@ from .io import atomic_path, write_json
 from .network import WalkNetwork, network_from_osm, network_from_place
 from .osm import OSM_CREDIT, file_sha256
 from .population import residents_from_buildings, residents_from_file
-from .units import assign_units, units_from_file
+from .census import read_census, residents_from_census
+from .units import assign_units, units_from_file, units_from_osm, units_from_place
 from .walking_times import WalkingTimes, walking_times
 
 log = logging.getLogger("lifecircle")
@@ -56,6 +57,10 @@ class Analysis:
         Tidy table (see :func:`lifecircle.coverage.coverage_table`).
     summary : dict
         What ``summary.json`` holds.
+    units : GeoDataFrame or None
+        The area units (``unit`` name column, WGS84), when given.
+    census_methods : DataFrame or None
+        With a census: one row per unit with its census count and how it was spread.
     """
 
     config: AnalysisConfig
@@ -65,6 +70,8 @@ class Analysis:
     coverage: pd.DataFrame
     times: WalkingTimes
     summary: dict[str, Any] = field(default_factory=dict)
+    units: Any = None
+    census_methods: pd.DataFrame | None = None
 
     def category_share(self, category: str, minutes: float | None = None, unit: str = STUDY_AREA) -> float:
         """Coverage share of a category (or ``all``) at ``minutes`` (default: the headline threshold)."""
@@ -93,6 +100,12 @@ class Analysis:
         if rejected is not None and len(rejected):
             paths["facilities_rejected.csv"] = out / "facilities_rejected.csv"
             _write_csv(rejected, paths["facilities_rejected.csv"])
+        if self.units is not None:
+            paths["units.gpkg"] = out / "units.gpkg"
+            _write_gpkg(_gpkg_ready(self.units), paths["units.gpkg"], "units")
+        if self.census_methods is not None:
+            paths["census_methods.csv"] = out / "census_methods.csv"
+            _write_csv(self.census_methods, paths["census_methods.csv"])
         write_json(self.summary, paths["summary.json"])
         log.info("wrote %s", ", ".join(p.name for p in paths.values()))
         return paths
@@ -135,10 +148,37 @@ class Analysis:
             shares = "".join(f"{c['shares_by_minutes'][f'{m:g}']:>10.1%}" for m in cfg.minutes)
             ok = "met" if c["meets_target"] else "NOT met"
             lines.append(f"{cat:<14}{c['facilities']:>11,}{shares}{ok:>9}{c['population_to_cover']:>12,.0f}")
+        if "units" in s:
+            lines += ["", self._unit_lines()]
         for w in s.get("warnings", []) if warnings else []:
             lines.append(f"warning: {w}")
         lines.append(OSM_CREDIT)
         return "\n".join(lines)
+
+
+    def _unit_lines(self) -> str:
+        """Per-unit shares at the headline threshold (a unit below the target is marked ✗)."""
+        cov = self.coverage[(self.coverage.unit != STUDY_AREA) & (self.coverage.minutes == self.config.headline_minutes)]
+        cats = list(dict.fromkeys(cov["category"]))
+        wide = cov.pivot(index="unit", columns="category", values="share").reindex(columns=cats)
+        pop = cov.groupby("unit")["population"].first()
+        methods = (self.census_methods.set_index("unit")["method"] if self.census_methods is not None else None)
+        head = f"{'unit':<12}{'residents':>12}" + "".join(f"{c:>14}" for c in cats)
+        rows = [f"per unit, ≤{self.config.headline_minutes:g} min (✗ = below the {self.config.target:.0%} target)"
+                + (", census spread by: see census_methods.csv" if methods is not None else ""), head]
+        for unit in wide.sort_values(cats[-1]).index:
+            cells = "".join(f"{(f'{v:.1%}' + (' ' if v >= self.config.target else '✗')):>14}"
+                            for v in wide.loc[unit].to_numpy())
+            rows.append(f"{_pad(unit, 12)}{pop[unit]:>12,.0f}{cells}")
+        return "\n".join(rows)
+
+
+def _pad(text: str, width: int) -> str:
+    """Left-justify counting CJK characters as two columns (for terminal tables)."""
+    import unicodedata
+
+    cols = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(1, width - cols)
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -198,6 +238,10 @@ def analyze(
     facilities_crs: Any = None,
     population_crs: Any = None,
     units_crs: Any = None,
+    admin_level: int | str | None = None,
+    census: str | os.PathLike[str] | pd.DataFrame | None = None,
+    census_join: str = "auto",
+    census_population_column: str | None = None,
     category_column: str | None = "category",
     name_column: str | None = None,
     population_column: str | None = None,
@@ -227,6 +271,15 @@ def analyze(
         estimated from OSM residential buildings and flagged as an estimate.
     units : path or GeoDataFrame, optional
         District/subdistrict polygons; coverage is also reported per unit.
+    admin_level : int or str, optional
+        Instead of ``units``: the OSM file's (or place's) administrative boundaries of this
+        level (6 or ``"district"`` = 区/县, 8 or ``"subdistrict"`` = 街道/镇).
+    census : path or DataFrame, optional
+        Census counts per unit (:func:`lifecircle.census.read_census`), spread onto residential
+        buildings / landuse / streets / area inside each unit
+        (:func:`lifecircle.census.residents_from_census`); needs units, replaces ``population``.
+    census_join : {"auto", "code", "name"}
+        How census rows find their unit (codes when both sides have them, else names).
     config : AnalysisConfig
         Thresholds, speed, target, snapping distance, categories.
 
@@ -286,8 +339,39 @@ def analyze(
     fac = fac[fac["category"].isin(cfg.categories)].reset_index(drop=True) if len(fac) else fac
     inputs["taxonomy"] = _input_record(tax.source) if tax.source != "builtin" and Path(tax.source).is_file() else None
 
+    unit_layer = None
+    if units is not None and admin_level is not None:
+        raise InputDataError("give either units (--units FILE) or admin_level (--admin-level), not both")
+    if units is not None:
+        if isinstance(units, (str, os.PathLike)):
+            inputs["units"] = _input_record(units, crs=str(units_crs or "as declared"), name_column=unit_name)
+            unit_layer = units_from_file(units, name_column=unit_name, crs=units_crs)
+        else:
+            unit_layer = units
+    elif admin_level is not None:
+        if osm is not None:
+            unit_layer = units_from_osm(osm, admin_level=admin_level)
+        elif place is not None:
+            unit_layer = units_from_place(place, admin_level=admin_level)
+        else:
+            raise InputDataError("admin_level needs an OSM file or a place to take the boundaries from")
+        inputs["units"] = {"source": "OpenStreetMap boundary=administrative", "admin_level": str(admin_level),
+                           "count": int(len(unit_layer))}
+
     say("reading residents")
-    if population is None:
+    census_methods = None
+    if census is not None:
+        if population is not None:
+            raise InputDataError("give either a census table (--census) or a population file (--population), not both")
+        if unit_layer is None:
+            raise InputDataError("a census table needs the units it counts: add --units FILE (or --admin-level)")
+        if isinstance(census, (str, os.PathLike)):
+            inputs["census"] = _input_record(census, join=census_join)
+            census = read_census(census, population_column=census_population_column)
+        res = residents_from_census(unit_layer, census, on=census_join, osm=osm, network=net,
+                                    **({"m2_per_person": m2_per_person} if m2_per_person else {}))
+        census_methods = res.attrs["census_methods"]
+    elif population is None:
         if osm is None:
             raise InputDataError("no population: give --population FILE (points, polygons or a GeoTIFF)")
         res = residents_from_buildings(osm, **({"m2_per_person": m2_per_person} if m2_per_person else {}))
@@ -302,14 +386,6 @@ def analyze(
         res.attrs.setdefault("population_source", "points")
     pop_source = res.attrs.get("population_source", "points")
 
-    unit_layer = None
-    if units is not None:
-        if isinstance(units, (str, os.PathLike)):
-            inputs["units"] = _input_record(units, crs=str(units_crs or "as declared"), name_column=unit_name)
-            unit_layer = units_from_file(units, name_column=unit_name, crs=units_crs)
-        else:
-            unit_layer = units
-
     say(f"walking times for {len(res):,} residents to {len(fac):,} facilities")
     wt = walking_times(net, res, fac, config=cfg)
 
@@ -318,7 +394,7 @@ def analyze(
         residents[col] = wt.minutes[col].to_numpy()
     residents["snapped"] = wt.resident_snap.snapped
     residents["snap_dist_m"] = wt.resident_snap.dist_m.round(2)
-    if unit_layer is not None:
+    if unit_layer is not None and census_methods is None:
         residents["unit"] = assign_units(residents, unit_layer).to_numpy()
         outside = residents["unit"].isna()
         if outside.any():
@@ -393,6 +469,14 @@ def analyze(
         "warnings": warnings,
         "attribution": OSM_CREDIT,
     }
+    if census_methods is not None:
+        summary["census"] = {
+            "total": float(census_methods["census_population"].sum()),
+            "join": census_join,
+            "method": "dasymetric: buildings by floor area, else residential landuse, else streets, else area",
+            "units": {r.unit: {"census_population": float(r.census_population), "method": r.method,
+                               "points": int(r.points)} for r in census_methods.itertuples()},
+        }
     if unit_layer is not None:
         by_unit = cov[(cov.unit != STUDY_AREA) & (cov.minutes == head)]
         summary["units"] = {
@@ -402,4 +486,5 @@ def analyze(
         }
     for w in warnings:
         log.warning(w)
-    return Analysis(cfg, net, facilities_out, residents, cov, wt, summary)
+    return Analysis(cfg, net, facilities_out, residents, cov, wt, summary, units=unit_layer,
+                    census_methods=census_methods)

@@ -14,9 +14,14 @@ from .errors import EmptyResultError, InputDataError
 
 log = logging.getLogger("lifecircle")
 
-__all__ = ["UNIT_NAME_ALIASES", "units_from_file", "assign_units"]
+__all__ = ["UNIT_NAME_ALIASES", "ADMIN_LEVELS", "units_from_file", "units_from_osm", "units_from_place",
+           "assign_units"]
 
 UNIT_NAME_ALIASES = ("name", "unit", "名称", "district", "区", "subdistrict", "街道", "NAME", "adcode")
+UNIT_CODE_ALIASES = ("adcode", "code", "区划代码", "行政区划代码")
+#: OSM ``admin_level`` of China's units: 4 province/municipality, 6 district/county (区/县),
+#: 8 subdistrict/town (街道/镇/乡), 10 village/community (村/社区).
+ADMIN_LEVELS = {"district": 6, "subdistrict": 8}
 
 
 def units_from_file(path: str | os.PathLike[str], *, name_column: str | None = None, crs: Any = None):
@@ -34,8 +39,84 @@ def units_from_file(path: str | os.PathLike[str], *, name_column: str | None = N
     if not polys.any():
         raise InputDataError(f"units {p.name} has no polygons (found {', '.join(gdf.geom_type.unique())}); "
                              "give district/subdistrict boundaries")
-    out = gdf.loc[polys, [col, "geometry"]].rename(columns={col: "unit"}).reset_index(drop=True)
+    code = next((c for c in UNIT_CODE_ALIASES if c in gdf.columns and c != col), None)
+    keep = [col] + ([code] if code else []) + ["geometry"]
+    out = gdf.loc[polys, keep].rename(columns={col: "unit", **({code: "adcode"} if code else {})})
+    out = out.reset_index(drop=True)
     out["unit"] = out["unit"].astype(str)
+    return out
+
+
+def units_from_osm(path: str | os.PathLike[str], *, admin_level: int | str = 8):
+    """Administrative boundaries of one ``admin_level`` from an OSM file, as units in WGS84.
+
+    In China ``admin_level=6`` holds districts and counties (区/县) and ``8`` subdistricts and
+    towns (街道/镇/乡). Names come from ``name:zh``, else ``name``; the OSM ``ref`` (often the
+    administrative code) becomes ``adcode`` when present.
+
+    Examples
+    --------
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> u = units_from_osm(toy_town_osm(), admin_level=8)
+    >>> sorted(u["unit"])
+    ['城东街道', '城西街道']
+    >>> units_from_osm(toy_town_osm(), admin_level="district")["unit"].tolist()
+    ['小河区']
+    """
+    import geopandas as gpd
+    import shapely
+
+    from .osm import iter_features
+
+    level = str(ADMIN_LEVELS.get(str(admin_level), admin_level))
+    if not level.isdigit():
+        raise InputDataError(f"admin level {admin_level!r} is not a number or one of "
+                             f"{', '.join(ADMIN_LEVELS)}; e.g. 6 for 区, 8 for 街道/镇")
+
+    def keep(tags) -> bool:
+        return tags.get("boundary") == "administrative" and tags.get("admin_level") == level
+
+    rows = []
+    for f in iter_features(path, keep, keys=("boundary",), with_geometry=True):
+        geom = shapely.from_wkb(f.wkb) if f.wkb is not None else None
+        if geom is None or geom.geom_type not in ("Polygon", "MultiPolygon"):
+            continue  # an unclosed boundary (clipped extract) cannot hold residents
+        name = f.tags.get("name:zh") or f.tags.get("name") or f"{f.osm_type}/{f.osm_id}"
+        rows.append({"unit": name, "adcode": f.tags.get("ref"), "osm_id": f"{f.osm_type}/{f.osm_id}", "geometry": geom})
+    if not rows:
+        raise EmptyResultError(
+            f"no closed administrative boundary with admin_level={level} in {Path(path).name}; "
+            "the extract may clip them (use one that contains the whole units, or --units FILE), "
+            "or try another level (6 = 区/县, 8 = 街道/镇)"
+        )
+    out = gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)
+    if out["adcode"].isna().all():
+        out = out.drop(columns="adcode")
+    log.info("units: %d boundaries with admin_level=%s from %s", len(out), level, Path(path).name)
+    return out
+
+
+def units_from_place(place: str, *, admin_level: int | str = 8):
+    """Administrative boundaries of one ``admin_level`` inside a place, from Overpass (OSMnx, cached)."""
+    import osmnx as ox
+
+    from .errors import DownloadError
+
+    level = str(ADMIN_LEVELS.get(str(admin_level), admin_level))
+    try:
+        gdf = ox.features_from_place(place, tags={"boundary": "administrative", "admin_level": level})
+    except Exception as exc:  # noqa: BLE001 - network, geocoding and empty-result errors of OSMnx
+        raise DownloadError(f"could not download the admin_level={level} boundaries of {place!r} ({exc}); "
+                            "check the internet connection or give --units FILE") from None
+    gdf = gdf[gdf.geometry.geom_type.isin(["Polygon", "MultiPolygon"])
+              & (gdf.get("admin_level", pd.Series(index=gdf.index, dtype=object)) == level)]
+    if gdf.empty:
+        raise EmptyResultError(f"no admin_level={level} boundary inside {place!r}; try another level "
+                               "(6 = 区/县, 8 = 街道/镇) or give --units FILE")
+    names = gdf["name:zh"] if "name:zh" in gdf else gdf["name"]
+    names = names.fillna(gdf["name"]) if "name" in gdf else names
+    out = gdf[["geometry"]].to_crs(4326).reset_index(drop=True)
+    out.insert(0, "unit", names.astype(str).to_numpy())
     return out
 
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
@@ -182,3 +183,79 @@ def test_facilities_command_city_wide(shared, tmp_path):
     subs = pd.read_csv(tmp_path / "fac_subcategories.csv", index_col=0)
     assert {"community_health_centre", "hospital"} <= set(subs.columns)
     assert off.found.iloc[-1] == subs.loc["total", "community_health_centre"]
+
+
+def test_census_districts_gcj02_list(shanghai_pbf, shanghai_csvs, shared, tmp_path):
+    """Issue 3's 'done means': DataV districts (GCJ-02) + the 2020 census + a GCJ-02 facility list with
+    Chinese columns (one row has no coordinates) on the WGS84 street sample."""
+    from lifecircle.crs import wgs84_to_gcj02
+
+    f = pd.read_csv(shanghai_csvs / "F.csv")
+    f = f[f.category.isin(["health", "sports"])]
+    lon, lat = wgs84_to_gcj02(f.lon.to_numpy(), f.lat.to_numpy())
+    gcj = pd.DataFrame({"名称": f.name.fillna("无名"), "类别": f.category, "经度": lon, "纬度": lat})
+    gcj.loc[len(gcj)] = {"名称": "地址待补社区卫生服务站", "类别": "health", "经度": None, "纬度": None}
+    gcj.to_csv(tmp_path / "list_gcj.csv", index=False, encoding="utf-8")
+    out = tmp_path / "out"
+    p = run("analyze", "--osm", shanghai_pbf, "--units", shared / "shanghai_districts_datav_v3_gcj02.geojson",
+            "--units-crs", "gcj02", "--census", shared / "shanghai_district_population_census2020.csv",
+            "--facilities", tmp_path / "list_gcj.csv", "--facilities-crs", "gcj02", "--replace-osm-facilities",
+            "--categories", "health,sports", "--out", out)
+    assert p.returncode == 0, p.stderr
+    assert "黄浦区" in p.stdout and "静安区" in p.stdout
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    census = pd.read_csv(shared / "shanghai_district_population_census2020.csv")
+    assert s["residents"]["population"] == pytest.approx(24_870_895, rel=1e-12)
+    assert s["residents"]["population_source"] == "census_dasymetric"
+    cov = pd.read_csv(out / "coverage.csv")
+    rows = cov[(cov.unit != "study_area") & (cov.category == "health") & (cov.minutes == 15)].set_index("unit")
+    assert len(rows) == 16
+    for name, pop in zip(census.district, census.population_2020):
+        assert rows.loc[name, "population"] == pytest.approx(pop, rel=1e-9)
+    # the converted list sits on the WGS84 streets: every point snaps within a few metres of where the
+    # WGS84 original snaps (no ~500 m GCJ offset), and no offset warning is raised
+    fac = gpd.read_file(out / "facilities.gpkg")
+    orig = np.column_stack([f.lon, f.lat])
+    back = np.column_stack([fac.geometry.x, fac.geometry.y])
+    assert len(fac) == len(f)
+    nearest = np.sqrt(((back[:, None, :] - orig[None, :, :]) ** 2).sum(-1)).min(1)
+    assert nearest.max() < 1e-5  # degrees, ~1 m
+    assert not any("gcj02" in w for w in s["warnings"])
+    # districts outside the 2.4 km sample have nobody within reach; the covered people live in 黄浦/静安 (and just across the creek)
+    covered = rows[rows.covered_population > 0].index
+    assert set(covered) <= {"黄浦区", "静安区", "虹口区"} and "黄浦区" in set(covered)  # 虹口 across Suzhou Creek
+    # the row without coordinates is reported, not dropped silently
+    rejected = pd.read_csv(out / "facilities_rejected.csv")
+    assert "地址待补社区卫生服务站" in rejected.to_string()
+    assert any("not used" in w for w in s["warnings"])
+    methods = pd.read_csv(out / "census_methods.csv")
+    assert len(methods) == 16 and methods.census_population.sum() == pytest.approx(24_870_895)
+
+
+def test_admin_boundaries_from_osm(tmp_path):
+    out = tmp_path / "tt"
+    assert main(["-q", "analyze", "--example", "toy_town", "--admin-level", "subdistrict", "--out", str(out)]) == 0
+    cov = pd.read_csv(out / "coverage.csv")
+    assert set(cov.unit) == {"study_area", "城西街道", "城东街道"}
+    units = gpd.read_file(out / "units.gpkg")
+    assert units.crs.to_epsg() == 4326 and sorted(units.unit) == ["城东街道", "城西街道"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--census", "{census}"], "needs the units"),
+        (["--admin-level", "8", "--census", "{bad}"], "units without a census row: 城东街道"),
+        (["--admin-level", "4"], "no closed administrative boundary with admin_level=4"),
+        (["--admin-level", "ward"], "admin level 'ward'"),
+    ],
+)
+def test_census_errors(tmp_path, args, message):
+    (tmp_path / "census.csv").write_text("name,population\n城西街道,10\n城东街道,20\n", encoding="utf-8")
+    (tmp_path / "bad.csv").write_text("name,population\n城西街道,10\n城北街道,20\n", encoding="utf-8")
+    out = tmp_path / "out"
+    p = run("analyze", "--example", "toy_town", *[a.format(census=tmp_path / "census.csv", bad=tmp_path / "bad.csv")
+                                                  for a in args], "--out", out)
+    assert p.returncode in (1, 2), p.stderr
+    assert message in p.stderr and "Traceback" not in p.stderr
+    assert not out.exists() or not any(out.iterdir())
