@@ -117,7 +117,8 @@ def read_geo(
     if suffix in _TABLE_SUFFIXES:
         df = read_table(p, what=what)
         if df.empty:
-            raise InputDataError(f"{what} file {p} has no rows")
+            raise InputDataError(f"{what} file {p} has no rows (only a header?); give one row per point "
+                                 "with its longitude and latitude, or leave the option out")
         lon_c = find_column(df.columns, lon_column, LON_ALIASES, what=f"{what} {p.name}", option="--lon-column")
         lat_c = find_column(df.columns, lat_column, LAT_ALIASES, what=f"{what} {p.name}", option="--lat-column")
         lon = pd.to_numeric(df[lon_c], errors="coerce").to_numpy(dtype=float)

@@ -104,6 +104,10 @@ def test_user_file_errors(tmp_path):
         facilities_from_file(h)
     with pytest.raises(InputFileError, match="not found"):
         facilities_from_file(tmp_path / "missing.csv")
+    e = tmp_path / "empty.csv"
+    e.write_text("名称,经度,纬度,类别\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match="has no rows .*give one row per point"):
+        facilities_from_file(e)
 
 
 def test_custom_taxonomy(tmp_path):
