@@ -223,6 +223,46 @@ def fetch(name, directory, update):
     click.echo(str(path))
 
 
+@cli.command()
+@click.argument("plan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--workers", type=click.IntRange(min=0), help="Worker processes of a local Dask cluster [default: one per CPU]; 0 runs the tasks here, one by one, without Dask.")
+@click.option("--scheduler", help="Address of a running Dask scheduler (tcp://host:port) to use instead of a local cluster.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Output folder [default: the plan's out_dir].")
+@click.pass_context
+def batch(ctx, plan, workers, scheduler, out_dir):
+    """Run many analyses (areas × parameter sets) from a TOML plan, in parallel; reruns skip finished tasks.
+
+    \b
+    Examples:
+      lifecircle batch examples/batch_plan.toml --workers 2
+      lifecircle batch plan.toml --scheduler tcp://scheduler-host:8786
+    """
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .batch import load_plan, run_batch
+
+    if workers is not None and scheduler:
+        raise click.UsageError("give --workers (a local cluster) or --scheduler (a running one), not both")
+    tasks = load_plan(plan)
+    quiet = ctx.obj["quiet"]
+    with logging_redirect_tqdm(loggers=[log]), \
+            tqdm(total=len(tasks), unit="task", disable=quiet, file=sys.stderr, desc="batch") as bar:
+        def progress(done, total, row):
+            bar.set_postfix_str(f"{row['area']}/{row['parameters']} {row['status']}", refresh=False)
+            bar.update(1)
+
+        table = run_batch(tasks, workers=workers, scheduler=scheduler, out_dir=out_dir, progress=progress)
+    if not quiet:
+        shown = table[["area", "parameters", "status", "seconds", "share_all", "below_target", "error"]]
+        click.echo(shown.to_string(index=False, na_rep=""))
+        click.echo(f"\nresults table: {table.attrs['path']}")
+    failed = int((table["status"] == "failed").sum())
+    if failed:
+        raise click.ClickException(f"{failed} of {len(table)} tasks failed; see the error column of "
+                                   f"{table.attrs['path']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 1 (usage errors: 2)."""
     try:

@@ -250,6 +250,7 @@ def analyze(
     lat_column: str | None = None,
     m2_per_person: float | None = None,
     progress: Callable[[str], None] | None = None,
+    walking_times_fn: Callable[..., WalkingTimes] | None = None,
 ) -> Analysis:
     """Run the whole 15-minute life-circle analysis.
 
@@ -282,6 +283,10 @@ def analyze(
         How census rows find their unit (codes when both sides have them, else names).
     config : AnalysisConfig
         Thresholds, speed, target, snapping distance, categories.
+    walking_times_fn : callable, optional
+        Replaces :func:`~lifecircle.walking_times.walking_times` (same signature), e.g.
+        ``functools.partial(lifecircle.partition.walking_times_tiled, tile_m=3000, client=client)``
+        to split a very large area into tiles with the same result.
 
     Examples
     --------
@@ -387,7 +392,7 @@ def analyze(
     pop_source = res.attrs.get("population_source", "points")
 
     say(f"walking times for {len(res):,} residents to {len(fac):,} facilities")
-    wt = walking_times(net, res, fac, config=cfg)
+    wt = (walking_times_fn or walking_times)(net, res, fac, config=cfg)
 
     residents = res.copy()
     for col in wt.minutes.columns:
