@@ -8,7 +8,13 @@ The pipeline, one module per stage::
     snapping     -> where each point joins the network
     walking_times-> minutes to the nearest facility of each category
     coverage     -> population-weighted shares at 5/10/15 minutes vs the 85 % target
+    units, census-> districts/subdistricts, and census counts spread onto homes
+    gaps         -> uncovered residents as ranked gap areas
+    sites        -> where new facilities cover the most people, and how many each unit needs
+    scenario     -> coverage with facilities added or removed
+    maps, figures-> offline folium maps and PNG figures
     pipeline     -> analyze(): all of the above, written to a folder
+    batch, partition -> many areas on Dask; one large area in tiles
 """
 
 from __future__ import annotations
@@ -40,7 +46,10 @@ from .population import (
     residents_from_polygons,
     residents_from_raster,
 )
-from .pipeline import Analysis, analyze
+from .gaps import find_gaps, gap_areas
+from .pipeline import Analysis, analyze, reanalyze
+from .scenario import Scenario, scenario
+from .sites import SitePlan, plan_sites, sites_needed, suggest_sites
 from .snapping import snap_points
 from .walking_times import build_access_graph, walking_times
 
@@ -75,5 +84,14 @@ __all__ = [
     "build_access_graph",
     "walking_times",
     "analyze",
+    "reanalyze",
     "Analysis",
+    "find_gaps",
+    "gap_areas",
+    "suggest_sites",
+    "plan_sites",
+    "sites_needed",
+    "SitePlan",
+    "scenario",
+    "Scenario",
 ]

@@ -88,11 +88,17 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file with an [analysis] table of the parameters above.")
 @click.option("--taxonomy", type=click.Path(dir_okay=False, path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
+@click.option("--sites", "plan_sites", is_flag=True, help="Also plan new sites: how many each category (and unit) needs to reach the target, and where (as `lifecircle gaps`).")
+@click.option("--map/--no-map", "make_map", default=True, show_default=True, help="Write the offline HTML map (map.html) and the PNG figures.")
+@click.option("--png/--no-png", default=True, show_default=True, help="With --map: also coverage_map.png and coverage_curve.png (matplotlib).")
+@click.option("--basemap", type=click.Choice(["osm", "amap", "gaode", "tianditu", "none"]), default="osm", show_default=True,
+              help="Background tiles of the map; amap/gaode are GCJ-02 and the overlays are shifted to match.")
 @click.pass_context
 def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
             population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
             census, census_join, census_population, lon_column,
-            lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, config_file, taxonomy, out_dir):
+            lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, config_file, taxonomy, out_dir,
+            plan_sites, make_map, png, basemap):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
 
     \b
@@ -131,7 +137,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
     def progress(msg: str) -> None:
         step[0] += 1
         if not quiet:
-            click.echo(f"[{step[0]}/6 {time.perf_counter() - t0:5.1f}s] {msg}…", err=True)
+            click.echo(f"[{step[0]}/{6 + make_map + plan_sites} {time.perf_counter() - t0:5.1f}s] {msg}…", err=True)
 
     result = run(osm, place=place, facilities=facilities, replace_osm_facilities=replace_osm_facilities,
                  population=population, units=units, config=cfg, taxonomy=taxonomy, facilities_crs=facilities_crs,
@@ -142,8 +148,22 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                  lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, progress=progress)
     progress(f"writing {out_dir}")
     paths = result.write(out_dir)
+    sites = None
+    if plan_sites:
+        from .sites import write_site_plans
+
+        progress("planning new sites")
+        site_paths, sites, needed = write_site_plans(result, out_dir)
+        paths.update(site_paths)
+    if make_map:
+        from .gaps import find_gaps
+        from .maps import write_maps
+
+        paths.update(write_maps(result, out_dir, png=png, basemap=basemap, gaps=find_gaps(result), sites=sites))
     if not quiet:
         click.echo(result.report(warnings=False))
+        if plan_sites:
+            click.echo("\n" + _needed_lines(needed))
         click.echo(f"\nwrote {len(paths)} files to {out_dir}/ in {time.perf_counter() - t0:.1f}s: "
                    + ", ".join(p.name for p in paths.values()))
 
@@ -223,6 +243,126 @@ def fetch(name, directory, update):
     click.echo(str(path))
 
 
+def _needed_lines(needed) -> str:
+    """The sites-needed table for the terminal."""
+    if needed is None or needed.empty:
+        return "no site plan (every category meets the target)"
+    t = needed[["unit", "category", "share_before", "sites_needed", "share_after", "exact_sites", "note"]].copy()
+    for c in ("share_before", "share_after"):
+        t[c] = t[c].map(lambda v: f"{v:.1%}")
+    return "new sites needed to reach the target (greedy; exact = MILP optimum when solved)\n" + t.to_string(
+        index=False, na_rep="-")
+
+
+@cli.command()
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--category", "category", multiple=True, type=click.Choice(CATEGORIES), help="Category to plan (repeatable) [default: every analysed one].")
+@click.option("-k", "k", type=click.IntRange(min=1), help="The k best sites per category [default: as many as the target needs, per unit too].")
+@click.option("--candidates", type=click.Path(dir_okay=False, path_type=Path), help="Candidate sites (CSV lon/lat, GeoJSON, GPKG) [default: street nodes near the gaps].")
+@click.option("--candidates-crs", help="CRS of --candidates: wgs84 (default), gcj02, bd09 or EPSG.")
+@click.option("--cell-m", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True, help="Grid cell of the gap areas.")
+@click.option("--per-unit/--no-per-unit", default=True, show_default=True, help="Also plan each unit's sites (sites_needed.csv).")
+@click.option("--exact/--no-exact", default=True, show_default=True, help="Check greedy against the exact MILP optimum.")
+@click.option("--time-limit-s", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="MILP time limit per area.")
+@click.option("--map/--no-map", "make_map", default=True, show_default=True, help="Redraw map.html with the gaps and the sites.")
+@click.pass_context
+def gaps(ctx, out_dir, category, k, candidates, candidates_crs, cell_m, per_unit, exact, time_limit_s, make_map):
+    """Where the gaps are and where new facilities cover the most people, for a finished analysis.
+
+    Re-runs the analysis recorded in OUT_DIR/summary.json, then writes gaps.gpkg,
+    suggested_sites.csv/.gpkg (works as --facilities or `scenario --add`) and sites_needed.csv.
+
+    \b
+    Examples:
+      lifecircle gaps out/sh                         # sites each category and district needs for 85 %
+      lifecircle gaps out/sh --category health -k 5  # the 5 best new health sites
+      lifecircle gaps out/sh --candidates parcels.csv --candidates-crs gcj02
+    """
+    from .gaps import find_gaps, write_gaps
+    from .pipeline import reanalyze
+    from .sites import write_site_plans
+
+    a = reanalyze(out_dir)
+    bad = [c for c in category if c not in a.config.categories]
+    if bad:
+        raise click.UsageError(f"{', '.join(bad)} was not analysed in {out_dir} "
+                               f"(analysed: {', '.join(a.config.categories)})")
+    g = find_gaps(a, category=list(category) or None, cell_m=cell_m)
+    paths = {"gaps.gpkg": write_gaps(g, out_dir / "gaps.gpkg")}
+    site_paths, sites, needed = write_site_plans(a, out_dir, categories=category or None, k=k, candidates=candidates,
+                                                 candidates_crs=candidates_crs, per_unit=per_unit, exact=exact,
+                                                 time_limit_s=time_limit_s)
+    paths.update(site_paths)
+    if make_map:
+        from .maps import write_maps
+
+        paths.update(write_maps(a, out_dir, png=False, gaps=g, sites=sites))
+    if not ctx.obj["quiet"]:
+        top = g.head(10)
+        click.echo(f"{len(g):,} gap areas; the largest:")
+        shown = top[["gap", "category", "unit", "population", "median_minutes", "lon", "lat"]].round(
+            {"population": 0, "median_minutes": 1, "lon": 6, "lat": 6})
+        click.echo(shown.to_string(index=False, na_rep="-") if len(top) else "none")
+        click.echo("")
+        click.echo(_needed_lines(needed) if needed is not None else
+                   sites[["category", "rank", "lon", "lat", "newly_covered_population", "cumulative_share"]]
+                   .round({"lon": 6, "lat": 6, "newly_covered_population": 0, "cumulative_share": 4})
+                   .to_string(index=False))
+        click.echo(f"\nwrote {', '.join(p.name for p in paths.values())} to {out_dir}/")
+
+
+@cli.command()
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--add", type=click.Path(dir_okay=False, path_type=Path), help="Facilities to add (category + lon/lat), e.g. suggested_sites.csv.")
+@click.option("--add-crs", help="CRS of --add: wgs84 (default), gcj02, bd09 or EPSG.")
+@click.option("--remove", type=click.Path(dir_okay=False, path_type=Path), help="Facilities to close: points matched to the nearest facility of their category.")
+@click.option("--remove-crs", help="CRS of --remove.")
+@click.option("--remove-index", multiple=True, help="Facility row of facilities.gpkg, or an OSM id such as way/123, to close; repeatable.")
+@click.option("--match-m", type=click.FloatRange(min=0), default=50.0, show_default=True, help="How close a --remove point must be to the facility it closes.")
+@click.option("--out", "scenario_dir", type=click.Path(file_okay=False, path_type=Path), help="Output folder [default: OUT_DIR/scenario].")
+@click.pass_context
+def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, match_m, scenario_dir):
+    """What if facilities open or close: coverage before -> after, per category and unit.
+
+    \b
+    Examples:
+      lifecircle scenario out/sh --add out/sh/suggested_sites.csv
+      lifecircle scenario out/sh --remove closed.csv --remove-crs gcj02 --remove-index way/123456
+    """
+    from .pipeline import reanalyze
+    from .scenario import scenario as what_if
+
+    if not (add or remove or remove_index):
+        raise click.UsageError("give --add FILE and/or --remove FILE / --remove-index ID")
+    if remove and remove_index:
+        raise click.UsageError("give --remove FILE or --remove-index, not both")
+    a = reanalyze(out_dir)
+    s = what_if(a, add=add, add_crs=add_crs, remove=remove or (list(remove_index) or None), remove_crs=remove_crs,
+                match_m=match_m)
+    out = scenario_dir or out_dir / "scenario"
+    paths = s.write(out)
+    if not ctx.obj["quiet"]:
+        click.echo(s.report())
+        click.echo(f"wrote {', '.join(p.name for p in paths.values())} to {out}/")
+
+
+@cli.command("map")
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the map [default: OUT_DIR/map.html].")
+@click.option("--png/--no-png", default=True, show_default=True, help="Also write coverage_map.png and coverage_curve.png (matplotlib).")
+@click.option("--basemap", type=click.Choice(["osm", "amap", "gaode", "tianditu", "none"]), default="osm", show_default=True,
+              help="Background tiles. amap/gaode are GCJ-02: the overlays are shifted to match. tianditu needs $TIANDITU_KEY. The map itself needs no internet.")
+@click.option("--title", help="Map title [default: 15分钟社区生活圈 15-minute life circle].")
+@click.pass_context
+def map_command(ctx, out_dir, html_path, png, basemap, title):
+    """Draw the offline HTML map (and PNG figures) of a folder written by `lifecircle analyze --out`."""
+    from .maps import maps_from_folder
+
+    paths = maps_from_folder(out_dir, png=png, basemap=basemap, html_path=html_path, title=title)
+    if not ctx.obj["quiet"]:
+        click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
 @cli.command()
 @click.argument("plan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--workers", type=click.IntRange(min=0), help="Worker processes of a local Dask cluster [default: one per CPU]; 0 runs the tasks here, one by one, without Dask.")
@@ -264,7 +404,19 @@ def batch(ctx, plan, workers, scheduler, out_dir):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one line on stderr and exit code 1 (usage errors: 2)."""
+    """Entry point: user errors become one line on stderr and exit code 1 (usage errors: 2).
+
+    The logging set up for the run is undone afterwards, so calling ``main`` from Python (tests,
+    notebooks) leaves the ``lifecircle`` logger as it was.
+    """
+    saved = (log.handlers[:], log.level, log.propagate)
+    try:
+        return _main(argv)
+    finally:
+        log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="lifecircle", standalone_mode=False)
     except click.exceptions.Abort:

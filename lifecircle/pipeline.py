@@ -35,10 +35,10 @@ from .walking_times import WalkingTimes, walking_times
 
 log = logging.getLogger("lifecircle")
 
-__all__ = ["Analysis", "analyze", "OUTPUT_FILES"]
+__all__ = ["Analysis", "analyze", "reanalyze", "OUTPUT_FILES"]
 
 #: Files written by :meth:`Analysis.write`.
-OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv")
+OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv", "gaps.gpkg")
 
 
 @dataclass(eq=False)
@@ -91,7 +91,7 @@ class Analysis:
             from .errors import InputFileError
 
             raise InputFileError(f"cannot create output folder {out}: {exc.strerror}") from None
-        paths = {name: out / name for name in OUTPUT_FILES}
+        paths = {name: out / name for name in OUTPUT_FILES if name != "gaps.gpkg"}
         self.coverage_for_csv().pipe(_write_csv, paths["coverage.csv"])
         _write_gpkg(_gpkg_ready(self.residents), paths["residents.gpkg"], "residents")
         _write_gpkg(_gpkg_ready(self.facilities), paths["facilities.gpkg"], "facilities")
@@ -100,6 +100,9 @@ class Analysis:
         if rejected is not None and len(rejected):
             paths["facilities_rejected.csv"] = out / "facilities_rejected.csv"
             _write_csv(rejected, paths["facilities_rejected.csv"])
+        from .gaps import find_gaps, write_gaps
+
+        paths["gaps.gpkg"] = write_gaps(find_gaps(self), out / "gaps.gpkg")
         if self.units is not None:
             paths["units.gpkg"] = out / "units.gpkg"
             _write_gpkg(_gpkg_ready(self.units), paths["units.gpkg"], "units")
@@ -221,7 +224,7 @@ def _input_record(path: str | os.PathLike[str] | None, **extra: Any) -> dict[str
     if path is None:
         return None
     p = Path(path)
-    return {"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size, **extra}
+    return {"path": str(p.resolve()), "sha256": file_sha256(p), "bytes": p.stat().st_size, **extra}
 
 
 def analyze(
@@ -332,12 +335,15 @@ def analyze(
     if facilities is not None:
         if isinstance(facilities, (str, os.PathLike)):
             inputs["facilities"] = _input_record(facilities, crs=str(facilities_crs or "wgs84"),
-                                                 mode="replace" if replace_osm_facilities else "add")
+                                                 mode="replace" if replace_osm_facilities else "add",
+                                                 category_column=category_column, name_column=name_column)
             layers.append(facilities_from_file(facilities, category_column=category_column, name_column=name_column,
                                                lon_column=lon_column, lat_column=lat_column, crs=facilities_crs,
                                                taxonomy=tax))
         else:
-            layers.append(facilities)
+            given = facilities.copy()
+            given.attrs.pop("rejected", None)  # pandas carries a whole file's attrs into any subset of it
+            layers.append(given)
     fac = combine_facilities(*layers)
     if len(layers) > 1:
         fac = deduplicate(fac)
@@ -371,7 +377,7 @@ def analyze(
         if unit_layer is None:
             raise InputDataError("a census table needs the units it counts: add --units FILE (or --admin-level)")
         if isinstance(census, (str, os.PathLike)):
-            inputs["census"] = _input_record(census, join=census_join)
+            inputs["census"] = _input_record(census, join=census_join, population_column=census_population_column)
             census = read_census(census, population_column=census_population_column)
         res = residents_from_census(unit_layer, census, on=census_join, osm=osm, network=net,
                                     **({"m2_per_person": m2_per_person} if m2_per_person else {}))
@@ -383,7 +389,8 @@ def analyze(
         warnings.append("population is ESTIMATED from OSM residential buildings (footprint × levels ÷ "
                         f"{res.attrs.get('m2_per_person')} m² per person); give --population for real counts")
     elif isinstance(population, (str, os.PathLike)):
-        inputs["population"] = _input_record(population, crs=str(population_crs or "wgs84"))
+        inputs["population"] = _input_record(population, crs=str(population_crs or "wgs84"),
+                                             population_column=population_column)
         res = residents_from_file(population, population_column=population_column, lon_column=lon_column,
                                   lat_column=lat_column, crs=population_crs)
     else:
@@ -458,7 +465,9 @@ def analyze(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "parameters": {**cfg.to_dict(), "speed_kmh": cfg.walk_speed_kmh,
                        "snapping": "nearest point of the nearest walkable edge; access leg walked",
-                       "taxonomy": tax.source},
+                       "taxonomy": tax.source,
+                       "options": {"lon_column": lon_column, "lat_column": lat_column,
+                                   "m2_per_person": m2_per_person}},
         "inputs": {k: v for k, v in inputs.items() if v is not None},
         "network": net.describe(),
         "residents": {
@@ -493,3 +502,71 @@ def analyze(
         log.warning(w)
     return Analysis(cfg, net, facilities_out, residents, cov, wt, summary, units=unit_layer,
                     census_methods=census_methods)
+
+
+def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None] | None = None,
+              **overrides: Any) -> Analysis:
+    """Run again the analysis recorded in ``out_dir/summary.json`` (same inputs and parameters).
+
+    ``overrides`` replace :class:`~lifecircle.config.AnalysisConfig` fields (``minutes``,
+    ``categories``, ``target``…). An input file that changed since (another sha256) is used
+    with a warning; a missing one is an error.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> d = tempfile.mkdtemp(); _ = analyze(toy_town_osm()).write(d)
+    >>> a = reanalyze(d, minutes=(10,))
+    >>> a.config.minutes, round(a.category_share("culture"), 3) == round(analyze(toy_town_osm()).category_share("culture", 10), 3)
+    ((10.0,), True)
+    """
+    import dataclasses
+    import json
+
+    from .errors import InputFileError
+
+    folder = Path(out_dir)
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        params, inputs = summary["parameters"], summary["inputs"]
+    except FileNotFoundError:
+        raise InputFileError(f"{folder} has no summary.json: run `lifecircle analyze --out {folder}` first") from None
+    except (ValueError, KeyError) as exc:
+        raise InputDataError(f"{folder / 'summary.json'} is not a lifecircle summary ({exc}); run the analysis again") from None
+    fields = {f.name for f in dataclasses.fields(AnalysisConfig)}
+    cfg_args = {k: v for k, v in params.items() if k in fields}
+    for k in ("minutes", "categories"):
+        if k in cfg_args:
+            cfg_args[k] = tuple(cfg_args[k])
+    cfg_args.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = AnalysisConfig(**cfg_args)
+
+    def path(key: str) -> str | None:
+        rec = inputs.get(key)
+        if not rec or "path" not in rec:
+            return None
+        p = Path(rec["path"])
+        if not p.is_file():
+            raise InputFileError(f"the {key} input of {folder} is gone: {p} (restore it, or run the analysis again)")
+        if rec.get("sha256") and file_sha256(p) != rec["sha256"]:
+            log.warning("the %s input %s changed since %s was written; using the file as it is now", key, p, folder)
+        return str(p)
+
+    fac, pop, units, census = (inputs.get(k) or {} for k in ("facilities", "population", "units", "census"))
+    opts = params.get("options", {})
+    tax = params.get("taxonomy")
+    return analyze(
+        path("osm"), place=(inputs.get("place") or {}).get("name"),
+        facilities=path("facilities"), replace_osm_facilities=fac.get("mode") == "replace",
+        facilities_crs=fac.get("crs"), category_column=fac.get("category_column", "category"),
+        name_column=fac.get("name_column"),
+        population=path("population"), population_crs=pop.get("crs"), population_column=pop.get("population_column"),
+        units=path("units"), units_crs=None if units.get("crs") in (None, "as declared") else units["crs"],
+        unit_name=units.get("name_column"), admin_level=units.get("admin_level"),
+        census=path("census"), census_join=census.get("join", "auto"),
+        census_population_column=census.get("population_column"),
+        taxonomy=path("taxonomy") or (tax if tax and tax != "builtin" else None),
+        lon_column=opts.get("lon_column"), lat_column=opts.get("lat_column"), m2_per_person=opts.get("m2_per_person"),
+        config=cfg, progress=progress,
+    )

@@ -200,7 +200,7 @@ def test_census_districts_gcj02_list(shanghai_pbf, shanghai_csvs, shared, tmp_pa
     p = run("analyze", "--osm", shanghai_pbf, "--units", shared / "shanghai_districts_datav_v3_gcj02.geojson",
             "--units-crs", "gcj02", "--census", shared / "shanghai_district_population_census2020.csv",
             "--facilities", tmp_path / "list_gcj.csv", "--facilities-crs", "gcj02", "--replace-osm-facilities",
-            "--categories", "health,sports", "--out", out)
+            "--categories", "health,sports", "--no-map", "--out", out)
     assert p.returncode == 0, p.stderr
     assert "黄浦区" in p.stdout and "静安区" in p.stdout
     s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
@@ -259,3 +259,26 @@ def test_census_errors(tmp_path, args, message):
     assert p.returncode in (1, 2), p.stderr
     assert message in p.stderr and "Traceback" not in p.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_gaps_sites_scenario_commands(tmp_path):
+    """analyze --sites, then gaps -k and scenario --add on the toy town: the health centre at x=100 m
+    leaves the east bank (城东街道) beyond 15 minutes; one new site there covers everybody."""
+    out = tmp_path / "t"
+    assert main(["-q", "analyze", "--example", "toy_town", "--admin-level", "8", "--sites", "--out", str(out)]) == 0
+    needed = pd.read_csv(out / "sites_needed.csv")
+    health = needed[needed.category == "health"].set_index("unit")
+    assert health.loc["study_area", "sites_needed"] == 1 and health.loc["城西街道", "sites_needed"] == 0
+    gaps = gpd.read_file(out / "gaps.gpkg")
+    assert set(gaps.category) == {"health"} and set(gaps.unit) == {"城东街道"}
+    assert "缺口 Gaps" in (out / "map.html").read_text(encoding="utf-8")
+    assert main(["-q", "gaps", str(out), "--category", "health", "-k", "1", "--no-map"]) == 0
+    sites = pd.read_csv(out / "suggested_sites.csv")
+    assert len(sites) == 1 and sites.cumulative_share.iloc[0] == pytest.approx(1.0)
+    assert main(["-q", "scenario", str(out), "--add", str(out / "suggested_sites.csv")]) == 0
+    change = pd.read_csv(out / "scenario" / "scenario_change.csv")
+    row = change[(change.unit == "study_area") & (change.category == "health") & (change.minutes == 15)].iloc[0]
+    assert row.share_after == pytest.approx(1.0) and row.share_before < 0.85
+    assert main(["gaps", str(out), "-k", "0"]) == 2
+    assert main(["gaps", str(tmp_path / "missing")]) == 2
+    assert main(["scenario", str(out)]) == 2

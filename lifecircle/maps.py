@@ -1,0 +1,1308 @@
+"""Interactive coverage maps: one self-contained Leaflet HTML file per analysis, readable offline."""
+
+# The HTML must open on government intranets that block foreign CDNs, so nothing is loaded from the
+# network except background tiles: Leaflet's JS/CSS (from the xstatic-leaflet package) are inlined,
+# its images become data: URIs, and folium's jQuery/Bootstrap/awesome-markers/font-awesome links are
+# dropped (we draw CircleMarkers and DivIcons; a 15-line `$` shim covers folium's two jQuery calls).
+# On GCJ-02 basemaps (AutoNavi/Gaode) every overlay is shifted WGS84 -> GCJ-02 so that it lines up.
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import functools
+import html as _html
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import folium
+import numpy as np
+import pandas as pd
+from branca.element import Element, MacroElement
+from folium.map import Layer
+from folium.template import Template
+
+from .config import ALL, CATEGORIES, DEFAULT_TARGET, AnalysisConfig, minutes_column
+from .errors import InputDataError, InputFileError, LifecircleError
+from .io import atomic_path
+from .osm import OSM_CREDIT
+
+log = logging.getLogger("lifecircle")
+
+__all__ = [
+    "BASEMAPS",
+    "CATEGORY_STYLES",
+    "MAX_POINTS",
+    "MAX_ICONS",
+    "Basemap",
+    "CategoryStyle",
+    "minutes_classes",
+    "share_classes",
+    "base_map",
+    "facilities_map",
+    "service_areas_map",
+    "residents_map",
+    "units_map",
+    "coverage_map",
+    "hex_cells",
+    "overlay_names",
+    "render_html",
+    "gaps_map",
+    "sites_map",
+    "save_map",
+    "read_analysis_folder",
+    "write_maps",
+    "maps_from_folder",
+]
+
+#: Above this many resident points, :func:`residents_map` draws hexagons instead of points.
+MAX_POINTS = 5000
+#: Above this many facilities, :func:`facilities_map` draws small dots instead of icons.
+MAX_ICONS = 1000
+
+
+class CategoryStyle(NamedTuple):
+    """How a facility category is drawn: colour, a one-character icon, a bilingual label."""
+
+    colour: str
+    glyph: str
+    label: str
+
+
+CATEGORY_STYLES: dict[str, CategoryStyle] = {
+    "health": CategoryStyle("#d62728", "✚", "卫生 health"),
+    "elderly_care": CategoryStyle("#9467bd", "♥", "养老 elderly care"),
+    "culture": CategoryStyle("#1f77b4", "♫", "文化 culture"),
+    "sports": CategoryStyle("#ff7f0e", "◎", "体育 sports"),
+    ALL: CategoryStyle("#333333", "★", "全部 all"),
+}
+_OTHER_STYLE = CategoryStyle("#7f7f7f", "●", "other")
+
+
+def _style(category: str) -> CategoryStyle:
+    return CATEGORY_STYLES.get(category, _OTHER_STYLE._replace(label=str(category)))
+
+
+@dataclass(frozen=True)
+class Basemap:
+    """A background tile service: URL templates, attribution and the datum its tiles are drawn in."""
+
+    name: str
+    tiles: tuple[str, ...]
+    attribution: str
+    datum: str = "wgs84"  # "gcj02": overlays are shifted to line up
+    subdomains: str = "abc"
+    max_zoom: int = 19
+
+
+_TDT = ("https://t{s}.tianditu.gov.cn/%s_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=%s"
+        "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={tk}")
+
+#: Background maps. ``amap`` (alias ``gaode``) is AutoNavi/Gaode's road map, drawn in GCJ-02, so the
+#: overlays are shifted WGS84 -> GCJ-02; ``tianditu`` (天地图, CGCS2000 ≈ WGS84 to < 1 m) needs a free
+#: key from console.tianditu.gov.cn; ``none`` draws the overlays on a plain background.
+BASEMAPS: dict[str, Basemap] = {
+    "osm": Basemap("osm", ("https://tile.openstreetmap.org/{z}/{x}/{y}.png",),
+                   '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
+                   subdomains="", max_zoom=19),
+    "amap": Basemap("amap", ("https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1"
+                             "&style=8&x={x}&y={y}&z={z}",),
+                    "&copy; 高德地图 AutoNavi (GCJ-02)", datum="gcj02", subdomains="1234", max_zoom=18),
+    "tianditu": Basemap("tianditu", (_TDT % ("vec", "vec"), _TDT % ("cva", "cva")),
+                        "&copy; 天地图 Tianditu", subdomains="01234567", max_zoom=18),
+    "none": Basemap("none", (), ""),
+}
+_BASEMAP_ALIASES = {"gaode": "amap", "autonavi": "amap", "openstreetmap": "osm", "tdt": "tianditu"}
+
+
+def _basemap(name: str) -> Basemap:
+    key = _BASEMAP_ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in BASEMAPS:
+        raise InputDataError(f"unknown basemap {name!r}: choose one of osm, amap (gaode), tianditu, none")
+    return BASEMAPS[key]
+
+
+# --------------------------------------------------------------------------------------------
+# colour classes (shared with lifecircle.figures)
+
+
+def _hex_to_rgb(c: str) -> np.ndarray:
+    return np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
+
+
+def _ramp(a: str, b: str, n: int) -> list[str]:
+    if n == 1:
+        return [a]
+    ca, cb = _hex_to_rgb(a), _hex_to_rgb(b)
+    return ["#%02x%02x%02x" % tuple(np.rint(ca + (cb - ca) * i / (n - 1)).astype(int)) for i in range(n)]
+
+
+def minutes_classes(minutes: Iterable[float] = (5, 10, 15), *,
+                    cutoff_minutes: float | None = None) -> list[tuple[float, str, str]]:
+    """Colour classes of walking minutes: ``(upper bound, label, colour)``; a walk of exactly
+    a bound falls in that class (as ``within_<N>min`` does).
+
+    Greens up to each threshold, orange up to ``cutoff_minutes`` (default twice the largest
+    threshold), red beyond it or not reachable.
+
+    Examples
+    --------
+    >>> [label for _, label, _ in minutes_classes((5, 10, 15))]
+    ['≤ 5 min', '5–10 min', '10–15 min', '15–30 min', '> 30 min or not reachable']
+    """
+    th = sorted({float(m) for m in minutes})
+    if not th:
+        raise InputDataError("minutes_classes needs at least one threshold, e.g. (5, 10, 15)")
+    cut = 2 * th[-1] if cutoff_minutes is None else float(cutoff_minutes)
+    greens = _ramp("#1a9850", "#d9ef8b", len(th))
+    out = [(th[0], f"≤ {th[0]:g} min", greens[0])]
+    out += [(hi, f"{lo:g}–{hi:g} min", g) for lo, hi, g in zip(th[:-1], th[1:], greens[1:])]
+    if cut > th[-1]:
+        out.append((cut, f"{th[-1]:g}–{cut:g} min", "#fc8d59"))
+    out.append((np.inf, f"> {max(cut, th[-1]):g} min or not reachable", "#d73027"))
+    return out
+
+
+def _minutes_class_index(values: np.ndarray, classes: Sequence[tuple[float, str, str]]) -> np.ndarray:
+    bounds = np.array([c[0] for c in classes[:-1]], dtype=float)
+    v = np.where(np.isnan(values), np.inf, values)
+    return np.searchsorted(bounds, v, side="left")
+
+
+def share_classes(target: float = DEFAULT_TARGET) -> list[tuple[float, str, str]]:
+    """Colour classes of a unit's coverage share: ``(lower bound, label, colour)``, best first.
+
+    Units below the target are orange, and red when more than 15 points below it.
+
+    >>> [label for _, label, _ in share_classes(0.85)]
+    ['≥ 85 % (meets target)', '70–85 %', '< 70 %']
+    """
+    low = max(0.0, target - 0.15)
+    t, lo = _pct(target), _pct(low)
+    return [(target, f"≥ {t} % (meets target)", "#1a9850"),
+            (low, f"{lo}–{t} %", "#fdae61"),
+            (-np.inf, f"< {lo} %", "#d73027")]
+
+
+def _pct(share: float) -> str:
+    return f"{round(share * 100, 1):g}"
+
+
+_NO_DATA = "#bdbdbd"
+
+# --------------------------------------------------------------------------------------------
+# offline assets
+
+
+_DROPPED_ASSETS = {"leaflet", "leaflet_css", "jquery", "bootstrap", "bootstrap_css", "glyphicons_css",
+                   "awesome_markers", "awesome_markers_css", "awesome_markers_font_css", "awesome_rotate_css"}
+
+_JQUERY_SHIM = """
+(function () {
+  // folium's Popup calls $(html)[0] and Map calls $(document).ready(fn): nothing else of jQuery.
+  if (window.jQuery || window.$) { return; }
+  function ready(fn) {
+    if (document.readyState !== "loading") { fn(); } else { document.addEventListener("DOMContentLoaded", fn); }
+  }
+  window.$ = function (arg) {
+    if (typeof arg === "function") { ready(arg); return undefined; }
+    if (arg === document) { return {ready: ready}; }
+    var t = document.createElement("template");
+    t.innerHTML = String(arg).trim();
+    return Array.prototype.slice.call(t.content.childNodes);
+  };
+})();
+"""
+
+_CSS = """
+.lc-box {background: rgba(255,255,255,0.93); padding: 6px 9px; border-radius: 5px;
+  box-shadow: 0 1px 5px rgba(0,0,0,0.35); color: #222; max-width: 340px;
+  font: 12px/1.4 "Helvetica Neue", Arial, "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif;}
+.lc-box h4 {margin: 0 0 3px 0; font-size: 14px;}
+.lc-box .lc-sec {margin-top: 5px; font-weight: bold;}
+.lc-box .lc-small {color: #555; font-size: 11px;}
+.lc-sw {display: inline-block; width: 14px; height: 10px; margin-right: 5px; vertical-align: middle;
+  border: 1px solid rgba(0,0,0,0.25);}
+.lc-dot {display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin: 0 7px 0 2px;
+  vertical-align: middle;}
+.lc-fac {width: 18px; height: 18px; border-radius: 50%; border: 1.5px solid #fff; color: #fff;
+  box-shadow: 0 0 3px rgba(0,0,0,0.6); text-align: center; font: bold 11px/18px Arial, sans-serif;}
+.lc-fac-legend {display: inline-block; width: 16px; height: 16px; border-radius: 50%; color: #fff;
+  text-align: center; font: bold 10px/16px Arial, sans-serif; margin-right: 5px; vertical-align: middle;}
+.lc-fac-icon {background: none; border: none;}
+.leaflet-control-layers-expanded {font-size: 12px; line-height: 1.3; padding: 4px 8px 4px 4px;}
+.leaflet-control-layers label {font-size: 12px;}
+.leaflet-control-layers-selector {margin-top: 1px; vertical-align: middle;}
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def _leaflet_assets() -> tuple[str, str, str]:
+    """Leaflet's JS, its CSS with the images as data: URIs, and its version (from xstatic-leaflet)."""
+    try:
+        from xstatic.pkg import leaflet as xl
+    except ImportError:
+        raise LifecircleError("offline maps need Leaflet's files from the xstatic-leaflet package: "
+                              "pip install xstatic-leaflet") from None
+    base = Path(xl.BASE_DIR)
+    js = (base / "leaflet.js").read_text(encoding="utf-8")
+    js = re.sub(r"//# sourceMappingURL=\S+\s*$", "", js)
+    css = (base / "leaflet.css").read_text(encoding="utf-8")
+
+    def data_uri(name: str) -> str:
+        return "data:image/png;base64," + base64.b64encode((base / "images" / name).read_bytes()).decode("ascii")
+
+    css = re.sub(r"url\((['\"]?)images/([\w.-]+\.png)\1\)", lambda mo: f"url({data_uri(mo.group(2))})", css)
+    icons = ("L.Icon.Default.imagePath = '';\nL.Icon.Default.mergeOptions("
+             + json.dumps({"iconUrl": data_uri("marker-icon.png"), "iconRetinaUrl": data_uri("marker-icon-2x.png"),
+                           "shadowUrl": data_uri("marker-shadow.png")}) + ");\n")
+    return js + "\n" + icons, css, str(xl.VERSION)
+
+
+class _Raw(Element):
+    """Text put into the page as is (never parsed as a Jinja template: Leaflet's code has braces)."""
+
+    _template = Template("{{ this.text }}")
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+
+def _js_string(text: str) -> str:
+    """A JavaScript string literal that keeps Chinese readable and cannot close its <script>."""
+    return json.dumps(text, ensure_ascii=False).replace("</", "<\\/")
+
+
+class _Box(MacroElement):
+    """A Leaflet control showing fixed HTML (title box, legend)."""
+
+    _template = Template("""
+{% macro script(this, kwargs) %}
+var {{ this.get_name() }} = L.control({position: {{ this.position|tojson }}});
+{{ this.get_name() }}.onAdd = function () {
+    var div = L.DomUtil.create("div", "lc-box {{ this.css_class }}");
+    div.innerHTML = {{ this.js_html() }};
+    L.DomEvent.disableClickPropagation(div);
+    L.DomEvent.disableScrollPropagation(div);
+    return div;
+};
+{{ this.get_name() }}.addTo({{ this._parent.get_name() }});
+{% endmacro %}
+""")
+
+    def __init__(self, html: str = "", *, position: str = "bottomright", css_class: str = "lc-info"):
+        super().__init__()
+        self._name = "LifecircleBox"
+        self.html = html
+        self.position = position
+        self.css_class = css_class
+
+    def js_html(self) -> str:
+        return _js_string(self.html)
+
+
+class _Legend(_Box):
+    """The legend: one section per kind of layer, filled in by the map functions."""
+
+    def __init__(self) -> None:
+        super().__init__(position="bottomright", css_class="lc-legend")
+        self._name = "LifecircleLegend"
+        self.sections: dict[str, str] = {}
+
+    def js_html(self) -> str:
+        return _js_string("<h4>图例 Legend</h4>" + "".join(self.sections.values()))
+
+
+@dataclass
+class _MapState:
+    datum: str = "wgs84"
+    basemap: str = "custom"
+    legend: _Legend | None = None
+    info: _Box | None = None
+    layer_control: Any = None
+
+
+def _state(m: folium.Map) -> _MapState:
+    """Our bookkeeping on a map; a plain folium.Map given by the user is made offline-ready first."""
+    st = getattr(m, "_lifecircle_state", None)
+    if st is None:
+        st = _MapState()
+        m._lifecircle_state = st
+        _make_offline(m)
+    return st
+
+
+def _make_offline(m: folium.Map) -> None:
+    m.default_js = [a for a in m.default_js if a[0] not in _DROPPED_ASSETS]
+    m.default_css = [a for a in m.default_css if a[0] not in _DROPPED_ASSETS]
+    js, css, version = _leaflet_assets()
+    header = m.get_root().header
+    header.add_child(_Raw('<meta charset="utf-8">'), name="lc_meta_charset", index=0)
+    header.add_child(_Raw(f"<!-- Leaflet {version} (BSD-2-Clause, (c) Vladimir Agafonkin, CloudMade), "
+                          "inlined by lifecircle so that the map opens offline -->\n"
+                          f"<style>\n{css}\n{_CSS}</style>\n<script>\n{js}\n{_JQUERY_SHIM}</script>"),
+                     name="lc_leaflet")
+
+
+def _legend(m: folium.Map) -> _Legend:
+    st = _state(m)
+    if st.legend is None:
+        st.legend = _Legend()
+        m.add_child(st.legend)
+    return st.legend
+
+
+def _finish(m: folium.Map) -> folium.Map:
+    """Keep one layer control, rendered after every layer it lists (it names their variables)."""
+    st = _state(m)
+    if st.layer_control is None:
+        st.layer_control = folium.LayerControl(collapsed=False, position="topright")
+        m.add_child(st.layer_control)
+    for child in (st.legend, st.info, st.layer_control):
+        if child is not None:
+            m._children.move_to_end(child.get_name())
+    return m
+
+
+# --------------------------------------------------------------------------------------------
+# the map and geometry helpers
+
+
+def base_map(*, basemap: str = "osm", bounds: Sequence[float] | None = None,
+             tianditu_key: str | None = None) -> folium.Map:
+    """An empty offline-ready map with a background ``basemap``, fitted to ``bounds``.
+
+    Parameters
+    ----------
+    basemap : {"osm", "amap", "gaode", "tianditu", "none"}
+        Background tiles (see :data:`BASEMAPS`). On ``amap``/``gaode`` the overlays added by the
+        other functions are shifted to GCJ-02.
+    bounds : (west, south, east, north), optional
+        WGS84 extent to show.
+    tianditu_key : str, optional
+        Key for ``tianditu`` (default: ``$TIANDITU_KEY``).
+
+    Examples
+    --------
+    >>> m = base_map(basemap="none", bounds=(121.46, 31.22, 121.49, 31.24))
+    >>> html = render_html(m)
+    >>> "<script src=\\"http" in html, '<meta charset="utf-8">' in html
+    (False, True)
+    """
+    bm = _basemap(basemap)
+    m = folium.Map(location=[0, 0], zoom_start=2, tiles=None, control_scale=True, prefer_canvas=True)
+    st = _state(m)
+    st.datum, st.basemap = bm.datum, bm.name
+    if bm.name == "tianditu":
+        key = tianditu_key or os.environ.get("TIANDITU_KEY")
+        if not key:
+            raise InputDataError("basemap 'tianditu' needs a key: get a free one at console.tianditu.gov.cn and "
+                                 "pass tianditu_key=... or set TIANDITU_KEY")
+        extra = {"tk": key}
+    else:
+        extra = {}
+    for i, url in enumerate(bm.tiles):
+        folium.TileLayer(tiles=url, attr=bm.attribution, name=f"{bm.name}{i}", overlay=i > 0, control=False,
+                         subdomains=bm.subdomains or "abc", max_zoom=bm.max_zoom, max_native_zoom=bm.max_zoom,
+                         **extra).add_to(m)
+    if not bm.tiles:
+        m.get_root().header.add_child(_Raw("<style>.leaflet-container {background: #f3f3ef;}</style>"),
+                                      name="lc_plain_background")
+    if bounds is not None:
+        _fit(m, bounds)
+    return m
+
+
+def _fit(m: folium.Map, bounds_wgs84: Sequence[float]) -> None:
+    w, s, e, n = (float(v) for v in bounds_wgs84)
+    if not np.all(np.isfinite([w, s, e, n])):
+        return
+    if _state(m).datum == "gcj02":
+        from .crs import wgs84_to_gcj02
+
+        (w, e), (s, n) = wgs84_to_gcj02(np.array([w, e]), np.array([s, n]))
+    m.fit_bounds([[float(s), float(w)], [float(n), float(e)]])
+
+
+def _map_for(m: folium.Map | None, basemap: str, bounds: Sequence[float] | None,
+             tianditu_key: str | None = None) -> folium.Map:
+    if m is None:
+        return base_map(basemap=basemap, bounds=bounds, tianditu_key=tianditu_key)
+    _state(m)
+    return m
+
+
+def _wgs84(gdf: Any, what: str):
+    import geopandas as gpd
+
+    if not isinstance(gdf, gpd.GeoDataFrame):
+        raise InputDataError(f"{what} must be a GeoDataFrame (got {type(gdf).__name__}); "
+                             "read files with geopandas.read_file or lifecircle.io.read_geo")
+    if gdf.crs is None:
+        gdf = gdf.set_crs(4326)
+    elif gdf.crs.to_epsg() != 4326:
+        gdf = gdf.to_crs(4326)
+    keep = gdf.geometry.notna() & ~gdf.geometry.is_empty
+    return gdf[keep.to_numpy()]
+
+
+#: Polygons are simplified by ~1 m before drawing: invisible at street zoom, and buffered service
+#: areas shrink about five-fold (60,000 -> 11,000 vertices on the Shanghai sample).
+_SIMPLIFY_DEG = 1e-5
+
+
+def _map_geoms(m: folium.Map, geoms: np.ndarray, *, simplify: bool = False) -> np.ndarray:
+    """Shapely geometries (WGS84) as drawn on ``m``: shifted on GCJ-02 basemaps, rounded to 1e-6°."""
+    import shapely
+
+    if simplify:
+        geoms = shapely.simplify(geoms, _SIMPLIFY_DEG)
+
+    if _state(m).datum == "gcj02":
+        from .crs import wgs84_to_gcj02
+
+        def shift(c: np.ndarray) -> np.ndarray:
+            x, y = wgs84_to_gcj02(c[:, 0], c[:, 1])
+            return np.round(np.column_stack([x, y]), 6)
+
+        return shapely.transform(geoms, shift)
+    return shapely.transform(geoms, lambda c: np.round(c, 6))
+
+
+def _feature_collection(geoms: np.ndarray, props: pd.DataFrame) -> dict:
+    import geopandas as gpd
+
+    gdf = gpd.GeoDataFrame(props.reset_index(drop=True), geometry=gpd.GeoSeries(geoms))
+    return gdf.to_geo_dict(drop_id=True)
+
+
+def _text(values: Any, empty: str = "") -> list[str]:
+    """HTML-escaped strings (popups are put into the page with innerHTML)."""
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and np.isnan(v)) or str(v) in ("", "nan", "None"):
+            out.append(empty)
+        else:
+            out.append(_html.escape(str(v)))
+    return out
+
+
+def _bounds(*frames: Any) -> tuple[float, float, float, float] | None:
+    boxes = [f.total_bounds for f in frames if f is not None and len(f)]
+    if not boxes:
+        return None
+    b = np.array(boxes, dtype=float)
+    return float(np.nanmin(b[:, 0])), float(np.nanmin(b[:, 1])), float(np.nanmax(b[:, 2])), float(np.nanmax(b[:, 3]))
+
+
+def overlay_names(m: folium.Map) -> list[str]:
+    """Names of the layers listed in the map's layer control, in drawing order.
+
+    >>> import geopandas as gpd
+    >>> fac = gpd.GeoDataFrame({"category": ["health"], "name": ["社区卫生服务中心"], "source": ["osm"]},
+    ...                        geometry=gpd.points_from_xy([121.47], [31.23]), crs=4326)
+    >>> overlay_names(facilities_map(fac, basemap="none"))
+    ['设施 Facilities · 卫生 health (1)']
+    """
+    return [c.layer_name for c in m._children.values()
+            if isinstance(c, Layer) and c.control and c.overlay]
+
+
+# --------------------------------------------------------------------------------------------
+# layers
+
+
+def facilities_map(facilities: Any, *, m: folium.Map | None = None, basemap: str = "osm",
+                   show: bool = True, icons: bool | None = None, tianditu_key: str | None = None) -> folium.Map:
+    """Facilities as coloured icons, one layer per category, with name and source in a popup.
+
+    Parameters
+    ----------
+    facilities : GeoDataFrame
+        Points with ``category``; ``name``, ``source`` (``osm``/``list``), ``subcategory`` and
+        ``snapped``/``snap_dist_m`` are shown when present (``analysis.facilities``).
+    m : folium.Map, optional
+        Add to this map; otherwise a new one with ``basemap`` is made.
+    show : bool
+        Whether the layers are switched on when the page opens.
+    icons : bool, optional
+        Icons with the category's symbol, or small coloured dots (default: icons up to
+        :data:`MAX_ICONS` facilities, where a city-wide layer would bury the map).
+
+    Returns
+    -------
+    folium.Map
+
+    Examples
+    --------
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> a = analyze(toy_town_osm())
+    >>> m = facilities_map(a.facilities, basemap="none")
+    >>> len(overlay_names(m))
+    4
+    """
+    gdf = _wgs84(facilities, "facilities")
+    if "category" not in gdf.columns:
+        raise InputDataError("facilities have no 'category' column: use lifecircle.facilities_from_file "
+                             "or name the column 'category'")
+    m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
+    if icons is None:
+        icons = len(gdf) <= MAX_ICONS
+    cats = [c for c in CATEGORIES if c in set(gdf["category"])]
+    cats += sorted(set(map(str, gdf["category"])) - set(cats))
+    legend_rows = []
+    for cat in cats:
+        sub = gdf[gdf["category"].astype(str) == cat]
+        st = _style(cat)
+        n = len(sub)
+        src = sub["source"] if "source" in sub else pd.Series("", index=sub.index)
+        props = pd.DataFrame({
+            "name": _text(sub["name"] if "name" in sub else [None] * n, "(未命名 unnamed)"),
+            "category": st.label,
+            "type": _text(sub["subcategory"] if "subcategory" in sub else [None] * n),
+            "source": [{"osm": "OSM", "list": "list 名单"}.get(str(s).lower(), _html.escape(str(s))) for s in src],
+        })
+        if "snapped" in sub:
+            dist = sub["snap_dist_m"].to_numpy(dtype=float) if "snap_dist_m" in sub else np.full(n, np.nan)
+            props["used"] = ["yes" if ok else f"no: {d:.0f} m from a walkable street" for ok, d in
+                             zip(sub["snapped"].to_numpy(dtype=bool), dist)]
+        fc = _feature_collection(_map_geoms(m, sub.geometry.to_numpy()), props)
+        fields = list(props.columns)
+        aliases = {"name": "名称 name", "category": "类别 category", "type": "type", "source": "来源 source",
+                   "used": "used"}
+        if icons:
+            icon = folium.DivIcon(html=f'<div class="lc-fac" style="background:{st.colour}">{st.glyph}</div>',
+                                  icon_size=(20, 20), icon_anchor=(10, 10), class_name="lc-fac-icon")
+            marker = folium.Marker(icon=icon)
+        else:
+            marker = folium.CircleMarker(radius=3.5, color="#ffffff", weight=1, fill=True, fill_color=st.colour,
+                                         fill_opacity=0.95)
+        folium.GeoJson(fc, name=f"设施 Facilities · {st.label} ({n:,})", show=show, marker=marker,
+                       popup=folium.GeoJsonPopup(fields=fields, aliases=[aliases[f] for f in fields]),
+                       ).add_to(m)
+        legend_rows.append(f'<div><span class="lc-fac-legend" style="background:{st.colour}">'
+                           f'{st.glyph if icons else ""}</span>{_html.escape(st.label)} ({n:,})</div>')
+    if legend_rows:
+        _legend(m).sections["facilities"] = '<div class="lc-sec">设施 Facilities</div>' + "".join(legend_rows)
+    return _finish(m)
+
+
+def service_areas_map(areas: Any, *, m: folium.Map | None = None, basemap: str = "osm", show: bool = False,
+                      tianditu_key: str | None = None) -> folium.Map:
+    """Service areas (isochrones) of each category, one layer per category with every threshold.
+
+    Parameters
+    ----------
+    areas : GeoDataFrame
+        Columns ``category``, ``minutes``, ``geometry`` (and ``area_km2``), one row per
+        (category, minutes), as made by ``lifecircle.isochrones``.
+    show : bool
+        Whether the layers are switched on when the page opens (default off: they overlap).
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> areas = gpd.GeoDataFrame({"category": ["health", "health"], "minutes": [5, 15], "area_km2": [0.2, 1.8]},
+    ...     geometry=[shapely.Point(121.47, 31.23).buffer(0.003), shapely.Point(121.47, 31.23).buffer(0.008)],
+    ...     crs=4326)
+    >>> overlay_names(service_areas_map(areas, basemap="none"))
+    ['服务范围 Service areas · 卫生 health (5/15 min)']
+    """
+    gdf = _wgs84(areas, "service areas")
+    missing = {"category", "minutes"} - set(gdf.columns)
+    if missing:
+        raise InputDataError(f"service areas lack columns {sorted(missing)}: expected category, minutes, "
+                             "area_km2, geometry (lifecircle.isochrones output)")
+    m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
+    cats = [c for c in CATEGORIES + (ALL,) if c in set(gdf["category"])]
+    cats += sorted(set(map(str, gdf["category"])) - set(cats))
+    for cat in cats:
+        sub = gdf[gdf["category"].astype(str) == cat].sort_values("minutes", ascending=False)
+        st = _style(cat)
+        mins = sub["minutes"].to_numpy(dtype=float)
+        area = sub["area_km2"].to_numpy(dtype=float) if "area_km2" in sub else np.full(len(sub), np.nan)
+        props = pd.DataFrame({
+            "area": [f"{st.label} ≤ {mm:g} min" for mm in mins],
+            "size": [f"{a:,.2f} km²" if np.isfinite(a) else "" for a in area],
+            "rank": np.arange(len(sub))[::-1],  # 0 = smallest threshold
+        })
+        fc = _feature_collection(_map_geoms(m, sub.geometry.to_numpy(), simplify=True), props)
+        colour = st.colour
+
+        def style(feature: dict, colour: str = colour) -> dict:
+            r = feature["properties"]["rank"]
+            return {"color": colour, "weight": 2.0 if r == 0 else 1.2, "fillColor": colour,
+                    "fillOpacity": 0.12, "dashArray": None if r == 0 else "5 4"}
+
+        label = "/".join(f"{mm:g}" for mm in sorted(mins))
+        folium.GeoJson(fc, name=f"服务范围 Service areas · {st.label} ({label} min)", show=show,
+                       style_function=style,
+                       tooltip=folium.GeoJsonTooltip(fields=["area", "size"], labels=False)).add_to(m)
+    _legend(m).sections["areas"] = ('<div class="lc-sec">服务范围 Service areas</div><div class="lc-small">'
+                                    "walkable area within each threshold; the smallest solid, larger dashed; "
+                                    "overlaps look darker</div>")
+    return _finish(m)
+
+
+def gaps_map(gaps: Any, *, m: folium.Map | None = None, basemap: str = "osm", show: bool = True,
+             tianditu_key: str | None = None) -> folium.Map:
+    """Gap areas (uncovered residents, :func:`lifecircle.gaps.find_gaps`), one layer per category.
+
+    Darker red = more people; the tooltip gives the people, their walk today and the unit.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> g = gpd.GeoDataFrame({"gap": [1], "category": ["health"], "minutes": [15.0], "population": [420.0],
+    ...     "median_minutes": [21.5], "unit": ["黄浦区"]}, geometry=[shapely.box(121.47, 31.23, 121.472, 31.232)], crs=4326)
+    >>> overlay_names(gaps_map(g, basemap="none"))
+    ['缺口 Gaps · 卫生 health (420 people)']
+    """
+    gdf = _wgs84(gaps, "gap areas")
+    missing = {"category", "population"} - set(gdf.columns)
+    if missing:
+        raise InputDataError(f"gap areas lack columns {sorted(missing)}: pass lifecircle.gaps.find_gaps output")
+    m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
+    if gdf.empty:
+        return _finish(m)
+    top = float(gdf["population"].max()) or 1.0
+    for cat in [c for c in CATEGORIES + (ALL,) if c in set(gdf["category"])]:
+        sub = gdf[gdf["category"] == cat]
+        st = _style(cat)
+        med = sub["median_minutes"].to_numpy(dtype=float) if "median_minutes" in sub else np.full(len(sub), np.nan)
+        props = pd.DataFrame({
+            "what": [f"{st.label}: gap {int(g) if 'gap' in sub else i + 1}" for i, g in
+                     enumerate(sub["gap"] if "gap" in sub else range(len(sub)))],
+            "people": [f"{p:,.0f} people" for p in sub["population"]],
+            "walk": [("no facility within the search limit" if not np.isfinite(v) else f"median walk {v:.1f} min")
+                     for v in med],
+            "unit": _text(sub["unit"]) if "unit" in sub else [""] * len(sub),
+            "weight": np.round(sub["population"].to_numpy(dtype=float) / top, 3),
+        })
+        fc = _feature_collection(_map_geoms(m, sub.geometry.to_numpy(), simplify=True), props)
+
+        def style(feature: dict) -> dict:
+            w = feature["properties"]["weight"]
+            return {"color": "#67000d", "weight": 0.8, "fillColor": "#cb181d", "fillOpacity": 0.15 + 0.55 * w}
+
+        folium.GeoJson(fc, name=f"缺口 Gaps · {st.label} ({sub['population'].sum():,.0f} people)", show=show,
+                       style_function=style,
+                       tooltip=folium.GeoJsonTooltip(fields=["what", "people", "walk", "unit"], labels=False)).add_to(m)
+        show = False  # only the first category's gaps are on when the page opens
+    _legend(m).sections["gaps"] = ('<div class="lc-sec">缺口 Gaps</div><div class="lc-small">residents beyond the '
+                                   "walk, grouped into areas; darker = more people</div>")
+    return _finish(m)
+
+
+def sites_map(sites: Any, *, m: folium.Map | None = None, basemap: str = "osm", show: bool = True,
+              tianditu_key: str | None = None) -> folium.Map:
+    """Suggested new sites (:func:`lifecircle.sites.suggest_sites`), numbered by rank, per category.
+
+    Examples
+    --------
+    >>> import geopandas as gpd
+    >>> s = gpd.GeoDataFrame({"rank": [1, 2], "category": ["health"] * 2, "newly_covered_population": [300.0, 120.0],
+    ...     "cumulative_share": [0.8, 0.86]}, geometry=gpd.points_from_xy([121.47, 121.48], [31.23, 31.23]), crs=4326)
+    >>> overlay_names(sites_map(s, basemap="none"))
+    ['新址 Suggested sites · 卫生 health (2)']
+    """
+    gdf = _wgs84(sites, "suggested sites")
+    if "category" not in gdf.columns:
+        raise InputDataError("suggested sites lack a category column: pass lifecircle.sites.suggest_sites output")
+    m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
+    for cat in [c for c in CATEGORIES if c in set(gdf["category"])]:
+        sub = gdf[gdf["category"] == cat]
+        st = _style(cat)
+        fg = folium.FeatureGroup(name=f"新址 Suggested sites · {st.label} ({len(sub)})", show=show)
+        pts = _map_geoms(m, sub.geometry.to_numpy())
+        ranks = sub["rank"].to_numpy() if "rank" in sub else np.arange(1, len(sub) + 1)
+        gain = sub["newly_covered_population"].to_numpy(dtype=float) if "newly_covered_population" in sub else None
+        share = sub["cumulative_share"].to_numpy(dtype=float) if "cumulative_share" in sub else None
+        for i, (pt, r) in enumerate(zip(pts, ranks)):
+            tip = f"{st.label} new site #{int(r)}"
+            if gain is not None:
+                tip += f": +{gain[i]:,.0f} people"
+            if share is not None:
+                tip += f", {share[i]:.1%} covered after it"
+            icon = folium.DivIcon(html=(f'<div style="background:{st.colour};color:#fff;border:2px solid #fff;'
+                                        "border-radius:50%;width:22px;height:22px;line-height:18px;"
+                                        f'text-align:center;font:bold 11px sans-serif;box-shadow:0 0 3px #000">{int(r)}</div>'),
+                                  icon_size=(22, 22), icon_anchor=(11, 11))
+            folium.Marker([pt.y, pt.x], icon=icon, tooltip=_html.escape(tip)).add_to(fg)
+        fg.add_to(m)
+    _legend(m).sections["sites"] = ('<div class="lc-sec">新址 Suggested sites</div><div class="lc-small">numbered in '
+                                    "the order chosen: each covers the most people still uncovered</div>")
+    return _finish(m)
+
+
+def _metric_crs(gdf: Any):
+    from .network import local_utm_crs
+
+    b = gdf.total_bounds
+    return local_utm_crs((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+
+
+def _nice_size_m(raw: float) -> float:
+    steps = np.array([25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000])
+    i = int(np.searchsorted(steps, raw))
+    return float(steps[min(i, len(steps) - 1)])
+
+
+def hex_cells(x: np.ndarray, y: np.ndarray, size_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Axial coordinates (q, r) of the pointy-top hexagon (circumradius ``size_m``) holding each point.
+
+    >>> q, r = hex_cells(np.array([0.0, 100.0, 0.0]), np.array([0.0, 0.0, 160.0]), 100.0)
+    >>> q.tolist(), r.tolist()
+    ([0, 1, -1], [0, 0, 1])
+    """
+    qf = (np.sqrt(3) / 3 * x - y / 3) / size_m
+    rf = (2 / 3 * y) / size_m
+    sf = -qf - rf
+    q, r, s = np.rint(qf), np.rint(rf), np.rint(sf)
+    dq, dr, ds = np.abs(q - qf), np.abs(r - rf), np.abs(s - sf)
+    fix_q = (dq > dr) & (dq > ds)
+    fix_r = ~fix_q & (dr > ds)
+    q = np.where(fix_q, -r - s, q)
+    r = np.where(fix_r, -q - s, r)
+    return q.astype(np.int64), r.astype(np.int64)
+
+
+def _hex_polygons(q: np.ndarray, r: np.ndarray, size_m: float) -> np.ndarray:
+    import shapely
+
+    cx = size_m * np.sqrt(3) * (q + r / 2)
+    cy = size_m * 1.5 * r
+    ang = np.radians(60 * np.arange(6) - 30)
+    ring = np.stack([cx[:, None] + size_m * np.cos(ang), cy[:, None] + size_m * np.sin(ang)], axis=-1)
+    ring = np.concatenate([ring, ring[:, :1]], axis=1)
+    return shapely.polygons(ring)
+
+
+def _weighted_median(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n_groups: int) -> np.ndarray:
+    """Weighted median of ``values`` in each group 0..n_groups-1 (inf allowed); vectorised."""
+    w = np.where(weights > 0, weights, 0.0)
+    w = np.where(np.bincount(groups, weights=w, minlength=n_groups)[groups] > 0, w, 1.0)  # no people: plain median
+    order = np.lexsort((values, groups))
+    g, v, ws = groups[order], values[order], w[order]
+    cum = np.cumsum(ws)
+    start = np.searchsorted(g, np.arange(n_groups), side="left")
+    before = np.concatenate([[0.0], cum])[start]
+    total = np.bincount(g, weights=ws, minlength=n_groups)
+    within = cum - before[g]
+    hit = within >= total[g] / 2 * (1 - 1e-12)
+    first = np.full(n_groups, -1)
+    idx = np.flatnonzero(hit)
+    gi = g[idx]
+    keep = np.unique(gi, return_index=True)[1]
+    first[gi[keep]] = idx[keep]
+    return v[first]
+
+
+class _CompactLayer(Layer):
+    """Many small features (resident points or hexagons) sent as integer arrays, drawn on the canvas.
+
+    A GeoJSON feature costs ~190 bytes; here a point costs ~25, so five layers of 5,000 points stay
+    under 1 MB. Coordinates are micro-degrees from an origin; tooltips are formatted in the browser.
+    """
+
+    _template = Template("""
+{% macro script(this, kwargs) %}
+var {{ this.get_name() }} = L.featureGroup();
+(function (group) {
+    var d = {{ this.payload() }};
+    function fmt(kind, v) {
+        if (kind === "minutes") { return v < 0 ? d.unreachable : (v / 10).toFixed(1) + " min"; }
+        if (kind === "pct") { return v < 0 ? "" : v + " %"; }
+        return Number(v).toLocaleString("en-US");
+    }
+    for (var i = 0; i < d.k.length; i++) {
+        var style = {color: d.stroke, weight: d.weight, fillColor: d.colours[d.k[i]], fillOpacity: d.opacity};
+        var f;
+        if (d.kind === "points") {
+            style.radius = d.radius;
+            f = L.circleMarker([d.y0 + d.y[i] / 1e6, d.x0 + d.x[i] / 1e6], style);
+        } else {
+            var r = d.rings[i], ll = [];
+            for (var j = 0; j < r.length; j += 2) { ll.push([d.y0 + r[j + 1] / 1e6, d.x0 + r[j] / 1e6]); }
+            f = L.polygon(ll, style);
+        }
+        var tip = [];
+        for (var c = 0; c < d.fields.length; c++) {
+            tip.push("<b>" + d.fields[c][0] + "</b> " + fmt(d.fields[c][1], d.fields[c][2][i]));
+        }
+        f.bindTooltip(tip.join("<br>"));
+        group.addLayer(f);
+    }
+})({{ this.get_name() }});
+{% endmacro %}
+""")
+
+    def __init__(self, data: dict, *, name: str, show: bool = True):
+        super().__init__(name=name, overlay=True, control=True, show=show)
+        self._name = "CompactLayer"
+        self.data = data
+
+    def payload(self) -> str:
+        return json.dumps(self.data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+
+    def _get_self_bounds(self) -> list:
+        xs = np.asarray(self.data.get("x") or [c for r in self.data.get("rings", []) for c in r[0::2]], dtype=float)
+        ys = np.asarray(self.data.get("y") or [c for r in self.data.get("rings", []) for c in r[1::2]], dtype=float)
+        if not len(xs):
+            return [[None, None], [None, None]]
+        x0, y0 = self.data["x0"], self.data["y0"]
+        return [[y0 + ys.min() / 1e6, x0 + xs.min() / 1e6], [y0 + ys.max() / 1e6, x0 + xs.max() / 1e6]]
+
+
+def _micro(values: np.ndarray, origin: float) -> list[int]:
+    return np.rint((np.asarray(values, dtype=float) - origin) * 1e6).astype(np.int64).tolist()
+
+
+def _tenths(minutes: np.ndarray) -> list[int]:
+    """Minutes as integer tenths; -1 = not reachable."""
+    return np.where(np.isfinite(minutes), np.rint(np.where(np.isfinite(minutes), minutes, 0) * 10), -1) \
+        .astype(np.int64).tolist()
+
+
+def residents_map(residents: Any, *, category: str, m: folium.Map | None = None, basemap: str = "osm",
+                  minutes: Iterable[float] = (5, 10, 15), cutoff_minutes: float | None = None,
+                  max_points: int = MAX_POINTS, hex_size_m: float | None = None, show: bool = True,
+                  tianditu_key: str | None = None) -> folium.Map:
+    """Residents coloured by walking minutes to the nearest facility of ``category`` (or ``all``).
+
+    With more than ``max_points`` points they are aggregated into hexagons coloured by the
+    population-weighted median walk, with their population and share within the largest threshold.
+
+    Parameters
+    ----------
+    residents : GeoDataFrame
+        Points with ``minutes_to_<category>`` (inf or missing = not reachable) and ``population``.
+    category : str
+        One of the four categories or ``all``.
+    minutes : iterable of float
+        Thresholds of the colour classes (see :func:`minutes_classes`).
+    cutoff_minutes : float, optional
+        Walks above it are "not reachable" (default: twice the largest threshold).
+    hex_size_m : float, optional
+        Hexagon circumradius; default: chosen so that the extent holds about 1,500 hexagons.
+
+    Examples
+    --------
+    >>> import geopandas as gpd
+    >>> r = gpd.GeoDataFrame({"population": [10, 30], "minutes_to_health": [4.0, float("inf")]},
+    ...                      geometry=gpd.points_from_xy([121.470, 121.480], [31.230, 31.231]), crs=4326)
+    >>> overlay_names(residents_map(r, category="health", basemap="none"))
+    ['居民 Walking minutes · 卫生 health']
+    """
+    import geopandas as gpd
+    import shapely
+
+    col = minutes_column(category)
+    gdf = _wgs84(residents, "residents")
+    if col not in gdf.columns:
+        have = [c for c in gdf.columns if str(c).startswith("minutes_to_")]
+        raise InputDataError(f"residents have no {col!r} column (found {have or 'none'}): pass residents "
+                             "from lifecircle.analyze() and a category it analysed")
+    if not (gdf.geometry.geom_type == "Point").all():
+        gdf = gdf.set_geometry(gdf.geometry.representative_point())
+    th = sorted({float(x) for x in minutes})
+    classes = minutes_classes(th, cutoff_minutes=cutoff_minutes)
+    cutoff = classes[-2][0] if len(classes) > 1 else th[-1]
+    mins = gdf[col].to_numpy(dtype=float)
+    mins = np.where(np.isnan(mins), np.inf, mins)
+    pop = gdf["population"].to_numpy(dtype=float) if "population" in gdf else np.ones(len(gdf))
+    m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
+    name = f"居民 Walking minutes · {_style(category).label}"
+    data: dict[str, Any] = {"colours": [c[2] for c in classes], "unreachable": f"> {cutoff:g} min (not reachable)"}
+    if len(gdf) > max_points:
+        import pyproj
+
+        crs = _metric_crs(gdf)
+        lonlat = shapely.get_coordinates(gdf.geometry.to_numpy())
+        x, y = pyproj.Transformer.from_crs(4326, crs, always_xy=True).transform(lonlat[:, 0], lonlat[:, 1])
+        if hex_size_m is None:
+            area = max((x.max() - x.min()) * (y.max() - y.min()), 1.0)
+            hex_size_m = _nice_size_m(np.sqrt(area / 1500 / (1.5 * np.sqrt(3))))
+        q, r = hex_cells(x, y, hex_size_m)
+        span = int(r.max() - r.min()) + 1
+        cell, inv = np.unique((q - q.min()) * span + (r - r.min()), return_inverse=True)  # one int per cell
+        keys = np.column_stack([cell // span + q.min(), cell % span + r.min()])
+        n = len(keys)
+        med = _weighted_median(inv, mins, pop, n)
+        hex_pop = np.bincount(inv, weights=pop, minlength=n)
+        covered = np.bincount(inv, weights=pop * (mins <= th[-1]), minlength=n)
+        share = np.divide(covered, hex_pop, out=np.full(n, np.nan), where=hex_pop > 0)
+        polys = gpd.GeoSeries(_hex_polygons(keys[:, 0], keys[:, 1], hex_size_m), crs=crs).to_crs(4326)
+        coords = shapely.get_coordinates(_map_geoms(m, polys.to_numpy())).reshape(n, 7, 2)[:, :6, :]
+        x0, y0 = float(coords[..., 0].min()), float(coords[..., 1].min())
+        rings = np.stack([np.rint((coords[..., 0] - x0) * 1e6), np.rint((coords[..., 1] - y0) * 1e6)], axis=-1)
+        data.update(kind="polygons", x0=x0, y0=y0, rings=rings.reshape(n, 12).astype(np.int64).tolist(),
+                    k=_minutes_class_index(med, classes).tolist(), stroke="#ffffff", weight=0.5, opacity=0.75,
+                    fields=[["residents", "int", np.rint(hex_pop).astype(np.int64).tolist()],
+                            ["median walk", "minutes", _tenths(med)],
+                            [f"within {th[-1]:g} min", "pct",
+                             np.where(np.isfinite(share), np.rint(np.nan_to_num(share) * 100), -1)
+                             .astype(np.int64).tolist()]])
+        name += f" (hexagons {hex_size_m:g} m)"
+        note = (f"hexagons of {hex_size_m:g} m: population-weighted median walk of the "
+                f"{len(gdf):,} resident points inside")
+    else:
+        xy = shapely.get_coordinates(_map_geoms(m, gdf.geometry.to_numpy()))
+        x0, y0 = (float(xy[:, 0].min()), float(xy[:, 1].min())) if len(xy) else (0.0, 0.0)
+        data.update(kind="points", x0=x0, y0=y0, x=_micro(xy[:, 0], x0), y=_micro(xy[:, 1], y0),
+                    k=_minutes_class_index(mins, classes).tolist(), stroke="#555555", weight=0.6, opacity=0.85,
+                    radius=4, fields=[["walk", "minutes", _tenths(mins)],
+                                      ["residents", "int", np.rint(pop).astype(np.int64).tolist()]])
+        note = "each dot is a resident point"
+    _CompactLayer(data, name=name, show=show).add_to(m)
+    rows = "".join(f'<div><span class="lc-dot" style="background:{c}"></span>{_html.escape(lab)}</div>'
+                   for _, lab, c in classes)
+    _legend(m).sections["minutes"] = (f'<div class="lc-sec">步行时间 Walk to the nearest facility</div>{rows}'
+                                      f'<div class="lc-small">{_html.escape(note)}; one layer per category</div>')
+    return _finish(m)
+
+
+def units_map(units: Any, coverage: pd.DataFrame, *, category: str = ALL, minutes: float = 15,
+              target: float = DEFAULT_TARGET, m: folium.Map | None = None, basemap: str = "osm",
+              show: bool = True, tianditu_key: str | None = None) -> folium.Map:
+    """Area units (districts, subdistricts) coloured by coverage share against the target.
+
+    Parameters
+    ----------
+    units : GeoDataFrame
+        Polygons with a ``unit`` name column (WGS84), as read by ``lifecircle.units.units_from_file``.
+    coverage : DataFrame
+        ``analysis.coverage``: rows per (unit, category, minutes) with ``share``, ``population``,
+        ``population_to_cover``.
+    category, minutes : str, float
+        Which share to show.
+    target : float
+        Units below it are orange/red with a thick outline.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> boxes = [shapely.box(121.44, 31.22, 121.47, 31.25), shapely.box(121.47, 31.22, 121.50, 31.25)]
+    >>> u = gpd.GeoDataFrame({"unit": ["静安区", "黄浦区"]}, geometry=boxes, crs=4326)
+    >>> cov = pd.DataFrame({"unit": ["静安区", "黄浦区"], "category": "all", "minutes": 15.0,
+    ...                     "population": [100.0, 200.0], "share": [0.9, 0.5], "population_to_cover": [0.0, 70.0]})
+    >>> m = units_map(u, cov, basemap="none")
+    >>> overlay_names(m)
+    ['单元 Units · 全部 all within 15 min (target 85 %)']
+    """
+    gdf = _wgs84(units, "units")
+    if "unit" not in gdf.columns:
+        raise InputDataError("units have no 'unit' name column: read them with lifecircle.units.units_from_file "
+                             "or rename the name column to 'unit'")
+    need = {"unit", "category", "minutes", "share"}
+    if not need <= set(coverage.columns):
+        raise InputDataError(f"coverage lacks columns {sorted(need - set(coverage.columns))}: pass analysis.coverage")
+    rows = coverage[(coverage["category"] == category) & np.isclose(coverage["minutes"].astype(float), minutes)]
+    rows = rows.drop_duplicates("unit").set_index("unit")
+    names = gdf["unit"].astype(str)
+    if not names.isin(rows.index).any():
+        raise InputDataError(f"coverage has no rows for these units at category={category!r}, minutes={minutes:g}: "
+                             "run lifecircle.analyze(..., units=...) with the same units")
+    share = rows["share"].reindex(names).to_numpy(dtype=float)
+    pop = rows["population"].reindex(names).to_numpy(dtype=float) if "population" in rows else np.full(len(gdf), np.nan)
+    need_pop = (rows["population_to_cover"].reindex(names).to_numpy(dtype=float)
+                if "population_to_cover" in rows else np.full(len(gdf), np.nan))
+    classes = share_classes(target)
+    idx = np.select([share >= target - 1e-12, share >= classes[1][0]], [0, 1], default=2)
+    colour = np.where(np.isnan(share), _NO_DATA, np.array([c[2] for c in classes], dtype=object)[idx])
+    m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
+    st = _style(category)
+    props = pd.DataFrame({
+        "unit": _text(names),
+        "share": [f"{s:.1%}" if np.isfinite(s) else "no residents" for s in share],
+        "residents": [f"{p:,.0f}" if np.isfinite(p) else "" for p in pop],
+        "to cover": [f"{p:,.0f}" if np.isfinite(p) else "" for p in need_pop],
+        "colour": colour,
+        "below": (share < target - 1e-12).astype(int),
+    })
+    fc = _feature_collection(_map_geoms(m, gdf.geometry.to_numpy(), simplify=True), props)
+    label = f"{st.label} within {minutes:g} min (target {_pct(target)} %)"
+    folium.GeoJson(fc, name=f"单元 Units · {label}", show=show,
+                   style_function=lambda f: {
+                       "fillColor": f["properties"]["colour"], "fillOpacity": 0.25,
+                       "color": "#7f0000" if f["properties"]["below"] else "#2b2b2b",
+                       "weight": 3 if f["properties"]["below"] else 1},
+                   tooltip=folium.GeoJsonTooltip(fields=["unit", "share", "residents", "to cover"],
+                                                 aliases=["单元 unit", f"share ≤ {minutes:g} min", "residents",
+                                                          f"to reach {_pct(target)} %"])).add_to(m)
+    legend_rows = "".join(f'<div><span class="lc-sw" style="background:{c}"></span>{_html.escape(lab)}</div>'
+                          for _, lab, c in classes)
+    _legend(m).sections["units"] = (f'<div class="lc-sec">单元 Units: {_html.escape(label)}</div>{legend_rows}'
+                                    '<div class="lc-small">below target: thick dark-red outline</div>')
+    return _finish(m)
+
+
+def _info_html(title: str, summary: dict, config: AnalysisConfig | None, basemap: Basemap | None) -> str:
+    created = str(summary.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))[:10]
+    lines = [f"<h4>{_html.escape(title)}</h4>", f'<div class="lc-small">{_html.escape(created)} · lifecircle '
+             f'{_html.escape(str(summary.get("lifecircle_version", "")))}</div>']
+    if config is not None:
+        lines.append(f"<div>walking {config.walk_speed_kmh:g} km/h · thresholds "
+                     f"{'/'.join(f'{x:g}' for x in config.minutes)} min · target {_pct(config.target)} %</div>")
+    res = summary.get("residents") or {}
+    if res:
+        est = " (estimated from buildings)" if res.get("population_is_estimate") else ""
+        lines.append(f"<div>{res.get('population', 0):,.0f} residents at {res.get('points', 0):,} points{est}</div>")
+    cats = summary.get("categories") or {}
+    if cats and config is not None:
+        cells = []
+        for cat, c in cats.items():
+            mark = "✓" if c.get("meets_target") else "✗"
+            colour = "#1a9850" if c.get("meets_target") else "#d73027"
+            cells.append(f'<div><span style="color:{colour};font-weight:bold">{mark}</span> '
+                         f"{_html.escape(_style(cat).label)}: {c.get('share', float('nan')):.1%} within "
+                         f"{config.headline_minutes:g} min</div>")
+        lines.append("".join(cells))
+    credit = OSM_CREDIT
+    if basemap is not None and basemap.name not in ("osm", "none"):
+        credit += " · tiles " + basemap.attribution
+    lines.append(f'<div class="lc-small">{credit}</div>')
+    return "".join(lines)
+
+
+def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, gaps: Any = None, sites: Any = None,
+                 basemap: str = "osm", m: folium.Map | None = None, title: str | None = None, max_points: int = MAX_POINTS,
+                 tianditu_key: str | None = None) -> folium.Map:
+    """The map of an analysis: units, service areas, residents by walking minutes, facilities.
+
+    Parameters
+    ----------
+    analysis : lifecircle.Analysis
+        Anything with ``facilities``, ``residents``, ``coverage``, ``config`` and ``summary``.
+    isochrones : GeoDataFrame, optional
+        Service areas (``category, minutes, area_km2, geometry``); default ``analysis.isochrones``
+        if it has them.
+    units : GeoDataFrame, optional
+        Unit polygons with a ``unit`` column; default ``analysis.units`` if present.
+    gaps, sites : GeoDataFrame, optional
+        Gap areas (:func:`gaps_map`) and suggested new sites (:func:`sites_map`).
+    basemap : str
+        See :func:`base_map`.
+    title : str, optional
+        Default "15分钟社区生活圈 15-minute life circle".
+
+    Returns
+    -------
+    folium.Map
+        Save it with :func:`save_map`.
+
+    Examples
+    --------
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> m = coverage_map(analyze(toy_town_osm()), basemap="none")
+    >>> overlay_names(m)[:2]
+    ['居民 Walking minutes · 卫生 health', '居民 Walking minutes · 养老 elderly care']
+    """
+    cfg: AnalysisConfig = analysis.config
+    summary = getattr(analysis, "summary", None) or {}
+    residents = analysis.residents
+    facilities = analysis.facilities
+    isochrones = isochrones if isochrones is not None else getattr(analysis, "isochrones", None)
+    units = units if units is not None else getattr(analysis, "units", None)
+    cats = [c for c in cfg.categories if minutes_column(c) in residents.columns]
+    if not cats:
+        raise InputDataError("the residents have no minutes_to_<category> columns: pass the result of "
+                             "lifecircle.analyze()")
+    if minutes_column(ALL) in residents.columns and len(cats) > 1:
+        cats.append(ALL)
+    if units is not None and len(units) and "unit" in units.columns:
+        # only units with residents: the district layer of a small study area may hold the whole city
+        units = units[units["unit"].astype(str).isin(set(analysis.coverage["unit"].astype(str)))]
+    if m is None:  # fit the study area (units such as whole districts may reach far beyond it)
+        frames = [_wgs84(f, w) for f, w in ((residents, "residents"), (facilities, "facilities"))
+                  if f is not None and len(f)]
+        if not frames and units is not None:
+            frames = [_wgs84(units, "units")]
+        m = base_map(basemap=basemap, bounds=_bounds(*frames), tianditu_key=tianditu_key)
+    st = _state(m)
+    head = cfg.headline_minutes
+    if units is not None and len(units):
+        cat = ALL if ALL in cats else cats[0]
+        units_map(units, analysis.coverage, category=cat, minutes=head, target=cfg.target, m=m)
+    if isochrones is not None and len(isochrones):
+        service_areas_map(isochrones, m=m)
+    for cat in cats:
+        residents_map(residents, category=cat, m=m, minutes=cfg.minutes, cutoff_minutes=cfg.cutoff_minutes,
+                      max_points=max_points, show=cat == cats[-1])
+    if gaps is not None and len(gaps):
+        gaps_map(gaps, m=m, show=False)
+    if facilities is not None and len(facilities):
+        facilities_map(facilities, m=m)
+    if sites is not None and len(sites):
+        sites_map(sites, m=m)
+    title = title or "15分钟社区生活圈 15-minute life circle"
+    m.get_root().header.add_child(_Raw(f"<title>{_html.escape(title)}</title>"), name="lc_title")
+    info = _info_html(title, summary, cfg, BASEMAPS.get(st.basemap))
+    if st.info is None:
+        st.info = _Box(info, position="topleft", css_class="lc-title")
+        m.add_child(st.info)
+    else:
+        st.info.html = info
+    return _finish(m)
+
+
+# --------------------------------------------------------------------------------------------
+# output
+
+_EXTERNAL = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)\s*=\s*[\"']?((?:https?:)?//[^\"'\s>]+)", re.I)
+
+
+def render_html(m: folium.Map) -> str:
+    """The map as one HTML page with Leaflet inlined (no request but background tiles)."""
+    _finish(m)
+    html = m.get_root().render()
+    external = _EXTERNAL.findall(html)
+    if external:
+        log.warning("the map loads %d file(s) from the internet and will not work offline: %s "
+                    "(added by a folium plugin or folium.Icon; use CircleMarker or DivIcon instead)",
+                    len(external), ", ".join(external[:3]))
+    return html
+
+
+def save_map(m: folium.Map, path: str | os.PathLike[str]) -> Path:
+    """Write the map as a self-contained UTF-8 HTML file (temp name, then renamed).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = save_map(base_map(basemap="none"), os.path.join(tempfile.mkdtemp(), "map.html"))
+    >>> p.stat().st_size > 100_000  # Leaflet is inside
+    True
+    """
+    html = render_html(m)
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    log.info("wrote %s (%.1f MB)", final, final.stat().st_size / 1e6)
+    return final
+
+
+@dataclass
+class _FolderAnalysis:
+    """What maps and figures need from an analysis, read back from the folder ``Analysis.write`` made."""
+
+    config: AnalysisConfig
+    facilities: Any
+    residents: Any
+    coverage: pd.DataFrame
+    summary: dict
+    isochrones: Any = None
+    units: Any = None
+    gaps: Any = None
+    sites: Any = None
+    network: Any = None
+
+
+def read_analysis_folder(out_dir: str | os.PathLike[str]) -> _FolderAnalysis:
+    """Read summary.json, coverage.csv, residents.gpkg, facilities.gpkg (and isochrones.gpkg,
+    units.gpkg, gaps.gpkg, suggested_sites.gpkg when present) written by :meth:`lifecircle.Analysis.write`."""
+    import geopandas as gpd
+
+    d = Path(out_dir)
+    need = ["summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg"]
+    missing = [n for n in need if not (d / n).is_file()]
+    if missing:
+        raise InputFileError(f"{d} lacks {', '.join(missing)}: give the folder written by "
+                             "`lifecircle analyze --out DIR`")
+    try:
+        summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+        p = summary["parameters"]
+        cfg = AnalysisConfig(minutes=tuple(p["minutes"]), walk_speed_kmh=p["walk_speed_kmh"], target=p["target"],
+                             max_snap_m=p["max_snap_m"], categories=tuple(p["categories"]),
+                             max_minutes=p.get("max_minutes"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputFileError(f"{d / 'summary.json'} is not a lifecircle summary ({exc}); "
+                             "run `lifecircle analyze --out DIR` again") from None
+    coverage = pd.read_csv(d / "coverage.csv", encoding="utf-8")
+    coverage["unit"] = coverage["unit"].astype(str)
+    residents = gpd.read_file(d / "residents.gpkg")
+    for c in residents.columns:
+        if str(c).startswith("minutes_to_"):
+            residents[c] = residents[c].astype(float).fillna(np.inf)  # NULL = not reachable
+    facilities = gpd.read_file(d / "facilities.gpkg")
+    files = {"isochrones": "isochrones", "units": "units", "gaps": "gaps", "sites": "suggested_sites"}
+    extra = {name: _read_layers(d / f"{stem}.gpkg") for name, stem in files.items() if (d / f"{stem}.gpkg").is_file()}
+    return _FolderAnalysis(cfg, facilities, residents, coverage, summary, **extra)
+
+
+def _read_layers(path: Path):
+    """Every layer of a GeoPackage in one frame (``write_isochrones`` writes one layer per category/minutes)."""
+    import geopandas as gpd
+    import pyogrio
+
+    frames = [gpd.read_file(path, layer=name) for name in pyogrio.list_layers(path)[:, 0]]
+    frames = [f.to_crs(4326) if f.crs is not None else f.set_crs(4326) for f in frames]
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326)
+
+
+def write_maps(analysis: Any, out_dir: str | os.PathLike[str], *, png: bool = True, basemap: str = "osm",
+               html_path: str | os.PathLike[str] | None = None, isochrones: Any = None, units: Any = None,
+               gaps: Any = None, sites: Any = None, title: str | None = None,
+               tianditu_key: str | None = None) -> dict[str, Path]:
+    """Write ``map.html`` (and ``coverage_map.png``, ``coverage_curve.png``) of an analysis into ``out_dir``.
+
+    Parameters
+    ----------
+    analysis : lifecircle.Analysis
+        Or what :func:`read_analysis_folder` returns.
+    png : bool
+        Also draw the static figures (needs matplotlib).
+    basemap : str
+        See :func:`base_map`.
+    html_path : path, optional
+        Where to write the map (default ``out_dir/map.html``).
+    isochrones, units, gaps, sites : GeoDataFrame, optional
+        Default ``analysis.isochrones`` / ``.units`` / ``.gaps`` / ``.sites`` when present.
+
+    Returns
+    -------
+    dict
+        ``{"map.html": path, "coverage_map.png": path, "coverage_curve.png": path}``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> sorted(write_maps(analyze(toy_town_osm()), tempfile.mkdtemp(), basemap="none"))
+    ['coverage_curve.png', 'coverage_map.png', 'map.html']
+    """
+    d = Path(out_dir)
+    gaps = gaps if gaps is not None else getattr(analysis, "gaps", None)
+    sites = sites if sites is not None else getattr(analysis, "sites", None)
+    m = coverage_map(analysis, isochrones=isochrones, units=units, gaps=gaps, sites=sites, basemap=basemap,
+                     title=title, tianditu_key=tianditu_key)
+    paths = {"map.html": save_map(m, html_path or d / "map.html")}
+    if png:
+        from .figures import coverage_curve, coverage_figure, save_figure
+
+        paths["coverage_map.png"] = save_figure(coverage_figure(analysis, isochrones=isochrones, units=units),
+                                                d / "coverage_map.png")
+        paths["coverage_curve.png"] = save_figure(coverage_curve(analysis), d / "coverage_curve.png")
+    return paths
+
+
+def maps_from_folder(out_dir: str | os.PathLike[str], *, png: bool = True, basemap: str = "osm",
+                     html_path: str | os.PathLike[str] | None = None, title: str | None = None,
+                     tianditu_key: str | None = None) -> dict[str, Path]:
+    """Make ``map.html`` (and the PNGs) from the folder written by ``lifecircle analyze --out DIR``.
+
+    Reads ``summary.json``, ``coverage.csv``, ``residents.gpkg``, ``facilities.gpkg`` and, when present,
+    ``isochrones.gpkg`` and ``units.gpkg`` (see :func:`read_analysis_folder`), then calls
+    :func:`write_maps`; the parameters are the same.
+    """
+    return write_maps(read_analysis_folder(out_dir), out_dir, png=png, basemap=basemap, html_path=html_path,
+                      title=title, tianditu_key=tianditu_key)

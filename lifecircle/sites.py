@@ -1,0 +1,989 @@
+"""Suggest new facility sites: greedy maximal covering location (CELF), per unit, checked by an exact MILP.
+
+What a candidate is
+-------------------
+A candidate is a *point* where a new facility could open. It is treated exactly as the pipeline
+treats a facility at that point: snapped to the nearest point of the nearest walkable edge (at
+most ``max_snap_m`` away) and its access leg is walked. So the coverage predicted here is the
+coverage :func:`lifecircle.analyze` finds once the chosen sites are added as facilities.
+
+* Default: every **network node** within ``minutes`` of a currently-uncovered resident. Its
+  point is the node itself (it snaps onto the node, access leg 0); ``node`` is its index.
+* ``candidates=FILE`` (CSV/XLSX with lon/lat, GeoJSON, GeoPackage; polygons become a point
+  inside them) or a GeoDataFrame, in ``candidates_crs`` (``wgs84``, ``gcj02``, ``bd09`` or EPSG).
+  Points farther than ``max_snap_m`` from every street are dropped (all of them: an error that
+  says to check ``--candidates-crs``); ``node`` is the nearer end of the edge a point snaps to.
+
+How catchments are computed
+---------------------------
+Candidates are attached to the analysis' existing :class:`~lifecircle.walking_times.AccessGraph`
+(residents are its point nodes) as extra nodes, each joined to the two graph nodes that bracket its
+projection on the (already split) edge, with the access leg plus the offset along the edge. That
+is the graph a rebuild with the new facility would give, without rebuilding it (the candidate
+edges are one-way, so that no search wanders through other candidates). Then **one** bounded
+:func:`scipy.sparse.csgraph.dijkstra` call (``indices=candidate nodes``, ``limit`` = the walk of
+``minutes``), in chunks to bound memory, gives a sparse candidates x uncovered-residents coverage
+matrix. A candidate covers a resident when ``metres / metres_per_minute <= minutes`` (the
+pipeline's own test). Walks are symmetric, so when fewer residents than candidates are to be
+covered the search starts from the residents; pairs within 1e-9 of the threshold are measured
+again from the candidate, as the pipeline measures them.
+
+How sites are chosen
+--------------------
+Greedy with a lazy priority queue (CELF, Leskovec et al. 2007): each step adds the candidate that
+covers the most still-uncovered people. Coverage is submodular, so greedy's ``k`` sites cover at
+least (1 - 1/e) ~ 63 % of what the best ``k`` sites could. :func:`sites_needed` runs it per unit
+until the unit's share reaches the target, and asks :func:`scipy.optimize.milp` (HiGHS) for the
+exact minimum within ``time_limit_s`` to report greedy's gap. Per-unit plans are independent:
+one site may serve two units and then appears in both plans.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.sparse.csgraph import dijkstra
+
+from .config import minutes_column
+from .coverage import STUDY_AREA
+from .errors import CRSError, InputDataError
+from .gaps import check_category, check_minutes
+from .snapping import Snap, snap_points
+
+log = logging.getLogger("lifecircle")
+
+__all__ = [
+    "SITE_COLUMNS",
+    "NEEDED_COLUMNS",
+    "Candidates",
+    "Exact",
+    "candidates_from_nodes",
+    "candidates_from_points",
+    "coverage_matrix",
+    "greedy_cover",
+    "solve_max_cover",
+    "solve_min_sites",
+    "suggest_sites",
+    "write_site_plans",
+    "SitePlan",
+    "plan_sites",
+    "sites_needed",
+    "sites_as_facilities",
+    "write_sites",
+]
+
+#: Columns of :func:`suggest_sites` (plus ``geometry``; ``name`` too when the candidates have names).
+SITE_COLUMNS = [
+    "rank", "category", "unit", "lon", "lat", "node", "osm_node_id", "candidate",
+    "newly_covered_population", "cumulative_covered_population", "cumulative_share",
+]
+#: Columns of :func:`sites_needed`.
+NEEDED_COLUMNS = [
+    "unit", "category", "minutes", "population", "share_before", "target", "sites_needed", "share_after",
+    "reachable", "exact_sites", "gap", "exact_status", "note",
+]
+_SHARE_TOL = 1e-12  # as coverage.coverage_table: a share within 1e-12 of the target meets it
+_CHUNK_CELLS = 10_000_000  # float64 cells of one dijkstra chunk (80 MB)
+
+
+# ---------------------------------------------------------------------------- candidates
+
+
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """Candidate sites, snapped like facilities.
+
+    ``lon``/``lat`` are the points (WGS84) a facility would be placed at, ``node`` the network
+    node index (the node itself, or the nearer end of the edge a file point snaps to),
+    ``ident`` the candidate's id (node index, or row label of the candidate file), ``snap``
+    where each joins the network. Every candidate here is snapped.
+    """
+
+    lon: np.ndarray
+    lat: np.ndarray
+    node: np.ndarray
+    ident: np.ndarray
+    snap: Snap
+    name: np.ndarray | None = None
+    source: str = "network nodes"
+
+    def __len__(self) -> int:
+        return len(self.lon)
+
+
+def candidates_from_nodes(network, nodes, *, max_snap_m: float = 500.0) -> Candidates:
+    """Network nodes as candidates (a facility placed on the node).
+
+    >>> from lifecircle import WalkNetwork
+    >>> net = WalkNetwork.from_lonlat([121.40, 121.4021], [31.20, 31.20], [0], [1])
+    >>> c = candidates_from_nodes(net, [1])
+    >>> c.node.tolist(), round(float(c.snap.dist_m[0]), 6)
+    ([1], 0.0)
+    """
+    nodes = np.asarray(nodes, dtype=np.int64)
+    lon, lat = network.lon[nodes], network.lat[nodes]
+    snap = snap_points(network, lon, lat, max_snap_m=max_snap_m)
+    ok = snap.snapped
+    snap = Snap(*(a[ok] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
+    return Candidates(lon[ok], lat[ok], nodes[ok], nodes[ok].astype(object), snap)
+
+
+def candidates_from_points(network, points, *, crs: Any = None, max_snap_m: float = 500.0) -> Candidates:
+    """Candidate points from a file or GeoDataFrame, snapped like facilities.
+
+    Parameters
+    ----------
+    network : WalkNetwork
+    points : path or GeoDataFrame
+        Candidate locations (CSV/XLSX with lon/lat columns, GeoJSON, GeoPackage…).
+    crs : str, int or pyproj.CRS, optional
+        The CRS the coordinates are in (``wgs84``, ``gcj02``, ``bd09`` or an EPSG code); default:
+        WGS84 for tables, the declared CRS for vector files and GeoDataFrames.
+    max_snap_m : float
+        Points farther from every walkable street are dropped (with a warning).
+
+    Raises
+    ------
+    CRSError
+        When no point lies within ``max_snap_m`` of a street (a wrong CRS, or another city).
+    """
+    import geopandas as gpd
+
+    from .crs import to_wgs84
+    from .io import read_geo
+    from .snapping import suggest_crs
+
+    if isinstance(points, (str, os.PathLike)):
+        gdf = read_geo(points, what="candidates", crs=crs)
+        label = Path(points).name
+    elif isinstance(points, gpd.GeoDataFrame):
+        gdf = to_wgs84(points, crs)
+        label = "candidates"
+    else:
+        raise InputDataError(f"candidates must be a file path or a GeoDataFrame (got {type(points).__name__}); "
+                             "e.g. --candidates sites.csv")
+    geom = gdf.geometry
+    valid = (geom.notna() & ~geom.is_empty).to_numpy()
+    if not valid.any():
+        raise InputDataError(f"{label}: no candidate has coordinates; give lon/lat columns or point geometries")
+    gdf = gdf[valid]
+    geom = gdf.geometry
+    if not (geom.geom_type == "Point").all():
+        geom = geom.representative_point()
+    lon, lat = geom.x.to_numpy(), geom.y.to_numpy()
+    snap = snap_points(network, lon, lat, max_snap_m=max_snap_m)
+    ok = snap.snapped
+    hint = "check --candidates-crs (points copied from a Chinese web map are gcj02 or bd09)"
+    guess = suggest_crs(network, lon, lat)
+    if guess:
+        hint = (f"they look like {guess[0].upper()} coordinates (median {guess[1]:.0f} m from a street as given, "
+                f"{guess[2]:.0f} m as {guess[0]}): check --candidates-crs, e.g. --candidates-crs {guess[0]}")
+    if not ok.any():
+        raise CRSError(
+            f"{label}: none of the {len(lon)} candidate points is within {max_snap_m:g} m of a walkable street "
+            f"(nearest {np.nanmin(snap.dist_m):.0f} m); {hint}, and that they lie in the study area")
+    if not ok.all():
+        log.warning("%s: %d of %d candidate points are more than %g m from any walkable street and are not used; %s",
+                    label, int((~ok).sum()), len(lon), max_snap_m, hint)
+    elif guess:
+        log.warning("%s: %s", label, hint)
+    snap = Snap(*(a[ok] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
+    node = np.where(snap.t <= 0.5, network.u[snap.edge], network.v[snap.edge])
+    names = gdf["name"].to_numpy(dtype=object)[ok] if "name" in gdf.columns else None
+    return Candidates(lon[ok], lat[ok], node, gdf.index.to_numpy(dtype=object)[ok], snap, names, label)
+
+
+# ---------------------------------------------------------------------------- catchments
+
+
+def _attach(graph, network, snap: Snap, *, outward: bool) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The access graph with every candidate added as a node (see module docstring).
+
+    Candidate edges are one-way, so that no search wanders through other candidates: out of the
+    candidates (``outward``, for searches from them) or into them (for searches from residents).
+    """
+    n = graph.n_network_nodes
+    pe = np.asarray(graph.proj_edge, dtype=np.int64)
+    pt = np.asarray(graph.proj_t, dtype=float)
+    k = len(pe)
+    order = np.lexsort((pt, pe))
+    pe_s, pt_s, pn_s = pe[order], pt[order], n + order
+    ce, ct = snap.edge, snap.t
+    m = len(ce)
+    # merge candidates after existing projections with equal (edge, t): the pipeline appends new
+    # facilities after the points it already had, and its sort is stable
+    merged_e = np.concatenate([pe_s, ce])
+    merged_t = np.concatenate([pt_s, ct])
+    is_cand = np.concatenate([np.zeros(k, dtype=bool), np.ones(m, dtype=bool)])
+    mo = np.lexsort((is_cand, merged_t, merged_e))
+    before = np.cumsum(~is_cand[mo])  # existing projections up to and including each position
+    pos = np.empty(k + m, dtype=np.int64)
+    pos[mo] = before
+    hi = pos[k:]  # index (in sorted existing) of the first projection after each candidate
+    lo = hi - 1
+    if k:
+        lo_c, hi_c = np.clip(lo, 0, k - 1), np.clip(hi, 0, k - 1)
+        lo_ok = (lo >= 0) & (pe_s[lo_c] == ce)
+        hi_ok = (hi < k) & (pe_s[hi_c] == ce)
+        lo_node, lo_t = np.where(lo_ok, pn_s[lo_c], network.u[ce]), np.where(lo_ok, pt_s[lo_c], 0.0)
+        hi_node, hi_t = np.where(hi_ok, pn_s[hi_c], network.v[ce]), np.where(hi_ok, pt_s[hi_c], 1.0)
+    else:
+        lo_node, lo_t = network.u[ce], np.zeros(m)
+        hi_node, hi_t = network.v[ce], np.ones(m)
+    seg = network.length_m[ce]
+    size = graph.n_nodes
+    cand_node = size + np.arange(m)
+    # the pipeline's own pieces: access leg, then (t - t_prev) * length along the edge
+    w_lo = snap.dist_m + (ct - lo_t) * seg
+    w_hi = snap.dist_m + (hi_t - ct) * seg
+    coo = graph.matrix.tocoo()
+    ends = np.concatenate([lo_node, hi_node])
+    twice = np.concatenate([cand_node, cand_node])
+    rows = np.concatenate([coo.row, twice if outward else ends])
+    cols = np.concatenate([coo.col, ends if outward else twice])
+    data = np.concatenate([coo.data, w_lo, w_hi])
+    # explicit zeros stay (zero-length pieces are real edges, as in build_access_graph)
+    mat = sp.csr_matrix((data, (rows, cols)), shape=(size + m, size + m))
+    return mat, cand_node
+
+
+def _search(mat, sources, targets, *, limit_m: float, chunk_cells: int):
+    """Bounded Dijkstra from ``sources`` in row chunks: (row, column, metres) of targets within ``limit_m``."""
+    step = max(1, int(chunk_cells // mat.shape[0]))
+    rows, cols, dist = [], [], []
+    for start in range(0, len(sources), step):
+        d = dijkstra(mat, directed=True, indices=sources[start:start + step], limit=limit_m)[:, targets]
+        r, c = np.nonzero(np.isfinite(d))
+        rows.append(r + start)
+        cols.append(c)
+        dist.append(d[r, c])
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(dist)
+
+
+def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, minutes: float,
+                    search_from: str = "auto", chunk_cells: int = _CHUNK_CELLS) -> sp.csr_matrix:
+    """Boolean sparse matrix: candidate ``i`` covers resident ``resident_positions[j]`` within ``minutes``.
+
+    One bounded :func:`scipy.sparse.csgraph.dijkstra` call from all candidate nodes (in chunks
+    of rows so that a chunk holds at most ``chunk_cells`` distances). Walks are symmetric, so
+    when fewer residents than candidates are to be covered the search starts from the residents
+    instead; pairs within 1e-9 of the threshold are then measured again from the candidate, so
+    that the answer is the pipeline's to the last bit (``search_from`` forces ``"candidates"``
+    or ``"residents"``). Residents are given by position in ``analysis.residents``; unsnapped
+    ones are never covered.
+    """
+    if search_from not in ("auto", "candidates", "residents"):
+        raise InputDataError(f"search_from must be auto, candidates or residents (got {search_from!r})")
+    graph = analysis.times.graph
+    mpm = analysis.config.walk_speed_kmh * 1000.0 / 60.0  # exactly as walking_times
+    res_nodes = graph.point_node[: analysis.times.n_residents][np.asarray(resident_positions, dtype=np.int64)]
+    m = len(candidates)
+    ok_cols = np.flatnonzero(res_nodes >= 0)
+    if m == 0 or ok_cols.size == 0:
+        return sp.csr_matrix((m, len(res_nodes)), dtype=bool)
+    limit = minutes * mpm * (1 + 1e-8) + 1e-6  # a hair beyond; the pipeline's own test below decides
+    if search_from == "residents" or (search_from == "auto" and ok_cols.size < m):
+        mat, cand_nodes = _attach(graph, analysis.network, candidates.snap, outward=False)
+        c, r, d = _search(mat, res_nodes[ok_cols], cand_nodes, limit_m=limit, chunk_cells=chunk_cells)
+        near = np.abs(d / mpm - minutes) <= 1e-9 * minutes
+        recheck = np.unique(r[near])
+        if recheck.size:  # the walk back may differ in the last bit: measure as the pipeline does
+            keep = ~np.isin(r, recheck)
+            mat, cand_nodes = _attach(graph, analysis.network, candidates.snap, outward=True)
+            r2, c2, d2 = _search(mat, cand_nodes[recheck], res_nodes[ok_cols], limit_m=limit,
+                                 chunk_cells=chunk_cells)
+            r = np.concatenate([r[keep], recheck[r2]])
+            c = np.concatenate([c[keep], c2])
+            d = np.concatenate([d[keep], d2])
+    else:
+        mat, cand_nodes = _attach(graph, analysis.network, candidates.snap, outward=True)
+        r, c, d = _search(mat, cand_nodes, res_nodes[ok_cols], limit_m=limit, chunk_cells=chunk_cells)
+    hit = d / mpm <= minutes
+    cov = sp.csr_matrix((np.ones(int(hit.sum()), dtype=bool), (r[hit], ok_cols[c[hit]])), shape=(m, len(res_nodes)))
+    cov.sort_indices()
+    return cov
+
+
+# ---------------------------------------------------------------------------- optimisation
+
+
+def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None = None,
+                 covered: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy maximal covering with a lazy priority queue (CELF).
+
+    Parameters
+    ----------
+    coverage : sparse matrix
+        Rows: candidates, columns: demand points; nonzero = the candidate covers the point.
+    weights : array-like
+        People at each demand point (>= 0).
+    k : int, optional
+        Most candidates to choose.
+    need : float, optional
+        Stop as soon as the chosen candidates cover this much weight.
+    covered : bool array, optional
+        Demand points covered already (they add nothing).
+
+    Returns
+    -------
+    chosen, gains : ndarray
+        Row indices in the order chosen, and the weight each newly covered (positive, never
+        increasing). It stops early when no candidate adds anything. Ties go to the lower row.
+
+    Examples
+    --------
+    Row 0 covers points {0, 1}, row 1 covers {1, 2, 3}, row 2 covers {3}; weights 5, 1, 1, 1:
+
+    >>> cov = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 1, 1, 1], [0, 0, 0, 1]], dtype=bool))
+    >>> greedy_cover(cov, [5, 1, 1, 1])
+    (array([0, 1]), array([6., 2.]))
+    """
+    cov = sp.csr_matrix(coverage, dtype=bool)
+    cov.sort_indices()
+    w = np.asarray(weights, dtype=float)
+    done = np.zeros(cov.shape[1], dtype=bool) if covered is None else np.array(covered, dtype=bool)
+    free = np.where(done, 0.0, w)
+    gains0 = cov @ free if cov.nnz else np.zeros(cov.shape[0])
+    heap = [(-g, j) for j, g in enumerate(np.asarray(gains0, dtype=float).ravel()) if g > 0]
+    heapq.heapify(heap)
+    fresh_at = np.zeros(cov.shape[0], dtype=np.int64)  # round in which a row's gain was computed
+    indptr, indices = cov.indptr, cov.indices
+    chosen: list[int] = []
+    gains: list[float] = []
+    total = 0.0
+    k_max = cov.shape[0] if k is None else int(k)
+    while heap and len(chosen) < k_max and (need is None or total < need):
+        neg, j = heapq.heappop(heap)
+        if fresh_at[j] == len(chosen):
+            cols = indices[indptr[j]:indptr[j + 1]]
+            done[cols] = True
+            free[cols] = 0.0
+            chosen.append(j)
+            gains.append(-neg)
+            total += -neg
+            continue
+        cols = indices[indptr[j]:indptr[j + 1]]
+        g = float(free[cols].sum())
+        fresh_at[j] = len(chosen)
+        if g > 0:
+            heapq.heappush(heap, (-g, j))
+    return np.asarray(chosen, dtype=np.int64), np.asarray(gains, dtype=float)
+
+
+@dataclass(frozen=True)
+class Exact:
+    """An exact (MILP) answer: the chosen rows, the weight they cover, and the solver's status.
+
+    ``status`` is ``"optimal"``, ``"time limit"`` (``chosen`` is then the best found, not
+    proven), ``"infeasible"`` or ``"failed"``.
+    """
+
+    chosen: np.ndarray
+    covered_weight: float
+    status: str
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == "optimal"
+
+
+def _reduce(coverage, weights):
+    """Drop empty points, merge points covered by the same rows, merge identical rows."""
+    cov = sp.csr_matrix(coverage, dtype=bool)
+    w = np.asarray(weights, dtype=float)
+    keep_cols = np.flatnonzero((w > 0) & (np.asarray(cov.sum(axis=0)).ravel() > 0))
+    cov = cov[:, keep_cols].tocsr()
+    w = w[keep_cols]
+    rng = np.random.default_rng(12345)
+    f = cov.astype(float)
+    # random-projection fingerprints of columns and rows (two each: collisions are negligible)
+    col_key = np.column_stack([f.T @ rng.random(cov.shape[0]), f.T @ rng.random(cov.shape[0])])
+    _, col_group = np.unique(col_key, axis=0, return_inverse=True)
+    col_group = col_group.ravel()
+    n_groups = int(col_group.max()) + 1 if len(col_group) else 0
+    gw = np.bincount(col_group, weights=w, minlength=n_groups)
+    merge = sp.csr_matrix((np.ones(len(col_group)), (np.arange(len(col_group)), col_group)),
+                          shape=(len(col_group), n_groups))
+    cov_g = (f @ merge) > 0
+    row_nonempty = np.flatnonzero(np.asarray(cov_g.sum(axis=1)).ravel() > 0)
+    fr = cov_g[row_nonempty].astype(float)
+    row_key = np.column_stack([fr @ rng.random(n_groups), fr @ rng.random(n_groups)]) if n_groups else np.zeros((0, 2))
+    _, first_rows = np.unique(row_key, axis=0, return_index=True)
+    rows = row_nonempty[np.sort(first_rows)]
+    return sp.csr_matrix(cov_g[rows], dtype=float), gw, rows
+
+
+def _milp(c, A_rows, lb, ub, n_x, n_y, time_limit_s):
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    integrality = np.concatenate([np.ones(n_x), np.zeros(n_y)])
+    res = milp(c, constraints=[LinearConstraint(A_rows, lb, ub)], integrality=integrality,
+               bounds=Bounds(0, 1), options={"time_limit": float(time_limit_s), "mip_rel_gap": 1e-9})
+    status = {0: "optimal", 1: "time limit", 2: "infeasible"}.get(res.status, "failed")
+    x = None if res.x is None else np.round(res.x[:n_x]).astype(bool)
+    return status, x
+
+
+def _covered_weight(coverage, weights, rows) -> float:
+    cov = sp.csr_matrix(coverage, dtype=bool)
+    if len(rows) == 0:
+        return 0.0
+    hit = np.asarray(cov[np.asarray(rows)].sum(axis=0)).ravel() > 0
+    return float(np.asarray(weights, dtype=float)[hit].sum())
+
+
+def solve_max_cover(coverage, weights, *, k: int, time_limit_s: float = 10.0) -> Exact:
+    """The exact maximal covering location problem: the ``k`` rows covering the most weight (MILP).
+
+    Examples
+    --------
+    Greedy takes the middle row first (4 people), then only 1 more; the two outer rows
+    together cover all 6:
+
+    >>> cov = sp.csr_matrix(np.array([[0, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]], dtype=bool))
+    >>> greedy_cover(cov, np.ones(6), k=2)[1].tolist()
+    [4.0, 1.0]
+    >>> e = solve_max_cover(cov, np.ones(6), k=2)
+    >>> e.status, sorted(e.chosen.tolist()), e.covered_weight
+    ('optimal', [1, 2], 6.0)
+    """
+    if k is None or int(k) < 1:
+        raise InputDataError(f"k must be at least 1 (got {k!r})")
+    red, gw, rows = _reduce(coverage, weights)
+    n_x, n_y = red.shape
+    if n_x == 0:
+        return Exact(np.zeros(0, dtype=np.int64), 0.0, "optimal")
+    scale = gw.sum()
+    # variables [x (rows), y (point groups)]: max sum w y  s.t.  y_g <= sum_{rows covering g} x,  sum x <= k
+    a1 = sp.hstack([-red.T, sp.identity(n_y)])
+    a2 = sp.hstack([sp.csr_matrix(np.ones((1, n_x))), sp.csr_matrix((1, n_y))])
+    A = sp.vstack([a1, a2]).tocsr()
+    lb = np.full(n_y + 1, -np.inf)
+    ub = np.concatenate([np.zeros(n_y), [min(int(k), n_x)]])
+    c = np.concatenate([np.zeros(n_x), -gw / scale])
+    status, x = _milp(c, A, lb, ub, n_x, n_y, time_limit_s)
+    if x is None:
+        return Exact(np.zeros(0, dtype=np.int64), 0.0, status)
+    chosen = rows[x]
+    return Exact(chosen, _covered_weight(coverage, weights, chosen), status)
+
+
+def solve_min_sites(coverage, weights, *, need: float, time_limit_s: float = 10.0,
+                    max_sites: int | None = None) -> Exact:
+    """The fewest rows that together cover at least ``need`` weight (MILP); ``infeasible`` if none can.
+
+    Examples
+    --------
+    >>> cov = sp.csr_matrix(np.array([[0, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]], dtype=bool))
+    >>> e = solve_min_sites(cov, np.ones(6), need=6)
+    >>> e.status, sorted(e.chosen.tolist())
+    ('optimal', [1, 2])
+    >>> solve_min_sites(cov, np.ones(6), need=7).status
+    'infeasible'
+    """
+    if need <= 0:
+        return Exact(np.zeros(0, dtype=np.int64), 0.0, "optimal")
+    red, gw, rows = _reduce(coverage, weights)
+    n_x, n_y = red.shape
+    if gw.sum() < need * (1 - 1e-12) or n_x == 0:
+        return Exact(np.zeros(0, dtype=np.int64), 0.0, "infeasible")
+    scale = gw.sum()
+    a1 = sp.hstack([-red.T, sp.identity(n_y)])
+    a2 = sp.hstack([sp.csr_matrix((1, n_x)), sp.csr_matrix(gw[None, :] / scale)])
+    blocks = [a1, a2]
+    lb = [np.full(n_y, -np.inf), [need / scale * (1 - 1e-12)]]
+    ub = [np.zeros(n_y), [np.inf]]
+    if max_sites is not None:
+        blocks.append(sp.hstack([sp.csr_matrix(np.ones((1, n_x))), sp.csr_matrix((1, n_y))]))
+        lb.append([-np.inf])
+        ub.append([float(max_sites)])
+    A = sp.vstack(blocks).tocsr()
+    c = np.concatenate([np.ones(n_x), np.zeros(n_y)])
+    status, x = _milp(c, A, np.concatenate(lb), np.concatenate(ub), n_x, n_y, time_limit_s)
+    if x is None:
+        return Exact(np.zeros(0, dtype=np.int64), 0.0, status)
+    chosen = rows[x]
+    covered = _covered_weight(coverage, weights, chosen)
+    if covered < need * (1 - 1e-9):  # the solver's feasibility tolerance let a short plan through
+        return Exact(chosen, covered, "failed")
+    return Exact(chosen, covered, status)
+
+
+# ---------------------------------------------------------------------------- the problem
+
+
+@dataclass(frozen=True, eq=False)
+class _Problem:
+    category: str
+    minutes: float
+    target_pos: np.ndarray  # positions (in analysis.residents) of the residents to cover
+    weights: np.ndarray
+    candidates: Candidates
+    coverage: sp.csr_matrix  # candidates x target residents
+
+
+def _empty_problem(category: str, minutes: float) -> _Problem:
+    none = np.zeros(0)
+    snap = Snap(np.zeros(0, dtype=np.int64), none, none, none, none)
+    cands = Candidates(none, none, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object), snap)
+    return _Problem(category, minutes, np.zeros(0, dtype=np.int64), none, cands, sp.csr_matrix((0, 0), dtype=bool))
+
+
+def _check_k(k: Any) -> int | None:
+    if k is None:
+        return None
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputDataError(f"k must be a whole number of sites, at least 1 (got {k!r}); e.g. -k 5")
+    return int(k)
+
+
+def _check_time_limit(time_limit_s: Any) -> float:
+    if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0:
+        raise InputDataError(f"time_limit_s must be a positive number of seconds (got {time_limit_s!r}); "
+                             "e.g. --time-limit-s 10")
+    return float(time_limit_s)
+
+
+def _check_target(target: Any, default: float) -> float:
+    t = default if target is None else target
+    if isinstance(t, bool) or not isinstance(t, (int, float, np.floating)) or not 0 < t <= 1:
+        raise InputDataError(f"target must be a share in (0, 1] (got {target!r}); e.g. --target 0.85")
+    return float(t)
+
+
+def _units(analysis) -> pd.Series | None:
+    res = analysis.residents
+    return res["unit"] if "unit" in res.columns else None
+
+
+def _area_mask(analysis, unit: str | None) -> np.ndarray:
+    n = len(analysis.residents)
+    if unit is None or unit == STUDY_AREA:
+        return np.ones(n, dtype=bool)
+    units = _units(analysis)
+    if units is None:
+        raise InputDataError(f"unit {unit!r}: this analysis has no units; rerun it with --units FILE")
+    mask = (units == unit).to_numpy()
+    if not mask.any():
+        names = sorted(units.dropna().astype(str).unique())
+        raise InputDataError(f"unknown unit {unit!r}: the units are {', '.join(names[:12])}"
+                             f"{'…' if len(names) > 12 else ''}")
+    return mask
+
+
+def _build(analysis, category: str, minutes: float, area: np.ndarray, candidates, candidates_crs) -> _Problem:
+    cfg = analysis.config
+    res = analysis.residents
+    pop = res["population"].to_numpy(dtype=float)
+    mins = res[minutes_column(category)].to_numpy(dtype=float)
+    graph = analysis.times.graph
+    rnode = graph.point_node[: analysis.times.n_residents]
+    target = np.flatnonzero(area & ~(mins <= minutes) & (pop > 0) & (rnode >= 0))
+    mpm = cfg.walk_speed_kmh * 1000.0 / 60.0
+    if candidates is None:
+        if target.size:
+            d = dijkstra(graph.matrix, directed=True, indices=np.unique(rnode[target]), min_only=True,
+                         limit=minutes * mpm * (1 + 1e-6) + 1.0)
+            nodes = np.flatnonzero(np.isfinite(d[: graph.n_network_nodes]))
+        else:
+            nodes = np.zeros(0, dtype=np.int64)
+        cands = candidates_from_nodes(analysis.network, nodes, max_snap_m=cfg.max_snap_m)
+    else:
+        cands = candidates_from_points(analysis.network, candidates, crs=candidates_crs, max_snap_m=cfg.max_snap_m)
+    cov = coverage_matrix(analysis, cands, target, minutes=minutes)
+    log.info("%s: %d candidate sites (%s) for %d uncovered resident points; %g min = %.0f m at %g km/h",
+             category, len(cands), cands.source, len(target), minutes, minutes * mpm, cfg.walk_speed_kmh)
+    return _Problem(category, minutes, target, pop[target], cands, cov)
+
+
+def _sites_table(problem: _Problem, analysis, chosen, gains, *, unit_label: str, population: float,
+                 covered_before: float):
+    import geopandas as gpd
+
+    c = problem.candidates
+    cum = covered_before + np.cumsum(gains)
+    data = {
+        "rank": np.arange(1, len(chosen) + 1, dtype=np.int64),
+        "category": problem.category,
+        "unit": unit_label,
+        "lon": c.lon[chosen],
+        "lat": c.lat[chosen],
+        "node": c.node[chosen].astype(np.int64),
+        "osm_node_id": analysis.network.node_id[c.node[chosen]].astype(np.int64),
+        "candidate": c.ident[chosen],
+        "newly_covered_population": gains,
+        "cumulative_covered_population": cum,
+        "cumulative_share": cum / population if population > 0 else np.full(len(chosen), np.nan),
+    }
+    if c.name is not None:
+        data["name"] = c.name[chosen]
+    return gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(c.lon[chosen], c.lat[chosen]), crs=4326)
+
+
+def suggest_sites(
+    analysis,
+    *,
+    category: str,
+    k: int | None = None,
+    target: float | None = None,
+    candidates: Any = None,
+    candidates_crs: Any = None,
+    minutes: float | None = None,
+    unit: str | None = None,
+    exact: bool = False,
+    time_limit_s: float = 10.0,
+):
+    """Choose new sites that cover the most currently-uncovered residents (greedy MCLP, CELF).
+
+    Parameters
+    ----------
+    analysis : Analysis
+        The result of :func:`lifecircle.analyze`.
+    category : str
+        One of the analysed categories.
+    k : int, optional
+        Most sites to choose. Without ``k`` (and without ``target``) it chooses sites until the
+        area reaches ``analysis.config.target``.
+    target : float, optional
+        Stop once the area's share reaches this (0..1].
+    candidates : path or GeoDataFrame, optional
+        Candidate points; default every network node within ``minutes`` of an uncovered
+        resident (see the module docstring).
+    candidates_crs : str, int or pyproj.CRS, optional
+        CRS of the candidate points (``wgs84``, ``gcj02``, ``bd09``, EPSG).
+    minutes : float, optional
+        Walking-time threshold; default the analysis' headline one.
+    unit : str, optional
+        Plan for this unit's residents only (shares are of the unit's population).
+    exact : bool
+        Also solve the exact MCLP for the same number of sites (MILP, ``time_limit_s``) and put
+        it in ``attrs["exact"]``.
+
+    Returns
+    -------
+    GeoDataFrame
+        One row per site in the order chosen (:data:`SITE_COLUMNS`), EPSG:4326 points.
+        ``cumulative_covered_population`` is the area's covered population after adding
+        sites 1..rank (today's coverage included), ``cumulative_share`` the same as a share of the
+        area's population. ``attrs`` holds ``population``, ``covered_before``, ``share_before``,
+        ``share_after``, ``target``, ``reached``, ``max_share`` (all coverable people covered) and
+        ``candidates``. Empty (with a log message) when nobody is uncovered, or when the target
+        is met already and no ``k`` was given.
+
+    Examples
+    --------
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> a = analyze(toy_town_osm())
+    >>> s = suggest_sites(a, category="health", k=1)
+    >>> s[["rank", "newly_covered_population"]].round(1).values.tolist(), round(s.attrs["share_before"], 3)
+    ([[1.0, 438.4]], 0.442)
+    >>> float(s.cumulative_share.iloc[0])
+    1.0
+    """
+    cfg = analysis.config
+    check_category(analysis, category, allow_all=False)
+    m = check_minutes(analysis, minutes)
+    k = _check_k(k)
+    _check_time_limit(time_limit_s)
+    goal = None if (k is not None and target is None) else _check_target(target, cfg.target)
+    area = _area_mask(analysis, unit)
+    unit_label = STUDY_AREA if unit is None else str(unit)
+    res = analysis.residents
+    pop = res["population"].to_numpy(dtype=float)
+    covered_now = res[minutes_column(category)].to_numpy(dtype=float) <= m
+    population = float(pop[area].sum())
+    before = float(pop[area & covered_now].sum())
+    share_before = before / population if population > 0 else float("nan")
+    need = None if goal is None else goal * population * (1 - _SHARE_TOL) - before
+    if need is not None and need <= 0:
+        log.info("%s in %s: %.1f %% covered already meets the target %.0f %%: no site needed",
+                 category, unit_label, 100 * share_before, 100 * goal)
+        if not (area & ~covered_now & (pop > 0)).any():
+            log.info("%s in %s: already 100 %% covered within %g min: no site to suggest", category, unit_label, m)
+        out = _sites_table(_empty_problem(category, m), analysis, np.zeros(0, dtype=np.int64), np.zeros(0),
+                           unit_label=unit_label, population=population, covered_before=before)
+        out.attrs.update({"category": category, "unit": unit_label, "minutes": m, "population": population,
+                          "covered_before": before, "share_before": share_before, "share_after": share_before,
+                          "target": goal, "reached": True, "max_share": float("nan"), "candidates": 0})
+        return out
+    problem = _build(analysis, category, m, area, candidates, candidates_crs)
+    coverable = np.asarray(problem.coverage.sum(axis=0)).ravel() > 0
+    max_share = (before + float(problem.weights[coverable].sum())) / population if population > 0 else float("nan")
+    if problem.target_pos.size == 0:
+        uncovered = area & ~covered_now & (pop > 0)
+        if not uncovered.any():
+            log.info("%s in %s: already 100 %% covered within %g min: no site to suggest", category, unit_label, m)
+        else:
+            log.info("%s in %s: the %.0f uncovered people are farther than max_snap_m from every street; "
+                     "no site can cover them", category, unit_label, float(pop[uncovered].sum()))
+    chosen, gains = greedy_cover(problem.coverage, problem.weights, k=k, need=need)
+    out = _sites_table(problem, analysis, chosen, gains, unit_label=unit_label, population=population,
+                       covered_before=before)
+    share_after = (before + float(gains.sum())) / population if population > 0 else float("nan")
+    reached = goal is not None and share_after >= goal - _SHARE_TOL
+    if goal is not None and not reached and k is None:
+        log.warning("%s in %s: the target %.0f %% is not reachable with these candidates: at most %.1f %% "
+                    "(%d sites)", category, unit_label, 100 * goal, 100 * share_after, len(chosen))
+    out.attrs.update({
+        "category": category, "unit": unit_label, "minutes": m, "population": population,
+        "covered_before": before, "share_before": share_before, "share_after": share_after,
+        "target": goal, "reached": bool(reached), "max_share": max_share, "candidates": len(problem.candidates),
+    })
+    if exact and len(chosen):
+        e = solve_max_cover(problem.coverage, problem.weights, k=len(chosen), time_limit_s=time_limit_s)
+        out.attrs["exact"] = {
+            "sites": int(len(e.chosen)), "status": e.status,
+            "covered_population": before + e.covered_weight,
+            "share": (before + e.covered_weight) / population if population > 0 else float("nan"),
+            "greedy_gap_population": e.covered_weight - float(gains.sum()) if e.optimal else None,
+        }
+    log.info("%s in %s: %d sites lift coverage within %g min from %.1f %% to %.1f %%", category, unit_label,
+             len(chosen), m, 100 * share_before, 100 * share_after)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class SitePlan:
+    """The result of :func:`plan_sites`: how many sites each area needs (``table``) and where (``sites``)."""
+
+    table: pd.DataFrame
+    sites: Any
+
+
+def plan_sites(
+    analysis,
+    *,
+    category: str,
+    target: float | None = None,
+    candidates: Any = None,
+    candidates_crs: Any = None,
+    minutes: float | None = None,
+    exact: bool = True,
+    time_limit_s: float = 10.0,
+) -> SitePlan:
+    """How many new sites the study area and each unit need to reach the target, and where.
+
+    Greedy (as :func:`suggest_sites`) runs on each area's own residents until its share reaches
+    ``target``; with ``exact`` the MILP finds the true minimum within ``time_limit_s`` per area.
+
+    Returns
+    -------
+    SitePlan
+        ``table``: :data:`NEEDED_COLUMNS`, the study area first, then each unit.
+        ``sites_needed`` is <NA> when the target is not reachable with the candidates
+        (``reachable`` False; ``share_after`` then gives the best share the candidates reach, with
+        every useful site). ``exact_sites`` and ``gap`` (greedy minus exact) are filled when the
+        MILP was solved to optimality. ``sites``: every area's sites (:data:`SITE_COLUMNS`,
+        ``unit`` = the area whose plan it belongs to; a site may appear in several plans).
+
+    Examples
+    --------
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> plan = plan_sites(analyze(toy_town_osm()), category="health")
+    >>> plan.table[["unit", "sites_needed", "exact_sites", "reachable"]].values.tolist()
+    [['study_area', 1, 1, True]]
+    >>> plan.sites[["rank", "unit"]].values.tolist()
+    [[1, 'study_area']]
+    """
+    import geopandas as gpd
+
+    cfg = analysis.config
+    check_category(analysis, category, allow_all=False)
+    m = check_minutes(analysis, minutes)
+    goal = _check_target(target, cfg.target)
+    _check_time_limit(time_limit_s)
+    res = analysis.residents
+    pop = res["population"].to_numpy(dtype=float)
+    covered_now = res[minutes_column(category)].to_numpy(dtype=float) <= m
+    units = _units(analysis)
+    areas: list[tuple[str, np.ndarray]] = [(STUDY_AREA, np.ones(len(res), dtype=bool))]
+    if units is not None:
+        for name in sorted(units.dropna().unique(), key=str):
+            areas.append((str(name), (units == name).to_numpy()))
+    if any(goal * pop[a].sum() * (1 - _SHARE_TOL) > pop[a & covered_now].sum() for _, a in areas):
+        problem = _build(analysis, category, m, np.ones(len(res), dtype=bool), candidates, candidates_crs)
+    else:
+        problem = _empty_problem(category, m)
+    rows, site_tables = [], []
+    for name, area in areas:
+        population = float(pop[area].sum())
+        before = float(pop[area & covered_now].sum())
+        share_before = before / population if population > 0 else float("nan")
+        cols = np.flatnonzero(area[problem.target_pos])
+        sub = problem.coverage[:, cols]
+        w = problem.weights[cols]
+        need = goal * population * (1 - _SHARE_TOL) - before
+        coverable = float(w[np.asarray(sub.sum(axis=0)).ravel() > 0].sum())
+        reachable = need <= 0 or coverable >= need
+        note = ""
+        exact_sites, status = pd.NA, "not run"
+        if need <= 0:
+            chosen, gains = np.zeros(0, dtype=np.int64), np.zeros(0)
+            note = "already meets the target" if population > 0 else "nobody lives here"
+            exact_sites, status = 0, "optimal"
+        else:
+            chosen, gains = greedy_cover(sub, w, need=need if reachable else None)
+            if not reachable:
+                best = (before + float(gains.sum())) / population
+                note = (f"not reachable with the candidates: at most {best:.1%} with {len(chosen)} sites")
+            elif exact:
+                e = solve_min_sites(sub, w, need=need, time_limit_s=time_limit_s, max_sites=len(chosen))
+                status = e.status
+                if e.optimal:
+                    exact_sites = int(len(e.chosen))
+        share_after = (before + float(gains.sum())) / population if population > 0 else float("nan")
+        n_sites = int(len(chosen)) if reachable else pd.NA
+        gap = (n_sites - exact_sites) if (reachable and exact_sites is not pd.NA) else pd.NA
+        rows.append((name, category, m, population, share_before, goal, n_sites, share_after, bool(reachable),
+                     exact_sites, gap, status, note))
+        sub_problem = _Problem(category, m, problem.target_pos[cols], w, problem.candidates, sub)
+        site_tables.append(_sites_table(sub_problem, analysis, chosen, gains, unit_label=name,
+                                        population=population, covered_before=before))
+        log.info("%s in %s: %s sites to reach %.0f %% (from %.1f %%)%s", category, name,
+                 n_sites if reachable else "no number of", 100 * goal, 100 * share_before,
+                 f"; {note}" if note else "")
+    table = pd.DataFrame(rows, columns=NEEDED_COLUMNS)
+    for c in ("sites_needed", "exact_sites", "gap"):
+        table[c] = table[c].astype("Int64")
+    return SitePlan(table, gpd.GeoDataFrame(pd.concat(site_tables, ignore_index=True), crs=4326))
+
+
+def sites_needed(
+    analysis,
+    *,
+    category: str,
+    target: float | None = None,
+    candidates: Any = None,
+    candidates_crs: Any = None,
+    minutes: float | None = None,
+    exact: bool = True,
+    time_limit_s: float = 10.0,
+) -> pd.DataFrame:
+    """The per-area table of :func:`plan_sites`: unit, share_before, sites_needed, share_after, …
+
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> sites_needed(analyze(toy_town_osm()), category="health", exact=False).sites_needed.tolist()
+    [1]
+    """
+    return plan_sites(analysis, category=category, target=target, candidates=candidates,
+                      candidates_crs=candidates_crs, minutes=minutes, exact=exact, time_limit_s=time_limit_s).table
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+def sites_as_facilities(sites):
+    """Suggested sites as a facility layer for :func:`lifecircle.analyze` / :func:`lifecircle.scenario.scenario`.
+
+    Sites stay unnamed, so the facility deduplication never merges two of them.
+    """
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame({
+        "category": sites["category"].to_numpy(dtype=object),
+        "subcategory": "suggested",
+        "name": None,
+        "source": "suggested",
+    }, geometry=gpd.points_from_xy(sites["lon"], sites["lat"]), crs=4326)
+
+
+def write_sites(sites, out_dir: str | os.PathLike[str], *, needed: pd.DataFrame | None = None,
+                stem: str = "suggested_sites") -> dict[str, Path]:
+    """Write ``suggested_sites.csv`` and ``.gpkg`` (and ``sites_needed.csv``) atomically.
+
+    The CSV has ``category``, ``lon`` and ``lat`` columns, so it can be given straight back as
+    ``--facilities`` (or ``scenario --add``).
+    """
+    from .io import atomic_path
+
+    out = Path(out_dir)
+    paths = {f"{stem}.csv": out / f"{stem}.csv", f"{stem}.gpkg": out / f"{stem}.gpkg"}
+    table = pd.DataFrame(sites.drop(columns="geometry"))
+    with atomic_path(paths[f"{stem}.csv"]) as tmp:
+        table.to_csv(tmp, index=False, encoding="utf-8")
+    gpkg = sites.copy()
+    gpkg["candidate"] = gpkg["candidate"].astype(str)
+    with atomic_path(paths[f"{stem}.gpkg"]) as tmp:
+        gpkg.to_file(tmp, layer="sites", driver="GPKG", engine="pyogrio")
+    if needed is not None:
+        paths["sites_needed.csv"] = out / "sites_needed.csv"
+        with atomic_path(paths["sites_needed.csv"]) as tmp:
+            needed.to_csv(tmp, index=False, encoding="utf-8")
+    log.info("wrote %s", ", ".join(p.name for p in paths.values()))
+    return paths
+
+
+def write_site_plans(
+    analysis,
+    out_dir: str | os.PathLike[str],
+    *,
+    categories: Iterable[str] | None = None,
+    k: int | None = None,
+    candidates: Any = None,
+    candidates_crs: Any = None,
+    per_unit: bool = True,
+    exact: bool = True,
+    time_limit_s: float = 10.0,
+) -> tuple[dict[str, Path], Any, pd.DataFrame | None]:
+    """Plan new sites for several categories and write them (what ``lifecircle gaps`` does).
+
+    With ``k``: the ``k`` best sites per category for the study area (:func:`suggest_sites`).
+    Without: the sites each category needs to reach the target, for the study area and, with
+    ``per_unit``, for each unit (:func:`plan_sites`). Writes ``suggested_sites.csv``/``.gpkg``
+    (the study area's sites; the CSV works as ``--facilities`` or ``scenario --add``),
+    ``sites_needed.csv`` and, with units, ``suggested_sites_by_unit.csv``.
+
+    Returns
+    -------
+    (paths, sites, needed)
+        The files written, the study area's sites (GeoDataFrame) and the per-area table (or None).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> paths, sites, needed = write_site_plans(analyze(toy_town_osm()), tempfile.mkdtemp(), exact=False)
+    >>> sorted(paths), sites.category.tolist()
+    (['sites_needed.csv', 'suggested_sites.csv', 'suggested_sites.gpkg'], ['health'])
+    >>> needed[["category", "sites_needed"]].values.tolist()  # the other three meet the target already
+    [['health', 1], ['elderly_care', 0], ['culture', 0], ['sports', 0]]
+    """
+    import geopandas as gpd
+
+    cats = list(categories) if categories else list(analysis.config.categories)
+    study, by_unit, tables = [], [], []
+    for cat in cats:
+        if k is not None:
+            study.append(suggest_sites(analysis, category=cat, k=k, candidates=candidates,
+                                       candidates_crs=candidates_crs, exact=exact, time_limit_s=time_limit_s))
+            continue
+        plan = plan_sites(analysis, category=cat, candidates=candidates, candidates_crs=candidates_crs,
+                          exact=exact, time_limit_s=time_limit_s)
+        table = plan.table if per_unit else plan.table[plan.table.unit == STUDY_AREA]
+        tables.append(table)
+        study.append(plan.sites[plan.sites.unit == STUDY_AREA])
+        if per_unit:
+            by_unit.append(plan.sites[plan.sites.unit != STUDY_AREA])
+    sites = gpd.GeoDataFrame(pd.concat(study, ignore_index=True), geometry="geometry", crs=4326)
+    needed = pd.concat(tables, ignore_index=True) if tables else None
+    paths = write_sites(sites, out_dir, needed=needed)
+    units = [u for u in by_unit if len(u)]
+    if units:
+        paths["suggested_sites_by_unit.csv"] = Path(out_dir) / "suggested_sites_by_unit.csv"
+        from .io import atomic_path
+
+        with atomic_path(paths["suggested_sites_by_unit.csv"]) as tmp:
+            pd.concat(units, ignore_index=True).drop(columns="geometry").to_csv(tmp, index=False, encoding="utf-8")
+    return paths, sites, needed

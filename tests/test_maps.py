@@ -1,0 +1,380 @@
+"""Maps and figures: layers, legend, credit, Chinese text, no CDN, GCJ-02 shift, hexagons, PNGs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from lifecircle import AnalysisConfig, analyze
+from lifecircle.coverage import coverage_table
+from lifecircle.datasets import toy_town_osm
+from lifecircle.errors import InputDataError, InputFileError
+from lifecircle.maps import (
+    base_map,
+    coverage_map,
+    facilities_map,
+    hex_cells,
+    maps_from_folder,
+    minutes_classes,
+    overlay_names,
+    render_html,
+    residents_map,
+    save_map,
+    service_areas_map,
+    units_map,
+)
+from lifecircle.maps import _weighted_median
+from lifecircle.osm import OSM_CREDIT
+
+from conftest import lonlat
+
+# eviltransform's published test vector (Shanghai): WGS84 -> GCJ-02
+WGS = (121.5272106, 31.1774276)
+GCJ = (121.531541859215, 31.17530398364597)
+
+
+def geojson_layers(html: str) -> list[dict]:
+    """Every GeoJSON FeatureCollection folium embedded (``<name>_add({...});``)."""
+    return [json.loads(s) for s in re.findall(r"_add\((\{\"features\".*?\})\);\n", html, re.S)]
+
+
+def compact_layers(html: str) -> list[dict]:
+    """The data of every resident layer (``var d = {...};``)."""
+    return [json.loads(s.replace("<\\/", "</")) for s in re.findall(r"var d = (\{.*?\});\n", html)]
+
+
+def toy_units():
+    (x0, x4, x8), _ = lonlat([-50, 400, 850], [0, 0, 0])
+    _, (y0, y4) = lonlat([0, 0], [-50, 450])
+    return gpd.GeoDataFrame({"unit": ["西区", "东区"]}, crs=4326,
+                            geometry=[shapely.box(x0, y0, x4, y4), shapely.box(x4, y0, x8, y4)])
+
+
+def buffered_isochrones(facilities, minutes=(5, 10, 15), metres_per_minute=66.7):
+    """Stand-in for lifecircle.isochrones: facility buffers in UTM, one row per (category, minutes)."""
+    utm = facilities.to_crs(32651)
+    rows = []
+    for cat, g in utm.groupby("category"):
+        for mm in minutes:
+            geom = g.buffer(mm * metres_per_minute).union_all()
+            rows.append((cat, float(mm), geom.area / 1e6, geom))
+    return gpd.GeoDataFrame(rows, columns=["category", "minutes", "area_km2", "geometry"], crs=32651).to_crs(4326)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return analyze(toy_town_osm(), units=toy_units())
+
+
+@pytest.fixture(scope="module")
+def toy_html(toy):
+    far = gpd.GeoDataFrame({"unit": ["远区"]}, geometry=[shapely.box(121.6, 31.3, 121.7, 31.4)], crs=4326)
+    units = pd.concat([toy_units(), far], ignore_index=True)  # a unit without residents is not drawn
+    m = coverage_map(toy, isochrones=buffered_isochrones(toy.facilities), units=units, title="玩具镇 Toy town")
+    return m, render_html(m)
+
+
+def test_layers_legend_title_credit(toy, toy_html):
+    m, html = toy_html
+    assert overlay_names(m) == [
+        "单元 Units · 全部 all within 15 min (target 85 %)",
+        "服务范围 Service areas · 卫生 health (5/10/15 min)",
+        "服务范围 Service areas · 养老 elderly care (5/10/15 min)",
+        "服务范围 Service areas · 文化 culture (5/10/15 min)",
+        "服务范围 Service areas · 体育 sports (5/10/15 min)",
+        "居民 Walking minutes · 卫生 health",
+        "居民 Walking minutes · 养老 elderly care",
+        "居民 Walking minutes · 文化 culture",
+        "居民 Walking minutes · 体育 sports",
+        "居民 Walking minutes · 全部 all",
+        "设施 Facilities · 卫生 health (1)",
+        "设施 Facilities · 养老 elderly care (1)",
+        "设施 Facilities · 文化 culture (1)",
+        "设施 Facilities · 体育 sports (2)",
+    ]
+    assert html.count("L.control.layers(") == 1
+    for text in ("图例 Legend", "≤ 5 min", "15–30 min", "&gt; 30 min or not reachable", "≥ 85 % (meets target)",
+                 "玩具镇 Toy town", "walking 4 km/h · thresholds 5/10/15 min · target 85 %", OSM_CREDIT,
+                 toy.summary["created"][:10]):
+        assert text in html, text
+    # headline shares in the title box come from the analysis
+    assert f"全部 all: {toy.category_share('all'):.1%} within 15 min" in html
+
+
+def test_no_request_but_tiles(toy_html):
+    _, html = toy_html
+    assert not re.search(r"<script[^>]+src=[\"']?(https?:)?//", html)
+    assert not re.search(r"<link[^>]+href=[\"']?(https?:)?//", html)
+    for host in ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "code.jquery.com", "bootstrapcdn.com", "unpkg.com"):
+        assert host not in html, host
+    assert "Leaflet 1.9.3" in html and "L.control.layers" in html
+    assert "url(images/" not in html  # the layer-control icon is a data: URI
+    urls = set(re.findall(r"https?://[^\s\"'<>)]+", html))
+    # what remains are the tile template and plain links (attribution, Leaflet's home page)
+    assert {u for u in urls if "{z}" in u} == {"https://tile.openstreetmap.org/{z}/{x}/{y}.png"}
+
+
+def test_chinese_round_trip(toy, toy_html, tmp_path):
+    m, _ = toy_html
+    path = save_map(m, tmp_path / "地图.html")
+    raw = path.read_bytes()
+    html = raw.decode("utf-8")  # valid UTF-8
+    assert b'<meta charset="utf-8">' in raw[:1024]
+    assert "15分钟社区生活圈" not in html  # a custom title replaced the default
+    assert "玩具镇 Toy town" in html
+    names = set()
+    for layer in geojson_layers(html):
+        names |= {f["properties"].get("name") for f in layer["features"]}
+    assert {"城西社区卫生服务中心", "城东养老院", "社区图书馆", "篮球场", "(未命名 unnamed)"} <= names
+    units = [f["properties"]["unit"] for layer in geojson_layers(html) for f in layer["features"]
+             if "unit" in f["properties"]]
+    assert units == ["西区", "东区"]
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_facility_popups_name_and_source():
+    fac = gpd.GeoDataFrame({"category": ["health", "health", "sports"],
+                            "name": ["<b>静安寺</b>诊所", None, "体育场"], "source": ["osm", "list", "list"]},
+                           geometry=gpd.points_from_xy([121.45, 121.46, 121.47], [31.22, 31.23, 31.24]), crs=4326)
+    m = facilities_map(fac, basemap="none")
+    assert overlay_names(m) == ["设施 Facilities · 卫生 health (2)", "设施 Facilities · 体育 sports (1)"]
+    html = render_html(m)
+    props = [f["properties"] for layer in geojson_layers(html) for f in layer["features"]]
+    assert [(p["name"], p["source"]) for p in props] == [
+        ("&lt;b&gt;静安寺&lt;/b&gt;诊所", "OSM"), ("(未命名 unnamed)", "list 名单"), ("体育场", "list 名单")]
+    assert html.count('class=\\"lc-fac\\"') + html.count('class="lc-fac"') >= 2  # DivIcons, no awesome-markers
+    assert "AwesomeMarkers" not in html
+    dots = render_html(facilities_map(fac, basemap="none", icons=False))  # the default above MAX_ICONS
+    assert "new L.CircleMarker(latlng" in dots and "iconRootAlias.DivIcon" not in dots
+
+
+def test_amap_shifts_overlays_to_gcj02():
+    fac = gpd.GeoDataFrame({"category": ["health"], "name": ["参考点"], "source": ["osm"]},
+                           geometry=gpd.points_from_xy([WGS[0]], [WGS[1]]), crs=4326)
+    res = gpd.GeoDataFrame({"population": [5.0], "minutes_to_health": [3.0]},
+                           geometry=gpd.points_from_xy([WGS[0]], [WGS[1]]), crs=4326)
+    for basemap, want in (("amap", GCJ), ("gaode", GCJ), ("osm", WGS), ("none", WGS)):
+        m = residents_map(res, category="health", m=facilities_map(fac, basemap=basemap))
+        html = render_html(m)
+        (layer,) = geojson_layers(html)
+        got = layer["features"][0]["geometry"]["coordinates"]
+        assert got == pytest.approx(want, abs=6e-7), basemap  # rounded to 1e-6 degrees
+        (d,) = compact_layers(html)
+        assert (d["x0"] + d["x"][0] / 1e6, d["y0"] + d["y"][0] / 1e6) == pytest.approx(want, abs=1.1e-6)
+        assert ("autonavi.com" in html) == (basemap in ("amap", "gaode"))
+    # the offset is ~ +0.0043 deg lon, -0.0021 deg lat here: far more than the rounding
+    assert GCJ[0] - WGS[0] == pytest.approx(0.00433, abs=1e-4)
+
+
+def test_maps_compose_on_a_plain_folium_map():
+    import folium
+
+    fac = gpd.GeoDataFrame({"category": ["culture"], "name": ["图书馆"], "source": ["list"]},
+                           geometry=gpd.points_from_xy([121.47], [31.23]), crs=4326)
+    res = gpd.GeoDataFrame({"population": [5.0, 6.0], "minutes_to_culture": [3.0, 12.0]},
+                           geometry=gpd.points_from_xy([121.47, 121.48], [31.23, 31.24]), crs=4326)
+    plain = folium.Map(location=[31.23, 121.47], zoom_start=14)  # folium's defaults: CDN links, OSM tiles
+    m = facilities_map(fac, m=residents_map(res, category="culture", m=plain))
+    assert m is plain
+    assert overlay_names(m) == ["居民 Walking minutes · 文化 culture", "设施 Facilities · 文化 culture (1)"]
+    html = render_html(m)
+    assert not re.search(r"<(script|link)[^>]+(src|href)=[\"']?(https?:)?//", html)
+    assert html.count("L.control.layers(") == 1
+    # the layer control names the layers' variables, so it must come after all of them
+    control = html.index("L.control.layers(")
+    assert all(html.index(f"var {c.get_name()} =") < control for c in m._children.values()
+               if getattr(c, "layer_name", None) in overlay_names(m))
+    assert "步行时间 Walk to the nearest facility" in html and "设施 Facilities" in html  # both legend parts
+
+
+def test_basemap_errors(monkeypatch):
+    monkeypatch.delenv("TIANDITU_KEY", raising=False)
+    with pytest.raises(InputDataError, match="tianditu_key"):
+        base_map(basemap="tianditu")
+    with pytest.raises(InputDataError, match="choose one of osm, amap"):
+        base_map(basemap="google")
+    html = render_html(base_map(basemap="tianditu", tianditu_key="abc123"))
+    assert "tianditu.gov.cn/vec_w" in html and "tianditu.gov.cn/cva_w" in html and '"tk": "abc123"' in html
+
+
+def test_minutes_classes_by_hand():
+    res = gpd.GeoDataFrame({"population": [1, 2, 3, 4, 5, 6, 7],
+                            "minutes_to_culture": [4, 5, 7, 12, 20, np.inf, np.nan]},
+                           geometry=gpd.points_from_xy(np.linspace(121.40, 121.41, 7), [31.2] * 7), crs=4326)
+    (d,) = compact_layers(render_html(residents_map(res, category="culture", basemap="none")))
+    # a walk of exactly 5 min is within 5 min (as within_5min_*), inf/NaN = not reachable
+    assert d["k"] == [0, 0, 1, 2, 3, 4, 4]
+    assert d["colours"] == [c for _, _, c in minutes_classes((5, 10, 15))]
+    assert d["fields"][0][2] == [40, 50, 70, 120, 200, -1, -1]  # tenths of minutes
+    assert d["fields"][1][2] == [1, 2, 3, 4, 5, 6, 7]
+    with pytest.raises(InputDataError, match="minutes_to_health"):
+        residents_map(res, category="health", basemap="none")
+
+
+def test_hex_cells_match_nearest_centre():
+    """The hexagon holding a point is the one with the nearest centre (brute force over a grid)."""
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(-900, 900, 2000), rng.uniform(-900, 900, 2000)
+    size = 120.0
+    q, r = hex_cells(x, y, size)
+    qq, rr = np.meshgrid(np.arange(-12, 13), np.arange(-12, 13))
+    qq, rr = qq.ravel(), rr.ravel()
+    cx, cy = size * np.sqrt(3) * (qq + rr / 2), size * 1.5 * rr
+    nearest = np.argmin((x[:, None] - cx) ** 2 + (y[:, None] - cy) ** 2, axis=1)
+    assert np.array_equal(q, qq[nearest]) and np.array_equal(r, rr[nearest])
+
+
+def test_weighted_median_brute_force():
+    rng = np.random.default_rng(5)
+    groups = rng.integers(0, 30, 400)
+    values = np.where(rng.random(400) < 0.1, np.inf, rng.uniform(0, 40, 400))
+    weights = rng.integers(1, 9, 400).astype(float)
+    got = _weighted_median(groups, values, weights, 30)
+    for g in range(30):
+        expanded = np.sort(np.repeat(values[groups == g], weights[groups == g].astype(int)))
+        # lower weighted median: first value whose cumulative weight reaches half the total
+        assert got[g] == expanded[int(np.ceil(len(expanded) / 2)) - 1]
+
+
+def test_hexagons_above_max_points():
+    rng = np.random.default_rng(11)
+    n = 600
+    lon, lat = lonlat(rng.uniform(0, 800, n), rng.uniform(0, 400, n))
+    mins = rng.uniform(0, 25, n)
+    pop = rng.integers(1, 50, n).astype(float)
+    res = gpd.GeoDataFrame({"population": pop, "minutes_to_health": mins},
+                           geometry=gpd.points_from_xy(lon, lat), crs=4326)
+    m = residents_map(res, category="health", basemap="none", max_points=500, hex_size_m=100)
+    assert overlay_names(m) == ["居民 Walking minutes · 卫生 health (hexagons 100 m)"]
+    (d,) = compact_layers(render_html(m))
+    utm = res.to_crs(32651)
+    q, r = hex_cells(utm.geometry.x.to_numpy(), utm.geometry.y.to_numpy(), 100.0)
+    cells = pd.DataFrame({"q": q, "r": r, "pop": pop, "ok": pop * (mins <= 15)}).groupby(["q", "r"]).sum()
+    assert len(d["rings"]) == len(d["k"]) == len(cells)
+    assert sorted(d["fields"][0][2]) == sorted(np.rint(cells["pop"]).astype(int).tolist())
+    assert sum(d["fields"][0][2]) == pytest.approx(pop.sum(), abs=len(cells))
+    # each resident lies inside the hexagon drawn for its cell
+    polys = [shapely.Polygon([(d["x0"] + ring[i] / 1e6, d["y0"] + ring[i + 1] / 1e6) for i in range(0, 12, 2)])
+             for ring in d["rings"]]
+    tree = shapely.STRtree(polys)
+    hits = tree.query(res.geometry.to_numpy(), predicate="intersects")
+    assert set(hits[0]) == set(range(n))
+
+
+def test_units_below_target_stand_out():
+    units = toy_units()
+    cov = pd.DataFrame({"unit": ["西区", "东区", "西区"], "category": ["all", "all", "health"],
+                        "minutes": [15.0, 15.0, 15.0], "population": [100.0, 200.0, 100.0],
+                        "share": [0.9, 0.5, 0.2], "population_to_cover": [0.0, 70.0, 65.0]})
+    m = units_map(units, cov, basemap="none")
+    (layer,) = [c for c in m._children.values() if getattr(c, "layer_name", "").startswith("单元")]
+    styles = [layer.style_function(f) for f in layer.data["features"]]
+    assert [s["fillColor"] for s in styles] == ["#1a9850", "#d73027"]  # 90 % meets 85 %, 50 % is far below
+    assert [s["weight"] for s in styles] == [1, 3]
+    assert [f["properties"]["share"] for f in layer.data["features"]] == ["90.0%", "50.0%"]
+    assert [f["properties"]["to cover"] for f in layer.data["features"]] == ["0", "70"]
+    with pytest.raises(InputDataError, match="no rows for these units"):
+        units_map(units, cov.assign(unit="x"), basemap="none")
+
+
+def test_service_areas_by_category(toy):
+    iso = buffered_isochrones(toy.facilities)
+    m = service_areas_map(iso, basemap="none")
+    assert len(overlay_names(m)) == 4
+    layers = geojson_layers(render_html(m))
+    assert sum(len(layer["features"]) for layer in layers) == 12
+    # largest first, so that the smaller areas are drawn on top
+    assert [f["properties"]["area"] for f in layers[0]["features"]] == [
+        "卫生 health ≤ 15 min", "卫生 health ≤ 10 min", "卫生 health ≤ 5 min"]
+    with pytest.raises(InputDataError, match="category, minutes"):
+        service_areas_map(iso.drop(columns="minutes"), basemap="none")
+
+
+def test_maps_from_folder(toy, tmp_path):
+    toy.write(tmp_path)
+    # isochrones.gpkg as lifecircle.isochrones.write_isochrones lays it out: one layer per (category, minutes)
+    for (cat, mm), rows in buffered_isochrones(toy.facilities).groupby(["category", "minutes"]):
+        rows.to_file(tmp_path / "isochrones.gpkg", layer=f"{cat}_{mm:g}min", driver="GPKG")
+    paths = maps_from_folder(tmp_path, basemap="amap")
+    assert set(paths) == {"map.html", "coverage_map.png", "coverage_curve.png"}
+    html = paths["map.html"].read_text(encoding="utf-8")
+    assert "autonavi" in html and "城西社区卫生服务中心" in json.dumps(geojson_layers(html), ensure_ascii=False)
+    areas = [layer for layer in geojson_layers(html) if "area" in layer["features"][0]["properties"]]
+    assert [len(layer["features"]) for layer in areas] == [3, 3, 3, 3]
+    for name in ("coverage_map.png", "coverage_curve.png"):
+        assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*tmp*"))
+    (tmp_path / "coverage.csv").unlink()
+    with pytest.raises(InputFileError, match="coverage.csv"):
+        maps_from_folder(tmp_path)
+
+
+def test_analysis_folder_round_trip_keeps_minutes(tmp_path):
+    """Not reachable (inf) is written as NULL and read back as inf: the map shows the same classes."""
+    a = analyze(toy_town_osm(), config=AnalysisConfig(max_minutes=15))
+    assert np.isinf(a.residents["minutes_to_health"]).any()
+    a.write(tmp_path)
+    from lifecircle.maps import read_analysis_folder
+
+    b = read_analysis_folder(tmp_path)
+    for cat in ("health", "all"):
+        k1 = compact_layers(render_html(residents_map(a.residents, category=cat, basemap="none")))[0]["k"]
+        k2 = compact_layers(render_html(residents_map(b.residents, category=cat, basemap="none")))[0]["k"]
+        assert k1 == k2
+    assert b.config == a.config
+
+
+# ------------------------------------------------------------------------------------------------
+# figures
+
+
+def test_coverage_by_minute_agrees_with_coverage_table(toy):
+    from lifecircle.figures import coverage_by_minute
+
+    cats = ["health", "elderly_care", "culture", "sports", "all"]
+    t = coverage_by_minute(toy.residents, categories=cats, max_minutes=30)
+    assert list(t.index) == list(range(1, 31))
+    grid = coverage_table(toy.residents, categories=cats[:-1], minutes=range(1, 31))
+    grid = grid.pivot(index="minutes", columns="category", values="share")
+    for cat in cats:
+        assert t[cat].to_numpy() == pytest.approx(grid[cat].to_numpy())
+    assert (np.diff(t.to_numpy(), axis=0) >= 0).all()  # never falls as minutes grow
+
+
+def test_coverage_curve_figure(toy):
+    from lifecircle.figures import coverage_curve
+
+    fig = coverage_curve(toy)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "walking time to the nearest facility (minutes)"
+    assert ax.get_ylabel() == "residents covered (% of population)"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["health", "elderly care", "culture", "sports", "all four", "target 85 % within 15 min"]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    x, y = lines["health"].get_data()
+    # by hand from the toy town: the 5 residents' minutes to health and their population
+    r = toy.residents
+    at15 = r.population[r.minutes_to_health <= 15].sum() / r.population.sum() * 100
+    assert y[list(x).index(15)] == pytest.approx(at15)
+    assert lines["target 85 % within 15 min"].get_ydata()[0] == pytest.approx(85)
+    assert "OpenStreetMap contributors" in fig._supxlabel.get_text()
+
+
+def test_coverage_figure(toy):
+    from lifecircle.figures import coverage_figure
+
+    fig = coverage_figure(toy, isochrones=buffered_isochrones(toy.facilities), units=toy_units())
+    ax = fig.axes[0]
+    residents = ax.collections[0]
+    assert len(residents.get_offsets()) == len(toy.residents)
+    assert f"{toy.category_share('all') * 100:.1f} % of residents within 15 min" in ax.get_title()
+    assert ax.get_xlabel() == "easting (m, WGS 84 / UTM zone 51N)"
+    assert any(t.get_text() in ("100 m", "200 m", "500 m") for t in ax.texts)  # scale bar
+    with pytest.raises(InputDataError, match="minutes_to_parks"):
+        coverage_figure(toy, category="parks")

@@ -1,0 +1,437 @@
+"""New-site suggestions: hand-reasoned picks, MILP vs brute force, prediction == a from-scratch analyze."""
+
+from __future__ import annotations
+
+import itertools
+import contextlib
+import logging
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import shapely
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from conftest import lonlat
+from lifecircle import AnalysisConfig, WalkNetwork, analyze, network_from_osm, walking_times
+from lifecircle.crs import wgs84_to_bd09, wgs84_to_gcj02
+from lifecircle.datasets import toy_town_osm
+from lifecircle.errors import CRSError, InputDataError
+from lifecircle.facilities import facilities_from_file, facilities_from_osm
+from lifecircle.sites import (
+    SITE_COLUMNS,
+    candidates_from_points,
+    coverage_matrix,
+    greedy_cover,
+    plan_sites,
+    sites_as_facilities,
+    sites_needed,
+    solve_max_cover,
+    solve_min_sites,
+    suggest_sites,
+    write_sites,
+)
+
+BBOX = (121.4611262, 31.2196145, 121.4863121, 31.2411914)
+HEALTH = AnalysisConfig(categories=("health",))
+
+
+
+@contextlib.contextmanager
+def lifecircle_log(caplog):
+    """Capture the library's log even when the CLI (tested elsewhere) stopped it propagating."""
+    log = logging.getLogger("lifecircle")
+    old = log.level
+    log.addHandler(caplog.handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield caplog
+    finally:
+        log.removeHandler(caplog.handler)
+        log.setLevel(old)
+
+
+def points(xy_m, **cols):
+    lo, la = lonlat([p[0] for p in xy_m], [p[1] for p in xy_m])
+    return gpd.GeoDataFrame(cols, geometry=gpd.points_from_xy(lo, la), crs=4326)
+
+
+def facilities(xy_m, category="health"):
+    return points(xy_m, category=[category] * len(xy_m), subcategory="test", name=None, source="list")
+
+
+def line_network(x0, x1, step=100):
+    """A straight street along y = 0 with a node every ``step`` metres."""
+    xs = np.arange(x0, x1 + step, step)
+    lo, la = lonlat(xs, np.zeros(len(xs)))
+    return WalkNetwork.from_lonlat(lo, la, np.arange(len(xs) - 1), np.arange(1, len(xs))), xs
+
+
+def with_sites(analysis, sites):
+    """The analysis' facilities plus the suggested sites, as a facility layer for analyze()."""
+    base = analysis.facilities[["category", "subcategory", "name", "source", "geometry"]]
+    return gpd.GeoDataFrame(pd.concat([base, sites_as_facilities(sites)], ignore_index=True), crs=4326)
+
+
+def rerun(analysis, fac, residents, units=None):
+    return analyze(network=analysis.network, facilities=fac, replace_osm_facilities=True, population=residents,
+                   units=units, config=analysis.config)
+
+
+# ------------------------------------------------------------------ a plus-shaped town, by hand
+
+
+@pytest.fixture(scope="module")
+def plus_town():
+    """Four 1200 m arms from a junction C at (0, 0), a node every 200 m.
+
+    Residents stand 10 m off the streets: 150 people 800 m up the north arm, 150 800 m down
+    the south arm, 250 at the far end of the west arm (1200 m) and 100 800 m along the east arm.
+    The only clinic is at the east end (1200, 10): the east residents walk 400 + 10 + 10 = 420 m
+    (covered); everyone else is more than 2 km away (not covered). 15 min at 4 km/h = 1000 m.
+    """
+    xy = [(0, 0)]
+    edges = []
+    for dx, dy in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+        prev = 0
+        for step in range(1, 7):
+            xy.append((dx * 200 * step, dy * 200 * step))
+            edges.append((prev, len(xy) - 1))
+            prev = len(xy) - 1
+    lo, la = lonlat([p[0] for p in xy], [p[1] for p in xy])
+    net = WalkNetwork.from_lonlat(lo, la, [e[0] for e in edges], [e[1] for e in edges])
+    res = points([(10, 800), (10, -800), (-1200, 10), (800, 10)], population=[150.0, 150.0, 250.0, 100.0])
+    fac = facilities([(1200, 10)])
+    a = analyze(network=net, facilities=fac, population=res, config=HEALTH)
+    return a, res, xy
+
+
+def test_greedy_picks_the_junction_then_the_west_end(plus_town):
+    a, res, xy = plus_town
+    s = suggest_sites(a, category="health", k=3)
+    # Hand reasoning: the junction C is 810 m from both the north and the south residents, so a
+    # site there covers 150 + 150 = 300; no other node reaches both (N200 is 1010 m from the south
+    # group). Each west node from W400 on covers the 250 at the west end (W400: 800 + 10 m), and
+    # nothing else. So the 250-person cluster, the biggest single group, comes second: 300 > 250.
+    assert list(s.columns[:-1]) == SITE_COLUMNS
+    assert s.node.iloc[0] == 0 and xy[s.node.iloc[0]] == (0, 0)
+    assert s.newly_covered_population.tolist() == [300.0, 250.0]  # everyone covered: stops at 2
+    x, y = xy[s.node.iloc[1]]
+    assert y == 0 and x <= -400
+    # shares of the 650 people: 100 covered today, +300, +250
+    assert s.attrs["share_before"] == pytest.approx(100 / 650)
+    np.testing.assert_allclose(s.cumulative_covered_population, [400, 650])
+    np.testing.assert_allclose(s.cumulative_share, [400 / 650, 1.0])
+    assert s.lon.iloc[0] == pytest.approx(a.network.lon[0]) and s.crs.to_epsg() == 4326
+    # k = 1 takes the junction only; a 60 % target needs only it too (400/650 = 61.5 %)
+    assert suggest_sites(a, category="health", k=1).node.tolist() == [0]
+    assert len(suggest_sites(a, category="health", target=0.6)) == 1
+
+
+def test_plus_town_prediction_equals_a_fresh_analysis(plus_town):
+    a, res, _ = plus_town
+    s = suggest_sites(a, category="health", k=2)
+    b = rerun(a, with_sites(a, s), res)
+    assert b.category_share("health") == pytest.approx(1.0, abs=1e-12)
+    b1 = rerun(a, with_sites(a, s.iloc[:1]), res)
+    assert b1.category_share("health") == pytest.approx(400 / 650, abs=1e-12)
+
+
+def test_sites_needed_by_hand(plus_town):
+    a, _, _ = plus_town
+    plan = plan_sites(a, category="health")  # 85 % of 650 = 552.5 people: C (400) is not enough
+    t = plan.table
+    r = t.iloc[0]
+    assert (r.unit, r.sites_needed, r.exact_sites, r.gap, r.reachable) == ("study_area", 2, 2, 0, True)
+    assert r.share_after == pytest.approx(1.0)
+    assert plan.sites.node.iloc[0] == 0
+    pd.testing.assert_frame_equal(sites_needed(a, category="health"), t)
+    assert len(pd.concat([t, t])) == 2  # plain tables: they stack (no frames hidden in attrs)
+
+
+def test_target_not_reachable_with_the_candidates(plus_town):
+    a, _, _ = plus_town
+    # only the junction and the north-arm end (1200 m from the south group): at most 100 + 300
+    # of 650 people, short of 85 %
+    only = gpd.GeoDataFrame(geometry=gpd.points_from_xy(*lonlat([0, 0], [0, 1200])), crs=4326)
+    t = sites_needed(a, category="health", candidates=only)
+    r = t.iloc[0]
+    assert not r.reachable and pd.isna(r.sites_needed) and pd.isna(r.exact_sites)
+    assert r.share_after == pytest.approx(400 / 650) and "not reachable" in r.note
+    s = suggest_sites(a, category="health", candidates=only)
+    assert len(s) == 1 and not s.attrs["reached"] and s.attrs["max_share"] == pytest.approx(400 / 650)
+    with pytest.raises(InputDataError, match="time_limit_s"):
+        sites_needed(a, category="health", time_limit_s=0)
+
+
+# ------------------------------------------------------------------ greedy is not optimal: MILP
+
+
+@pytest.fixture(scope="module")
+def line_town():
+    """A street from -3000 to 4000 m. Residents 10 m off it at 0 (2 people), 1500 (3), 2500 (3), 4000 (2).
+
+    A node at p covers a resident at x when |p - x| + 10 <= 1000, i.e. |p - x| <= 900 on the
+    100 m node grid. So the possible catchments are {0, 1500} (p in 600..900), {1500, 2500}
+    (1600..2400), {2500, 4000} (3100..3400) and the single groups; no node reaches three.
+    The clinic at -3000 is beyond the 2 km search cut-off for all of them.
+    """
+    net, _ = line_network(-3000, 4000)
+    res = points([(0, 10), (1500, 10), (2500, 10), (4000, 10)], population=[2.0, 3.0, 3.0, 2.0])
+    a = analyze(network=net, facilities=facilities([(-3000, 10)]), population=res, config=HEALTH)
+    return a, res
+
+
+def test_greedy_gap_against_exact_on_a_line(line_town):
+    a, res = line_town
+    # Greedy takes the middle pair (3 + 3 = 6) first, then needs two more sites for the ends;
+    # the two outer pairs {0, 1500} + {2500, 4000} cover all 10 people with 2 sites.
+    plan = plan_sites(a, category="health", target=1.0)
+    r = plan.table.iloc[0]
+    assert (r.sites_needed, r.exact_sites, r.gap, r.exact_status) == (3, 2, 1, "optimal")
+    s = suggest_sites(a, category="health", k=2, exact=True)
+    assert s.newly_covered_population.tolist() == [6.0, 2.0]
+    assert s.attrs["exact"]["covered_population"] == pytest.approx(10.0)
+    assert s.attrs["exact"]["greedy_gap_population"] == pytest.approx(2.0)
+    # greedy's three sites, added to the facilities, really cover everyone
+    assert rerun(a, with_sites(a, plan.sites), res).category_share("health") == pytest.approx(1.0)
+
+
+def brute_max_cover(cov, w, k):
+    best = 0.0
+    for rows in itertools.combinations(range(cov.shape[0]), min(k, cov.shape[0])):
+        best = max(best, float(w[cov[list(rows)].any(axis=0)].sum()))
+    return best
+
+
+def brute_min_sites(cov, w, need):
+    for k in range(0, cov.shape[0] + 1):
+        for rows in itertools.combinations(range(cov.shape[0]), k):
+            if w[cov[list(rows)].any(axis=0)].sum() >= need - 1e-9:
+                return k
+    return None
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 8), n=st.integers(1, 12), k=st.integers(1, 4),
+       density=st.floats(0.05, 0.6))
+@example(seed=0, m=3, n=6, k=2, density=0.5)
+def test_milp_matches_brute_force_and_greedy_bound(seed, m, n, k, density):
+    rng = np.random.default_rng(seed)
+    cov = rng.random((m, n)) < density
+    w = rng.integers(0, 20, n).astype(float)
+    e = solve_max_cover(sp.csr_matrix(cov), w, k=k, time_limit_s=10)
+    best = brute_max_cover(cov, w, k)
+    assert e.status == "optimal" and len(e.chosen) <= k
+    assert e.covered_weight == pytest.approx(best)
+    _, gains = greedy_cover(sp.csr_matrix(cov), w, k=k)
+    assert gains.sum() >= (1 - 1 / np.e) * best - 1e-9  # the (1 - 1/e) guarantee
+    assert gains.sum() <= best + 1e-9
+    need = float(rng.uniform(0.1, 1.0) * w.sum())
+    exact = solve_min_sites(sp.csr_matrix(cov), w, need=need, time_limit_s=10)
+    expect = brute_min_sites(cov, w, need) if need > 0 else 0
+    if expect is None:
+        assert exact.status == "infeasible"
+    else:
+        assert exact.status == "optimal" and len(exact.chosen) == expect
+        assert exact.covered_weight >= need - 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 30), n=st.integers(1, 40))
+def test_greedy_gains_positive_and_non_increasing(seed, m, n):
+    rng = np.random.default_rng(seed)
+    cov = sp.csr_matrix(rng.random((m, n)) < 0.2)
+    w = rng.random(n) * 100
+    chosen, gains = greedy_cover(cov, w)
+    assert len(set(chosen.tolist())) == len(chosen)
+    assert (gains > 0).all() and (np.diff(gains) <= 1e-9).all()
+    # without k or need greedy runs until no row adds anything: every coverable point is covered
+    coverable = np.asarray(cov.sum(axis=0)).ravel() > 0
+    assert gains.sum() == pytest.approx(w[coverable].sum())
+
+
+# ------------------------------------------------------------------ toy town: predictions and properties
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return network_from_osm(toy_town_osm()), facilities_from_osm(toy_town_osm())
+
+
+def random_residents(rng, n):
+    lo, la = lonlat(rng.uniform(-100, 900, n), rng.uniform(-100, 500, n))
+    return gpd.GeoDataFrame({"population": rng.integers(0, 50, n).astype(float)},
+                            geometry=gpd.points_from_xy(lo, la), crs=4326)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), use_points=st.booleans())
+@example(seed=1, use_points=False)
+@example(seed=2, use_points=True)
+def test_predicted_coverage_equals_fresh_analysis_and_never_falls(toy, seed, use_points):
+    net, fac = toy
+    rng = np.random.default_rng(seed)
+    res = random_residents(rng, 120)
+    cfg = AnalysisConfig(minutes=(2, 4), categories=("health", "sports"))
+    a = analyze(network=net, facilities=fac, replace_osm_facilities=True, population=res, config=cfg)
+    cands = None
+    if use_points:  # arbitrary points: they snap mid-edge, beside residents' own projections
+        cl, ca = lonlat(rng.uniform(-50, 850, 40), rng.uniform(-50, 450, 40))
+        cands = gpd.GeoDataFrame(geometry=gpd.points_from_xy(np.r_[cl, res.geometry.x[:5]],
+                                                             np.r_[ca, res.geometry.y[:5]]), crs=4326)
+    s = suggest_sites(a, category="health", k=5, candidates=cands)
+    shares = [s.attrs["share_before"], *s.cumulative_share]
+    assert (np.diff(shares) >= 0).all() and (s.newly_covered_population > 0).all()
+    fresh = [rerun(a, with_sites(a, s.iloc[:r]), res).category_share("health") for r in range(len(s) + 1)]
+    np.testing.assert_allclose(fresh, shares, rtol=0, atol=1e-12)
+    assert (np.diff(fresh) >= 0).all()
+
+
+def test_coverage_matrix_equals_one_rebuild_per_candidate(toy):
+    """Each row against walking_times() with that candidate as the only facility (a full rebuild)."""
+    net, fac = toy
+    rng = np.random.default_rng(4)
+    res = random_residents(rng, 150)
+    cfg = AnalysisConfig(minutes=(3,), categories=("health",))
+    a = analyze(network=net, facilities=fac, replace_osm_facilities=True, population=res, config=cfg)
+    cl, ca = lonlat(rng.uniform(-50, 850, 12), rng.uniform(-50, 450, 12))
+    cands = candidates_from_points(net, gpd.GeoDataFrame(geometry=gpd.points_from_xy(cl, ca), crs=4326))
+    everyone = np.arange(len(res))
+    by_cand = coverage_matrix(a, cands, everyone, minutes=3, search_from="candidates").toarray()
+    by_res = coverage_matrix(a, cands, everyone, minutes=3, search_from="residents").toarray()
+    assert np.array_equal(by_cand, by_res)
+    for i in range(len(cands)):
+        one = gpd.GeoDataFrame({"category": ["health"]}, geometry=gpd.points_from_xy([cands.lon[i]], [cands.lat[i]]),
+                               crs=4326)
+        mins = walking_times(net, res, one, config=cfg).minutes["minutes_to_health"].to_numpy()
+        assert np.array_equal(by_cand[i], mins <= 3), i
+    assert 0 < by_cand.sum() < by_cand.size
+
+
+def test_already_covered_is_an_empty_table(toy, caplog):
+    net, fac = toy
+    res = points([(0, 10), (200, 10)], population=[5.0, 5.0])  # beside the health centre
+    a = analyze(network=net, facilities=fac, replace_osm_facilities=True, population=res, config=HEALTH)
+    with lifecircle_log(caplog):
+        s = suggest_sites(a, category="health", k=3)
+    assert len(s) == 0 and list(s.columns[:-1]) == SITE_COLUMNS
+    assert "already 100 % covered" in caplog.text
+    t = sites_needed(a, category="health")
+    assert t.sites_needed.tolist() == [0] and t.note.tolist() == ["already meets the target"]
+
+
+def test_bad_inputs(toy, plus_town):
+    a, _, _ = plus_town
+    for k in (0, -2, 1.5, True):
+        with pytest.raises(InputDataError, match="k must be"):
+            suggest_sites(a, category="health", k=k)
+    with pytest.raises(InputDataError, match="unknown category 'sport'"):
+        suggest_sites(a, category="sport")
+    with pytest.raises(InputDataError, match="unknown category"):
+        sites_needed(a, category="all")
+    with pytest.raises(InputDataError, match="target"):
+        suggest_sites(a, category="health", target=1.5)
+    with pytest.raises(InputDataError, match="--max-minutes"):
+        suggest_sites(a, category="health", minutes=45)
+    with pytest.raises(InputDataError, match="no units"):
+        suggest_sites(a, category="health", unit="west")
+
+
+def test_candidates_file_in_the_wrong_crs(tmp_path, plus_town):
+    a, _, xy = plus_town
+    # WGS84 points at the top of the north arm declared as BD-09: converting them "back" moves
+    # them about 1050 m west and 440 m south, more than 500 m from every street
+    lo, la = lonlat([0, 0], [1000, 1200])
+    pd.DataFrame({"lon": lo, "lat": la}).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(CRSError, match="--candidates-crs"):
+        suggest_sites(a, category="health", candidates=tmp_path / "c.csv", candidates_crs="bd09")
+    # points written in BD-09 and declared so are fine: C and W800 are the sites
+    blo, bla = wgs84_to_bd09(*lonlat([0, -800], [0, 0]))
+    pd.DataFrame({"name": ["C", "W800"], "lng": blo, "lat": bla}).to_csv(tmp_path / "c.csv", index=False)
+    s = suggest_sites(a, category="health", candidates=tmp_path / "c.csv", candidates_crs="bd09")
+    assert s.name.tolist() == ["C", "W800"] and s.candidate.tolist() == [0, 1]
+    assert [xy[n] for n in s.node] == [(0, 0), (-800, 0)]
+    np.testing.assert_allclose(s.newly_covered_population, [300, 250])
+
+
+# ------------------------------------------------------------------ real Shanghai sample
+
+
+@pytest.fixture(scope="module")
+def shanghai(shanghai_network, shanghai_facilities):
+    """Real streets and health points; made-up residents: a 40 x 40 grid with 0..299 people each;
+    two made-up units (the west and east halves of the sample)."""
+    f = shanghai_facilities[shanghai_facilities.category == "health"]
+    fac = gpd.GeoDataFrame({"category": "health", "subcategory": "osm", "name": f.name.to_numpy(),
+                            "source": "osm"}, geometry=f.geometry.to_numpy(), crs=4326)
+    rng = np.random.default_rng(3)
+    gx, gy = np.meshgrid(np.linspace(BBOX[0], BBOX[2], 40), np.linspace(BBOX[1], BBOX[3], 40))
+    res = gpd.GeoDataFrame({"population": rng.integers(0, 300, gx.size).astype(float)},
+                           geometry=gpd.points_from_xy(gx.ravel(), gy.ravel()), crs=4326)
+    mid = (BBOX[0] + BBOX[2]) / 2
+    units = gpd.GeoDataFrame({"unit": ["west", "east"]}, geometry=[
+        shapely.box(BBOX[0] - 0.01, BBOX[1] - 0.01, mid, BBOX[3] + 0.01),
+        shapely.box(mid, BBOX[1] - 0.01, BBOX[2] + 0.01, BBOX[3] + 0.01)], crs=4326)
+    a = analyze(network=shanghai_network, facilities=fac, population=res, units=units, config=HEALTH)
+    return a, res, units
+
+
+def test_shanghai_sites_reach_the_target_with_the_reported_number(shanghai):
+    a, res, units = shanghai
+    assert a.category_share("health") < 0.85
+    plan = plan_sites(a, category="health", time_limit_s=20)
+    t, sites = plan.table, plan.sites
+    assert t.unit.tolist() == ["study_area", "east", "west"] and t.reachable.all()
+    for r in t.itertuples():
+        assert r.share_before < 0.85 <= r.share_after
+        assert r.exact_status == "optimal" and 0 <= r.gap and r.exact_sites <= r.sites_needed
+        mine = sites[sites.unit == r.unit]
+        assert len(mine) == r.sites_needed and mine.cumulative_share.iloc[-1] == pytest.approx(r.share_after)
+        # a from-scratch analysis with those sites reaches the target; one site fewer does not
+        full = rerun(a, with_sites(a, mine), res, units)
+        short = rerun(a, with_sites(a, mine.iloc[:-1]), res, units)
+        assert full.category_share("health", unit=r.unit) == pytest.approx(r.share_after, abs=1e-12)
+        assert full.category_share("health", unit=r.unit) >= 0.85
+        assert short.category_share("health", unit=r.unit) < 0.85
+    # suggest_sites for one unit gives that unit's plan
+    west = suggest_sites(a, category="health", unit="west")
+    assert west.node.tolist() == sites[sites.unit == "west"].node.tolist()
+    assert west.attrs["reached"] and (west.unit == "west").all()
+    with pytest.raises(InputDataError, match="unknown unit 'north'"):
+        suggest_sites(a, category="health", unit="north")
+
+
+def test_gcj02_candidates_file_on_shanghai(shanghai, tmp_path):
+    a, _, _ = shanghai
+    nodes = np.arange(0, a.network.n_nodes, 7)
+    glo, gla = wgs84_to_gcj02(a.network.lon[nodes], a.network.lat[nodes])
+    pd.DataFrame({"lng": glo, "lat": gla}).to_csv(tmp_path / "cand.csv", index=False)
+    as_gcj = suggest_sites(a, category="health", k=4, candidates=tmp_path / "cand.csv", candidates_crs="gcj02")
+    as_nodes = suggest_sites(a, category="health", k=4, candidates=gpd.GeoDataFrame(
+        geometry=gpd.points_from_xy(a.network.lon[nodes], a.network.lat[nodes]), crs=4326))
+    assert as_gcj.node.tolist() == as_nodes.node.tolist()
+    np.testing.assert_allclose(as_gcj.cumulative_share, as_nodes.cumulative_share, atol=1e-12)
+
+
+def test_write_sites_round_trips_as_a_facility_list(shanghai, tmp_path):
+    a, res, units = shanghai
+    s = suggest_sites(a, category="health", k=3)
+    t = sites_needed(a, category="health", exact=False)
+    paths = write_sites(s, tmp_path / "out", needed=t)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "sites_needed.csv", "suggested_sites.csv", "suggested_sites.gpkg"]
+    assert set(paths) == {"suggested_sites.csv", "suggested_sites.gpkg", "sites_needed.csv"}
+    back = gpd.read_file(paths["suggested_sites.gpkg"])
+    assert back.crs.to_epsg() == 4326 and back["rank"].tolist() == [1, 2, 3]
+    assert pd.read_csv(paths["sites_needed.csv"]).exact_status.eq("not run").all()
+    # the CSV is a valid --facilities file: analyzing with it gives the predicted coverage
+    listed = facilities_from_file(paths["suggested_sites.csv"])
+    assert listed.category.tolist() == ["health"] * 3
+    fac = gpd.GeoDataFrame(pd.concat([a.facilities[["category", "subcategory", "name", "source", "geometry"]],
+                                      listed], ignore_index=True), crs=4326)
+    assert rerun(a, fac, res, units).category_share("health") == pytest.approx(
+        s.cumulative_share.iloc[-1], abs=1e-9)
