@@ -61,7 +61,7 @@ from .errors import EmptyResultError, InputDataError
 from .io import atomic_path
 from .network import WalkNetwork
 from .snapping import Snap, snap_points
-from .walking_times import WalkingTimes, build_access_graph
+from .walking_times import WalkingTimes, build_access_graph, check_snaps
 
 log = logging.getLogger("lifecircle")
 
@@ -214,25 +214,6 @@ def plan_tiles(
     return tiles
 
 
-def _check_snaps(res_snap: Snap, fac_snap: Snap, cats: np.ndarray, cfg: AnalysisConfig) -> None:
-    """The single run's checks (see :func:`lifecircle.walking_times.walking_times`), same messages."""
-    if len(res_snap) and not res_snap.snapped.any():
-        raise EmptyResultError(
-            f"no resident is within {cfg.max_snap_m:g} m of a walkable street (nearest: "
-            f"{np.nanmin(res_snap.dist_m):.0f} m); the population and the network do not overlap — check "
-            "their CRS (e.g. --population-crs gcj02) and that the OSM file covers the area"
-        )
-    for cat in cfg.categories:
-        if not ((cats == cat) & fac_snap.snapped).any():
-            n_all = int((cats == cat).sum())
-            why = (f"none of its {n_all} facilities is within {cfg.max_snap_m:g} m of a walkable street"
-                   if n_all else "no facility was found")
-            raise EmptyResultError(
-                f"category {cat!r}: {why}; add facilities with --facilities FILE, or analyse the other "
-                f"categories with --categories (e.g. --categories {','.join(c for c in cfg.categories if c != cat)})"
-            )
-
-
 def _write_tile(path: Path, network: WalkNetwork, tile: Tile, res_snap: Snap, fac_snap: Snap,
                 fac_code: np.ndarray, cfg: AnalysisConfig) -> None:
     """Write everything a tile job needs as plain arrays (no pickled objects)."""
@@ -371,7 +352,7 @@ def _walking_times_tiled(network, residents, facilities, *, cfg, tile_m, halo_m,
     res_snap = Snap(*(a[:nr] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
     fac_snap = Snap(*(a[nr:] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
     cats = facilities["category"].to_numpy()
-    _check_snaps(res_snap, fac_snap, cats, cfg)
+    check_snaps(res_snap, fac_snap, cats, cfg)
     fac_code = np.full(len(cats), -1, dtype=np.int64)
     for k, cat in enumerate(cfg.categories):
         fac_code[cats == cat] = k

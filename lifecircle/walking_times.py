@@ -30,7 +30,7 @@ from .snapping import Snap, snap_points
 
 log = logging.getLogger("lifecircle")
 
-__all__ = ["AccessGraph", "build_access_graph", "walking_times", "WalkingTimes"]
+__all__ = ["AccessGraph", "build_access_graph", "check_snaps", "walking_times", "WalkingTimes"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +138,26 @@ class WalkingTimes:
     distances_m: dict[str, np.ndarray]  # per category, metres from the nearest facility to every node
 
 
+def check_snaps(res_snap: Snap, fac_snap: Snap, categories: np.ndarray, config: AnalysisConfig) -> None:
+    """Stop with the fix when no resident, or no facility of an analysed category, reaches a street."""
+    if len(res_snap) and not res_snap.snapped.any():
+        raise EmptyResultError(
+            f"no resident is within {config.max_snap_m:g} m of a walkable street (nearest: "
+            f"{np.nanmin(res_snap.dist_m):.0f} m); the population and the network do not overlap — check "
+            "their CRS (e.g. --population-crs gcj02) and that the OSM file covers the area"
+        )
+    for cat in config.categories:
+        if not ((categories == cat) & fac_snap.snapped).any():
+            n_all = int((categories == cat).sum())
+            why = (f"none of its {n_all} facilities is within {config.max_snap_m:g} m of a walkable street"
+                   if n_all else "no facility was found")
+            others = ",".join(c for c in config.categories if c != cat)
+            raise EmptyResultError(
+                f"category {cat!r}: {why}; add facilities with --facilities FILE, or analyse the other "
+                f"categories with --categories (e.g. --categories {others})"
+            )
+
+
 def walking_times(network: WalkNetwork, residents, facilities, *, config: AnalysisConfig | None = None) -> WalkingTimes:
     """Minutes from each resident to the nearest facility of each category, on the network.
 
@@ -176,14 +196,9 @@ def walking_times(network: WalkNetwork, residents, facilities, *, config: Analys
     nr = len(rx)
     res_snap = Snap(*(a[:nr] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
     fac_snap = Snap(*(a[nr:] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
-    if nr and not res_snap.snapped.any():
-        raise EmptyResultError(
-            f"no resident is within {cfg.max_snap_m:g} m of a walkable street (nearest: "
-            f"{np.nanmin(res_snap.dist_m):.0f} m); the population and the network do not overlap — check "
-            "their CRS (e.g. --population-crs gcj02) and that the OSM file covers the area"
-        )
-    graph = build_access_graph(network, snap)
     cats = facilities["category"].to_numpy()
+    check_snaps(res_snap, fac_snap, cats, cfg)
+    graph = build_access_graph(network, snap)
     fac_nodes = graph.point_node[nr:]
     out = {}
     dists = {}
@@ -191,14 +206,6 @@ def walking_times(network: WalkNetwork, residents, facilities, *, config: Analys
     res_nodes = graph.point_node[:nr]
     for cat in cfg.categories:
         src = fac_nodes[(cats == cat) & (fac_nodes >= 0)]
-        if src.size == 0:
-            n_all = int((cats == cat).sum())
-            why = (f"none of its {n_all} facilities is within {cfg.max_snap_m:g} m of a walkable street"
-                   if n_all else "no facility was found")
-            raise EmptyResultError(
-                f"category {cat!r}: {why}; add facilities with --facilities FILE, or analyse the other "
-                f"categories with --categories (e.g. --categories {','.join(c for c in cfg.categories if c != cat)})"
-            )
         d = graph.distances_from(src, limit_m=cfg.max_dist_m)
         dists[cat] = d
         m = np.full(nr, np.inf)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 
@@ -28,20 +27,6 @@ CELL = 100.0
 CX = math.ceil(X0 / 300) * 300 - X0
 CY = math.ceil(Y0 / 300) * 300 - Y0
 
-
-
-@contextlib.contextmanager
-def lifecircle_log(caplog):
-    """Capture the library's log even when the CLI (tested elsewhere) stopped it propagating."""
-    log = logging.getLogger("lifecircle")
-    old = log.level
-    log.addHandler(caplog.handler)
-    log.setLevel(logging.INFO)
-    try:
-        yield caplog
-    finally:
-        log.removeHandler(caplog.handler)
-        log.setLevel(old)
 
 
 def in_cell(i, j, dx=50.0, dy=50.0):
@@ -131,7 +116,7 @@ def test_toy_town_gap(caplog):
     assert g.population.iloc[0] == pytest.approx(far.population.iloc[0])
     assert g.median_minutes.iloc[0] == g.max_minutes.iloc[0] == pytest.approx(far.minutes_to_health.iloc[0])
     assert g.resident_index.iloc[0] == far.index[0] and pd.isna(g.unit.iloc[0])
-    with lifecircle_log(caplog):
+    with caplog.at_level(logging.INFO, logger="lifecircle"):
         every = find_gaps(a)
     lacking = [c for c in a.config.categories if (a.residents[f"minutes_to_{c}"] > 15).any()]
     assert sorted(set(every.category)) == sorted(lacking)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import contextlib
 import logging
 
 import geopandas as gpd
@@ -38,20 +37,6 @@ from lifecircle.sites import (
 BBOX = (121.4611262, 31.2196145, 121.4863121, 31.2411914)
 HEALTH = AnalysisConfig(categories=("health",))
 
-
-
-@contextlib.contextmanager
-def lifecircle_log(caplog):
-    """Capture the library's log even when the CLI (tested elsewhere) stopped it propagating."""
-    log = logging.getLogger("lifecircle")
-    old = log.level
-    log.addHandler(caplog.handler)
-    log.setLevel(logging.INFO)
-    try:
-        yield caplog
-    finally:
-        log.removeHandler(caplog.handler)
-        log.setLevel(old)
 
 
 def points(xy_m, **cols):
@@ -316,7 +301,7 @@ def test_already_covered_is_an_empty_table(toy, caplog):
     net, fac = toy
     res = points([(0, 10), (200, 10)], population=[5.0, 5.0])  # beside the health centre
     a = analyze(network=net, facilities=fac, replace_osm_facilities=True, population=res, config=HEALTH)
-    with lifecircle_log(caplog):
+    with caplog.at_level(logging.INFO, logger="lifecircle"):
         s = suggest_sites(a, category="health", k=3)
     assert len(s) == 0 and list(s.columns[:-1]) == SITE_COLUMNS
     assert "already 100 % covered" in caplog.text
