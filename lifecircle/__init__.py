@@ -8,6 +8,7 @@ The pipeline, one module per stage::
     snapping     -> where each point joins the network
     walking_times-> minutes to the nearest facility of each category
     coverage     -> population-weighted shares at 5/10/15 minutes vs the 85 % target
+    isochrones   -> service areas: the streets reachable within N minutes, buffered
     units, census-> districts/subdistricts, and census counts spread onto homes
     gaps         -> uncovered residents as ranked gap areas
     sites        -> where new facilities cover the most people, and how many each unit needs
@@ -47,6 +48,7 @@ from .population import (
     residents_from_raster,
 )
 from .gaps import find_gaps, gap_areas
+from .isochrones import facility_service_areas, point_isochrones, service_areas, write_isochrones
 from .pipeline import Analysis, analyze, reanalyze
 from .scenario import Scenario, scenario
 from .sites import SitePlan, plan_sites, sites_needed, suggest_sites
@@ -88,6 +90,10 @@ __all__ = [
     "Analysis",
     "find_gaps",
     "gap_areas",
+    "service_areas",
+    "facility_service_areas",
+    "point_isochrones",
+    "write_isochrones",
     "suggest_sites",
     "plan_sites",
     "sites_needed",

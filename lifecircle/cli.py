@@ -346,6 +346,51 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, match
         click.echo(f"wrote {', '.join(p.name for p in paths.values())} to {out}/")
 
 
+@cli.command()
+@click.option("--lon", type=float, required=True, help="Longitude of the place to walk from.")
+@click.option("--lat", type=float, required=True, help="Latitude of the place to walk from.")
+@click.option("--crs", "point_crs", type=click.Choice(["wgs84", "gcj02", "bd09"]), default="wgs84", show_default=True,
+              help="CRS of --lon/--lat: gcj02 for AMap/Tencent coordinates, bd09 for Baidu.")
+@click.option("--osm", "osm", type=click.Path(dir_okay=False, path_type=Path), help="Local OSM file (.osm.pbf, .osm, .osm.bz2).")
+@click.option("--place", help="Download the walking network of a place from Overpass (needs internet; cached).")
+@click.option("--example", type=click.Choice(EXAMPLES), help="Use a bundled example network (helsinki or toy_town).")
+@click.option("--minutes", multiple=True, callback=_floats, help="Thresholds in minutes [default: 5,10,15].")
+@click.option("--speed-kmh", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_WALK_SPEED_KMH, show_default=True, help="Walking speed.")
+@click.option("--buffer-m", type=click.FloatRange(min=0), default=25.0, show_default=True, help="Walkable width each side of a reached street.")
+@click.option("--method", type=click.Choice(["network", "concave"]), default="network", show_default=True,
+              help="network: buffered reachable streets; concave: a smoother hull (for display only).")
+@click.option("--max-snap-m", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True, help="Farthest the point may be from a walkable street.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=Path("isochrone.gpkg"),
+              show_default=True, help="GeoPackage to write (one layer per threshold: isochrone_5min, ...).")
+@click.pass_context
+def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh, buffer_m, method, max_snap_m, out_file):
+    """What can I reach on foot from here? Network isochrones written to a GeoPackage.
+
+    \b
+    Example:
+      lifecircle isochrone --osm shanghai.osm.pbf --lon 121.4737 --lat 31.2317 --minutes 5,10,15 --out iso.gpkg
+    """
+    from .crs import bd09_to_wgs84, gcj02_to_wgs84
+    from .datasets import example_osm
+    from .isochrones import point_isochrones, write_isochrones
+    from .network import network_from_osm, network_from_place
+
+    if len([s for s in (osm, place, example) if s]) != 1:
+        raise click.UsageError("give exactly one of --osm FILE, --place NAME or --example NAME")
+    if point_crs != "wgs84":
+        lon, lat = (gcj02_to_wgs84 if point_crs == "gcj02" else bd09_to_wgs84)(lon, lat)
+    t0 = time.perf_counter()
+    net = network_from_place(place) if place else network_from_osm(osm or example_osm(example))
+    iso = point_isochrones(net, float(lon), float(lat), minutes=minutes or (5, 10, 15), walk_speed_kmh=speed_kmh,
+                           buffer_m=buffer_m, max_snap_m=max_snap_m, method=method)
+    layers = write_isochrones(iso, out_file)
+    if not ctx.obj["quiet"]:
+        for row in iso.itertuples():
+            click.echo(f"{row.minutes:g} min ({row.minutes * speed_kmh * 1000 / 60:,.0f} m): {row.area_km2:.3f} km²")
+        click.echo(f"wrote {out_file} ({', '.join(layers)}) in {time.perf_counter() - t0:.1f}s; "
+                   f"the point is {iso.snap_dist_m.iloc[0]:.0f} m from the street")
+
+
 @cli.command("map")
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the map [default: OUT_DIR/map.html].")

@@ -38,7 +38,8 @@ log = logging.getLogger("lifecircle")
 __all__ = ["Analysis", "analyze", "reanalyze", "OUTPUT_FILES"]
 
 #: Files written by :meth:`Analysis.write`.
-OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv", "gaps.gpkg")
+OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv", "gaps.gpkg",
+                "isochrones.gpkg")
 
 
 @dataclass(eq=False)
@@ -61,6 +62,9 @@ class Analysis:
         The area units (``unit`` name column, WGS84), when given.
     census_methods : DataFrame or None
         With a census: one row per unit with its census count and how it was spread.
+    isochrones : GeoDataFrame or None
+        Service areas per category and threshold (:func:`lifecircle.isochrones.service_areas`),
+        made by :meth:`write` (or set it yourself).
     """
 
     config: AnalysisConfig
@@ -72,6 +76,7 @@ class Analysis:
     summary: dict[str, Any] = field(default_factory=dict)
     units: Any = None
     census_methods: pd.DataFrame | None = None
+    isochrones: Any = None
 
     def category_share(self, category: str, minutes: float | None = None, unit: str = STUDY_AREA) -> float:
         """Coverage share of a category (or ``all``) at ``minutes`` (default: the headline threshold)."""
@@ -91,7 +96,7 @@ class Analysis:
             from .errors import InputFileError
 
             raise InputFileError(f"cannot create output folder {out}: {exc.strerror}") from None
-        paths = {name: out / name for name in OUTPUT_FILES if name != "gaps.gpkg"}
+        paths = {name: out / name for name in OUTPUT_FILES[:5]}
         self.coverage_for_csv().pipe(_write_csv, paths["coverage.csv"])
         _write_gpkg(_gpkg_ready(self.residents), paths["residents.gpkg"], "residents")
         _write_gpkg(_gpkg_ready(self.facilities), paths["facilities.gpkg"], "facilities")
@@ -101,8 +106,16 @@ class Analysis:
             paths["facilities_rejected.csv"] = out / "facilities_rejected.csv"
             _write_csv(rejected, paths["facilities_rejected.csv"])
         from .gaps import find_gaps, write_gaps
+        from .isochrones import service_areas, write_isochrones
 
         paths["gaps.gpkg"] = write_gaps(find_gaps(self), out / "gaps.gpkg")
+        if self.isochrones is None and self.times.graph is not None:
+            self.isochrones = service_areas(self)
+        if self.isochrones is not None:
+            paths["isochrones.gpkg"] = out / "isochrones.gpkg"
+            write_isochrones(self.isochrones, paths["isochrones.gpkg"])
+        else:
+            log.info("no isochrones: a tiled run keeps no single access graph")
         if self.units is not None:
             paths["units.gpkg"] = out / "units.gpkg"
             _write_gpkg(_gpkg_ready(self.units), paths["units.gpkg"], "units")
@@ -210,7 +223,7 @@ def _check_offsets(net, gdf, column, value, declared, option: str, warnings: lis
 
     if declared is not None and not (not isinstance(parse_crs(declared), str) and parse_crs(declared).to_epsg() == 4326):
         return
-    pts = gdf if column is None else gdf[gdf[column] == value]
+    pts = gdf if column is None or column not in gdf else gdf[gdf[column] == value]
     if len(pts) == 0:
         return
     hit = suggest_crs(net, pts.geometry.x.to_numpy(), pts.geometry.y.to_numpy())

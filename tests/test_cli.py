@@ -59,11 +59,22 @@ def test_done_means_command(shanghai_pbf, shanghai_csvs, tmp_path):
     assert s["parameters"]["speed_kmh"] == 4.0
     assert s["inputs"]["osm"]["sha256"] == "cadc3a24693ee565c18aebb29f38b186947602f225c3547077326c75f6b02705"
     assert len(s["inputs"]["population"]["sha256"]) == 64
+    # issue 4's 'done means': isochrone layers in QGIS-ready GeoPackage, the offline map and the PNGs
+    import pyogrio
+
+    layers = set(pyogrio.list_layers(out / "isochrones.gpkg")[:, 0])
+    assert {f"{c}_{m}min" for c in ("health", "sports") for m in (5, 10, 15)} <= layers
+    iso = gpd.read_file(out / "isochrones.gpkg", layer="health_15min")
+    assert iso.crs.to_epsg() == 4326 and iso.area_km2.iloc[0] > 0
+    html = (out / "map.html").read_text(encoding="utf-8")
+    assert "服务范围 Service areas" in html and "OpenStreetMap contributors" in html
+    assert "<script src=\"http" not in html and "unpkg.com" not in html
+    for png in ("coverage_map.png", "coverage_curve.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert s["residents"]["population_source"] == "points" and not s["residents"]["population_is_estimate"]
     cov = pd.read_csv(out / "coverage.csv")
     assert list(cov.columns[:7]) == ["unit", "category", "minutes", "population", "covered_population", "share", "target"]
     assert len(cov) == 5 * 3
-    import geopandas as gpd
 
     r = gpd.read_file(out / "residents.gpkg")
     assert {"minutes_to_health", "minutes_to_all", "within_15min_all"} <= set(r.columns)
@@ -282,3 +293,27 @@ def test_gaps_sites_scenario_commands(tmp_path):
     assert main(["gaps", str(out), "-k", "0"]) == 2
     assert main(["gaps", str(tmp_path / "missing")]) == 2
     assert main(["scenario", str(out)]) == 2
+
+
+def test_isochrone_command(tmp_path):
+    """From the toy town's corner (0, 0) at 4 km/h: 5 min = 333 m reaches along both streets; the
+    polygon holds the street corner and not the far side of the river."""
+    from conftest import lonlat
+
+    import shapely
+
+    lo, la = lonlat(0, 10)
+    out = tmp_path / "iso.gpkg"
+    assert main(["-q", "isochrone", "--example", "toy_town", "--lon", str(float(lo)), "--lat", str(float(la)),
+                 "--minutes", "5,15", "--out", str(out)]) == 0
+    five = gpd.read_file(out, layer="isochrone_5min")
+    assert five.crs.to_epsg() == 4326 and five.area_km2.iloc[0] > 0
+    poly = five.geometry.iloc[0]
+    x, y = lonlat(200, 0)   # 200 m along the street: inside
+    assert poly.contains(shapely.Point(float(x), float(y)))
+    x, y = lonlat(0, 380)   # 380 m > 333 m: outside
+    assert not poly.contains(shapely.Point(float(x), float(y)))
+    assert main(["isochrone", "--lon", "121.4", "--lat", "31.2"]) == 2  # no network source
+    assert main(["-q", "isochrone", "--example", "toy_town", "--lon", "121.6", "--lat", "31.3",
+                 "--out", str(tmp_path / "far.gpkg")]) == 1
+    assert not (tmp_path / "far.gpkg").exists()

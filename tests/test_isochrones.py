@@ -1,0 +1,370 @@
+"""Isochrones: areas and cut points worked out by hand, the toy river, and a networkx reference on real data."""
+
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import pyogrio
+import pytest
+import shapely
+
+from conftest import X0, Y0, lonlat
+from lifecircle import AnalysisConfig, InputDataError, LifecircleError, WalkNetwork, analyze, network_from_osm
+from lifecircle.datasets import toy_town_osm
+from lifecircle.errors import CRSError, EmptyResultError
+from lifecircle.isochrones import facility_service_areas, point_isochrones, service_areas, write_isochrones
+from lifecircle.walking_times import walking_times
+
+MPM = 4000 / 60  # metres per minute at 4 km/h
+B = 25.0  # buffer_m
+# GEOS draws a quarter circle with 8 segments: a 32-gon inscribed in the circle
+DISC = 16 * B * B * math.sin(2 * math.pi / 32)
+BAND = B * (1 - math.cos(math.pi / 32))  # how far inside the true circle an arc's chords can fall
+
+
+def net_from_xy(nodes_xy, edges):
+    lo, la = lonlat([p[0] for p in nodes_xy], [p[1] for p in nodes_xy])
+    return WalkNetwork.from_lonlat(lo, la, [e[0] for e in edges], [e[1] for e in edges])
+
+
+def iso_local(net, x, y, **kw):
+    """Point isochrones from local metres (x, y); geometries back in local metres."""
+    lo, la = lonlat(x, y)
+    iso = point_isochrones(net, float(lo), float(la), **kw)
+    geoms = iso.to_crs(32651).geometry.apply(lambda g: shapely.transform(g, lambda c: c - [X0, Y0]))
+    return iso, list(geoms)
+
+
+def inside(poly, *xy):
+    return [bool(poly.covers(shapely.Point(p))) for p in xy]
+
+
+@pytest.fixture(scope="module")
+def toy_net():
+    return network_from_osm(toy_town_osm())
+
+
+# ---------------------------------------------------------------- hand-built graphs
+
+
+def test_straight_street_area_by_hand():
+    # a 1000 m street; from (300, 0) on it, 3 min = 200 m reaches x = 100..500: a 400 m line
+    net = net_from_xy([(0, 0), (1000, 0)], [(0, 1)])
+    iso, (poly,) = iso_local(net, 300, 0, minutes=3)
+    expected = 400 * 2 * B + DISC  # rectangle + two half-disc end caps (as GEOS draws them)
+    assert iso.area_km2[0] * 1e6 == pytest.approx(expected, rel=1e-6)
+    minx, miny, maxx, maxy = poly.bounds
+    assert (minx, maxx, miny, maxy) == pytest.approx((100 - B, 500 + B, -B, B), abs=0.01)
+
+
+def test_t_junction_area_against_hand_written_lines():
+    # A(0,0) — B(400,0), and B — C(400,300), B — D(400,-300). From (100, 20): a 20 m access leg to
+    # (100, 0); 5 min = 333.33 m leaves 313.33 m: all 100 m west to A (a dead end), 300 m east to B,
+    # then 13.33 m up and down the cross street.
+    net = net_from_xy([(0, 0), (400, 0), (400, 300), (400, -300)], [(0, 1), (1, 2), (1, 3)])
+    iso, (poly,) = iso_local(net, 100, 20, minutes=5)
+    r = 1000 / 3 - 20 - 300
+    hand = shapely.MultiLineString([[(100, 20), (100, 0)], [(0, 0), (400, 0)], [(400, -r), (400, r)]])
+    ref = hand.buffer(B, quad_segs=8)  # as lifecircle draws it (the .buffer method defaults to 16)
+    assert iso.area_km2[0] * 1e6 == pytest.approx(ref.area, rel=1e-4)
+    assert poly.symmetric_difference(ref).area < 5  # m²: only the arcs' vertices differ
+    assert iso.snap_dist_m[0] == pytest.approx(20, abs=0.01)
+    # the cut on the cross street: reached up to y = 13.33, its cap ends 25 m further
+    assert poly.intersection(shapely.box(390, -100, 500, 100)).bounds[3] == pytest.approx(r + B, abs=0.01)
+    assert inside(poly, (400, r + B - 0.5)) == [True]
+    assert inside(poly, (400, r + B + 0.5), (450, 0)) == [False, False]
+
+
+@pytest.mark.parametrize("speed_kmh, cut_x", [(4.0, 100 + 1000 / 3 - 10), (3.0, 100 + 250 - 10)])
+def test_mid_edge_cut_is_at_the_right_place(speed_kmh, cut_x):
+    # from (100, 10): a 10 m leg, then 5 min of walking along a 1000 m street
+    net = net_from_xy([(0, 0), (1000, 0)], [(0, 1)])
+    _, (poly,) = iso_local(net, 100, 10, minutes=5, walk_speed_kmh=speed_kmh)
+    assert poly.bounds[2] == pytest.approx(cut_x + B, abs=0.01)  # the round cap's tip
+    assert poly.bounds[0] == pytest.approx(-B, abs=0.01)  # the west end (100 m) is reached whole
+
+
+def test_cut_from_both_ends_of_a_loop():
+    # a 400 m square from its corner (0, 0): 700 m goes 400 + 300 each way round, and stops 100 m
+    # short of the far corner from both sides. At 850 m both walks meet: the loop is closed.
+    net = net_from_xy([(0, 0), (400, 0), (400, 400), (0, 400)], [(0, 1), (1, 2), (2, 3), (3, 0)])
+    iso, (p700, p850) = iso_local(net, 0, 0, minutes=(700 / MPM, 850 / MPM))
+    assert inside(p700, (400, 300 + B - 0.5), (300 + B - 0.5, 400)) == [True, True]
+    assert inside(p700, (400, 300 + B + 0.5), (300 + B + 0.5, 400), (400, 400)) == [False, False, False]
+    assert inside(p850, (400, 400), (400, 350), (350, 400)) == [True, True, True]
+    # the closed loop: the outer square (round corners) minus the inner square (sharp corners)
+    ring = (450**2 - 350**2) - (B * B - math.pi * B * B / 4) * 4
+    assert iso.area_km2[1] * 1e6 == pytest.approx(ring, rel=1e-3)
+
+
+def test_nested_and_monotonic(toy_net):
+    iso, polys = iso_local(toy_net, 300, 100, minutes=(5, 10, 15))
+    assert np.all(np.diff(iso.area_km2) > 0)
+    assert polys[2].buffer(1e-6).covers(polys[1]) and polys[1].buffer(1e-6).covers(polys[0])
+
+
+def test_concave_method_by_hand(toy_net):
+    # from the corner (0, 0), 3 min = 200 m reaches (200, 0) and (0, 200): the hull is that triangle
+    iso, _ = iso_local(toy_net, 0, 0, minutes=3, method="concave")
+    triangle = 200 * 200 / 2
+    expected = triangle + (400 + 200 * math.sqrt(2)) * B + math.pi * B * B  # buffered triangle
+    assert iso.area_km2[0] * 1e6 == pytest.approx(expected, rel=1e-3)
+    net_iso, _ = iso_local(toy_net, 0, 0, minutes=3)
+    assert net_iso.area_km2[0] < iso.area_km2[0]
+
+
+# ---------------------------------------------------------------- the toy town's river
+
+
+def test_river_is_crossed_only_by_the_footbridge(toy_net):
+    # from (460, 0), 40 m west of the river at x = 500: a 60 m leg to the corner (400, 0)
+    _, (p5, p10) = iso_local(toy_net, 460, 0, minutes=(5, 10))
+    river = shapely.LineString([(500, -50), (500, 450)])
+    # 5 min = 333.3 m: 60 leg + 200 north + 73.3 onto the bridge, to x = 473.3: not over the river
+    assert not p5.intersects(river)
+    assert inside(p5, (473, 200), (600, 0), (600, 100), (600, 200), (620, 200), (700, 0)) == [True] + [False] * 5
+    # 10 min = 666.7 m: over the bridge to (600, 200) at 460 m, then (600, 0) at 660 m, (800, 200) at 660 m
+    assert inside(p10, (600, 200), (600, 100), (600, 0), (700, 200), (800, 200)) == [True] * 5
+    # (700, 0) is 240 m from the start across the river but 760 m on foot; (700, 400) too
+    assert inside(p10, (700, 0), (700, 400), (560, 0)) == [False] * 3
+    # the river is crossed only where the bridge is: its buffer, 200 ± 25 m
+    cross = p10.intersection(river)
+    assert cross.bounds[1] == pytest.approx(200 - B, abs=0.01)
+    assert cross.bounds[3] == pytest.approx(200 + B, abs=0.01)
+
+
+# ---------------------------------------------------------------- analysis outputs
+
+
+@pytest.fixture(scope="module")
+def toy_analysis():
+    return analyze(toy_town_osm(), config=AnalysisConfig(categories=("health", "culture", "sports")))
+
+
+def test_service_areas_from_analysis_or_times(toy_analysis):
+    a = toy_analysis
+    sa = service_areas(a)
+    assert sa.columns.tolist() == ["category", "minutes", "area_km2", "geometry"]
+    assert sa[["category", "minutes"]].values.tolist() == [
+        [c, m] for c in ("health", "culture", "sports") for m in (5.0, 10.0, 15.0)]
+    assert sa.crs.to_epsg() == 4326
+    same = service_areas(a.times, a.network, minutes=(5, 10, 15))
+    np.testing.assert_allclose(same.area_km2, sa.area_km2, rtol=1e-12)
+    # the health centre's category area equals its own isochrone (a facility is a point too)
+    lon, lat = a.facilities.geometry.iloc[0].x, a.facilities.geometry.iloc[0].y
+    assert a.facilities.category.iloc[0] == "health"
+    iso = point_isochrones(a.network, lon, lat)
+    np.testing.assert_allclose(sa.area_km2[:3], iso.area_km2, rtol=1e-6)
+
+
+def test_search_stopped_early_is_redone():
+    short = analyze(toy_town_osm(), config=AnalysisConfig(categories=("health",), max_minutes=15))
+    full = analyze(toy_town_osm(), config=AnalysisConfig(categories=("health",), max_minutes=60))
+    assert np.isinf(short.times.distances_m["health"]).any()  # cut at 1000 m: the east bank is farther
+    a, b = service_areas(short, minutes=25), service_areas(full, minutes=25)
+    assert a.area_km2[0] == pytest.approx(b.area_km2[0], rel=1e-9)
+
+
+def test_facility_service_areas_toy(toy_analysis):
+    a = toy_analysis
+    fsa = facility_service_areas(a, minutes=(5, 10), chunk_size=2)
+    assert fsa.columns.tolist() == ["facility_index", "category", "name", "minutes", "area_km2", "geometry"]
+    assert len(fsa) == 2 * len(a.facilities)
+    # each facility's area equals a point isochrone from where it stands (another graph, another search)
+    for row in fsa.itertuples():
+        pt = a.facilities.geometry.loc[row.facility_index]
+        iso = point_isochrones(a.network, pt.x, pt.y, minutes=row.minutes)
+        assert row.area_km2 == pytest.approx(iso.area_km2[0], rel=1e-6)
+    named = fsa.dropna(subset=["name"])
+    assert "社区图书馆" in set(named.name)
+
+
+# ---------------------------------------------------------------- real Shanghai data
+
+
+@pytest.fixture(scope="module")
+def shanghai(shanghai_network, shanghai_facilities):
+    rng = np.random.default_rng(7)
+    n = 300
+    west, south, east, north = 121.4611, 31.2196, 121.4863, 31.2411
+    res = gpd.GeoDataFrame({"population": rng.integers(1, 500, n)},
+                           geometry=gpd.points_from_xy(rng.uniform(west, east, n), rng.uniform(south, north, n)), crs=4326)
+    fac = shanghai_facilities
+    fac = fac[fac.category.isin(["health", "sport"])].assign(
+        category=lambda f: f.category.replace({"sport": "sports"}), source="list")
+    return analyze(network=shanghai_network, facilities=fac, replace_osm_facilities=True, population=res,
+                   config=AnalysisConfig(categories=("health", "sports")))
+
+
+def _reference_reached_lines(net, fsnap, limit_m):
+    """Independent reference: networkx distances, then the reached part of every edge by hand."""
+    g = net.to_networkx()
+    g.add_node("S")
+    for e, t, acc in zip(fsnap.edge, fsnap.t, fsnap.dist_m):
+        if e < 0:
+            continue
+        u, v, le = int(net.u[e]), int(net.v[e]), float(net.length_m[e])
+        for node, w in ((u, acc + t * le), (v, acc + (1 - t) * le)):
+            if not g.has_edge("S", node) or g["S"][node]["length"] > w:
+                g.add_edge("S", node, length=w)
+    dist = nx.single_source_dijkstra_path_length(g, "S", weight="length", cutoff=limit_m)
+
+    def part(x0, y0, x1, y1, f0, f1):
+        return shapely.LineString([(x0 + f0 * (x1 - x0), y0 + f0 * (y1 - y0)), (x0 + f1 * (x1 - x0), y0 + f1 * (y1 - y0))])
+
+    lines = []
+    for i in range(net.n_edges):
+        u, v, le = int(net.u[i]), int(net.v[i]), float(net.length_m[i])
+        for a, b in ((u, v), (v, u)):
+            if a in dist:
+                f = min(1, (limit_m - dist[a]) / le) if le > 0 else 1
+                lines.append(part(net.x[a], net.y[a], net.x[b], net.y[b], 0, f))
+    for e, t, acc, px, py in zip(fsnap.edge, fsnap.t, fsnap.dist_m, fsnap.x, fsnap.y):
+        if e < 0:
+            continue
+        u, v, le = int(net.u[e]), int(net.v[e]), float(net.length_m[e])
+        qx, qy = net.x[u] + t * (net.x[v] - net.x[u]), net.y[u] + t * (net.y[v] - net.y[u])
+        lines.append(part(px, py, qx, qy, 0, min(1, limit_m / acc) if acc > 0 else 1))  # the access leg
+        r = limit_m - acc  # along its own edge, both ways from the projection
+        if r > 0:
+            lines.append(part(net.x[u], net.y[u], net.x[v], net.y[v], max(0, t - r / le), min(1, t + r / le)))
+    return np.array(lines)
+
+
+def test_shanghai_polygon_matches_reference_and_covers_covered_residents(shanghai):
+    """What exactly the 15-minute polygon contains, checked against an independent construction.
+
+    The polygon is every point within ``buffer_m`` (straight line) of a street position reachable in
+    L = 1000 m. So the right check is geometric: a point is inside ⇔ its distance to the reference
+    reached lines is ≤ 25 m, except in a band of 25 (1 − cos(π/32)) = 0.12 m where the 32-gon arcs
+    cut inside the circle. A bound on the walking distance would be wrong: a snap point on the
+    parallel carriageway of a reached road is 20 m away in a straight line, but it can be
+    hundreds of metres away on foot, or on a disconnected piece of this drive-only sample.
+    """
+    a = shanghai
+    net, L = a.network, 15 * MPM
+    sa = service_areas(a, minutes=15, categories="health")
+    poly = sa.to_crs(net.crs).geometry.iloc[0]
+    fac = a.times.facility_snap
+    health = a.times.facility_category == "health"
+    lines = _reference_reached_lines(net, type(fac)(*(x[health] for x in (fac.edge, fac.t, fac.dist_m, fac.x, fac.y))), L)
+    ref_area = shapely.union_all(shapely.buffer(lines, B)).area
+    assert sa.area_km2[0] * 1e6 == pytest.approx(ref_area, rel=1e-4)
+
+    rs = a.times.resident_snap
+    ok = rs.snapped
+    e, t = rs.edge[ok], rs.t[ok]
+    sx = net.x[net.u[e]] + t * (net.x[net.v[e]] - net.x[net.u[e]])
+    sy = net.y[net.u[e]] + t * (net.y[net.v[e]] - net.y[net.u[e]])
+    snap_pts = shapely.points(sx, sy)
+    covered = a.residents["minutes_to_health"].to_numpy()[ok] <= 15
+    assert 0.3 < covered.mean() < 1  # the test is informative: some are covered, some not
+    assert shapely.covers(poly, snap_pts[covered]).all()
+
+    rng = np.random.default_rng(1)
+    lo, hi = np.array(poly.bounds[:2]) - 100, np.array(poly.bounds[2:]) + 100
+    probes = shapely.points(rng.uniform(lo, hi, (3000, 2)))
+    pts = np.concatenate([snap_pts, probes])
+    ref_d = shapely.distance(shapely.MultiLineString(list(lines)), pts)
+    ins = shapely.covers(poly, pts)
+    assert ins.sum() > 300 and (~ins).sum() > 300
+    assert ref_d[ins].max() <= B + 1e-6
+    assert ref_d[~ins].min() >= B - BAND - 1e-6
+
+
+def test_shanghai_facility_union_equals_category_area(shanghai):
+    a = shanghai
+    sa = service_areas(a, minutes=(10, 15))
+    fsa = facility_service_areas(a, minutes=(10, 15), chunk_size=5)
+    assert set(fsa.facility_index) == set(a.facilities.index[a.facilities.snapped])
+    utm = fsa.to_crs(a.network.crs)
+    for (cat, m), grp in utm.groupby(["category", "minutes"]):
+        merged = shapely.union_all(grp.geometry.to_numpy()).area / 1e6
+        row = sa[(sa.category == cat) & (sa.minutes == m)]
+        assert merged == pytest.approx(float(row.area_km2.iloc[0]), rel=1e-3)
+        assert (grp.area_km2 <= float(row.area_km2.iloc[0]) * (1 + 1e-9)).all()
+
+
+# ---------------------------------------------------------------- GeoPackage
+
+
+def test_geopackage_round_trip(toy_analysis, tmp_path):
+    a = toy_analysis
+    sa = service_areas(a, minutes=(5, 15))
+    path = tmp_path / "isochrones.gpkg"
+    path.write_text("old")  # replaced, not appended to
+    names = write_isochrones(sa, path)
+    assert names == [f"{c}_{m}min" for c in ("health", "culture", "sports") for m in (5, 15)]
+    assert sorted(pyogrio.list_layers(path)[:, 0]) == sorted(names)
+    back = gpd.read_file(path, layer="culture_15min")
+    assert back.crs.to_epsg() == 4326
+    assert back.area_km2[0] == pytest.approx(float(sa.area_km2[3]), rel=1e-12)
+    # the stored polygon still measures area_km2 (within the float precision of the file)
+    assert back.to_crs(32651).area[0] / 1e6 == pytest.approx(back.area_km2[0], rel=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["isochrones.gpkg"]  # no temp file left
+
+    fsa = facility_service_areas(a, minutes=15)
+    fnames = write_isochrones(fsa, tmp_path / "fac.gpkg")
+    assert fnames == ["facilities_health_15min", "facilities_sports_15min", "facilities_culture_15min"]
+    sports = gpd.read_file(tmp_path / "fac.gpkg", layer="facilities_sports_15min")
+    assert len(sports) == 2 and set(sports.columns) >= {"facility_index", "name", "area_km2"}
+
+    iso = point_isochrones(a.network, 121.40, 31.20, minutes=(7.5,))
+    assert write_isochrones(iso, tmp_path / "p.gpkg") == ["isochrone_7_5min"]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_input_gives_clear_errors(toy_net, toy_analysis, tmp_path):
+    with pytest.raises(InputDataError, match="minutes must be one or more positive"):
+        point_isochrones(toy_net, 121.40, 31.20, minutes=[])
+    with pytest.raises(InputDataError, match="minutes must be one or more positive"):
+        service_areas(toy_analysis, minutes=(-5, 10))
+    with pytest.raises(InputDataError, match="buffer_m must be a positive number of metres.*buffer_m=25"):
+        point_isochrones(toy_net, 121.40, 31.20, buffer_m=-1)
+    with pytest.raises(InputDataError, match="unknown method 'hull'"):
+        service_areas(toy_analysis, method="hull")
+    with pytest.raises(InputDataError, match="no walking times for categories \\['elderly_care'\\]"):
+        service_areas(toy_analysis, categories=["elderly_care"])
+    lo, la = lonlat(400, 3400)  # 3 km north of the northern street
+    with pytest.raises(InputDataError, match=r"3,000 m from the nearest walkable street.*GCJ-02"):
+        point_isochrones(toy_net, float(lo), float(la))
+    with pytest.raises(CRSError, match="lon first"):
+        point_isochrones(toy_net, 31.20, 121.40)
+    with pytest.raises(InputDataError, match="pass network="):
+        service_areas(toy_analysis.times)
+    with pytest.raises(InputDataError, match="pass facilities="):
+        facility_service_areas(toy_analysis.times, toy_analysis.network)
+    with pytest.raises(EmptyResultError):
+        write_isochrones(service_areas(toy_analysis).iloc[:0], tmp_path / "x.gpkg")
+    with pytest.raises(LifecircleError, match="none of the columns"):
+        write_isochrones(service_areas(toy_analysis), tmp_path / "x.gpkg", by=("district",))
+    assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_resident_snap_points_and_the_buffer_allowance(toy_net):
+    """A snap point on a reached street is inside until it is buffer_m past the cut, even when the resident's
+    walking time (which adds the access leg) is over the limit."""
+    from lifecircle.facilities import facilities_from_osm
+
+    fac = facilities_from_osm(toy_town_osm())
+    lo, la = lonlat([700, 620], [10, 390])
+    res = gpd.GeoDataFrame({"population": [1, 1]}, geometry=gpd.points_from_xy(lo, la), crs=4326)
+    wt = walking_times(toy_net, res, fac, config=AnalysisConfig(categories=("health",)))
+    # 1020 m and 940 m on foot (see test_walking_times); their snap points (700, 0) and (620, 400) are
+    # 1010 m and 930 m from the health centre
+    np.testing.assert_allclose(wt.minutes["minutes_to_health"], np.array([1020, 940]) / MPM, rtol=1e-4)
+    sa = service_areas(wt, toy_net, minutes=(880 / MPM, 14, 15), categories="health")
+    p880, p933, p1000 = sa.to_crs(32651).geometry.apply(lambda g: shapely.transform(g, lambda c: c - [X0, Y0]))
+    # 880 m: x = 600 is reached up to y = 370, 36 m from (620, 400); y = 0 east of the river not at all
+    assert inside(p880, (700, 0), (620, 400)) == [False, False]
+    # 933 m: (620, 400) at 930 m is reached, though its resident (940 m = 14.1 min) is not covered at 14 min;
+    # on y = 0 the walk stops at x = 623, 52 m before (700, 0) (farther than the buffer)
+    assert inside(p933, (700, 0), (620, 400)) == [False, True]
+    # 1000 m: y = 0 is reached up to x = 690, and (700, 0) is 10 m past the cut, inside the 25 m buffer,
+    # while its resident is 15.3 min away
+    assert inside(p1000, (700, 0), (620, 400), (716, 0)) == [True, True, False]
