@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -380,7 +381,9 @@ def facilities_from_place(place: str, *, taxonomy: Taxonomy | None = None):
 def _norm_name(name: Any) -> str:
     if not isinstance(name, str):
         return ""
-    out = name.strip().lower()
+    import unicodedata
+
+    out = unicodedata.normalize("NFKC", name).strip().lower()  # full-width digits and brackets too
     for ch in " ()（）-·・_":
         out = out.replace(ch, "")
     return out.replace("上海市", "")
@@ -395,11 +398,19 @@ def name_similarity(a: Any, b: Any) -> float:
     1.0
     >>> name_similarity("曹家渡街道社区卫生服务中心", "江宁路街道社区卫生服务中心") < 0.5
     True
+
+    Names whose numbers differ are different places, even when one contains the other:
+
+    >>> name_similarity("健身苑点1", "健身苑点12"), name_similarity("1号健身点", "１号健身点")
+    (0.0, 1.0)
     """
     import difflib
 
     x, y = _norm_name(a), _norm_name(b)
     if not x or not y:
+        return 0.0
+    digits = (sorted(re.findall(r"\d+", n)) for n in (x, y))
+    if next(digits) != next(digits):
         return 0.0
     if x in y or y in x:
         return 1.0
