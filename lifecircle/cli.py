@@ -88,6 +88,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file with an [analysis] table of the parameters above.")
 @click.option("--taxonomy", type=click.Path(dir_okay=False, path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
+@click.option("--isochrones/--no-isochrones", default=True, show_default=True, help="Write isochrones.gpkg (service areas per category and threshold; slow on city-scale networks).")
 @click.option("--sites", "plan_sites", is_flag=True, help="Also plan new sites: how many each category (and unit) needs to reach the target, and where (as `lifecircle gaps`).")
 @click.option("--map/--no-map", "make_map", default=True, show_default=True, help="Write the offline HTML map (map.html) and the PNG figures.")
 @click.option("--png/--no-png", default=True, show_default=True, help="With --map: also coverage_map.png and coverage_curve.png (matplotlib).")
@@ -98,7 +99,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
             census, census_join, census_population, lon_column,
             lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, config_file, taxonomy, out_dir,
-            plan_sites, make_map, png, basemap):
+            isochrones, plan_sites, make_map, png, basemap):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
 
     \b
@@ -147,7 +148,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                  name_column=name_column, population_column=population_column, unit_name=unit_name,
                  lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, progress=progress)
     progress(f"writing {out_dir}")
-    paths = result.write(out_dir)
+    paths = result.write(out_dir, isochrones=isochrones)
     sites = None
     if plan_sites:
         from .sites import write_site_plans

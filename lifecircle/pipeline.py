@@ -87,8 +87,12 @@ class Analysis:
             raise InputDataError(f"no coverage row for unit={unit!r}, category={category!r}, minutes={m:g}")
         return float(row["share"].iloc[0])
 
-    def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write the outputs into ``out_dir`` (each file written to a temp name, then renamed)."""
+    def write(self, out_dir: str | os.PathLike[str], *, isochrones: bool = True, gaps: bool = True) -> dict[str, Path]:
+        """Write the outputs into ``out_dir`` (each file written to a temp name, then renamed).
+
+        ``isochrones=False`` / ``gaps=False`` skip ``isochrones.gpkg`` / ``gaps.gpkg`` (the service
+        areas take a while on city-scale networks: they merge buffers of every reached street).
+        """
         out = Path(out_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -108,13 +112,14 @@ class Analysis:
         from .gaps import find_gaps, write_gaps
         from .isochrones import service_areas, write_isochrones
 
-        paths["gaps.gpkg"] = write_gaps(find_gaps(self), out / "gaps.gpkg")
-        if self.isochrones is None and self.times.graph is not None:
+        if gaps:
+            paths["gaps.gpkg"] = write_gaps(find_gaps(self), out / "gaps.gpkg")
+        if isochrones and self.isochrones is None and self.times.graph is not None:
             self.isochrones = service_areas(self)
-        if self.isochrones is not None:
+        if isochrones and self.isochrones is not None:
             paths["isochrones.gpkg"] = out / "isochrones.gpkg"
             write_isochrones(self.isochrones, paths["isochrones.gpkg"])
-        else:
+        elif isochrones:
             log.info("no isochrones: a tiled run keeps no single access graph")
         if self.units is not None:
             paths["units.gpkg"] = out / "units.gpkg"
