@@ -88,6 +88,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file with an [analysis] table of the parameters above.")
 @click.option("--taxonomy", type=click.Path(dir_okay=False, path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
+@click.option("--no-cache", is_flag=True, help="Parse the OSM file even if its walking network is cached.")
 @click.option("--isochrones/--no-isochrones", default=True, show_default=True, help="Write isochrones.gpkg (service areas per category and threshold; slow on city-scale networks).")
 @click.option("--sites", "plan_sites", is_flag=True, help="Also plan new sites: how many each category (and unit) needs to reach the target, and where (as `lifecircle gaps`).")
 @click.option("--map/--no-map", "make_map", default=True, show_default=True, help="Write the offline HTML map (map.html) and the PNG figures.")
@@ -99,7 +100,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
             census, census_join, census_population, lon_column,
             lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, config_file, taxonomy, out_dir,
-            isochrones, plan_sites, make_map, png, basemap):
+            no_cache, isochrones, plan_sites, make_map, png, basemap):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
 
     \b
@@ -146,7 +147,8 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                  census_join="code" if census_join == "adcode" else census_join,
                  census_population_column=census_population, category_column=category_column,
                  name_column=name_column, population_column=population_column, unit_name=unit_name,
-                 lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, progress=progress)
+                 lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, progress=progress,
+                 cache_network=not no_cache)
     progress(f"writing {out_dir}")
     paths = result.write(out_dir, isochrones=isochrones)
     sites = None
@@ -447,6 +449,19 @@ def batch(ctx, plan, workers, scheduler, out_dir):
     if failed:
         raise click.ClickException(f"{failed} of {len(table)} tasks failed; see the error column of "
                                    f"{table.attrs['path']}")
+
+
+@cli.command("cache")
+@click.argument("action", type=click.Choice(["info", "clear"]))
+def cache_command(action):
+    """Show or clear the cache of parsed walking networks (safe to delete at any time)."""
+    from .cache import clear_network_cache, network_cache_dir
+
+    if action == "clear":
+        click.echo(f"removed {clear_network_cache()} cached networks from {network_cache_dir()}")
+    else:
+        files = sorted(network_cache_dir().glob("*.npz"))
+        click.echo(f"{network_cache_dir()}: {len(files)} networks, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB")
 
 
 def main(argv: list[str] | None = None) -> int:

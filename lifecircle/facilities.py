@@ -183,17 +183,18 @@ def facilities_from_osm(
     from .osm import iter_features
 
     tax = taxonomy or load_taxonomy()
-    keywords = tax.keywords
     keys = set(tax.keys)
+    keyword_re = re.compile("|".join(map(re.escape, tax.keywords))) if tax.keywords else None
 
     def keep(tags: Mapping[str, str]) -> bool:
         if keys.intersection(tags):
             return True
         name = tags.get("name") or tags.get("name:zh")
-        return bool(name) and any(k in name for k in keywords)
+        return bool(name) and keyword_re is not None and keyword_re.search(name) is not None
 
     rows = []
-    for f in iter_features(path, keep):
+    # libosmium pre-filters on the tag keys and the name keywords; keep() decides exactly
+    for f in iter_features(path, keep, keys=tax.keys, name_keywords=tax.keywords):
         hit = tax.classify(f.tags)
         if hit is None:
             continue

@@ -44,12 +44,17 @@ __all__ = [
     "WalkNetwork",
     "is_walkable",
     "local_utm_crs",
+    "WALK_FILTER_VERSION",
     "network_from_osm",
     "network_from_graph",
     "network_from_place",
     "network_from_bbox",
     "network_from_polygon",
 ]
+
+#: Version of the walk filter and OSM parsing; cached networks of another version are not reused.
+#: Bump it whenever :func:`is_walkable` or :func:`network_from_osm` would give a different network.
+WALK_FILTER_VERSION = 1
 
 _EXCLUDED_HIGHWAY = frozenset(
     "abandoned bus_guideway busway construction cycleway motorway motorway_link no planned "
@@ -252,7 +257,7 @@ class WalkNetwork:
         }
 
 
-def network_from_osm(path: str | os.PathLike[str], *, walkable=is_walkable) -> WalkNetwork:
+def network_from_osm(path: str | os.PathLike[str], *, walkable=is_walkable, cache: bool = True) -> WalkNetwork:
     """Read the walking network from a local OSM file (.osm.pbf, .osm, .osm.bz2).
 
     Parameters
@@ -262,6 +267,9 @@ def network_from_osm(path: str | os.PathLike[str], *, walkable=is_walkable) -> W
     walkable : callable
         ``walkable(tags) -> bool`` deciding which ``highway`` ways are kept; default
         :func:`is_walkable`.
+    cache : bool
+        Reuse the network parsed before from a file with the same content (SHA-256) and keep this
+        one for next time (see :mod:`lifecircle.cache`). Only the default ``walkable`` is cached.
 
     Examples
     --------
@@ -270,7 +278,25 @@ def network_from_osm(path: str | os.PathLike[str], *, walkable=is_walkable) -> W
     >>> net.n_edges > 0 and net.crs.to_epsg() == 32651
     True
     """
+    from .osm import check_osm_path
+
     p = Path(path)
+    check_osm_path(p)
+    sha = file_sha256(p)
+    source = {"osm_file": str(p), "osm_sha256": sha}
+    cache_file = None
+    if cache and walkable is is_walkable:
+        from . import cache as _cache
+
+        try:
+            cache_file = _cache.network_cache_path(sha, walk_filter=f"w{WALK_FILTER_VERSION}")
+            net = _cache.load_network(cache_file, source=source)
+        except OSError as exc:  # cache folder not writable: work without it
+            log.warning("network cache unavailable (%s); parsing %s", exc, p.name)
+            cache_file, net = None, None
+        if net is not None:
+            log.info("walking network of %s from the cache (%d nodes, %d edges)", p.name, net.n_nodes, net.n_edges)
+            return net
     segs = read_way_segments(p, walkable)
     if segs.ways_missing_nodes:
         log.info("%d ways reference nodes outside the extract; their outside parts are dropped",
@@ -282,16 +308,23 @@ def network_from_osm(path: str | os.PathLike[str], *, walkable=is_walkable) -> W
         )
     highway = np.array([t.get("highway") for t in segs.way_tags], dtype=object)[segs.way_index]
     # keep only nodes used by kept segments
-    used = np.unique(np.concatenate([segs.u, segs.v]))
+    used_mask = np.zeros(len(segs.node_id), dtype=bool)
+    used_mask[segs.u] = True
+    used_mask[segs.v] = True
+    used = np.flatnonzero(used_mask)  # = np.unique(u ∪ v), in linear time
     remap = np.full(len(segs.node_id), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
     net = WalkNetwork.from_lonlat(
         segs.lon[used], segs.lat[used], remap[segs.u], remap[segs.v],
-        node_id=segs.node_id[used], highway=highway,
-        source={"osm_file": str(p), "osm_sha256": file_sha256(p)},
+        node_id=segs.node_id[used], highway=highway, source=source,
     )
     log.info("walking network: %d nodes, %d edges, %.1f km", net.n_nodes, net.n_edges,
              net.length_m.sum() / 1000)
+    if cache_file is not None:
+        try:
+            _cache.save_network(net, cache_file)
+        except OSError as exc:
+            log.warning("could not write the network cache %s (%s)", cache_file, exc)
     return net
 
 

@@ -208,8 +208,14 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def _write_gpkg(gdf, path: Path, layer: str) -> None:
+    try:  # the Arrow path writes large layers about twice as fast
+        import pyarrow  # noqa: F401
+
+        arrow = True
+    except ImportError:
+        arrow = False
     with atomic_path(path) as tmp:
-        gdf.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
+        gdf.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio", use_arrow=arrow)
 
 
 def _gpkg_ready(gdf):
@@ -272,6 +278,7 @@ def analyze(
     m2_per_person: float | None = None,
     progress: Callable[[str], None] | None = None,
     walking_times_fn: Callable[..., WalkingTimes] | None = None,
+    cache_network: bool = True,
 ) -> Analysis:
     """Run the whole 15-minute life-circle analysis.
 
@@ -304,6 +311,9 @@ def analyze(
         How census rows find their unit (codes when both sides have them, else names).
     config : AnalysisConfig
         Thresholds, speed, target, snapping distance, categories.
+    cache_network : bool
+        Reuse the walking network parsed before from the same OSM file (same SHA-256), kept in
+        ``$LIFECIRCLE_CACHE/networks`` (see :mod:`lifecircle.cache`).
     walking_times_fn : callable, optional
         Replaces :func:`~lifecircle.walking_times.walking_times` (same signature), e.g.
         ``functools.partial(lifecircle.partition.walking_times_tiled, tile_m=3000, client=client)``
@@ -328,7 +338,7 @@ def analyze(
     if network is not None:
         net = network
     elif osm is not None:
-        net = network_from_osm(osm)
+        net = network_from_osm(osm, cache=cache_network)
     elif place is not None:
         net = network_from_place(place)
     else:

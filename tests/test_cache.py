@@ -1,0 +1,120 @@
+"""The parsed-network cache: same network back, invalidated by a changed file, never a crash."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+import lifecircle.network as network_mod
+from lifecircle import cache
+from lifecircle.datasets import toy_town_osm
+from lifecircle.network import WALK_FILTER_VERSION, network_from_osm
+from lifecircle.osm import file_sha256
+
+
+@pytest.fixture()
+def cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIFECIRCLE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture()
+def parse_count(monkeypatch):
+    """Count how often the OSM file is really parsed."""
+    calls = []
+    real = network_mod.read_way_segments
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(network_mod, "read_way_segments", counting)
+    return calls
+
+
+def _cache_file(path):
+    return cache.network_cache_path(file_sha256(path), walk_filter=f"w{WALK_FILTER_VERSION}")
+
+
+def assert_same_network(a, b):
+    for name in ("node_id", "lon", "lat", "x", "y", "u", "v", "length_m"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+    assert a.highway.tolist() == b.highway.tolist()
+    assert a.crs == b.crs and a.crs.to_string() == b.crs.to_string()
+    assert a.source == b.source
+    assert a.describe() == b.describe()
+
+
+def test_second_read_comes_from_the_cache_and_equals_the_parse(shanghai_pbf, cache_home, parse_count):
+    first = network_from_osm(shanghai_pbf)
+    assert _cache_file(shanghai_pbf).is_file() and len(parse_count) == 1
+    second = network_from_osm(shanghai_pbf)
+    assert len(parse_count) == 1  # not parsed again
+    assert_same_network(second, first)
+    assert_same_network(second, network_from_osm(shanghai_pbf, cache=False))
+    assert second.largest_component_share() == first.largest_component_share()
+
+
+def test_a_changed_file_is_parsed_again(tmp_path, cache_home, parse_count):
+    osm = tmp_path / "town.osm"
+    shutil.copy(toy_town_osm(), osm)
+    before = network_from_osm(osm)
+    # move one street node 0.001° north: same file name, new content
+    text = osm.read_text(encoding="utf-8")
+    i = text.index('lat="') + len('lat="')
+    j = text.index('"', i)
+    osm.write_text(text[:i] + f"{float(text[i:j]) + 0.001:.7f}" + text[j:], encoding="utf-8")
+    after = network_from_osm(osm)
+    assert len(parse_count) == 2
+    assert not np.array_equal(before.lat, after.lat)
+    assert_same_network(after, network_from_osm(osm, cache=False))
+    assert after.source["osm_sha256"] == file_sha256(osm) != before.source["osm_sha256"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_arrays"])
+def test_a_corrupt_cache_file_is_ignored_with_a_warning(shanghai_pbf, cache_home, parse_count, caplog, damage):
+    good = network_from_osm(shanghai_pbf)
+    f = _cache_file(shanghai_pbf)
+    if damage == "garbage":
+        f.write_bytes(b"not a numpy file")
+    elif damage == "truncated":
+        f.write_bytes(f.read_bytes()[:1000])
+    else:
+        np.savez(f, format=np.asarray(cache.CACHE_FORMAT), node_id=np.arange(3), lon=np.zeros(2))
+    with caplog.at_level(logging.WARNING, logger="lifecircle"):
+        again = network_from_osm(shanghai_pbf)
+    assert len(parse_count) == 2
+    assert_same_network(again, good)
+    assert any("unreadable network cache" in r.getMessage() for r in caplog.records)
+    # the bad file was replaced by a good one
+    assert_same_network(cache.load_network(f, source=good.source), good)
+
+
+def test_custom_walk_filter_is_not_cached(cache_home, parse_count):
+    def only_footways(tags):
+        return tags.get("highway") == "footway"
+
+    a = network_from_osm(toy_town_osm(), walkable=only_footways)
+    b = network_from_osm(toy_town_osm(), walkable=only_footways)
+    assert len(parse_count) == 2 and a.n_edges == b.n_edges
+    assert not any(cache.network_cache_dir().glob("*.npz"))
+
+
+def test_unusable_cache_folder_still_gives_the_network(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LIFECIRCLE_CACHE", str(blocker / "cache"))
+    with caplog.at_level(logging.WARNING, logger="lifecircle"):
+        net = network_from_osm(toy_town_osm())
+    assert net.n_edges > 0
+    assert any("cache unavailable" in r.getMessage() for r in caplog.records)
+
+
+def test_clear_network_cache(shanghai_pbf, cache_home):
+    network_from_osm(shanghai_pbf)
+    assert cache.clear_network_cache() == 1
+    assert not _cache_file(shanghai_pbf).exists()
