@@ -115,6 +115,10 @@ class Analysis:
         if gaps:
             paths["gaps.gpkg"] = write_gaps(find_gaps(self), out / "gaps.gpkg")
         if isochrones and self.isochrones is None and self.times.graph is not None:
+            if self.network.n_nodes > 250_000:
+                log.warning("service areas of a %d-node network take minutes and several GB (1M nodes: ~200 s, "
+                            "6 GB here); skip them with --no-isochrones (Analysis.write(isochrones=False))",
+                            self.network.n_nodes)
             self.isochrones = service_areas(self)
         if isochrones and self.isochrones is not None:
             paths["isochrones.gpkg"] = out / "isochrones.gpkg"
