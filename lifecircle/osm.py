@@ -27,6 +27,7 @@ __all__ = [
     "iter_features",
     "cache_dir",
     "fetch_extract",
+    "OSM_CREDIT",
 ]
 
 OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".xml")
