@@ -406,10 +406,6 @@ def run_worker(name: str, spec_path: str, out_path: str) -> None:
     result: dict = {"approach": name}
     try:
         if name.startswith("lifecircle_e2e"):
-            if name == "lifecircle_e2e_patched":
-                import proposed_patches
-
-                proposed_patches.apply()
             result["rss_start_mb"] = rss_mb()
             result.update(lifecircle_e2e(spec, **options))
         else:

