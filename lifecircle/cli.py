@@ -159,10 +159,9 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
         site_paths, sites, needed = write_site_plans(result, out_dir)
         paths.update(site_paths)
     if make_map:
-        from .gaps import find_gaps
         from .maps import write_maps
 
-        paths.update(write_maps(result, out_dir, png=png, basemap=basemap, gaps=find_gaps(result), sites=sites))
+        paths.update(write_maps(result, out_dir, png=png, basemap=basemap, sites=sites))
     if not quiet:
         click.echo(result.report(warnings=False))
         if plan_sites:

@@ -65,6 +65,8 @@ class Analysis:
     isochrones : GeoDataFrame or None
         Service areas per category and threshold (:func:`lifecircle.isochrones.service_areas`),
         made by :meth:`write` (or set it yourself).
+    gaps : GeoDataFrame or None
+        Gap areas (:func:`lifecircle.gaps.find_gaps`), made by :meth:`write`.
     """
 
     config: AnalysisConfig
@@ -77,6 +79,7 @@ class Analysis:
     units: Any = None
     census_methods: pd.DataFrame | None = None
     isochrones: Any = None
+    gaps: Any = None
 
     def category_share(self, category: str, minutes: float | None = None, unit: str = STUDY_AREA) -> float:
         """Coverage share of a category (or ``all``) at ``minutes`` (default: the headline threshold)."""
@@ -113,7 +116,9 @@ class Analysis:
         from .isochrones import service_areas, write_isochrones
 
         if gaps:
-            paths["gaps.gpkg"] = write_gaps(find_gaps(self), out / "gaps.gpkg")
+            if self.gaps is None:
+                self.gaps = find_gaps(self)
+            paths["gaps.gpkg"] = write_gaps(self.gaps, out / "gaps.gpkg")
         if isochrones and self.isochrones is None and self.times.graph is not None:
             if self.network.n_nodes > 250_000:
                 log.warning("service areas of a %d-node network take minutes and several GB (1M nodes: ~200 s, "
