@@ -90,6 +90,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
 @click.option("--no-cache", is_flag=True, help="Parse the OSM file even if its walking network is cached.")
 @click.option("--isochrones/--no-isochrones", default=True, show_default=True, help="Write isochrones.gpkg (service areas per category and threshold; slow on city-scale networks).")
+@click.option("--facility-isochrones", is_flag=True, help="Also write facility_isochrones.gpkg: every facility's own service areas.")
 @click.option("--sites", "plan_sites", is_flag=True, help="Also plan new sites: how many each category (and unit) needs to reach the target, and where (as `lifecircle gaps`).")
 @click.option("--map/--no-map", "make_map", default=True, show_default=True, help="Write the offline HTML map (map.html) and the PNG figures.")
 @click.option("--png/--no-png", default=True, show_default=True, help="With --map: also coverage_map.png and coverage_curve.png (matplotlib).")
@@ -100,7 +101,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
             census, census_join, census_population, lon_column,
             lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, config_file, taxonomy, out_dir,
-            no_cache, isochrones, plan_sites, make_map, png, basemap):
+            no_cache, isochrones, facility_isochrones, plan_sites, make_map, png, basemap):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
 
     \b
@@ -150,7 +151,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                  lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, progress=progress,
                  cache_network=not no_cache)
     progress(f"writing {out_dir}")
-    paths = result.write(out_dir, isochrones=isochrones)
+    paths = result.write(out_dir, isochrones=isochrones, facility_isochrones=facility_isochrones)
     sites = None
     if plan_sites:
         from .sites import write_site_plans

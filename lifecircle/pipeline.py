@@ -90,11 +90,14 @@ class Analysis:
             raise InputDataError(f"no coverage row for unit={unit!r}, category={category!r}, minutes={m:g}")
         return float(row["share"].iloc[0])
 
-    def write(self, out_dir: str | os.PathLike[str], *, isochrones: bool = True, gaps: bool = True) -> dict[str, Path]:
+    def write(self, out_dir: str | os.PathLike[str], *, isochrones: bool = True, gaps: bool = True,
+              facility_isochrones: bool = False) -> dict[str, Path]:
         """Write the outputs into ``out_dir`` (each file written to a temp name, then renamed).
 
         ``isochrones=False`` / ``gaps=False`` skip ``isochrones.gpkg`` / ``gaps.gpkg`` (the service
         areas take a while on city-scale networks: they merge buffers of every reached street).
+        ``facility_isochrones=True`` adds ``facility_isochrones.gpkg``: each facility's own service
+        areas (layers ``facilities_<category>_<N>min``).
         """
         out = Path(out_dir)
         try:
@@ -130,6 +133,11 @@ class Analysis:
             write_isochrones(self.isochrones, paths["isochrones.gpkg"])
         elif isochrones:
             log.info("no isochrones: a tiled run keeps no single access graph")
+        if facility_isochrones and self.times.graph is not None:
+            from .isochrones import facility_service_areas
+
+            paths["facility_isochrones.gpkg"] = out / "facility_isochrones.gpkg"
+            write_isochrones(facility_service_areas(self), paths["facility_isochrones.gpkg"])
         if self.units is not None:
             paths["units.gpkg"] = out / "units.gpkg"
             _write_gpkg(_gpkg_ready(self.units), paths["units.gpkg"], "units")

@@ -276,7 +276,16 @@ def test_gaps_sites_scenario_commands(tmp_path):
     """analyze --sites, then gaps -k and scenario --add on the toy town: the health centre at x=100 m
     leaves the east bank (城东街道) beyond 15 minutes; one new site there covers everybody."""
     out = tmp_path / "t"
-    assert main(["-q", "analyze", "--example", "toy_town", "--admin-level", "8", "--sites", "--out", str(out)]) == 0
+    assert main(["-q", "analyze", "--example", "toy_town", "--admin-level", "8", "--sites", "--facility-isochrones",
+                 "--out", str(out)]) == 0
+    import pyogrio
+
+    # the toy town's one health centre: its own service areas are the health layers
+    fac_layers = set(pyogrio.list_layers(out / "facility_isochrones.gpkg")[:, 0])
+    assert {"facilities_health_5min", "facilities_health_15min"} <= fac_layers
+    own = gpd.read_file(out / "facility_isochrones.gpkg", layer="facilities_health_15min")
+    merged = gpd.read_file(out / "isochrones.gpkg", layer="health_15min")
+    assert len(own) == 1 and own.area_km2.iloc[0] == pytest.approx(merged.area_km2.iloc[0], rel=1e-9)
     needed = pd.read_csv(out / "sites_needed.csv")
     health = needed[needed.category == "health"].set_index("unit")
     assert health.loc["study_area", "sites_needed"] == 1 and health.loc["城西街道", "sites_needed"] == 0
