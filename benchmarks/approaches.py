@@ -154,7 +154,7 @@ def lifecircle_e2e(spec: dict, *, extras: bool = True) -> dict:
     a = lifecircle.analyze(spec["osm"], population=spec["residents"], config=AnalysisConfig(), progress=progress)
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        a.write(out)
+        a.write(out, isochrones=True)  # the service areas at every size, timed apart (extra outputs)
     t2 = time.perf_counter()
     stages = {}
     for (name, start), (_, end) in zip(marks, marks[1:] + [("end", t1)]):

@@ -89,7 +89,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--taxonomy", type=click.Path(dir_okay=False, path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
 @click.option("--no-cache", is_flag=True, help="Parse the OSM file even if its walking network is cached.")
-@click.option("--isochrones/--no-isochrones", default=True, show_default=True, help="Write isochrones.gpkg (service areas per category and threshold; slow on city-scale networks).")
+@click.option("--isochrones/--no-isochrones", default=None, help="Write isochrones.gpkg (service areas per category and threshold) [default: yes up to 250,000 network nodes; above, they take minutes and GBs].")
 @click.option("--facility-isochrones", is_flag=True, help="Also write facility_isochrones.gpkg: every facility's own service areas.")
 @click.option("--sites", "plan_sites", is_flag=True, help="Also plan new sites: how many each category (and unit) needs to reach the target, and where (as `lifecircle gaps`).")
 @click.option("--map/--no-map", "make_map", default=True, show_default=True, help="Write the offline HTML map (map.html) and the PNG figures.")
@@ -151,7 +151,8 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                  lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, progress=progress,
                  cache_network=not no_cache)
     progress(f"writing {out_dir}")
-    paths = result.write(out_dir, isochrones=isochrones, facility_isochrones=facility_isochrones)
+    paths = result.write(out_dir, isochrones="auto" if isochrones is None else isochrones,
+                         facility_isochrones=facility_isochrones)
     sites = None
     if plan_sites:
         from .sites import write_site_plans

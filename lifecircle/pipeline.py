@@ -37,6 +37,9 @@ log = logging.getLogger("lifecircle")
 
 __all__ = ["Analysis", "analyze", "reanalyze", "OUTPUT_FILES"]
 
+#: Above this many network nodes :meth:`Analysis.write` skips the service areas unless asked.
+AUTO_ISOCHRONES_MAX_NODES = 250_000
+
 #: Files written by :meth:`Analysis.write`.
 OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv", "gaps.gpkg",
                 "isochrones.gpkg")
@@ -90,12 +93,14 @@ class Analysis:
             raise InputDataError(f"no coverage row for unit={unit!r}, category={category!r}, minutes={m:g}")
         return float(row["share"].iloc[0])
 
-    def write(self, out_dir: str | os.PathLike[str], *, isochrones: bool = True, gaps: bool = True,
+    def write(self, out_dir: str | os.PathLike[str], *, isochrones: bool | str = "auto", gaps: bool = True,
               facility_isochrones: bool = False) -> dict[str, Path]:
         """Write the outputs into ``out_dir`` (each file written to a temp name, then renamed).
 
-        ``isochrones=False`` / ``gaps=False`` skip ``isochrones.gpkg`` / ``gaps.gpkg`` (the service
-        areas take a while on city-scale networks: they merge buffers of every reached street).
+        ``isochrones``: ``True`` / ``False`` write or skip ``isochrones.gpkg``; ``"auto"`` writes it
+        for networks up to :data:`AUTO_ISOCHRONES_MAX_NODES` nodes and says how to ask for it above
+        (service areas merge buffers of every reached street: about 200 s and 6 GB for a
+        million-node city, while the rest of the run takes seconds). ``gaps=False`` skips ``gaps.gpkg``.
         ``facility_isochrones=True`` adds ``facility_isochrones.gpkg``: each facility's own service
         areas (layers ``facilities_<category>_<N>min``).
         """
@@ -122,11 +127,13 @@ class Analysis:
             if self.gaps is None:
                 self.gaps = find_gaps(self)
             paths["gaps.gpkg"] = write_gaps(self.gaps, out / "gaps.gpkg")
+        if isochrones == "auto":
+            isochrones = self.network.n_nodes <= AUTO_ISOCHRONES_MAX_NODES
+            if not isochrones:
+                log.warning("isochrones.gpkg skipped: service areas of a %d-node network take minutes and several "
+                            "GB (1M nodes: ~200 s, 6 GB); ask for them with --isochrones "
+                            "(Analysis.write(isochrones=True))", self.network.n_nodes)
         if isochrones and self.isochrones is None and self.times.graph is not None:
-            if self.network.n_nodes > 250_000:
-                log.warning("service areas of a %d-node network take minutes and several GB (1M nodes: ~200 s, "
-                            "6 GB here); skip them with --no-isochrones (Analysis.write(isochrones=False))",
-                            self.network.n_nodes)
             self.isochrones = service_areas(self)
         if isochrones and self.isochrones is not None:
             paths["isochrones.gpkg"] = out / "isochrones.gpkg"
