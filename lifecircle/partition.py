@@ -60,8 +60,8 @@ from .config import AnalysisConfig, minutes_column
 from .errors import EmptyResultError, InputDataError
 from .io import atomic_path
 from .network import WalkNetwork
-from .snapping import Snap, snap_points
-from .walking_times import WalkingTimes, build_access_graph, check_snaps
+from .snapping import Snap
+from .walking_times import WalkingTimes, build_access_graph, snap_all
 
 log = logging.getLogger("lifecircle")
 
@@ -345,14 +345,8 @@ def walking_times_tiled(
 def _walking_times_tiled(network, residents, facilities, *, cfg, tile_m, halo_m, client, scratch_dir,
                          progress) -> WalkingTimes:
     """Unchecked core of :func:`walking_times_tiled` (tests use it with too small a halo)."""
-    rx, ry = residents.geometry.x.to_numpy(), residents.geometry.y.to_numpy()
-    fx, fy = facilities.geometry.x.to_numpy(), facilities.geometry.y.to_numpy()
-    snap = snap_points(network, np.concatenate([rx, fx]), np.concatenate([ry, fy]), max_snap_m=cfg.max_snap_m)
-    nr = len(rx)
-    res_snap = Snap(*(a[:nr] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
-    fac_snap = Snap(*(a[nr:] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
-    cats = facilities["category"].to_numpy()
-    check_snaps(res_snap, fac_snap, cats, cfg)
+    snap, res_snap, fac_snap, cats = snap_all(network, residents, facilities, cfg)
+    nr = len(res_snap)
     fac_code = np.full(len(cats), -1, dtype=np.int64)
     for k, cat in enumerate(cfg.categories):
         fac_code[cats == cat] = k

@@ -30,7 +30,7 @@ from .snapping import Snap, snap_points
 
 log = logging.getLogger("lifecircle")
 
-__all__ = ["AccessGraph", "build_access_graph", "check_snaps", "walking_times", "WalkingTimes"]
+__all__ = ["AccessGraph", "build_access_graph", "check_snaps", "snap_all", "walking_times", "WalkingTimes"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,6 +158,23 @@ def check_snaps(res_snap: Snap, fac_snap: Snap, categories: np.ndarray, config: 
             )
 
 
+def snap_all(network: WalkNetwork, residents, facilities, config: AnalysisConfig):
+    """Snap residents and facilities in one vectorised pass and check them (:func:`check_snaps`).
+
+    Returns ``(snap, resident_snap, facility_snap, categories)``: ``snap`` holds the residents
+    first, then the facilities.
+    """
+    rx, ry = residents.geometry.x.to_numpy(), residents.geometry.y.to_numpy()
+    fx, fy = facilities.geometry.x.to_numpy(), facilities.geometry.y.to_numpy()
+    snap = snap_points(network, np.concatenate([rx, fx]), np.concatenate([ry, fy]), max_snap_m=config.max_snap_m)
+    nr = len(rx)
+    res_snap = Snap(*(a[:nr] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
+    fac_snap = Snap(*(a[nr:] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
+    cats = facilities["category"].to_numpy()
+    check_snaps(res_snap, fac_snap, cats, config)
+    return snap, res_snap, fac_snap, cats
+
+
 def walking_times(network: WalkNetwork, residents, facilities, *, config: AnalysisConfig | None = None) -> WalkingTimes:
     """Minutes from each resident to the nearest facility of each category, on the network.
 
@@ -190,14 +207,8 @@ def walking_times(network: WalkNetwork, residents, facilities, *, config: Analys
     1.65
     """
     cfg = config or AnalysisConfig()
-    rx, ry = residents.geometry.x.to_numpy(), residents.geometry.y.to_numpy()
-    fx, fy = facilities.geometry.x.to_numpy(), facilities.geometry.y.to_numpy()
-    snap = snap_points(network, np.concatenate([rx, fx]), np.concatenate([ry, fy]), max_snap_m=cfg.max_snap_m)
-    nr = len(rx)
-    res_snap = Snap(*(a[:nr] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
-    fac_snap = Snap(*(a[nr:] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
-    cats = facilities["category"].to_numpy()
-    check_snaps(res_snap, fac_snap, cats, cfg)
+    snap, res_snap, fac_snap, cats = snap_all(network, residents, facilities, cfg)
+    nr = len(res_snap)
     graph = build_access_graph(network, snap)
     fac_nodes = graph.point_node[nr:]
     out = {}
