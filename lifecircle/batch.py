@@ -215,19 +215,10 @@ def _parameter_set(name: Any, table: Any, label: str, problems: list[str]) -> An
     if not isinstance(table, Mapping):
         problems.append(f"{label} must be a table of AnalysisConfig fields ({', '.join(fields)})")
         return None
-    values = {k: v for k, v in table.items() if k != "name"}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        problems.append(f"{label}: unknown key{'s' if len(unknown) > 1 else ''} "
-                        f"{', '.join(map(repr, unknown))}; valid keys are {', '.join(fields)}")
-        return None
-    for k in ("minutes", "categories"):
-        if isinstance(values.get(k), list):
-            values[k] = tuple(values[k])
     try:
-        return AnalysisConfig(**values)
+        return AnalysisConfig.from_dict({k: v for k, v in table.items() if k != "name"}, where=label)
     except InputDataError as exc:
-        problems.append(f"{label}: {exc}")
+        problems.append(str(exc))
     except TypeError as exc:
         problems.append(f"{label}: {exc}")
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from .errors import InputDataError
 
@@ -169,19 +169,34 @@ class AnalysisConfig:
         from .io import read_toml
 
         data = read_toml(path, what="config")
-        table = dict(data.get("analysis", data))
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(table) - fields)
-        if unknown:
-            raise InputDataError(
-                f"unknown keys {unknown} in {path}: valid keys are {', '.join(sorted(fields))}"
-            )
-        table.update({k: v for k, v in overrides.items() if v is not None})
-        if "minutes" in table:
-            table["minutes"] = tuple(table["minutes"])
-        if "categories" in table:
-            table["categories"] = tuple(table["categories"])
-        return cls(**table)
+        return cls.from_dict(data.get("analysis", data), where=str(path), **overrides)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "parameters", strict: bool = True,
+                  **overrides: Any) -> "AnalysisConfig":
+        """Parameters from a plain mapping (a TOML table, a batch plan, ``summary.json``'s ``parameters``).
+
+        Lists become tuples; ``overrides`` that are not None win. ``strict`` rejects keys that are
+        not fields (``summary.json`` also records derived values, so it is read with ``strict=False``).
+        Every error names ``where``.
+
+        >>> AnalysisConfig.from_dict({"minutes": [15, 5], "target_source": "x"}, strict=False).minutes
+        (5.0, 15.0)
+        """
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(fields))
+        if strict and unknown:
+            raise InputDataError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
+                                 f"{', '.join(map(repr, unknown))}; valid keys are {', '.join(fields)}")
+        values = {k: v for k, v in data.items() if k in fields}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        for k in ("minutes", "categories"):
+            if isinstance(values.get(k), list):
+                values[k] = tuple(values[k])
+        try:
+            return cls(**values)
+        except InputDataError as exc:
+            raise InputDataError(f"{where}: {exc}") from None
 
 
 def _positive(x: Any) -> bool:

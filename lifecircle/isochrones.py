@@ -264,6 +264,17 @@ def _to_gdf(columns: dict[str, Any], polys: np.ndarray, network: WalkNetwork, pa
 # --------------------------------------------------------------------------------------------
 
 
+def _prepare(times: WalkingTimes, network: WalkNetwork, what: str, minutes: Any, walk_speed_kmh: Any, buffer_m: Any,
+             method: str, ratio: float, categories: Any):
+    """Checked parameters and the split edges shared by :func:`service_areas` and :func:`facility_service_areas`."""
+    mins = _check_params(minutes, walk_speed_kmh, buffer_m, method, ratio)
+    cats = _categories(times, categories)
+    mpm = walk_speed_kmh * 1000.0 / 60.0
+    _log_limits(what, mins, mpm, buffer_m, method)
+    return (mins, cats, mpm, mins * mpm, _times_segments(times, network),
+            times.graph.point_node[times.n_residents:])
+
+
 def _check_params(minutes: Any, walk_speed_kmh: Any, buffer_m: Any, method: str, ratio: float) -> np.ndarray:
     problems: list[str] = []
     if isinstance(minutes, (int, float)):
@@ -299,12 +310,14 @@ def _unpack(times: Any, network: WalkNetwork | None, minutes: Any, walk_speed_km
 
     if isinstance(times, Analysis):
         cfg = times.config
+        _check_graph(times.times)
         return (times.times, network if network is not None else times.network,
                 cfg.minutes if minutes is None else minutes,
                 cfg.walk_speed_kmh if walk_speed_kmh is None else walk_speed_kmh, times.facilities)
     if not isinstance(times, WalkingTimes):
         raise InputDataError(f"expected an Analysis (from analyze) or WalkingTimes (from walking_times), "
                              f"got {type(times).__name__}")
+    _check_graph(times)
     if network is None:
         raise InputDataError("service areas from WalkingTimes need the network they were computed on: "
                              "pass network=... (or pass the Analysis instead)")
@@ -313,6 +326,12 @@ def _unpack(times: Any, network: WalkNetwork | None, minutes: Any, walk_speed_km
                              f"not this one ({network.n_nodes:,}); pass the network given to walking_times")
     return (times, network, (5.0, 10.0, 15.0) if minutes is None else minutes,
             DEFAULT_WALK_SPEED_KMH if walk_speed_kmh is None else walk_speed_kmh, None)
+
+
+def _check_graph(times: WalkingTimes) -> None:
+    if times.graph is None:
+        raise InputDataError("service areas need the access graph, which a tiled run (lifecircle.partition) does not "
+                             "keep; run lifecircle.walking_times (or analyze without walking_times_fn) for them")
 
 
 def _categories(times: WalkingTimes, categories: Iterable[str] | str | None) -> list[str]:
@@ -399,13 +418,8 @@ def service_areas(
     4326
     """
     times, network, minutes, walk_speed_kmh, _ = _unpack(times, network, minutes, walk_speed_kmh)
-    mins = _check_params(minutes, walk_speed_kmh, buffer_m, method, concave_ratio)
-    cats = _categories(times, categories)
-    mpm = walk_speed_kmh * 1000.0 / 60.0
-    limits = mins * mpm
-    _log_limits("service areas", mins, mpm, buffer_m, method)
-    seg = _times_segments(times, network)
-    fac_nodes = times.graph.point_node[times.n_residents:]
+    mins, cats, mpm, limits, seg, fac_nodes = _prepare(times, network, "service areas", minutes, walk_speed_kmh,
+                                                        buffer_m, method, concave_ratio, categories)
     parts: list[_Pieces] = []
     for ci, cat in enumerate(cats):
         src = np.unique(fac_nodes[(times.facility_category == cat) & (fac_nodes >= 0)])
@@ -492,13 +506,8 @@ def facility_service_areas(
     if len(facilities) != n_fac:
         raise InputDataError(f"facilities has {len(facilities)} rows but the walking times were computed for "
                              f"{n_fac}; pass the same facilities given to walking_times")
-    mins = _check_params(minutes, walk_speed_kmh, buffer_m, method, concave_ratio)
-    cats = _categories(times, categories)
-    mpm = walk_speed_kmh * 1000.0 / 60.0
-    limits = mins * mpm
-    _log_limits("facility service areas", mins, mpm, buffer_m, method)
-    seg = _times_segments(times, network)
-    fac_nodes = times.graph.point_node[times.n_residents:]
+    mins, cats, mpm, limits, seg, fac_nodes = _prepare(times, network, "facility service areas", minutes,
+                                                        walk_speed_kmh, buffer_m, method, concave_ratio, categories)
     chosen = np.flatnonzero(np.isin(times.facility_category, cats) & (fac_nodes >= 0))
     skipped = int((np.isin(times.facility_category, cats) & (fac_nodes < 0)).sum())
     if skipped:

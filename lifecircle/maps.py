@@ -1220,9 +1220,7 @@ def read_analysis_folder(out_dir: str | os.PathLike[str]) -> _FolderAnalysis:
     try:
         summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
         p = summary["parameters"]
-        cfg = AnalysisConfig(minutes=tuple(p["minutes"]), walk_speed_kmh=p["walk_speed_kmh"], target=p["target"],
-                             max_snap_m=p["max_snap_m"], categories=tuple(p["categories"]),
-                             max_minutes=p.get("max_minutes"))
+        cfg = AnalysisConfig.from_dict(p, where=str(d / "summary.json"), strict=False)
     except (ValueError, KeyError, TypeError) as exc:
         raise InputFileError(f"{d / 'summary.json'} is not a lifecircle summary ({exc}); "
                              "run `lifecircle analyze --out DIR` again") from None

@@ -40,9 +40,9 @@ __all__ = ["Analysis", "analyze", "reanalyze", "OUTPUT_FILES"]
 #: Above this many network nodes :meth:`Analysis.write` skips the service areas unless asked.
 AUTO_ISOCHRONES_MAX_NODES = 250_000
 
-#: Files written by :meth:`Analysis.write`.
-OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv", "gaps.gpkg",
-                "isochrones.gpkg")
+#: Files :meth:`Analysis.write` always writes (plus gaps.gpkg, isochrones.gpkg, units.gpkg, census_methods.csv,
+#: facilities_rejected.csv and facility_isochrones.gpkg when they apply).
+OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv")
 
 
 @dataclass(eq=False)
@@ -111,7 +111,7 @@ class Analysis:
             from .errors import InputFileError
 
             raise InputFileError(f"cannot create output folder {out}: {exc.strerror}") from None
-        paths = {name: out / name for name in OUTPUT_FILES[:5]}
+        paths = {name: out / name for name in OUTPUT_FILES}
         self.coverage_for_csv().pipe(_write_csv, paths["coverage.csv"])
         _write_gpkg(_gpkg_ready(self.residents), paths["residents.gpkg"], "residents")
         _write_gpkg(_gpkg_ready(self.facilities), paths["facilities.gpkg"], "facilities")
@@ -232,14 +232,8 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def _write_gpkg(gdf, path: Path, layer: str) -> None:
-    try:  # the Arrow path writes large layers about twice as fast
-        import pyarrow  # noqa: F401
-
-        arrow = True
-    except ImportError:
-        arrow = False
-    with atomic_path(path) as tmp:
-        gdf.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio", use_arrow=arrow)
+    with atomic_path(path) as tmp:  # the Arrow path writes large layers about twice as fast
+        gdf.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio", use_arrow=True)
 
 
 def _gpkg_ready(gdf):
@@ -573,7 +567,6 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
     >>> a.config.minutes, round(a.category_share("culture"), 3) == round(analyze(toy_town_osm()).category_share("culture", 10), 3)
     ((10.0,), True)
     """
-    import dataclasses
     import json
 
     from .errors import InputFileError
@@ -586,13 +579,7 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
         raise InputFileError(f"{folder} has no summary.json: run `lifecircle analyze --out {folder}` first") from None
     except (ValueError, KeyError) as exc:
         raise InputDataError(f"{folder / 'summary.json'} is not a lifecircle summary ({exc}); run the analysis again") from None
-    fields = {f.name for f in dataclasses.fields(AnalysisConfig)}
-    cfg_args = {k: v for k, v in params.items() if k in fields}
-    for k in ("minutes", "categories"):
-        if k in cfg_args:
-            cfg_args[k] = tuple(cfg_args[k])
-    cfg_args.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = AnalysisConfig(**cfg_args)
+    cfg = AnalysisConfig.from_dict(params, where=str(folder / "summary.json"), strict=False, **overrides)
 
     def path(key: str) -> str | None:
         rec = inputs.get(key)

@@ -585,6 +585,9 @@ def _build(analysis, category: str, minutes: float, area: np.ndarray, candidates
     pop = res["population"].to_numpy(dtype=float)
     mins = res[minutes_column(category)].to_numpy(dtype=float)
     graph = analysis.times.graph
+    if graph is None:
+        raise InputDataError("site planning needs the access graph, which a tiled run (lifecircle.partition) does "
+                             "not keep; plan on an analysis made without walking_times_fn")
     rnode = graph.point_node[: analysis.times.n_residents]
     target = np.flatnonzero(area & ~(mins <= minutes) & (pop > 0) & (rnode >= 0))
     mpm = cfg.walk_speed_kmh * 1000.0 / 60.0

@@ -368,3 +368,14 @@ def test_resident_snap_points_and_the_buffer_allowance(toy_net):
     # 1000 m: y = 0 is reached up to x = 690, and (700, 0) is 10 m past the cut, inside the 25 m buffer,
     # while its resident is 15.3 min away
     assert inside(p1000, (700, 0), (620, 400), (716, 0)) == [True, True, False]
+
+
+def test_tiled_run_says_it_has_no_access_graph():
+    """A tiled run (lifecircle.partition) keeps no single access graph: a clear error, not an AttributeError."""
+    import dataclasses
+
+    a = analyze(toy_town_osm())
+    tiled = dataclasses.replace(a.times, graph=None)
+    for fn in (service_areas, facility_service_areas):
+        with pytest.raises(InputDataError, match="tiled run"):
+            fn(tiled, a.network, facilities=a.facilities) if fn is facility_service_areas else fn(tiled, a.network)

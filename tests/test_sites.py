@@ -420,3 +420,12 @@ def test_write_sites_round_trips_as_a_facility_list(shanghai, tmp_path):
                                       listed], ignore_index=True), crs=4326)
     assert rerun(a, fac, res, units).category_share("health") == pytest.approx(
         s.cumulative_share.iloc[-1], abs=1e-9)
+
+
+def test_tiled_run_says_it_has_no_access_graph():
+    import dataclasses
+
+    a = analyze(toy_town_osm())
+    a.times = dataclasses.replace(a.times, graph=None)
+    with pytest.raises(InputDataError, match="tiled run"):
+        suggest_sites(a, category="health", k=1)
