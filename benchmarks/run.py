@@ -85,7 +85,7 @@ def prepare(size: str, work: Path) -> dict:
 
     import make_tiled
     from lifecircle.datasets import helsinki_osm
-    from lifecircle.facilities import facilities_from_osm
+    from lifecircle.read.facilities import facilities_from_osm
 
     if size == "shanghai":
         files = make_tiled.make_tiled(1)
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {SHORT[name]:<40} {msg}", flush=True)
             meta = results.get("lifecircle_e2e") or results.get("lifecircle_e2e_warm") or {}
             if "nodes" not in meta:
-                from lifecircle.network import network_from_osm
+                from lifecircle.read.network import network_from_osm
                 import pandas as pd
 
                 os.environ["LIFECIRCLE_CACHE"] = str(shared_cache)

@@ -2,7 +2,7 @@
 
 The sample is the real central-Shanghai street extract and the real OSM facility points of its bbox
 (../shared/data), 2,000 made-up resident points, the two DataV districts it touches (GCJ-02, converted)
-and the service areas of ``lifecircle.isochrones``. Networking is off, as on an intranet that blocks
+and the service areas of ``lifecircle.present.isochrones``. Networking is off, as on an intranet that blocks
 tile servers, so the overlays are drawn on a plain background.
 
 Needs Debian's ``chromium`` and ``chromium-driver``, ``pip install selenium``, and a CJK font
@@ -26,9 +26,9 @@ import numpy as np
 
 from lifecircle import AnalysisConfig, analyze
 from lifecircle.datasets import shared_data_dir
-from lifecircle.io import atomic_path
-from lifecircle.maps import coverage_map, save_map
-from lifecircle.units import units_from_file
+from lifecircle.read.files import atomic_path
+from lifecircle.present.maps import coverage_map, save_map
+from lifecircle.read.units import units_from_file
 
 BBOX = (121.4611262, 31.2196145, 121.4863121, 31.2411914)
 HERE = Path(__file__).resolve().parent
@@ -51,7 +51,7 @@ def build_map(basemap: str, html_path: Path) -> Path:
                 units=units, config=AnalysisConfig(categories=("health", "sports")))
     units = units[units.unit.isin(set(a.residents.unit.dropna()))]
     try:
-        from lifecircle.isochrones import service_areas
+        from lifecircle.present.isochrones import service_areas
 
         iso = service_areas(a)
     except Exception as exc:  # the screenshot does not need them: they start switched off

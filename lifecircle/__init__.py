@@ -22,6 +22,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import _moved
+
+_moved.install()
+
 from .config import ALL, CATEGORIES, AnalysisConfig, minutes_column, within_column
 from .errors import (
     CRSError,
@@ -31,8 +35,8 @@ from .errors import (
     InputFileError,
     LifecircleError,
 )
-from .facilities import facilities_from_file, facilities_from_osm, load_taxonomy
-from .network import (
+from .read.facilities import facilities_from_file, facilities_from_osm, load_taxonomy
+from .read.network import (
     WalkNetwork,
     is_walkable,
     network_from_bbox,
@@ -41,19 +45,19 @@ from .network import (
     network_from_place,
     network_from_polygon,
 )
-from .population import (
+from .read.population import (
     residents_from_buildings,
     residents_from_file,
     residents_from_polygons,
     residents_from_raster,
 )
-from .gaps import find_gaps, gap_areas
-from .isochrones import facility_service_areas, point_isochrones, service_areas, write_isochrones
+from .plan.gaps import find_gaps, gap_areas
+from .present.isochrones import facility_service_areas, point_isochrones, service_areas, write_isochrones
 from .pipeline import Analysis, analyze, reanalyze
-from .scenario import Scenario, scenario
-from .sites import SitePlan, plan_sites, sites_needed, suggest_sites
-from .snapping import snap_points
-from .walking_times import build_access_graph, walking_times
+from .plan.scenario import Scenario, scenario
+from .plan.sites import SitePlan, plan_sites, sites_needed, suggest_sites
+from .measure.snapping import snap_points
+from .measure.walking_times import build_access_graph, walking_times
 
 __all__ = [
     "__version__",

@@ -155,13 +155,13 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                          facility_isochrones=facility_isochrones)
     sites = None
     if plan_sites:
-        from .sites import write_site_plans
+        from .plan.sites import write_site_plans
 
         progress("planning new sites")
         site_paths, sites, needed = write_site_plans(result, out_dir)
         paths.update(site_paths)
     if make_map:
-        from .maps import write_maps
+        from .present.outputs import write_maps
 
         paths.update(write_maps(result, out_dir, png=png, basemap=basemap, sites=sites))
     if not quiet:
@@ -192,10 +192,10 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
           --units shanghai_districts_datav_v3_gcj02.geojson --units-crs gcj02 \\
           --official-counts shanghai_community_health_centers_by_district_2024.csv --out fac.gpkg
     """
-    from .facilities import combine_facilities, deduplicate, facilities_from_file, facilities_from_osm, load_taxonomy
-    from .inventory import compare_with_official, count_table
-    from .io import atomic_path
-    from .units import assign_units, units_from_file
+    from .read.facilities import combine_facilities, deduplicate, facilities_from_file, facilities_from_osm, load_taxonomy
+    from .read.inventory import compare_with_official, count_table
+    from .read.files import atomic_path
+    from .read.units import assign_units, units_from_file
 
     if not osm and not lists:
         raise click.UsageError("give --osm FILE and/or --list FILE")
@@ -241,7 +241,7 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
 @click.option("--update", is_flag=True, help="Download again even if cached.")
 def fetch(name, directory, update):
     """Download (and cache) a regional OSM extract, e.g. `lifecircle fetch shanghai`."""
-    from .osm import fetch_extract
+    from .read.osm import fetch_extract
 
     path = fetch_extract(name, directory=directory, update=update)
     click.echo(str(path))
@@ -282,9 +282,9 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, cell_m, per_unit
       lifecircle gaps out/sh --category health -k 5  # the 5 best new health sites
       lifecircle gaps out/sh --candidates parcels.csv --candidates-crs gcj02
     """
-    from .gaps import find_gaps, write_gaps
+    from .plan.gaps import find_gaps, write_gaps
     from .pipeline import reanalyze
-    from .sites import write_site_plans
+    from .plan.sites import write_site_plans
 
     a = reanalyze(out_dir)
     bad = [c for c in category if c not in a.config.categories]
@@ -298,7 +298,7 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, cell_m, per_unit
                                                  time_limit_s=time_limit_s)
     paths.update(site_paths)
     if make_map:
-        from .maps import write_maps
+        from .present.outputs import write_maps
 
         paths.update(write_maps(a, out_dir, png=False, gaps=g, sites=sites))
     if not ctx.obj["quiet"]:
@@ -334,7 +334,7 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, match
       lifecircle scenario out/sh --remove closed.csv --remove-crs gcj02 --remove-index way/123456
     """
     from .pipeline import reanalyze
-    from .scenario import scenario as what_if
+    from .plan.scenario import scenario as what_if
 
     if not (add or remove or remove_index):
         raise click.UsageError("give --add FILE and/or --remove FILE / --remove-index ID")
@@ -374,10 +374,10 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
     Example:
       lifecircle isochrone --osm shanghai.osm.pbf --lon 121.4737 --lat 31.2317 --minutes 5,10,15 --out iso.gpkg
     """
-    from .crs import bd09_to_wgs84, gcj02_to_wgs84
+    from .read.crs import bd09_to_wgs84, gcj02_to_wgs84
     from .datasets import example_osm
-    from .isochrones import point_isochrones, write_isochrones
-    from .network import network_from_osm, network_from_place
+    from .present.isochrones import point_isochrones, write_isochrones
+    from .read.network import network_from_osm, network_from_place
 
     if len([s for s in (osm, place, example) if s]) != 1:
         raise click.UsageError("give exactly one of --osm FILE, --place NAME or --example NAME")
@@ -405,7 +405,7 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
 @click.pass_context
 def map_command(ctx, out_dir, html_path, png, basemap, title):
     """Draw the offline HTML map (and PNG figures) of a folder written by `lifecircle analyze --out`."""
-    from .maps import maps_from_folder
+    from .present.outputs import maps_from_folder
 
     paths = maps_from_folder(out_dir, png=png, basemap=basemap, html_path=html_path, title=title)
     if not ctx.obj["quiet"]:
@@ -429,7 +429,7 @@ def batch(ctx, plan, workers, scheduler, out_dir):
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from .batch import load_plan, run_batch
+    from .scale.batch import load_plan, run_batch
 
     if workers is not None and scheduler:
         raise click.UsageError("give --workers (a local cluster) or --scheduler (a running one), not both")
@@ -456,7 +456,7 @@ def batch(ctx, plan, workers, scheduler, out_dir):
 @click.argument("action", type=click.Choice(["info", "clear"]))
 def cache_command(action):
     """Show or clear the cache of parsed walking networks (safe to delete at any time)."""
-    from .cache import clear_network_cache, network_cache_dir
+    from .read.cache import clear_network_cache, network_cache_dir
 
     if action == "clear":
         click.echo(f"removed {clear_network_cache()} cached networks from {network_cache_dir()}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import InputDataError
+from .errors import InputDataError, InputFileError
 
 __all__ = [
     "CATEGORIES",
@@ -166,7 +167,6 @@ class AnalysisConfig:
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> "AnalysisConfig":
         """Read parameters from the ``[analysis]`` table of a TOML file; ``overrides`` win."""
-        from .io import read_toml
 
         data = read_toml(path, what="config")
         return cls.from_dict(data.get("analysis", data), where=str(path), **overrides)
@@ -214,3 +214,15 @@ def _as_float_tuple(values: Iterable[Any] | float, name: str, problems: list[str
     if not out:
         problems.append(f"{name} needs at least one value")
     return out
+
+def read_toml(path: str | os.PathLike[str], *, what: str) -> dict[str, Any]:
+    """Read a TOML file; a missing or invalid file is a one-line :class:`InputFileError`."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise InputFileError(f"{what} file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputFileError(f"{what} file {path} is not valid TOML: {exc}") from None

@@ -14,9 +14,9 @@ import pandas as pd
 
 from . import __version__
 from .config import ALL, AnalysisConfig, minutes_column, within_column
-from .coverage import STUDY_AREA, coverage_table
+from .measure.coverage import STUDY_AREA, coverage_table
 from .errors import InputDataError
-from .facilities import (
+from .read.facilities import (
     Taxonomy,
     combine_facilities,
     count_by_category,
@@ -25,13 +25,13 @@ from .facilities import (
     facilities_from_osm,
     load_taxonomy,
 )
-from .io import atomic_path, write_json
-from .network import WalkNetwork, network_from_osm, network_from_place
-from .osm import OSM_CREDIT, file_sha256
-from .population import residents_from_buildings, residents_from_file
-from .census import read_census, residents_from_census
-from .units import assign_units, units_from_file, units_from_osm, units_from_place
-from .walking_times import WalkingTimes, walking_times
+from .read.files import atomic_path, write_json
+from .read.network import WalkNetwork, network_from_osm, network_from_place
+from .read.osm import OSM_CREDIT, file_sha256
+from .read.population import residents_from_buildings, residents_from_file
+from .read.census import read_census, residents_from_census
+from .read.units import assign_units, units_from_file, units_from_osm, units_from_place
+from .measure.walking_times import WalkingTimes, walking_times
 
 log = logging.getLogger("lifecircle")
 
@@ -58,7 +58,7 @@ class Analysis:
         With ``population``, ``minutes_to_<category>`` (and ``minutes_to_all``),
         ``within_<N>min_<category>``, ``snapped``, ``snap_dist_m`` and ``unit`` when units were given.
     coverage : DataFrame
-        Tidy table (see :func:`lifecircle.coverage.coverage_table`).
+        Tidy table (see :func:`lifecircle.measure.coverage.coverage_table`).
     summary : dict
         What ``summary.json`` holds.
     units : GeoDataFrame or None
@@ -66,10 +66,10 @@ class Analysis:
     census_methods : DataFrame or None
         With a census: one row per unit with its census count and how it was spread.
     isochrones : GeoDataFrame or None
-        Service areas per category and threshold (:func:`lifecircle.isochrones.service_areas`),
+        Service areas per category and threshold (:func:`lifecircle.present.isochrones.service_areas`),
         made by :meth:`write` (or set it yourself).
     gaps : GeoDataFrame or None
-        Gap areas (:func:`lifecircle.gaps.find_gaps`), made by :meth:`write`.
+        Gap areas (:func:`lifecircle.plan.gaps.find_gaps`), made by :meth:`write`.
     """
 
     config: AnalysisConfig
@@ -120,8 +120,8 @@ class Analysis:
         if rejected is not None and len(rejected):
             paths["facilities_rejected.csv"] = out / "facilities_rejected.csv"
             _write_csv(rejected, paths["facilities_rejected.csv"])
-        from .gaps import find_gaps, write_gaps
-        from .isochrones import service_areas, write_isochrones
+        from .plan.gaps import find_gaps, write_gaps
+        from .present.isochrones import service_areas, write_isochrones
 
         if gaps:
             if self.gaps is None:
@@ -141,7 +141,7 @@ class Analysis:
         elif isochrones:
             log.info("no isochrones: a tiled run keeps no single access graph")
         if facility_isochrones and self.times.graph is not None:
-            from .isochrones import facility_service_areas
+            from .present.isochrones import facility_service_areas
 
             paths["facility_isochrones.gpkg"] = out / "facility_isochrones.gpkg"
             write_isochrones(facility_service_areas(self), paths["facility_isochrones.gpkg"])
@@ -247,8 +247,8 @@ def _gpkg_ready(gdf):
 
 def _check_offsets(net, gdf, column, value, declared, option: str, warnings: list[str]) -> None:
     """Warn when points declared WGS84 look like GCJ-02/BD-09 (see :func:`snapping.suggest_crs`)."""
-    from .crs import parse_crs
-    from .snapping import suggest_crs
+    from .read.crs import parse_crs
+    from .measure.snapping import suggest_crs
 
     if declared is not None and not (not isinstance(parse_crs(declared), str) and parse_crs(declared).to_epsg() == 4326):
         return
@@ -322,19 +322,19 @@ def analyze(
         Instead of ``units``: the OSM file's (or place's) administrative boundaries of this
         level (6 or ``"district"`` = 区/县, 8 or ``"subdistrict"`` = 街道/镇).
     census : path or DataFrame, optional
-        Census counts per unit (:func:`lifecircle.census.read_census`), spread onto residential
+        Census counts per unit (:func:`lifecircle.read.census.read_census`), spread onto residential
         buildings / landuse / streets / area inside each unit
-        (:func:`lifecircle.census.residents_from_census`); needs units, replaces ``population``.
+        (:func:`lifecircle.read.census.residents_from_census`); needs units, replaces ``population``.
     census_join : {"auto", "code", "name"}
         How census rows find their unit (codes when both sides have them, else names).
     config : AnalysisConfig
         Thresholds, speed, target, snapping distance, categories.
     cache_network : bool
         Reuse the walking network parsed before from the same OSM file (same SHA-256), kept in
-        ``$LIFECIRCLE_CACHE/networks`` (see :mod:`lifecircle.cache`).
+        ``$LIFECIRCLE_CACHE/networks`` (see :mod:`lifecircle.read.cache`).
     walking_times_fn : callable, optional
-        Replaces :func:`~lifecircle.walking_times.walking_times` (same signature), e.g.
-        ``functools.partial(lifecircle.partition.walking_times_tiled, tile_m=3000, client=client)``
+        Replaces :func:`~lifecircle.measure.walking_times.walking_times` (same signature), e.g.
+        ``functools.partial(lifecircle.scale.partition.walking_times_tiled, tile_m=3000, client=client)``
         to split a very large area into tiles with the same result.
 
     Examples
@@ -375,7 +375,7 @@ def analyze(
     if osm is not None and not (replace_osm_facilities and facilities is not None):
         layers.append(facilities_from_osm(osm, taxonomy=tax))
     elif place is not None and not (replace_osm_facilities and facilities is not None):
-        from .facilities import facilities_from_place
+        from .read.facilities import facilities_from_place
 
         layers.append(facilities_from_place(place, taxonomy=tax))
     if facilities is not None:

@@ -15,7 +15,7 @@ import pytest
 import lifecircle.pipeline as pipeline
 from conftest import lonlat
 from lifecircle import AnalysisConfig, InputDataError, analyze
-from lifecircle.batch import MANIFEST, RESULT_COLUMNS, RESULTS_FILE, dask_client, load_plan, run_batch
+from lifecircle.scale.batch import MANIFEST, RESULT_COLUMNS, RESULTS_FILE, dask_client, load_plan, run_batch
 from lifecircle.datasets import toy_town_osm
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from lifecircle import AnalysisConfig, analyze
-from lifecircle.maps import coverage_map, overlay_names, save_map
-from lifecircle.units import units_from_file
+from lifecircle.present.maps import coverage_map, overlay_names, save_map
+from lifecircle.read.units import units_from_file
 
 BBOX = (121.4611262, 31.2196145, 121.4863121, 31.2411914)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

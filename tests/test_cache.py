@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-import lifecircle.network as network_mod
-from lifecircle import cache
+import lifecircle.read.network as network_mod
+from lifecircle.read import cache
 from lifecircle.datasets import toy_town_osm
-from lifecircle.network import WALK_FILTER_VERSION, network_from_osm
-from lifecircle.osm import file_sha256
+from lifecircle.read.network import WALK_FILTER_VERSION, WalkNetwork, network_from_osm
+from lifecircle.read.osm import file_sha256
 
 
 @pytest.fixture()
@@ -91,7 +91,7 @@ def test_a_corrupt_cache_file_is_ignored_with_a_warning(shanghai_pbf, cache_home
     assert_same_network(again, good)
     assert any("unreadable network cache" in r.getMessage() for r in caplog.records)
     # the bad file was replaced by a good one
-    assert_same_network(cache.load_network(f, source=good.source), good)
+    assert_same_network(WalkNetwork.from_arrays(cache.load_network(f), source=good.source), good)
 
 
 def test_custom_walk_filter_is_not_cached(cache_home, parse_count):

@@ -11,7 +11,7 @@ import shapely
 
 from conftest import X0, Y0, _utm, lonlat
 from lifecircle import InputDataError
-from lifecircle.census import MAX_POINTS_PER_UNIT, match_units, read_census, residents_from_census
+from lifecircle.read.census import MAX_POINTS_PER_UNIT, match_units, read_census, residents_from_census
 from lifecircle.datasets import shared_data_dir, toy_town_osm
 
 CENSUS_TOTAL = 24_870_895
@@ -32,7 +32,7 @@ def census(shared_dir):
 
 @pytest.fixture(scope="module")
 def districts(shared_dir):
-    from lifecircle.io import read_geo
+    from lifecircle.read.files import read_geo
 
     g = read_geo(shared_dir / "shanghai_districts_datav_v3_gcj02.geojson", what="units", crs="gcj02")
     return g[["adcode", "name", "geometry"]].rename(columns={"name": "unit"})

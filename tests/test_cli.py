@@ -156,7 +156,7 @@ def test_fetch_offline_is_a_clear_error(tmp_path, monkeypatch):
 def test_gcj02_list_detected_and_converted(shanghai_pbf, shanghai_csvs, tmp_path):
     """The real facility points shifted into GCJ-02: read as WGS84 they trigger a warning with the
     fix; declared as gcj02 they give the same coverage as the original WGS84 points."""
-    from lifecircle.crs import wgs84_to_gcj02
+    from lifecircle.read.crs import wgs84_to_gcj02
 
     f = pd.read_csv(shanghai_csvs / "F.csv")
     f["lon"], f["lat"] = wgs84_to_gcj02(f.lon.to_numpy(), f.lat.to_numpy())
@@ -199,7 +199,7 @@ def test_facilities_command_city_wide(shared, tmp_path):
 def test_census_districts_gcj02_list(shanghai_pbf, shanghai_csvs, shared, tmp_path):
     """Issue 3's 'done means': DataV districts (GCJ-02) + the 2020 census + a GCJ-02 facility list with
     Chinese columns (one row has no coordinates) on the WGS84 street sample."""
-    from lifecircle.crs import wgs84_to_gcj02
+    from lifecircle.read.crs import wgs84_to_gcj02
 
     f = pd.read_csv(shanghai_csvs / "F.csv")
     f = f[f.category.isin(["health", "sports"])]

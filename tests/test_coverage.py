@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from conftest import lonlat
 from lifecircle import AnalysisConfig, network_from_osm, walking_times
-from lifecircle.coverage import STUDY_AREA, coverage_table
+from lifecircle.measure.coverage import STUDY_AREA, coverage_table
 from lifecircle.datasets import toy_town_osm
 
 

@@ -1,4 +1,4 @@
-"""Tests of lifecircle.crs: GCJ-02 / BD-09 / EPSG conversion to and from WGS84."""
+"""Tests of lifecircle.read.crs: GCJ-02 / BD-09 / EPSG conversion to and from WGS84."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Point, Polygon
 
-from lifecircle.crs import (
+from lifecircle.read.crs import (
     bd09_to_gcj02,
     bd09_to_wgs84,
     from_wgs84,

@@ -125,7 +125,7 @@ def test_custom_taxonomy(tmp_path):
 def test_deduplicate_osm_and_list():
     import geopandas as gpd
 
-    from lifecircle.facilities import deduplicate
+    from lifecircle.read.facilities import deduplicate
 
     f = gpd.GeoDataFrame(
         {"category": ["health", "health", "health", "sports", "sports"],

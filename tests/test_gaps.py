@@ -16,10 +16,10 @@ from scipy import ndimage
 
 from conftest import X0, Y0, lonlat
 from lifecircle import AnalysisConfig, analyze
-from lifecircle.coverage import STUDY_AREA
+from lifecircle.measure.coverage import STUDY_AREA
 from lifecircle.datasets import toy_town_osm
 from lifecircle.errors import InputDataError
-from lifecircle.gaps import GAP_COLUMNS, _label_cells, find_gaps, gap_areas, write_gaps
+from lifecircle.plan.gaps import GAP_COLUMNS, _label_cells, find_gaps, gap_areas, write_gaps
 
 CELL = 100.0
 # local metres of a grid corner: grids are aligned to multiples of cell_m in UTM 51N, and a

@@ -15,8 +15,8 @@ from conftest import X0, Y0, lonlat
 from lifecircle import AnalysisConfig, InputDataError, LifecircleError, WalkNetwork, analyze, network_from_osm
 from lifecircle.datasets import toy_town_osm
 from lifecircle.errors import CRSError, EmptyResultError
-from lifecircle.isochrones import facility_service_areas, point_isochrones, service_areas, write_isochrones
-from lifecircle.walking_times import walking_times
+from lifecircle.present.isochrones import facility_service_areas, point_isochrones, service_areas, write_isochrones
+from lifecircle.measure.walking_times import walking_times
 
 MPM = 4000 / 60  # metres per minute at 4 km/h
 B = 25.0  # buffer_m
@@ -349,7 +349,7 @@ def test_bad_input_gives_clear_errors(toy_net, toy_analysis, tmp_path):
 def test_resident_snap_points_and_the_buffer_allowance(toy_net):
     """A snap point on a reached street is inside until it is buffer_m past the cut, even when the resident's
     walking time (which adds the access leg) is over the limit."""
-    from lifecircle.facilities import facilities_from_osm
+    from lifecircle.read.facilities import facilities_from_osm
 
     fac = facilities_from_osm(toy_town_osm())
     lo, la = lonlat([700, 620], [10, 390])
@@ -371,7 +371,7 @@ def test_resident_snap_points_and_the_buffer_allowance(toy_net):
 
 
 def test_tiled_run_says_it_has_no_access_graph():
-    """A tiled run (lifecircle.partition) keeps no single access graph: a clear error, not an AttributeError."""
+    """A tiled run (lifecircle.scale.partition) keeps no single access graph: a clear error, not an AttributeError."""
     import dataclasses
 
     a = analyze(toy_town_osm())

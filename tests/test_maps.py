@@ -12,15 +12,14 @@ import pytest
 import shapely
 
 from lifecircle import AnalysisConfig, analyze
-from lifecircle.coverage import coverage_table
+from lifecircle.measure.coverage import coverage_table
 from lifecircle.datasets import toy_town_osm
 from lifecircle.errors import InputDataError, InputFileError
-from lifecircle.maps import (
+from lifecircle.present.maps import (
     base_map,
     coverage_map,
     facilities_map,
     hex_cells,
-    maps_from_folder,
     minutes_classes,
     overlay_names,
     render_html,
@@ -29,8 +28,9 @@ from lifecircle.maps import (
     service_areas_map,
     units_map,
 )
-from lifecircle.maps import _weighted_median
-from lifecircle.osm import OSM_CREDIT
+from lifecircle.present.maps import _weighted_median
+from lifecircle.present.outputs import maps_from_folder
+from lifecircle.read.osm import OSM_CREDIT
 
 from conftest import lonlat
 
@@ -57,7 +57,7 @@ def toy_units():
 
 
 def buffered_isochrones(facilities, minutes=(5, 10, 15), metres_per_minute=66.7):
-    """Stand-in for lifecircle.isochrones: facility buffers in UTM, one row per (category, minutes)."""
+    """Stand-in for lifecircle.present.isochrones: facility buffers in UTM, one row per (category, minutes)."""
     utm = facilities.to_crs(32651)
     rows = []
     for cat, g in utm.groupby("category"):
@@ -298,7 +298,7 @@ def test_service_areas_by_category(toy):
 
 def test_maps_from_folder(toy, tmp_path):
     toy.write(tmp_path)
-    # isochrones.gpkg as lifecircle.isochrones.write_isochrones lays it out: one layer per (category, minutes)
+    # isochrones.gpkg as lifecircle.present.isochrones.write_isochrones lays it out: one layer per (category, minutes)
     for (cat, mm), rows in buffered_isochrones(toy.facilities).groupby(["category", "minutes"]):
         rows.to_file(tmp_path / "isochrones.gpkg", layer=f"{cat}_{mm:g}min", driver="GPKG")
     paths = maps_from_folder(tmp_path, basemap="amap")
@@ -320,7 +320,7 @@ def test_analysis_folder_round_trip_keeps_minutes(tmp_path):
     a = analyze(toy_town_osm(), config=AnalysisConfig(max_minutes=15))
     assert np.isinf(a.residents["minutes_to_health"]).any()
     a.write(tmp_path)
-    from lifecircle.maps import read_analysis_folder
+    from lifecircle.present.outputs import read_analysis_folder
 
     b = read_analysis_folder(tmp_path)
     for cat in ("health", "all"):
@@ -335,7 +335,7 @@ def test_analysis_folder_round_trip_keeps_minutes(tmp_path):
 
 
 def test_coverage_by_minute_agrees_with_coverage_table(toy):
-    from lifecircle.figures import coverage_by_minute
+    from lifecircle.present.figures import coverage_by_minute
 
     cats = ["health", "elderly_care", "culture", "sports", "all"]
     t = coverage_by_minute(toy.residents, categories=cats, max_minutes=30)
@@ -348,7 +348,7 @@ def test_coverage_by_minute_agrees_with_coverage_table(toy):
 
 
 def test_coverage_curve_figure(toy):
-    from lifecircle.figures import coverage_curve
+    from lifecircle.present.figures import coverage_curve
 
     fig = coverage_curve(toy)
     ax = fig.axes[0]
@@ -367,7 +367,7 @@ def test_coverage_curve_figure(toy):
 
 
 def test_coverage_figure(toy):
-    from lifecircle.figures import coverage_figure
+    from lifecircle.present.figures import coverage_figure
 
     fig = coverage_figure(toy, isochrones=buffered_isochrones(toy.facilities), units=toy_units())
     ax = fig.axes[0]

@@ -103,9 +103,9 @@ def test_notebook_uses_only_the_public_api(path):
 
 
 def test_public_api_check_catches_private_names():
-    uses = list(_lifecircle_uses("import lifecircle as lc\nfrom lifecircle.network import _EXCLUDED_HIGHWAY\n"
+    uses = list(_lifecircle_uses("import lifecircle as lc\nfrom lifecircle.read.network import _EXCLUDED_HIGHWAY\n"
                                  "lc._x\nlc.analyze\n"))
-    assert ("lifecircle.network", "_EXCLUDED_HIGHWAY") in uses
+    assert ("lifecircle.read.network", "_EXCLUDED_HIGHWAY") in uses
     assert ("lifecircle", "_x") in uses and ("lifecircle", "analyze") in uses
 
 

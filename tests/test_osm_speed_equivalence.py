@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from lifecircle.datasets import helsinki_osm, toy_town_osm
-from lifecircle.network import is_walkable, network_from_osm
-from lifecircle.osm import iter_features, read_way_segments
+from lifecircle.read.network import is_walkable, network_from_osm
+from lifecircle.read.osm import iter_features, read_way_segments
 
 
 def reference_way_segments(path, keep, key="highway"):
@@ -184,7 +184,7 @@ def test_buildings_match_single_pass_with_keys():
 
 def test_network_unchanged_from_per_node_reader(shanghai_pbf):
     """The network built on the bulk reader equals one built from the reference arrays."""
-    from lifecircle.network import WalkNetwork
+    from lifecircle.read.network import WalkNetwork
 
     net = network_from_osm(shanghai_pbf, cache=False)
     ids, lon, lat, u, v, way_index, tags, _ = reference_way_segments(shanghai_pbf, is_walkable)
@@ -198,7 +198,7 @@ def test_network_unchanged_from_per_node_reader(shanghai_pbf):
 
 def test_name_keywords_prefilter_keeps_the_same_facilities(shanghai_pbf, tmp_path):
     """``keys`` + ``name_keywords`` must find what a scan of every tagged object finds."""
-    from lifecircle.facilities import load_taxonomy
+    from lifecircle.read.facilities import load_taxonomy
 
     tax = load_taxonomy()
     keys = set(tax.keys)
@@ -225,7 +225,7 @@ def test_name_keywords_prefilter_keeps_the_same_facilities(shanghai_pbf, tmp_pat
 
 def test_snapping_index_finds_the_nearest_segment_like_brute_force(shanghai_network):
     """The k-d tree search equals measuring every segment (ties: lowest edge index)."""
-    from lifecircle.snapping import snap_points
+    from lifecircle.measure.snapping import snap_points
 
     net = shanghai_network
     rng = np.random.default_rng(7)
@@ -252,7 +252,7 @@ def test_opl_escaping_matches_libosmium(tmp_path):
     import osmium
     from osmium.osm.mutable import Node
 
-    from lifecircle.osm import _opl_blocks, _opl_escape, _opl_tags
+    from lifecircle.read.osm import _opl_blocks, _opl_escape, _opl_tags
 
     chars = [chr(c) for c in [*range(0x20, 0x700, 3), 0x3000, 0x4E2D, 0x793E, 0xFEFF, 0xFF0C, 0x1F600, 0x20000]]
     path = tmp_path / "chars.osm.pbf"

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import X0, lonlat
 from lifecircle import AnalysisConfig, InputDataError, WalkNetwork, walking_times
-from lifecircle.coverage import coverage_table
-from lifecircle.partition import (
+from lifecircle.measure.coverage import coverage_table
+from lifecircle.scale.partition import (
     _walking_times_tiled,
     clip_network,
     default_halo_m,
@@ -21,7 +21,7 @@ from lifecircle.partition import (
     replicate_points,
     walking_times_tiled,
 )
-from lifecircle.snapping import Snap, snap_points
+from lifecircle.measure.snapping import Snap, snap_points
 
 MPM = 4000 / 60  # metres per minute at 4 km/h
 
@@ -69,7 +69,7 @@ def assert_same_coverage(residents, single, tiled, cfg):
 
 @pytest.fixture(scope="module")
 def client():
-    from lifecircle.batch import dask_client
+    from lifecircle.scale.batch import dask_client
 
     pytest.importorskip("distributed")
     with dask_client(workers=2) as c:  # a real LocalCluster: 2 worker processes on 127.0.0.1

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from conftest import lonlat
 from lifecircle import AnalysisConfig, analyze
-from lifecircle.coverage import STUDY_AREA
-from lifecircle.crs import wgs84_to_gcj02
+from lifecircle.measure.coverage import STUDY_AREA
+from lifecircle.read.crs import wgs84_to_gcj02
 from lifecircle.datasets import toy_town_osm
 from lifecircle.errors import CRSError, InputDataError
-from lifecircle.scenario import CHANGE_COLUMNS, scenario
-from lifecircle.sites import suggest_sites, write_sites
+from lifecircle.plan.scenario import CHANGE_COLUMNS, scenario
+from lifecircle.plan.sites import suggest_sites, write_sites
 
 BBOX = (121.4611262, 31.2196145, 121.4863121, 31.2411914)
 CORE = ["category", "subcategory", "name", "source", "geometry"]

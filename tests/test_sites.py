@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 from conftest import lonlat
 from lifecircle import AnalysisConfig, WalkNetwork, analyze, network_from_osm, walking_times
-from lifecircle.crs import wgs84_to_bd09, wgs84_to_gcj02
+from lifecircle.read.crs import wgs84_to_bd09, wgs84_to_gcj02
 from lifecircle.datasets import toy_town_osm
 from lifecircle.errors import CRSError, InputDataError
-from lifecircle.facilities import facilities_from_file, facilities_from_osm
-from lifecircle.sites import (
+from lifecircle.read.facilities import facilities_from_file, facilities_from_osm
+from lifecircle.plan.sites import (
     SITE_COLUMNS,
     candidates_from_points,
     coverage_matrix,

@@ -11,7 +11,7 @@ import shapely
 from conftest import lonlat
 from lifecircle import AnalysisConfig, EmptyResultError, WalkNetwork, network_from_osm, walking_times
 from lifecircle.datasets import toy_town_osm
-from lifecircle.facilities import facilities_from_osm
+from lifecircle.read.facilities import facilities_from_osm
 
 MPM = 4000 / 60  # metres per minute at the default 4 km/h
 

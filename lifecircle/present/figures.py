@@ -13,11 +13,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import ALL, minutes_column
-from .errors import InputDataError, LifecircleError
-from .io import atomic_path
-from .maps import CATEGORY_STYLES, _minutes_class_index, _style, minutes_classes
-from .osm import OSM_CREDIT
+from ..config import ALL, minutes_column
+from ..errors import InputDataError, LifecircleError
+from ..read.files import atomic_path
+from ..read.osm import OSM_CREDIT
+from .styles import CATEGORY_STYLES, _minutes_class_index, _style, minutes_classes
 
 __all__ = ["coverage_by_minute", "coverage_figure", "coverage_curve", "save_figure"]
 
@@ -161,7 +161,7 @@ def _metric_crs(analysis: Any, frames: Sequence[Any]):
     net = getattr(analysis, "network", None)
     if net is not None and getattr(net, "crs", None) is not None:
         return net.crs
-    from .network import local_utm_crs
+    from ..read.network import local_utm_crs
 
     b = np.array([f.total_bounds for f in frames if f is not None and len(f)], dtype=float)
     return local_utm_crs((b[:, 0].min() + b[:, 2].max()) / 2, (b[:, 1].min() + b[:, 3].max()) / 2)

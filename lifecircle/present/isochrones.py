@@ -3,7 +3,7 @@
 How a service area is drawn (``method="network"``)
 ---------------------------------------------------
 Given a distance field ``d`` (metres from the nearest source to every node of an
-:class:`~lifecircle.walking_times.AccessGraph`) and a limit ``L = minutes × walk_speed_kmh × 1000 / 60``,
+:class:`~lifecircle.measure.walking_times.AccessGraph`) and a limit ``L = minutes × walk_speed_kmh × 1000 / 60``,
 every edge ``(a, b)`` of length ``w`` is reachable
 
 * from ``a`` for its first ``max(0, L − d_a)`` metres and from ``b`` for its last ``max(0, L − d_b)`` metres,
@@ -53,12 +53,12 @@ import scipy.sparse as sp
 import shapely
 from scipy.sparse.csgraph import dijkstra
 
-from .config import DEFAULT_WALK_SPEED_KMH
-from .errors import CRSError, EmptyResultError, InputDataError
-from .io import atomic_path
-from .network import WalkNetwork
-from .snapping import snap_points
-from .walking_times import AccessGraph, WalkingTimes, build_access_graph
+from ..config import DEFAULT_WALK_SPEED_KMH
+from ..errors import CRSError, EmptyResultError, InputDataError
+from ..read.files import atomic_path
+from ..read.network import WalkNetwork
+from ..measure.snapping import snap_points
+from ..measure.walking_times import AccessGraph, WalkingTimes, build_access_graph
 
 log = logging.getLogger("lifecircle")
 
@@ -107,7 +107,7 @@ class _Segments:
 def _segments(graph: AccessGraph, network: WalkNetwork, point_x: np.ndarray, point_y: np.ndarray) -> _Segments:
     """Coordinates of every access-graph node, and its edges read from the CSR matrix.
 
-    Node order (see :mod:`lifecircle.walking_times`): network nodes, then one projection node per
+    Node order (see :mod:`lifecircle.measure.walking_times`): network nodes, then one projection node per
     snapped point (on edge ``proj_edge`` at ``proj_t``), then the points' own nodes.
     """
     n = network.n_nodes
@@ -305,10 +305,9 @@ def _positive(x: Any) -> bool:
 
 
 def _unpack(times: Any, network: WalkNetwork | None, minutes: Any, walk_speed_kmh: float | None):
-    """Accept an :class:`~lifecircle.pipeline.Analysis` or a :class:`WalkingTimes` + network."""
-    from .pipeline import Analysis
-
-    if isinstance(times, Analysis):
+    """Accept an :class:`~lifecircle.pipeline.Analysis` (anything with ``times``, ``network`` and
+    ``config``) or a :class:`WalkingTimes` + network."""
+    if isinstance(getattr(times, "times", None), WalkingTimes) and hasattr(times, "config"):
         cfg = times.config
         _check_graph(times.times)
         return (times.times, network if network is not None else times.network,
@@ -330,8 +329,8 @@ def _unpack(times: Any, network: WalkNetwork | None, minutes: Any, walk_speed_km
 
 def _check_graph(times: WalkingTimes) -> None:
     if times.graph is None:
-        raise InputDataError("service areas need the access graph, which a tiled run (lifecircle.partition) does not "
-                             "keep; run lifecircle.walking_times (or analyze without walking_times_fn) for them")
+        raise InputDataError("service areas need the access graph, which a tiled run (lifecircle.scale.partition) does not "
+                             "keep; run lifecircle.measure.walking_times (or analyze without walking_times_fn) for them")
 
 
 def _categories(times: WalkingTimes, categories: Iterable[str] | str | None) -> list[str]:
@@ -374,7 +373,7 @@ def service_areas(
     times : Analysis or WalkingTimes
         An :class:`~lifecircle.pipeline.Analysis` (then ``network``, ``minutes`` and
         ``walk_speed_kmh`` default to its own), or the result of
-        :func:`~lifecircle.walking_times.walking_times` together with ``network``.
+        :func:`~lifecircle.measure.walking_times.walking_times` together with ``network``.
         The distance field of each category (``times.distances_m``) is reused. It is recomputed
         only when its search stopped short of the largest ``minutes``.
     network : WalkNetwork
@@ -577,7 +576,7 @@ def point_isochrones(
     network : WalkNetwork
     lon, lat : float
         WGS84 degrees (not GCJ-02/BD-09: convert web-map coordinates first, see
-        :mod:`lifecircle.crs`).
+        :mod:`lifecircle.read.crs`).
     minutes, walk_speed_kmh, buffer_m, method, concave_ratio
         As in :func:`service_areas`.
     max_snap_m : float
@@ -618,7 +617,7 @@ def point_isochrones(
         raise InputDataError(
             f"the point ({lon_f:.6f}, {lat_f:.6f}) is {snap.dist_m[0]:,.0f} m from the nearest walkable street "
             f"(max_snap_m={max_snap_m:g}); check the lon/lat order and that it is WGS84 (not GCJ-02 from a "
-            "Chinese web map: convert with lifecircle.crs), or that the network covers it"
+            "Chinese web map: convert with lifecircle.read.crs), or that the network covers it"
         )
     mpm = walk_speed_kmh * 1000.0 / 60.0
     limits = mins * mpm

@@ -1,9 +1,9 @@
 """What-if scenarios: coverage with facilities added or removed, compared with the analysis as it is.
 
 :func:`scenario` reuses the analysis' walking network and residents and recomputes the walking
-times of the categories that changed only, with :func:`lifecircle.walking_times.walking_times`
+times of the categories that changed only, with :func:`lifecircle.measure.walking_times.walking_times`
 (which snaps every point again and rebuilds the access graph) and
-:func:`lifecircle.coverage.coverage_table`. The result is what :func:`lifecircle.analyze` gives
+:func:`lifecircle.measure.coverage.coverage_table`. The result is what :func:`lifecircle.analyze` gives
 from scratch with the modified facility list (same network, residents, units and config).
 
 Added facilities (a GeoDataFrame, or a CSV/XLSX/GeoJSON/GeoPackage file read like
@@ -29,11 +29,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .config import ALL, minutes_column, within_column
-from .coverage import STUDY_AREA, coverage_table
-from .errors import CRSError, InputDataError
-from .facilities import CATEGORY_ALIASES
-from .snapping import snap_points
+from ..config import ALL, minutes_column, within_column
+from ..measure.coverage import STUDY_AREA, coverage_table
+from ..errors import CRSError, InputDataError
+from ..read.facilities import CATEGORY_ALIASES
+from ..measure.snapping import snap_points
 
 log = logging.getLogger("lifecircle")
 
@@ -91,7 +91,7 @@ class Scenario:
 
     def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         """Write ``scenario_change.csv``, ``scenario_coverage.csv`` and ``scenario_facilities.gpkg`` atomically."""
-        from .io import atomic_path
+        from ..read.files import atomic_path
 
         out = Path(out_dir)
         paths = {n: out / n for n in ("scenario_change.csv", "scenario_coverage.csv", "scenario_facilities.gpkg")}
@@ -128,8 +128,8 @@ def _normalise_categories(values: pd.Series, what: str, categories: Iterable[str
 def _read_points(data: Any, *, what: str, crs: Any):
     import geopandas as gpd
 
-    from .crs import to_wgs84
-    from .io import read_geo
+    from ..read.crs import to_wgs84
+    from ..read.files import read_geo
 
     if isinstance(data, (str, os.PathLike)):
         gdf = read_geo(data, what=what, crs=crs)
@@ -325,7 +325,7 @@ def scenario(
         The result of :func:`lifecircle.analyze`.
     add : path or GeoDataFrame, optional
         Facilities to add, with a ``category`` column (``health``, ``sports``, ``卫生``…), e.g.
-        the ``suggested_sites.csv`` of :func:`lifecircle.sites.write_sites`.
+        the ``suggested_sites.csv`` of :func:`lifecircle.plan.sites.write_sites`.
     remove : path, GeoDataFrame or list, optional
         Facilities to remove: indexes of ``analysis.facilities``, OSM ids (``"way/123"``), or
         points matched to the nearest facility of the same category within ``match_m``.
@@ -355,7 +355,7 @@ def scenario(
     >>> print(s.report().splitlines()[0])
     scenario: 1 facilities added, 1 removed; within 15 min:
     """
-    from .walking_times import walking_times
+    from ..measure.walking_times import walking_times
 
     if not (isinstance(match_m, (int, float)) and match_m >= 0):
         raise InputDataError(f"match_m must be a distance in metres >= 0 (got {match_m!r}); e.g. --match-m 50")

@@ -12,8 +12,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .config import CATEGORIES
-from .errors import EmptyResultError, InputDataError
+from ..config import CATEGORIES
+from ..errors import EmptyResultError, InputDataError
 
 log = logging.getLogger("lifecircle")
 
@@ -130,7 +130,7 @@ def load_taxonomy(path: str | os.PathLike[str] | None = None) -> Taxonomy:
     """Read a taxonomy TOML file; without ``path`` the one shipped with lifecircle."""
     from importlib import resources
 
-    from .io import read_toml
+    from ..config import read_toml
 
     src = Path(path) if path else Path(str(resources.files("lifecircle") / "data" / "taxonomy.toml"))
     data = read_toml(src, what="taxonomy")
@@ -253,7 +253,7 @@ def facilities_from_file(
 
     Polygons are reduced to a point inside them.
     """
-    from .io import read_geo
+    from .files import read_geo
 
     tax = taxonomy or load_taxonomy()
     gdf = read_geo(path, what="facilities", lon_column=lon_column, lat_column=lat_column, crs=crs)
@@ -353,7 +353,7 @@ def facilities_from_place(place: str, *, taxonomy: Taxonomy | None = None):
     import geopandas as gpd
     import osmnx as ox
 
-    from .errors import DownloadError
+    from ..errors import DownloadError
     from .osm import cache_dir
 
     tax = taxonomy or load_taxonomy()

@@ -8,7 +8,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .config import ALL, DEFAULT_TARGET, minutes_column
+from ..config import ALL, DEFAULT_TARGET, minutes_column
 
 __all__ = ["STUDY_AREA", "add_all_column", "coverage_table", "COVERAGE_COLUMNS"]
 

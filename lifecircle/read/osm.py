@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
-from .errors import DownloadError, InputFileError
+from ..errors import DownloadError, InputFileError
 
 log = logging.getLogger("lifecircle")
 

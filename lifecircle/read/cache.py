@@ -2,9 +2,9 @@
 
 A second analysis of the same extract loads the network's arrays from one ``.npz`` file (no pickles)
 instead of parsing the OSM file again. The key changes when the file's content changes or when
-lifecircle's walk filter or parser changes (:data:`lifecircle.network.WALK_FILTER_VERSION`), so a
+lifecircle's walk filter or parser changes (:data:`lifecircle.read.network.WALK_FILTER_VERSION`), so a
 stale network is never used. An unreadable cache file is logged, deleted and ignored: the OSM
-file is parsed again. Files live in ``lifecircle.osm.cache_dir() / "networks"``; deleting that folder
+file is parsed again. Files live in ``lifecircle.read.osm.cache_dir() / "networks"``; deleting that folder
 is always safe.
 """
 
@@ -47,20 +47,20 @@ def network_cache_path(sha256: str, *, walk_filter: str) -> Path:
 
 
 def save_network(network, path: str | os.PathLike[str]) -> None:
-    """Write a :class:`~lifecircle.network.WalkNetwork`'s arrays to ``path`` (temp name, then rename).
+    """Write a :class:`~lifecircle.read.network.WalkNetwork`'s arrays to ``path`` (temp name, then rename).
 
     Examples
     --------
     >>> import tempfile
-    >>> from lifecircle.network import WalkNetwork
+    >>> from lifecircle.read.network import WalkNetwork
     >>> net = WalkNetwork.from_lonlat([121.40, 121.401], [31.20, 31.20], [0], [1], highway=["footway"])
     >>> f = Path(tempfile.mkdtemp()) / "net.npz"
     >>> save_network(net, f)
-    >>> back = load_network(f, source=net.source)
+    >>> back = WalkNetwork.from_arrays(load_network(f), source=net.source)
     >>> back.length_m.tolist() == net.length_m.tolist(), back.highway.tolist(), back.crs == net.crs
     (True, ['footway'], True)
     """
-    from .io import atomic_path
+    from .files import atomic_path
 
     arrays: dict[str, Any] = {name: np.asarray(getattr(network, name)) for name in _ARRAYS}
     if network.highway is not None:
@@ -76,14 +76,14 @@ def save_network(network, path: str | os.PathLike[str]) -> None:
             np.savez(fh, **arrays)
 
 
-def load_network(path: str | os.PathLike[str], *, source: dict[str, Any] | None = None):
-    """Read a network written by :func:`save_network`; ``None`` (with a warning) if the file is unusable.
+def load_network(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Read the arrays written by :func:`save_network`; ``None`` (with a warning) if the file is unusable.
 
-    A corrupt or incomplete file is deleted so that the next run writes a good one.
+    Returns a dict of the arrays plus ``crs`` and ``highway``, ready for
+    :meth:`lifecircle.read.network.WalkNetwork.from_arrays`. A corrupt or incomplete file is
+    deleted so that the next run writes a good one.
     """
     import pyproj
-
-    from .network import WalkNetwork
 
     p = Path(path)
     if not p.is_file():
@@ -114,8 +114,7 @@ def load_network(path: str | os.PathLike[str], *, source: dict[str, Any] | None 
         except OSError:
             pass
         return None
-    return WalkNetwork(arrays["node_id"], arrays["lon"], arrays["lat"], arrays["x"], arrays["y"], arrays["u"],
-                       arrays["v"], arrays["length_m"], crs, highway, dict(source or {}))
+    return {**arrays, "crs": crs, "highway": highway}
 
 
 def clear_network_cache() -> int:

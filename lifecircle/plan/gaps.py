@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import pyproj
 
-from .config import ALL, minutes_column
-from .errors import InputDataError
+from ..config import ALL, minutes_column
+from ..errors import InputDataError
 
 log = logging.getLogger("lifecircle")
 
@@ -146,7 +146,7 @@ def gap_areas(
     import geopandas as gpd
     import shapely
 
-    from .network import local_utm_crs
+    from ..read.network import local_utm_crs
 
     if not (isinstance(cell_m, (int, float)) and cell_m > 0):
         raise InputDataError(f"cell_m must be a positive number of metres (got {cell_m!r}); e.g. --cell-m 100")
@@ -340,7 +340,7 @@ def write_gaps(gaps, path: str | os.PathLike[str]) -> Path:
 
     ``population_unreachable`` keeps the number of people with no facility within the cut-off.
     """
-    from .io import atomic_path
+    from ..read.files import atomic_path
 
     out = gaps.copy()
     for c in ("mean_minutes", "median_minutes", "max_minutes"):

@@ -6,9 +6,9 @@ import os
 
 import pandas as pd
 
-from .config import CATEGORIES
+from ..config import CATEGORIES
 from .census import normalise_unit_name
-from .errors import InputDataError
+from ..errors import InputDataError
 
 __all__ = ["count_table", "compare_with_official", "normalise_unit_name"]
 
@@ -36,7 +36,7 @@ def compare_with_official(facilities, official: str | os.PathLike[str] | pd.Data
     ``count`` column; summary rows (合计…) are ignored. Names are joined after
     :func:`normalise_unit_name`. Returns ``unit, found, official, found_share``.
     """
-    from .io import find_column, read_table
+    from .files import find_column, read_table
 
     df = official if isinstance(official, pd.DataFrame) else read_table(official, what="official counts")
     name_c = find_column(df.columns, None, ("district", "name", "unit", "区", "名称", "街道"), what="official counts",

@@ -14,7 +14,7 @@ import pyproj
 import shapely
 from numpy.typing import ArrayLike
 
-from .errors import CRSError
+from ..errors import CRSError
 
 __all__ = ["wgs84_to_gcj02", "gcj02_to_wgs84", "gcj02_to_bd09", "bd09_to_gcj02", "wgs84_to_bd09",
            "bd09_to_wgs84", "parse_crs", "to_wgs84", "from_wgs84"]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import EmptyResultError, InputDataError, InputFileError
+from ..errors import EmptyResultError, InputDataError, InputFileError
 
 log = logging.getLogger("lifecircle")
 
@@ -82,7 +82,7 @@ def residents_from_file(
     >>> r["population"].tolist(), r.attrs["population_source"]
     ([120.0, 80.0], 'points')
     """
-    from .io import find_column, read_geo
+    from .files import find_column, read_geo
 
     p = Path(path)
     if p.suffix.lower() in (".tif", ".tiff", ".vrt", ".asc"):

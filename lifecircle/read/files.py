@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from .errors import CRSError, InputDataError, InputFileError
+from ..errors import CRSError, InputDataError, InputFileError
 
 log = logging.getLogger("lifecircle")
 
@@ -24,7 +24,6 @@ __all__ = [
     "read_geo",
     "find_column",
     "atomic_path",
-    "read_toml",
     "write_json",
 ]
 
@@ -184,17 +183,6 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def read_toml(path: str | os.PathLike[str], *, what: str) -> dict[str, Any]:
-    """Read a TOML file; a missing or invalid file is a one-line :class:`InputFileError`."""
-    import tomllib
-
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise InputFileError(f"{what} file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputFileError(f"{what} file {path} is not valid TOML: {exc}") from None
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyproj
 
-from .errors import InputDataError
-from .network import WalkNetwork
+from ..errors import InputDataError
+from ..read.network import WalkNetwork
 
 log = logging.getLogger("lifecircle")
 
@@ -175,7 +175,7 @@ def suggest_crs(network: WalkNetwork, lon, lat, *, min_points: int = 10, ratio: 
 
     Examples
     --------
-    >>> from lifecircle.crs import wgs84_to_gcj02
+    >>> from lifecircle.read.crs import wgs84_to_gcj02
     >>> lon = 121.40 + 0.0002 * np.arange(50); lat = np.full(50, 31.2002)
     >>> net = WalkNetwork.from_lonlat([121.399, 121.420], [31.20, 31.20], [0], [1])
     >>> suggest_crs(net, lon, lat) is None
@@ -183,7 +183,7 @@ def suggest_crs(network: WalkNetwork, lon, lat, *, min_points: int = 10, ratio: 
     >>> suggest_crs(net, *wgs84_to_gcj02(lon, lat))[0]
     'gcj02'
     """
-    from .crs import bd09_to_wgs84, gcj02_to_wgs84
+    from ..read.crs import bd09_to_wgs84, gcj02_to_wgs84
 
     lon = np.asarray(lon, dtype=float)
     lat = np.asarray(lat, dtype=float)

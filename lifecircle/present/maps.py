@@ -1,36 +1,41 @@
 """Interactive coverage maps: one self-contained Leaflet HTML file per analysis, readable offline."""
 
-# The HTML must open on government intranets that block foreign CDNs, so nothing is loaded from the
-# network except background tiles: Leaflet's JS/CSS (from the xstatic-leaflet package) are inlined,
-# its images become data: URIs, and folium's jQuery/Bootstrap/awesome-markers/font-awesome links are
-# dropped (we draw CircleMarkers and DivIcons; a 15-line `$` shim covers folium's two jQuery calls).
+# Styling lives in styles.py, the offline HTML assembly in html.py, and writing/reading the output
+# folder in outputs.py; this module draws the layers.
 # On GCJ-02 basemaps (AutoNavi/Gaode) every overlay is shifted WGS84 -> GCJ-02 so that it lines up.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import functools
 import html as _html
 import json
 import logging
 import os
-import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, Sequence
 
 import folium
 import numpy as np
 import pandas as pd
-from branca.element import Element, MacroElement
 from folium.map import Layer
 from folium.template import Template
 
-from .config import ALL, CATEGORIES, DEFAULT_TARGET, AnalysisConfig, minutes_column
-from .errors import InputDataError, InputFileError, LifecircleError
-from .io import atomic_path
-from .osm import OSM_CREDIT
+from ..config import ALL, CATEGORIES, DEFAULT_TARGET, AnalysisConfig, minutes_column
+from ..errors import InputDataError
+from ..read.osm import OSM_CREDIT
+from .html import _Box, _finish, _legend, _Raw, _state, render_html, save_map
+from .styles import (
+    _NO_DATA,
+    BASEMAPS,
+    CATEGORY_STYLES,
+    Basemap,
+    CategoryStyle,
+    _basemap,
+    _minutes_class_index,
+    _pct,
+    _style,
+    minutes_classes,
+    share_classes,
+)
 
 log = logging.getLogger("lifecircle")
 
@@ -55,320 +60,12 @@ __all__ = [
     "gaps_map",
     "sites_map",
     "save_map",
-    "read_analysis_folder",
-    "write_maps",
-    "maps_from_folder",
 ]
 
 #: Above this many resident points, :func:`residents_map` draws hexagons instead of points.
 MAX_POINTS = 5000
 #: Above this many facilities, :func:`facilities_map` draws small dots instead of icons.
 MAX_ICONS = 1000
-
-
-class CategoryStyle(NamedTuple):
-    """How a facility category is drawn: colour, a one-character icon, a bilingual label."""
-
-    colour: str
-    glyph: str
-    label: str
-
-
-CATEGORY_STYLES: dict[str, CategoryStyle] = {
-    "health": CategoryStyle("#d62728", "✚", "卫生 health"),
-    "elderly_care": CategoryStyle("#9467bd", "♥", "养老 elderly care"),
-    "culture": CategoryStyle("#1f77b4", "♫", "文化 culture"),
-    "sports": CategoryStyle("#ff7f0e", "◎", "体育 sports"),
-    ALL: CategoryStyle("#333333", "★", "全部 all"),
-}
-_OTHER_STYLE = CategoryStyle("#7f7f7f", "●", "other")
-
-
-def _style(category: str) -> CategoryStyle:
-    return CATEGORY_STYLES.get(category, _OTHER_STYLE._replace(label=str(category)))
-
-
-@dataclass(frozen=True)
-class Basemap:
-    """A background tile service: URL templates, attribution and the datum its tiles are drawn in."""
-
-    name: str
-    tiles: tuple[str, ...]
-    attribution: str
-    datum: str = "wgs84"  # "gcj02": overlays are shifted to line up
-    subdomains: str = "abc"
-    max_zoom: int = 19
-
-
-_TDT = ("https://t{s}.tianditu.gov.cn/%s_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=%s"
-        "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={tk}")
-
-#: Background maps. ``amap`` (alias ``gaode``) is AutoNavi/Gaode's road map, drawn in GCJ-02, so the
-#: overlays are shifted WGS84 -> GCJ-02; ``tianditu`` (天地图, CGCS2000 ≈ WGS84 to < 1 m) needs a free
-#: key from console.tianditu.gov.cn; ``none`` draws the overlays on a plain background.
-BASEMAPS: dict[str, Basemap] = {
-    "osm": Basemap("osm", ("https://tile.openstreetmap.org/{z}/{x}/{y}.png",),
-                   '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
-                   subdomains="", max_zoom=19),
-    "amap": Basemap("amap", ("https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1"
-                             "&style=8&x={x}&y={y}&z={z}",),
-                    "&copy; 高德地图 AutoNavi (GCJ-02)", datum="gcj02", subdomains="1234", max_zoom=18),
-    "tianditu": Basemap("tianditu", (_TDT % ("vec", "vec"), _TDT % ("cva", "cva")),
-                        "&copy; 天地图 Tianditu", subdomains="01234567", max_zoom=18),
-    "none": Basemap("none", (), ""),
-}
-_BASEMAP_ALIASES = {"gaode": "amap", "autonavi": "amap", "openstreetmap": "osm", "tdt": "tianditu"}
-
-
-def _basemap(name: str) -> Basemap:
-    key = _BASEMAP_ALIASES.get(str(name).lower(), str(name).lower())
-    if key not in BASEMAPS:
-        raise InputDataError(f"unknown basemap {name!r}: choose one of osm, amap (gaode), tianditu, none")
-    return BASEMAPS[key]
-
-
-# --------------------------------------------------------------------------------------------
-# colour classes (shared with lifecircle.figures)
-
-
-def _hex_to_rgb(c: str) -> np.ndarray:
-    return np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
-
-
-def _ramp(a: str, b: str, n: int) -> list[str]:
-    if n == 1:
-        return [a]
-    ca, cb = _hex_to_rgb(a), _hex_to_rgb(b)
-    return ["#%02x%02x%02x" % tuple(np.rint(ca + (cb - ca) * i / (n - 1)).astype(int)) for i in range(n)]
-
-
-def minutes_classes(minutes: Iterable[float] = (5, 10, 15), *,
-                    cutoff_minutes: float | None = None) -> list[tuple[float, str, str]]:
-    """Colour classes of walking minutes: ``(upper bound, label, colour)``; a walk of exactly
-    a bound falls in that class (as ``within_<N>min`` does).
-
-    Greens up to each threshold, orange up to ``cutoff_minutes`` (default twice the largest
-    threshold), red beyond it or not reachable.
-
-    Examples
-    --------
-    >>> [label for _, label, _ in minutes_classes((5, 10, 15))]
-    ['≤ 5 min', '5–10 min', '10–15 min', '15–30 min', '> 30 min or not reachable']
-    """
-    th = sorted({float(m) for m in minutes})
-    if not th:
-        raise InputDataError("minutes_classes needs at least one threshold, e.g. (5, 10, 15)")
-    cut = 2 * th[-1] if cutoff_minutes is None else float(cutoff_minutes)
-    greens = _ramp("#1a9850", "#d9ef8b", len(th))
-    out = [(th[0], f"≤ {th[0]:g} min", greens[0])]
-    out += [(hi, f"{lo:g}–{hi:g} min", g) for lo, hi, g in zip(th[:-1], th[1:], greens[1:])]
-    if cut > th[-1]:
-        out.append((cut, f"{th[-1]:g}–{cut:g} min", "#fc8d59"))
-    out.append((np.inf, f"> {max(cut, th[-1]):g} min or not reachable", "#d73027"))
-    return out
-
-
-def _minutes_class_index(values: np.ndarray, classes: Sequence[tuple[float, str, str]]) -> np.ndarray:
-    bounds = np.array([c[0] for c in classes[:-1]], dtype=float)
-    v = np.where(np.isnan(values), np.inf, values)
-    return np.searchsorted(bounds, v, side="left")
-
-
-def share_classes(target: float = DEFAULT_TARGET) -> list[tuple[float, str, str]]:
-    """Colour classes of a unit's coverage share: ``(lower bound, label, colour)``, best first.
-
-    Units below the target are orange, and red when more than 15 points below it.
-
-    >>> [label for _, label, _ in share_classes(0.85)]
-    ['≥ 85 % (meets target)', '70–85 %', '< 70 %']
-    """
-    low = max(0.0, target - 0.15)
-    t, lo = _pct(target), _pct(low)
-    return [(target, f"≥ {t} % (meets target)", "#1a9850"),
-            (low, f"{lo}–{t} %", "#fdae61"),
-            (-np.inf, f"< {lo} %", "#d73027")]
-
-
-def _pct(share: float) -> str:
-    return f"{round(share * 100, 1):g}"
-
-
-_NO_DATA = "#bdbdbd"
-
-# --------------------------------------------------------------------------------------------
-# offline assets
-
-
-_DROPPED_ASSETS = {"leaflet", "leaflet_css", "jquery", "bootstrap", "bootstrap_css", "glyphicons_css",
-                   "awesome_markers", "awesome_markers_css", "awesome_markers_font_css", "awesome_rotate_css"}
-
-_JQUERY_SHIM = """
-(function () {
-  // folium's Popup calls $(html)[0] and Map calls $(document).ready(fn): nothing else of jQuery.
-  if (window.jQuery || window.$) { return; }
-  function ready(fn) {
-    if (document.readyState !== "loading") { fn(); } else { document.addEventListener("DOMContentLoaded", fn); }
-  }
-  window.$ = function (arg) {
-    if (typeof arg === "function") { ready(arg); return undefined; }
-    if (arg === document) { return {ready: ready}; }
-    var t = document.createElement("template");
-    t.innerHTML = String(arg).trim();
-    return Array.prototype.slice.call(t.content.childNodes);
-  };
-})();
-"""
-
-_CSS = """
-.lc-box {background: rgba(255,255,255,0.93); padding: 6px 9px; border-radius: 5px;
-  box-shadow: 0 1px 5px rgba(0,0,0,0.35); color: #222; max-width: 340px;
-  font: 12px/1.4 "Helvetica Neue", Arial, "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif;}
-.lc-box h4 {margin: 0 0 3px 0; font-size: 14px;}
-.lc-box .lc-sec {margin-top: 5px; font-weight: bold;}
-.lc-box .lc-small {color: #555; font-size: 11px;}
-.lc-sw {display: inline-block; width: 14px; height: 10px; margin-right: 5px; vertical-align: middle;
-  border: 1px solid rgba(0,0,0,0.25);}
-.lc-dot {display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin: 0 7px 0 2px;
-  vertical-align: middle;}
-.lc-fac {width: 18px; height: 18px; border-radius: 50%; border: 1.5px solid #fff; color: #fff;
-  box-shadow: 0 0 3px rgba(0,0,0,0.6); text-align: center; font: bold 11px/18px Arial, sans-serif;}
-.lc-fac-legend {display: inline-block; width: 16px; height: 16px; border-radius: 50%; color: #fff;
-  text-align: center; font: bold 10px/16px Arial, sans-serif; margin-right: 5px; vertical-align: middle;}
-.lc-fac-icon {background: none; border: none;}
-.leaflet-control-layers-expanded {font-size: 12px; line-height: 1.3; padding: 4px 8px 4px 4px;}
-.leaflet-control-layers label {font-size: 12px;}
-.leaflet-control-layers-selector {margin-top: 1px; vertical-align: middle;}
-"""
-
-
-@functools.lru_cache(maxsize=1)
-def _leaflet_assets() -> tuple[str, str, str]:
-    """Leaflet's JS, its CSS with the images as data: URIs, and its version (from xstatic-leaflet)."""
-    try:
-        from xstatic.pkg import leaflet as xl
-    except ImportError:
-        raise LifecircleError("offline maps need Leaflet's files from the xstatic-leaflet package: "
-                              "pip install xstatic-leaflet") from None
-    base = Path(xl.BASE_DIR)
-    js = (base / "leaflet.js").read_text(encoding="utf-8")
-    js = re.sub(r"//# sourceMappingURL=\S+\s*$", "", js)
-    css = (base / "leaflet.css").read_text(encoding="utf-8")
-
-    def data_uri(name: str) -> str:
-        return "data:image/png;base64," + base64.b64encode((base / "images" / name).read_bytes()).decode("ascii")
-
-    css = re.sub(r"url\((['\"]?)images/([\w.-]+\.png)\1\)", lambda mo: f"url({data_uri(mo.group(2))})", css)
-    icons = ("L.Icon.Default.imagePath = '';\nL.Icon.Default.mergeOptions("
-             + json.dumps({"iconUrl": data_uri("marker-icon.png"), "iconRetinaUrl": data_uri("marker-icon-2x.png"),
-                           "shadowUrl": data_uri("marker-shadow.png")}) + ");\n")
-    return js + "\n" + icons, css, str(xl.VERSION)
-
-
-class _Raw(Element):
-    """Text put into the page as is (never parsed as a Jinja template: Leaflet's code has braces)."""
-
-    _template = Template("{{ this.text }}")
-
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-
-def _js_string(text: str) -> str:
-    """A JavaScript string literal that keeps Chinese readable and cannot close its <script>."""
-    return json.dumps(text, ensure_ascii=False).replace("</", "<\\/")
-
-
-class _Box(MacroElement):
-    """A Leaflet control showing fixed HTML (title box, legend)."""
-
-    _template = Template("""
-{% macro script(this, kwargs) %}
-var {{ this.get_name() }} = L.control({position: {{ this.position|tojson }}});
-{{ this.get_name() }}.onAdd = function () {
-    var div = L.DomUtil.create("div", "lc-box {{ this.css_class }}");
-    div.innerHTML = {{ this.js_html() }};
-    L.DomEvent.disableClickPropagation(div);
-    L.DomEvent.disableScrollPropagation(div);
-    return div;
-};
-{{ this.get_name() }}.addTo({{ this._parent.get_name() }});
-{% endmacro %}
-""")
-
-    def __init__(self, html: str = "", *, position: str = "bottomright", css_class: str = "lc-info"):
-        super().__init__()
-        self._name = "LifecircleBox"
-        self.html = html
-        self.position = position
-        self.css_class = css_class
-
-    def js_html(self) -> str:
-        return _js_string(self.html)
-
-
-class _Legend(_Box):
-    """The legend: one section per kind of layer, filled in by the map functions."""
-
-    def __init__(self) -> None:
-        super().__init__(position="bottomright", css_class="lc-legend")
-        self._name = "LifecircleLegend"
-        self.sections: dict[str, str] = {}
-
-    def js_html(self) -> str:
-        return _js_string("<h4>图例 Legend</h4>" + "".join(self.sections.values()))
-
-
-@dataclass
-class _MapState:
-    datum: str = "wgs84"
-    basemap: str = "custom"
-    legend: _Legend | None = None
-    info: _Box | None = None
-    layer_control: Any = None
-
-
-def _state(m: folium.Map) -> _MapState:
-    """Our bookkeeping on a map; a plain folium.Map given by the user is made offline-ready first."""
-    st = getattr(m, "_lifecircle_state", None)
-    if st is None:
-        st = _MapState()
-        m._lifecircle_state = st
-        _make_offline(m)
-    return st
-
-
-def _make_offline(m: folium.Map) -> None:
-    m.default_js = [a for a in m.default_js if a[0] not in _DROPPED_ASSETS]
-    m.default_css = [a for a in m.default_css if a[0] not in _DROPPED_ASSETS]
-    js, css, version = _leaflet_assets()
-    header = m.get_root().header
-    header.add_child(_Raw('<meta charset="utf-8">'), name="lc_meta_charset", index=0)
-    header.add_child(_Raw(f"<!-- Leaflet {version} (BSD-2-Clause, (c) Vladimir Agafonkin, CloudMade), "
-                          "inlined by lifecircle so that the map opens offline -->\n"
-                          f"<style>\n{css}\n{_CSS}</style>\n<script>\n{js}\n{_JQUERY_SHIM}</script>"),
-                     name="lc_leaflet")
-
-
-def _legend(m: folium.Map) -> _Legend:
-    st = _state(m)
-    if st.legend is None:
-        st.legend = _Legend()
-        m.add_child(st.legend)
-    return st.legend
-
-
-def _finish(m: folium.Map) -> folium.Map:
-    """Keep one layer control, rendered after every layer it lists (it names their variables)."""
-    st = _state(m)
-    if st.layer_control is None:
-        st.layer_control = folium.LayerControl(collapsed=False, position="topright")
-        m.add_child(st.layer_control)
-    for child in (st.legend, st.info, st.layer_control):
-        if child is not None:
-            m._children.move_to_end(child.get_name())
-    return m
-
 
 # --------------------------------------------------------------------------------------------
 # the map and geometry helpers
@@ -424,7 +121,7 @@ def _fit(m: folium.Map, bounds_wgs84: Sequence[float]) -> None:
     if not np.all(np.isfinite([w, s, e, n])):
         return
     if _state(m).datum == "gcj02":
-        from .crs import wgs84_to_gcj02
+        from ..read.crs import wgs84_to_gcj02
 
         (w, e), (s, n) = wgs84_to_gcj02(np.array([w, e]), np.array([s, n]))
     m.fit_bounds([[float(s), float(w)], [float(n), float(e)]])
@@ -443,7 +140,7 @@ def _wgs84(gdf: Any, what: str):
 
     if not isinstance(gdf, gpd.GeoDataFrame):
         raise InputDataError(f"{what} must be a GeoDataFrame (got {type(gdf).__name__}); "
-                             "read files with geopandas.read_file or lifecircle.io.read_geo")
+                             "read files with geopandas.read_file or lifecircle.read.files.read_geo")
     if gdf.crs is None:
         gdf = gdf.set_crs(4326)
     elif gdf.crs.to_epsg() != 4326:
@@ -465,7 +162,7 @@ def _map_geoms(m: folium.Map, geoms: np.ndarray, *, simplify: bool = False) -> n
         geoms = shapely.simplify(geoms, _SIMPLIFY_DEG)
 
     if _state(m).datum == "gcj02":
-        from .crs import wgs84_to_gcj02
+        from ..read.crs import wgs84_to_gcj02
 
         def shift(c: np.ndarray) -> np.ndarray:
             x, y = wgs84_to_gcj02(c[:, 0], c[:, 1])
@@ -602,7 +299,7 @@ def service_areas_map(areas: Any, *, m: folium.Map | None = None, basemap: str =
     ----------
     areas : GeoDataFrame
         Columns ``category``, ``minutes``, ``geometry`` (and ``area_km2``), one row per
-        (category, minutes), as made by ``lifecircle.isochrones``.
+        (category, minutes), as made by ``lifecircle.present.isochrones``.
     show : bool
         Whether the layers are switched on when the page opens (default off: they overlap).
 
@@ -619,7 +316,7 @@ def service_areas_map(areas: Any, *, m: folium.Map | None = None, basemap: str =
     missing = {"category", "minutes"} - set(gdf.columns)
     if missing:
         raise InputDataError(f"service areas lack columns {sorted(missing)}: expected category, minutes, "
-                             "area_km2, geometry (lifecircle.isochrones output)")
+                             "area_km2, geometry (lifecircle.present.isochrones output)")
     m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
     cats = [c for c in CATEGORIES + (ALL,) if c in set(gdf["category"])]
     cats += sorted(set(map(str, gdf["category"])) - set(cats))
@@ -653,7 +350,7 @@ def service_areas_map(areas: Any, *, m: folium.Map | None = None, basemap: str =
 
 def gaps_map(gaps: Any, *, m: folium.Map | None = None, basemap: str = "osm", show: bool = True,
              tianditu_key: str | None = None) -> folium.Map:
-    """Gap areas (uncovered residents, :func:`lifecircle.gaps.find_gaps`), one layer per category.
+    """Gap areas (uncovered residents, :func:`lifecircle.plan.gaps.find_gaps`), one layer per category.
 
     Darker red = more people; the tooltip gives the people, their walk today and the unit.
 
@@ -668,7 +365,7 @@ def gaps_map(gaps: Any, *, m: folium.Map | None = None, basemap: str = "osm", sh
     gdf = _wgs84(gaps, "gap areas")
     missing = {"category", "population"} - set(gdf.columns)
     if missing:
-        raise InputDataError(f"gap areas lack columns {sorted(missing)}: pass lifecircle.gaps.find_gaps output")
+        raise InputDataError(f"gap areas lack columns {sorted(missing)}: pass lifecircle.plan.gaps.find_gaps output")
     m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
     if gdf.empty:
         return _finish(m)
@@ -703,7 +400,7 @@ def gaps_map(gaps: Any, *, m: folium.Map | None = None, basemap: str = "osm", sh
 
 def sites_map(sites: Any, *, m: folium.Map | None = None, basemap: str = "osm", show: bool = True,
               tianditu_key: str | None = None) -> folium.Map:
-    """Suggested new sites (:func:`lifecircle.sites.suggest_sites`), numbered by rank, per category.
+    """Suggested new sites (:func:`lifecircle.plan.sites.suggest_sites`), numbered by rank, per category.
 
     Examples
     --------
@@ -715,7 +412,7 @@ def sites_map(sites: Any, *, m: folium.Map | None = None, basemap: str = "osm", 
     """
     gdf = _wgs84(sites, "suggested sites")
     if "category" not in gdf.columns:
-        raise InputDataError("suggested sites lack a category column: pass lifecircle.sites.suggest_sites output")
+        raise InputDataError("suggested sites lack a category column: pass lifecircle.plan.sites.suggest_sites output")
     m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
     for cat in [c for c in CATEGORIES if c in set(gdf["category"])]:
         sub = gdf[gdf["category"] == cat]
@@ -743,7 +440,7 @@ def sites_map(sites: Any, *, m: folium.Map | None = None, basemap: str = "osm", 
 
 
 def _metric_crs(gdf: Any):
-    from .network import local_utm_crs
+    from ..read.network import local_utm_crs
 
     b = gdf.total_bounds
     return local_utm_crs((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
@@ -977,7 +674,7 @@ def units_map(units: Any, coverage: pd.DataFrame, *, category: str = ALL, minute
     Parameters
     ----------
     units : GeoDataFrame
-        Polygons with a ``unit`` name column (WGS84), as read by ``lifecircle.units.units_from_file``.
+        Polygons with a ``unit`` name column (WGS84), as read by ``lifecircle.read.units.units_from_file``.
     coverage : DataFrame
         ``analysis.coverage``: rows per (unit, category, minutes) with ``share``, ``population``,
         ``population_to_cover``.
@@ -999,7 +696,7 @@ def units_map(units: Any, coverage: pd.DataFrame, *, category: str = ALL, minute
     """
     gdf = _wgs84(units, "units")
     if "unit" not in gdf.columns:
-        raise InputDataError("units have no 'unit' name column: read them with lifecircle.units.units_from_file "
+        raise InputDataError("units have no 'unit' name column: read them with lifecircle.read.units.units_from_file "
                              "or rename the name column to 'unit'")
     need = {"unit", "category", "minutes", "share"}
     if not need <= set(coverage.columns):
@@ -1152,155 +849,3 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
     else:
         st.info.html = info
     return _finish(m)
-
-
-# --------------------------------------------------------------------------------------------
-# output
-
-_EXTERNAL = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)\s*=\s*[\"']?((?:https?:)?//[^\"'\s>]+)", re.I)
-
-
-def render_html(m: folium.Map) -> str:
-    """The map as one HTML page with Leaflet inlined (no request but background tiles)."""
-    _finish(m)
-    html = m.get_root().render()
-    external = _EXTERNAL.findall(html)
-    if external:
-        log.warning("the map loads %d file(s) from the internet and will not work offline: %s "
-                    "(added by a folium plugin or folium.Icon; use CircleMarker or DivIcon instead)",
-                    len(external), ", ".join(external[:3]))
-    return html
-
-
-def save_map(m: folium.Map, path: str | os.PathLike[str]) -> Path:
-    """Write the map as a self-contained UTF-8 HTML file (temp name, then renamed).
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> p = save_map(base_map(basemap="none"), os.path.join(tempfile.mkdtemp(), "map.html"))
-    >>> p.stat().st_size > 100_000  # Leaflet is inside
-    True
-    """
-    html = render_html(m)
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        tmp.write_text(html, encoding="utf-8")
-    log.info("wrote %s (%.1f MB)", final, final.stat().st_size / 1e6)
-    return final
-
-
-@dataclass
-class _FolderAnalysis:
-    """What maps and figures need from an analysis, read back from the folder ``Analysis.write`` made."""
-
-    config: AnalysisConfig
-    facilities: Any
-    residents: Any
-    coverage: pd.DataFrame
-    summary: dict
-    isochrones: Any = None
-    units: Any = None
-    gaps: Any = None
-    sites: Any = None
-    network: Any = None
-
-
-def read_analysis_folder(out_dir: str | os.PathLike[str]) -> _FolderAnalysis:
-    """Read summary.json, coverage.csv, residents.gpkg, facilities.gpkg (and isochrones.gpkg,
-    units.gpkg, gaps.gpkg, suggested_sites.gpkg when present) written by :meth:`lifecircle.Analysis.write`."""
-    import geopandas as gpd
-
-    d = Path(out_dir)
-    need = ["summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg"]
-    missing = [n for n in need if not (d / n).is_file()]
-    if missing:
-        raise InputFileError(f"{d} lacks {', '.join(missing)}: give the folder written by "
-                             "`lifecircle analyze --out DIR`")
-    try:
-        summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
-        p = summary["parameters"]
-        cfg = AnalysisConfig.from_dict(p, where=str(d / "summary.json"), strict=False)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputFileError(f"{d / 'summary.json'} is not a lifecircle summary ({exc}); "
-                             "run `lifecircle analyze --out DIR` again") from None
-    coverage = pd.read_csv(d / "coverage.csv", encoding="utf-8")
-    coverage["unit"] = coverage["unit"].astype(str)
-    residents = gpd.read_file(d / "residents.gpkg")
-    for c in residents.columns:
-        if str(c).startswith("minutes_to_"):
-            residents[c] = residents[c].astype(float).fillna(np.inf)  # NULL = not reachable
-    facilities = gpd.read_file(d / "facilities.gpkg")
-    files = {"isochrones": "isochrones", "units": "units", "gaps": "gaps", "sites": "suggested_sites"}
-    extra = {name: _read_layers(d / f"{stem}.gpkg") for name, stem in files.items() if (d / f"{stem}.gpkg").is_file()}
-    return _FolderAnalysis(cfg, facilities, residents, coverage, summary, **extra)
-
-
-def _read_layers(path: Path):
-    """Every layer of a GeoPackage in one frame (``write_isochrones`` writes one layer per category/minutes)."""
-    import geopandas as gpd
-    import pyogrio
-
-    frames = [gpd.read_file(path, layer=name) for name in pyogrio.list_layers(path)[:, 0]]
-    frames = [f.to_crs(4326) if f.crs is not None else f.set_crs(4326) for f in frames]
-    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326)
-
-
-def write_maps(analysis: Any, out_dir: str | os.PathLike[str], *, png: bool = True, basemap: str = "osm",
-               html_path: str | os.PathLike[str] | None = None, isochrones: Any = None, units: Any = None,
-               gaps: Any = None, sites: Any = None, title: str | None = None,
-               tianditu_key: str | None = None) -> dict[str, Path]:
-    """Write ``map.html`` (and ``coverage_map.png``, ``coverage_curve.png``) of an analysis into ``out_dir``.
-
-    Parameters
-    ----------
-    analysis : lifecircle.Analysis
-        Or what :func:`read_analysis_folder` returns.
-    png : bool
-        Also draw the static figures (needs matplotlib).
-    basemap : str
-        See :func:`base_map`.
-    html_path : path, optional
-        Where to write the map (default ``out_dir/map.html``).
-    isochrones, units, gaps, sites : GeoDataFrame, optional
-        Default ``analysis.isochrones`` / ``.units`` / ``.gaps`` / ``.sites`` when present.
-
-    Returns
-    -------
-    dict
-        ``{"map.html": path, "coverage_map.png": path, "coverage_curve.png": path}``.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from lifecircle import analyze
-    >>> from lifecircle.datasets import toy_town_osm
-    >>> sorted(write_maps(analyze(toy_town_osm()), tempfile.mkdtemp(), basemap="none"))
-    ['coverage_curve.png', 'coverage_map.png', 'map.html']
-    """
-    d = Path(out_dir)
-    gaps = gaps if gaps is not None else getattr(analysis, "gaps", None)
-    sites = sites if sites is not None else getattr(analysis, "sites", None)
-    m = coverage_map(analysis, isochrones=isochrones, units=units, gaps=gaps, sites=sites, basemap=basemap,
-                     title=title, tianditu_key=tianditu_key)
-    paths = {"map.html": save_map(m, html_path or d / "map.html")}
-    if png:
-        from .figures import coverage_curve, coverage_figure, save_figure
-
-        paths["coverage_map.png"] = save_figure(coverage_figure(analysis, isochrones=isochrones, units=units),
-                                                d / "coverage_map.png")
-        paths["coverage_curve.png"] = save_figure(coverage_curve(analysis), d / "coverage_curve.png")
-    return paths
-
-
-def maps_from_folder(out_dir: str | os.PathLike[str], *, png: bool = True, basemap: str = "osm",
-                     html_path: str | os.PathLike[str] | None = None, title: str | None = None,
-                     tianditu_key: str | None = None) -> dict[str, Path]:
-    """Make ``map.html`` (and the PNGs) from the folder written by ``lifecircle analyze --out DIR``.
-
-    Reads ``summary.json``, ``coverage.csv``, ``residents.gpkg``, ``facilities.gpkg`` and, when present,
-    ``isochrones.gpkg`` and ``units.gpkg`` (see :func:`read_analysis_folder`), then calls
-    :func:`write_maps`; the parameters are the same.
-    """
-    return write_maps(read_analysis_folder(out_dir), out_dir, png=png, basemap=basemap, html_path=html_path,
-                      title=title, tianditu_key=tianditu_key)

@@ -16,7 +16,7 @@ coverage :func:`lifecircle.analyze` finds once the chosen sites are added as fac
 
 How catchments are computed
 ---------------------------
-Candidates are attached to the analysis' existing :class:`~lifecircle.walking_times.AccessGraph`
+Candidates are attached to the analysis' existing :class:`~lifecircle.measure.walking_times.AccessGraph`
 (residents are its point nodes) as extra nodes, each joined to the two graph nodes that bracket its
 projection on the (already split) edge, with the access leg plus the offset along the edge. That
 is the graph a rebuild with the new facility would give, without rebuilding it (the candidate
@@ -52,11 +52,11 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
-from .config import minutes_column
-from .coverage import STUDY_AREA
-from .errors import CRSError, InputDataError
+from ..config import minutes_column
+from ..measure.coverage import STUDY_AREA
+from ..errors import CRSError, InputDataError
 from .gaps import check_category, check_minutes
-from .snapping import Snap, snap_points
+from ..measure.snapping import Snap, snap_points
 
 log = logging.getLogger("lifecircle")
 
@@ -157,9 +157,9 @@ def candidates_from_points(network, points, *, crs: Any = None, max_snap_m: floa
     """
     import geopandas as gpd
 
-    from .crs import to_wgs84
-    from .io import read_geo
-    from .snapping import suggest_crs
+    from ..read.crs import to_wgs84
+    from ..read.files import read_geo
+    from ..measure.snapping import suggest_crs
 
     if isinstance(points, (str, os.PathLike)):
         gdf = read_geo(points, what="candidates", crs=crs)
@@ -586,7 +586,7 @@ def _build(analysis, category: str, minutes: float, area: np.ndarray, candidates
     mins = res[minutes_column(category)].to_numpy(dtype=float)
     graph = analysis.times.graph
     if graph is None:
-        raise InputDataError("site planning needs the access graph, which a tiled run (lifecircle.partition) does "
+        raise InputDataError("site planning needs the access graph, which a tiled run (lifecircle.scale.partition) does "
                              "not keep; plan on an analysis made without walking_times_fn")
     rnode = graph.point_node[: analysis.times.n_residents]
     target = np.flatnonzero(area & ~(mins <= minutes) & (pop > 0) & (rnode >= 0))
@@ -887,7 +887,7 @@ def sites_needed(
 
 
 def sites_as_facilities(sites):
-    """Suggested sites as a facility layer for :func:`lifecircle.analyze` / :func:`lifecircle.scenario.scenario`.
+    """Suggested sites as a facility layer for :func:`lifecircle.analyze` / :func:`lifecircle.plan.scenario.scenario`.
 
     Sites stay unnamed, so the facility deduplication never merges two of them.
     """
@@ -908,7 +908,7 @@ def write_sites(sites, out_dir: str | os.PathLike[str], *, needed: pd.DataFrame 
     The CSV has ``category``, ``lon`` and ``lat`` columns, so it can be given straight back as
     ``--facilities`` (or ``scenario --add``).
     """
-    from .io import atomic_path
+    from ..read.files import atomic_path
 
     out = Path(out_dir)
     paths = {f"{stem}.csv": out / f"{stem}.csv", f"{stem}.gpkg": out / f"{stem}.gpkg"}
@@ -985,7 +985,7 @@ def write_site_plans(
     units = [u for u in by_unit if len(u)]
     if units:
         paths["suggested_sites_by_unit.csv"] = Path(out_dir) / "suggested_sites_by_unit.csv"
-        from .io import atomic_path
+        from ..read.files import atomic_path
 
         with atomic_path(paths["suggested_sites_by_unit.csv"]) as tmp:
             pd.concat(units, ignore_index=True).drop(columns="geometry").to_csv(tmp, index=False, encoding="utf-8")

@@ -35,7 +35,7 @@ import numpy as np
 import pyproj
 import scipy.sparse as sp
 
-from .errors import EmptyResultError, InputDataError
+from ..errors import EmptyResultError, InputDataError
 from .osm import file_sha256, read_way_segments
 
 log = logging.getLogger("lifecircle")
@@ -147,6 +147,12 @@ class WalkNetwork:
     @property
     def n_edges(self) -> int:
         return len(self.u)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, Any], *, source: dict[str, Any] | None = None) -> "WalkNetwork":
+        """A network from the arrays of :func:`lifecircle.read.cache.load_network` (the cache file)."""
+        return cls(arrays["node_id"], arrays["lon"], arrays["lat"], arrays["x"], arrays["y"], arrays["u"],
+                   arrays["v"], arrays["length_m"], arrays["crs"], arrays["highway"], dict(source or {}))
 
     @classmethod
     def from_lonlat(
@@ -269,7 +275,7 @@ def network_from_osm(path: str | os.PathLike[str], *, walkable=is_walkable, cach
         :func:`is_walkable`.
     cache : bool
         Reuse the network parsed before from a file with the same content (SHA-256) and keep this
-        one for next time (see :mod:`lifecircle.cache`). Only the default ``walkable`` is cached.
+        one for next time (see :mod:`lifecircle.read.cache`). Only the default ``walkable`` is cached.
 
     Examples
     --------
@@ -290,7 +296,8 @@ def network_from_osm(path: str | os.PathLike[str], *, walkable=is_walkable, cach
 
         try:
             cache_file = _cache.network_cache_path(sha, walk_filter=f"w{WALK_FILTER_VERSION}")
-            net = _cache.load_network(cache_file, source=source)
+            arrays = _cache.load_network(cache_file)
+            net = None if arrays is None else WalkNetwork.from_arrays(arrays, source=source)
         except OSError as exc:  # cache folder not writable: work without it
             log.warning("network cache unavailable (%s); parsing %s", exc, p.name)
             cache_file, net = None, None
@@ -384,7 +391,7 @@ def _osmnx_walk(download, query: Any, label: str) -> WalkNetwork:
     try:
         g = download(query, network_type="walk", simplify=False, retain_all=True)
     except Exception as exc:  # requests errors, osmnx InsufficientResponseError, geocoder errors
-        from .errors import DownloadError
+        from ..errors import DownloadError
 
         raise DownloadError(
             f"could not download the walking network for {label} ({type(exc).__name__}: "

@@ -23,9 +23,9 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
-from .config import AnalysisConfig, minutes_column
-from .errors import EmptyResultError
-from .network import WalkNetwork
+from ..config import AnalysisConfig, minutes_column
+from ..errors import EmptyResultError
+from ..read.network import WalkNetwork
 from .snapping import Snap, snap_points
 
 log = logging.getLogger("lifecircle")

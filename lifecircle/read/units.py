@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import EmptyResultError, InputDataError
+from ..errors import EmptyResultError, InputDataError
 
 log = logging.getLogger("lifecircle")
 
@@ -30,7 +30,7 @@ def units_from_file(path: str | os.PathLike[str], *, name_column: str | None = N
     ``crs`` names the coordinates' system when the file does not say it (``gcj02`` for DataV
     boundaries, which claim to be WGS84 but are not).
     """
-    from .io import find_column, read_geo
+    from .files import find_column, read_geo
 
     p = Path(path)
     gdf = read_geo(p, what="units", crs=crs)
@@ -100,7 +100,7 @@ def units_from_place(place: str, *, admin_level: int | str = 8):
     """Administrative boundaries of one ``admin_level`` inside a place, from Overpass (OSMnx, cached)."""
     import osmnx as ox
 
-    from .errors import DownloadError
+    from ..errors import DownloadError
 
     level = str(ADMIN_LEVELS.get(str(admin_level), admin_level))
     try:

@@ -1,13 +1,13 @@
 """Split one large area into tiles with a halo, compute walking times per tile in parallel, merge.
 
 :func:`walking_times_tiled` gives the same minutes per resident as
-:func:`lifecircle.walking_times.walking_times` (equal to ~1e-12 min, see below), so the coverage
+:func:`lifecircle.measure.walking_times.walking_times` (equal to ~1e-12 min, see below), so the coverage
 table is the same too, while each tile job only holds its tile's part of the network.
 
 How a tile is built
 -------------------
 1. Every resident and facility is snapped **once, on the whole network** (one vectorised
-   :func:`~lifecircle.snapping.snap_points` call, as in the single run), so every point joins
+   :func:`~lifecircle.measure.snapping.snap_points` call, as in the single run), so every point joins
    the same edge at the same position whichever tile it lands in.
 2. Snapped residents are grouped by a square grid of ``tile_m`` metres in the network's UTM
    CRS: the tile's *core*. The core is grown by ``halo_m`` on every side: the *halo box*.
@@ -56,12 +56,12 @@ import numpy as np
 import pandas as pd
 import pyproj
 
-from .config import AnalysisConfig, minutes_column
-from .errors import EmptyResultError, InputDataError
-from .io import atomic_path
-from .network import WalkNetwork
-from .snapping import Snap
-from .walking_times import WalkingTimes, build_access_graph, snap_all
+from ..config import AnalysisConfig, minutes_column
+from ..errors import EmptyResultError, InputDataError
+from ..read.files import atomic_path
+from ..read.network import WalkNetwork
+from ..measure.snapping import Snap
+from ..measure.walking_times import WalkingTimes, build_access_graph, snap_all
 
 log = logging.getLogger("lifecircle")
 
@@ -174,7 +174,7 @@ def plan_tiles(
     network : WalkNetwork
         The parent network the points were snapped to.
     resident_snap, facility_snap : Snap
-        From :func:`~lifecircle.snapping.snap_points` on ``network``.
+        From :func:`~lifecircle.measure.snapping.snap_points` on ``network``.
     tile_m : float
         Side of the square tiles, metres (grid anchored at 0, 0 of the network's CRS).
     halo_m : float
@@ -291,12 +291,12 @@ def walking_times_tiled(
     scratch_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> WalkingTimes:
-    """:func:`~lifecircle.walking_times.walking_times`, computed tile by tile (module docstring).
+    """:func:`~lifecircle.measure.walking_times.walking_times`, computed tile by tile (module docstring).
 
     Parameters
     ----------
     network, residents, facilities, config
-        As for :func:`~lifecircle.walking_times.walking_times`.
+        As for :func:`~lifecircle.measure.walking_times.walking_times`.
     tile_m : float
         Side of the square tiles in metres. Smaller tiles mean more, smaller jobs, but each
         tile repeats the work of its halo.

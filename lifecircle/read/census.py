@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import EmptyResultError, InputDataError
+from ..errors import EmptyResultError, InputDataError
 
 log = logging.getLogger("lifecircle")
 
@@ -45,7 +45,7 @@ _SPACE = re.compile(r"\s+")
 # --------------------------------------------------------------------------------------------
 
 def _optional_column(columns, wanted: str | None, aliases: tuple[str, ...], *, what: str, option: str) -> str | None:
-    from .io import find_column
+    from .files import find_column
 
     if wanted is not None:
         return find_column(columns, wanted, aliases, what=what, option=option)
@@ -106,7 +106,7 @@ def read_census(
     >>> c["name"].tolist(), c["population"].tolist(), c["code"].tolist()
     (['黄浦区', '静安区'], [662030.0, 975707.0], [None, None])
     """
-    from .io import find_column, read_table
+    from .files import find_column, read_table
 
     p = Path(path)
     label = f"census {p.name}"
@@ -200,7 +200,7 @@ def match_units(units, census: pd.DataFrame, *, on: str = "auto") -> pd.Series:
     if on not in ("auto", "code", "name"):
         raise InputDataError(f"census join {on!r} is not one of auto, code, name; fix --census-join")
     if "unit" not in units:
-        raise InputDataError("the units have no 'unit' name column; read them with lifecircle.units.units_from_file")
+        raise InputDataError("the units have no 'unit' name column; read them with lifecircle.read.units.units_from_file")
     unit_names = units["unit"].astype(str).to_numpy()
     unit_codes = [_code_key(v) for v in units["adcode"]] if "adcode" in units else []
     census_codes = [_code_key(v) for v in census["code"]] if "code" in census else []
@@ -296,7 +296,7 @@ def _read_osm_homes(path, *, m2_per_person: float, crs):
     """Residential buildings (points + floor area) and residential landuse polygons, in ``crs``.
 
     One pass over the OSM file; buildings follow
-    :func:`lifecircle.population.residents_from_building_polygons`.
+    :func:`lifecircle.read.population.residents_from_building_polygons`.
     """
     import shapely
 
@@ -356,7 +356,7 @@ def residents_from_census(
 
     ``"buildings"``
         OSM residential buildings from ``osm`` (as in
-        :func:`lifecircle.population.residents_from_building_polygons`: residential building
+        :func:`lifecircle.read.population.residents_from_building_polygons`: residential building
         types, plus ``building=yes`` inside ``landuse=residential``); one point per building
         (its representative point), weight = floor area (footprint × levels).
     ``"residential_landuse"``
@@ -434,7 +434,7 @@ def residents_from_census(
     if not {"name", "population"} <= set(census.columns):
         cols = ", ".join(map(str, census.columns))
         raise InputDataError(f"the census table needs columns name and population (has {cols}); "
-                             "read it with lifecircle.census.read_census")
+                             "read it with lifecircle.read.census.read_census")
     if getattr(units, "crs", None) is None:
         raise InputDataError("the units have no CRS; set one (DataV/AMap boundaries: --units-crs gcj02)")
     row_of = match_units(units, census, on=on)

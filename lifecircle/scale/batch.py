@@ -33,7 +33,7 @@ computed again.
 Memory. Tasks are plain descriptions (paths and parameters); results are small rows. Each
 worker process runs one area at a time (a local cluster has one thread per worker; on a
 shared cluster a per-process lock enforces it), so a worker never holds two areas' networks.
-An area with ``tile_m`` is split into tiles (:mod:`lifecircle.partition`): its network is held
+An area with ``tile_m`` is split into tiles (:mod:`lifecircle.scale.partition`): its network is held
 by the process running ``run_batch`` and the tiles travel to the workers as ``.npz`` files in
 ``scratch_dir``. Inputs, outputs and ``scratch_dir`` must be on a file system every worker sees.
 """
@@ -58,11 +58,12 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pandas as pd
 
-from . import __version__
-from .config import ALL, CATEGORIES, AnalysisConfig
-from .errors import InputDataError, LifecircleError
-from .io import atomic_path, read_toml, write_json
-from .osm import file_sha256
+from .. import __version__
+from ..config import ALL, CATEGORIES, AnalysisConfig
+from ..errors import InputDataError, LifecircleError
+from ..config import read_toml
+from ..read.files import atomic_path, write_json
+from ..read.osm import file_sha256
 
 log = logging.getLogger("lifecircle")
 
@@ -260,7 +261,7 @@ def _area_tasks(i: int, area: Any, sets: dict[str, AnalysisConfig], raw_sets: Ma
                                 "the plan's folder)")
             files[key] = str(path)
         elif key.endswith("_crs"):
-            from .crs import parse_crs
+            from ..read.crs import parse_crs
 
             try:
                 parse_crs(value)
@@ -312,7 +313,7 @@ def _resolve(value: Any, base: Path) -> Path:
 
 
 def _analyze_keywords() -> set[str]:
-    from .pipeline import analyze
+    from ..pipeline import analyze
 
     return {n for n, p in inspect.signature(analyze).parameters.items()
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
@@ -439,7 +440,7 @@ def run_task(task: BatchTask, *, out_dir: str | os.PathLike[str], client: Any = 
 
 def _analyze_and_write(task: BatchTask, task_dir: Path, fingerprint: str, hashes: Mapping[str, str],
                        client: Any, scratch_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
-    from .pipeline import analyze
+    from ..pipeline import analyze
 
     kwargs: dict[str, Any] = {**task.files, **task.options}
     if task.tile_m is not None:

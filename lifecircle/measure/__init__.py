@@ -1,0 +1,1 @@
+"""Measure access: snap points to the network, walking times (one Dijkstra per category), coverage shares."""

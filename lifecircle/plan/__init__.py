@@ -1,0 +1,1 @@
+"""Plan from the measurement: gap areas, new sites, what-if scenarios."""

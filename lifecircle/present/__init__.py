@@ -1,0 +1,1 @@
+"""Present the results: service areas, maps, figures and the output folder."""

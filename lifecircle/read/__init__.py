@@ -1,0 +1,1 @@
+"""Read the inputs: OSM files and downloads, the walking network, facilities, residents, census, units, CRSs, tables."""
