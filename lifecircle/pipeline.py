@@ -35,7 +35,8 @@ from .measure.walking_times import WalkingTimes, walking_times
 
 log = logging.getLogger("lifecircle")
 
-__all__ = ["Analysis", "analyze", "reanalyze", "OUTPUT_FILES"]
+__all__ = ["Analysis", "analyze", "run_analysis", "reanalyze", "Inputs", "NetworkInput", "FacilityInput",
+           "PopulationInput", "UnitInput", "CensusInput", "OUTPUT_FILES"]
 
 #: Above this many network nodes :meth:`Analysis.write` skips the service areas unless asked.
 AUTO_ISOCHRONES_MAX_NODES = 250_000
@@ -269,6 +270,90 @@ def _input_record(path: str | os.PathLike[str] | None, **extra: Any) -> dict[str
     return {"path": str(p.resolve()), "sha256": file_sha256(p), "bytes": p.stat().st_size, **extra}
 
 
+# --------------------------------------------------------------------------------------------
+# what analyze reads, grouped as the read stage uses it
+
+
+@dataclass(frozen=True)
+class NetworkInput:
+    """Where the walking network comes from: an OSM file, an Overpass place, or a ready network."""
+
+    osm: str | os.PathLike[str] | None = None
+    place: str | None = None
+    network: WalkNetwork | None = None
+    cache: bool = True
+
+
+@dataclass(frozen=True)
+class FacilityInput:
+    """A facility list (path or GeoDataFrame) added to — or replacing — the OSM facilities."""
+
+    source: Any = None
+    replace_osm: bool = False
+    crs: Any = None
+    category_column: str | None = "category"
+    name_column: str | None = None
+    lon_column: str | None = None
+    lat_column: str | None = None
+
+
+@dataclass(frozen=True)
+class PopulationInput:
+    """Residents: a file or GeoDataFrame, else the building estimate (``m2_per_person``)."""
+
+    source: Any = None
+    crs: Any = None
+    population_column: str | None = None
+    lon_column: str | None = None
+    lat_column: str | None = None
+    m2_per_person: float | None = None
+
+
+@dataclass(frozen=True)
+class UnitInput:
+    """Area units: a polygon file or GeoDataFrame, or the OSM boundaries of ``admin_level``."""
+
+    source: Any = None
+    crs: Any = None
+    name_column: str | None = None
+    admin_level: int | str | None = None
+
+
+@dataclass(frozen=True)
+class CensusInput:
+    """Census counts per unit, spread onto homes inside each unit."""
+
+    source: Any = None
+    join: str = "auto"
+    population_column: str | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything :func:`analyze` reads; each group goes to one read step.
+
+    Examples
+    --------
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> run_analysis(Inputs(NetworkInput(osm=toy_town_osm()))).summary["residents"]["population_is_estimate"]
+    True
+    """
+
+    network: NetworkInput
+    facilities: FacilityInput = FacilityInput()
+    population: PopulationInput = PopulationInput()
+    units: UnitInput = UnitInput()
+    census: CensusInput = CensusInput()
+
+
+@dataclass
+class _Log:
+    """What the read steps record for summary.json: input files (with sha256) and warnings."""
+
+    inputs: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
 def analyze(
     osm: str | os.PathLike[str] | None = None,
     *,
@@ -346,155 +431,232 @@ def analyze(
     >>> round(a.category_share("health"), 3) >= 0
     True
     """
+    inputs = Inputs(
+        NetworkInput(osm, place, network, cache_network),
+        FacilityInput(facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
+                      lon_column, lat_column),
+        PopulationInput(population, population_crs, population_column, lon_column, lat_column, m2_per_person),
+        UnitInput(units, units_crs, unit_name, admin_level),
+        CensusInput(census, census_join, census_population_column),
+    )
+    return run_analysis(inputs, config=config, taxonomy=taxonomy, progress=progress,
+                        walking_times_fn=walking_times_fn)
+
+
+def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
+                 taxonomy: Taxonomy | str | os.PathLike[str] | None = None,
+                 progress: Callable[[str], None] | None = None,
+                 walking_times_fn: Callable[..., WalkingTimes] | None = None) -> Analysis:
+    """:func:`analyze` on an :class:`Inputs`: read -> measure -> summarise, one stage call each."""
     cfg = config or AnalysisConfig()
     say = progress or (lambda msg: log.info(msg))
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
-    warnings: list[str] = []
-    inputs: dict[str, Any] = {}
+    rec = _Log()
 
     say("reading the walking network")
-    if network is not None:
-        net = network
-    elif osm is not None:
-        net = network_from_osm(osm, cache=cache_network)
-    elif place is not None:
-        net = network_from_place(place)
+    net = _read_network(inputs.network, rec)
+    say("finding facilities")
+    fac = _read_facilities(inputs.facilities, inputs.network, tax, cfg, rec)
+    unit_layer = _read_units(inputs.units, inputs.network, rec)
+    say("reading residents")
+    res, census_methods = _read_residents(inputs.population, inputs.census, inputs.network, net, unit_layer, rec)
+
+    say(f"walking times for {len(res):,} residents to {len(fac):,} facilities")
+    wt = (walking_times_fn or walking_times)(net, res, fac, config=cfg)
+    residents, facilities_out = _attach_times(res, fac, wt, unit_layer if census_methods is None else None, rec)
+
+    say("coverage")
+    cov = _coverage(residents, cfg, by_unit=unit_layer is not None)
+    _check_measurement(net, res, fac, wt, inputs, cfg, rec)
+    summary = _summary(cfg, tax, inputs, net, residents, facilities_out, cov, census_methods, unit_layer is not None,
+                       rec)
+    for w in rec.warnings:
+        log.warning(w)
+    return Analysis(cfg, net, facilities_out, residents, cov, wt, summary, units=unit_layer,
+                    census_methods=census_methods)
+
+
+# --------------------------------------------------------------------------------------------
+# the read steps
+
+
+def _read_network(src: NetworkInput, rec: _Log) -> WalkNetwork:
+    if src.network is not None:
+        net = src.network
+    elif src.osm is not None:
+        net = network_from_osm(src.osm, cache=src.cache)
+    elif src.place is not None:
+        net = network_from_place(src.place)
     else:
         raise InputDataError("no street network: give an OSM file (--osm FILE), a place (--place NAME) or --example")
-    if osm is not None:
-        inputs["osm"] = _input_record(osm)
-    if place is not None:
-        inputs["place"] = {"name": place, "source": "Overpass API via OSMnx"}
+    if src.osm is not None:
+        rec.inputs["osm"] = _input_record(src.osm)
+    if src.place is not None:
+        rec.inputs["place"] = {"name": src.place, "source": "Overpass API via OSMnx"}
     share_lcc = net.largest_component_share()
     if share_lcc < 0.8:
-        warnings.append(f"the walking network is fragmented: its largest connected part holds {share_lcc:.0%} "
-                        "of the nodes (is the extract clipped, or footways missing?)")
+        rec.warnings.append(f"the walking network is fragmented: its largest connected part holds {share_lcc:.0%} "
+                            "of the nodes (is the extract clipped, or footways missing?)")
+    return net
 
-    say("finding facilities")
+
+def _read_facilities(src: FacilityInput, where: NetworkInput, tax: Taxonomy, cfg: AnalysisConfig, rec: _Log):
     layers = []
-    if osm is not None and not (replace_osm_facilities and facilities is not None):
-        layers.append(facilities_from_osm(osm, taxonomy=tax))
-    elif place is not None and not (replace_osm_facilities and facilities is not None):
+    with_osm = not (src.replace_osm and src.source is not None)
+    if where.osm is not None and with_osm:
+        layers.append(facilities_from_osm(where.osm, taxonomy=tax))
+    elif where.place is not None and with_osm:
         from .read.facilities import facilities_from_place
 
-        layers.append(facilities_from_place(place, taxonomy=tax))
-    if facilities is not None:
-        if isinstance(facilities, (str, os.PathLike)):
-            inputs["facilities"] = _input_record(facilities, crs=str(facilities_crs or "wgs84"),
-                                                 mode="replace" if replace_osm_facilities else "add",
-                                                 category_column=category_column, name_column=name_column)
-            layers.append(facilities_from_file(facilities, category_column=category_column, name_column=name_column,
-                                               lon_column=lon_column, lat_column=lat_column, crs=facilities_crs,
-                                               taxonomy=tax))
+        layers.append(facilities_from_place(where.place, taxonomy=tax))
+    if src.source is not None:
+        if isinstance(src.source, (str, os.PathLike)):
+            rec.inputs["facilities"] = _input_record(src.source, crs=str(src.crs or "wgs84"),
+                                                     mode="replace" if src.replace_osm else "add",
+                                                     category_column=src.category_column,
+                                                     name_column=src.name_column)
+            layers.append(facilities_from_file(src.source, category_column=src.category_column,
+                                               name_column=src.name_column, lon_column=src.lon_column,
+                                               lat_column=src.lat_column, crs=src.crs, taxonomy=tax))
         else:
-            given = facilities.copy()
+            given = src.source.copy()
             given.attrs.pop("rejected", None)  # pandas carries a whole file's attrs into any subset of it
             layers.append(given)
     fac = combine_facilities(*layers)
     if len(layers) > 1:
         fac = deduplicate(fac)
     fac = fac[fac["category"].isin(cfg.categories)].reset_index(drop=True) if len(fac) else fac
-    inputs["taxonomy"] = _input_record(tax.source) if tax.source != "builtin" and Path(tax.source).is_file() else None
+    rec.inputs["taxonomy"] = (_input_record(tax.source) if tax.source != "builtin" and Path(tax.source).is_file()
+                              else None)
+    return fac
 
-    unit_layer = None
-    if units is not None and admin_level is not None:
+
+def _read_units(src: UnitInput, where: NetworkInput, rec: _Log):
+    if src.source is not None and src.admin_level is not None:
         raise InputDataError("give either units (--units FILE) or admin_level (--admin-level), not both")
-    if units is not None:
-        if isinstance(units, (str, os.PathLike)):
-            inputs["units"] = _input_record(units, crs=str(units_crs or "as declared"), name_column=unit_name)
-            unit_layer = units_from_file(units, name_column=unit_name, crs=units_crs)
-        else:
-            unit_layer = units
-    elif admin_level is not None:
-        if osm is not None:
-            unit_layer = units_from_osm(osm, admin_level=admin_level)
-        elif place is not None:
-            unit_layer = units_from_place(place, admin_level=admin_level)
-        else:
-            raise InputDataError("admin_level needs an OSM file or a place to take the boundaries from")
-        inputs["units"] = {"source": "OpenStreetMap boundary=administrative", "admin_level": str(admin_level),
-                           "count": int(len(unit_layer))}
+    if src.source is not None:
+        if not isinstance(src.source, (str, os.PathLike)):
+            return src.source
+        rec.inputs["units"] = _input_record(src.source, crs=str(src.crs or "as declared"), name_column=src.name_column)
+        return units_from_file(src.source, name_column=src.name_column, crs=src.crs)
+    if src.admin_level is None:
+        return None
+    if where.osm is not None:
+        layer = units_from_osm(where.osm, admin_level=src.admin_level)
+    elif where.place is not None:
+        layer = units_from_place(where.place, admin_level=src.admin_level)
+    else:
+        raise InputDataError("admin_level needs an OSM file or a place to take the boundaries from")
+    rec.inputs["units"] = {"source": "OpenStreetMap boundary=administrative", "admin_level": str(src.admin_level),
+                           "count": int(len(layer))}
+    return layer
 
-    say("reading residents")
-    census_methods = None
-    if census is not None:
-        if population is not None:
+
+def _read_residents(src: PopulationInput, census: CensusInput, where: NetworkInput, net: WalkNetwork,
+                    unit_layer, rec: _Log):
+    """Residents and, with a census, the per-unit spreading methods (else ``None``)."""
+    density = {"m2_per_person": src.m2_per_person} if src.m2_per_person else {}
+    if census.source is not None:
+        if src.source is not None:
             raise InputDataError("give either a census table (--census) or a population file (--population), not both")
         if unit_layer is None:
             raise InputDataError("a census table needs the units it counts: add --units FILE (or --admin-level)")
-        if isinstance(census, (str, os.PathLike)):
-            inputs["census"] = _input_record(census, join=census_join, population_column=census_population_column)
-            census = read_census(census, population_column=census_population_column)
-        res = residents_from_census(unit_layer, census, on=census_join, osm=osm, network=net,
-                                    **({"m2_per_person": m2_per_person} if m2_per_person else {}))
-        census_methods = res.attrs["census_methods"]
-    elif population is None:
-        if osm is None:
+        table = census.source
+        if isinstance(table, (str, os.PathLike)):
+            rec.inputs["census"] = _input_record(table, join=census.join, population_column=census.population_column)
+            table = read_census(table, population_column=census.population_column)
+        res = residents_from_census(unit_layer, table, on=census.join, osm=where.osm, network=net, **density)
+        return res, res.attrs["census_methods"]
+    if src.source is None:
+        if where.osm is None:
             raise InputDataError("no population: give --population FILE (points, polygons or a GeoTIFF)")
-        res = residents_from_buildings(osm, **({"m2_per_person": m2_per_person} if m2_per_person else {}))
-        warnings.append("population is ESTIMATED from OSM residential buildings (footprint × levels ÷ "
-                        f"{res.attrs.get('m2_per_person')} m² per person); give --population for real counts")
-    elif isinstance(population, (str, os.PathLike)):
-        inputs["population"] = _input_record(population, crs=str(population_crs or "wgs84"),
-                                             population_column=population_column)
-        res = residents_from_file(population, population_column=population_column, lon_column=lon_column,
-                                  lat_column=lat_column, crs=population_crs)
-    else:
-        res = population
-        res.attrs.setdefault("population_source", "points")
-    pop_source = res.attrs.get("population_source", "points")
+        res = residents_from_buildings(where.osm, **density)
+        rec.warnings.append("population is ESTIMATED from OSM residential buildings (footprint × levels ÷ "
+                            f"{res.attrs.get('m2_per_person')} m² per person); give --population for real counts")
+        return res, None
+    if isinstance(src.source, (str, os.PathLike)):
+        rec.inputs["population"] = _input_record(src.source, crs=str(src.crs or "wgs84"),
+                                                 population_column=src.population_column)
+        return residents_from_file(src.source, population_column=src.population_column, lon_column=src.lon_column,
+                                   lat_column=src.lat_column, crs=src.crs), None
+    res = src.source
+    res.attrs.setdefault("population_source", "points")
+    return res, None
 
-    say(f"walking times for {len(res):,} residents to {len(fac):,} facilities")
-    wt = (walking_times_fn or walking_times)(net, res, fac, config=cfg)
 
+# --------------------------------------------------------------------------------------------
+# the measure steps
+
+
+def _attach_times(res, fac, wt: WalkingTimes, unit_layer, rec: _Log):
+    """Residents and facilities with their walking minutes, snapping and (residents) unit."""
     residents = res.copy()
     for col in wt.minutes.columns:
         residents[col] = wt.minutes[col].to_numpy()
     residents["snapped"] = wt.resident_snap.snapped
     residents["snap_dist_m"] = wt.resident_snap.dist_m.round(2)
-    if unit_layer is not None and census_methods is None:
+    if unit_layer is not None:
         residents["unit"] = assign_units(residents, unit_layer).to_numpy()
         outside = residents["unit"].isna()
         if outside.any():
-            warnings.append(f"{int(outside.sum()):,} residents ({residents.loc[outside, 'population'].sum():,.0f} people) "
-                            "fall outside every unit; they count in the study-area rows only")
+            rec.warnings.append(f"{int(outside.sum()):,} residents ({residents.loc[outside, 'population'].sum():,.0f} "
+                                "people) fall outside every unit; they count in the study-area rows only")
     facilities_out = fac.copy()
     facilities_out["snapped"] = wt.facility_snap.snapped
     facilities_out["snap_dist_m"] = wt.facility_snap.dist_m.round(2)
     if "rejected" in fac.attrs:
         facilities_out.attrs["rejected"] = fac.attrs["rejected"]
+    return residents, facilities_out
 
-    say("coverage")
+
+def _coverage(residents, cfg: AnalysisConfig, *, by_unit: bool) -> pd.DataFrame:
+    """The coverage table; adds ``minutes_to_all`` and the ``within_<N>min_<category>`` columns to ``residents``."""
     cov = coverage_table(residents, categories=cfg.categories, minutes=cfg.minutes, target=cfg.target,
-                         unit_column="unit" if unit_layer is not None else None)
-    cats_all = list(cfg.categories) + ([ALL] if len(cfg.categories) > 1 else [])
+                         unit_column="unit" if by_unit else None)
     if len(cfg.categories) > 1:
         residents[minutes_column(ALL)] = residents[[minutes_column(c) for c in cfg.categories]].max(axis=1)
-    for cat in cats_all:
+    for cat in _reported_categories(cfg):
         for m in cfg.minutes:
             residents[within_column(cat, m)] = residents[minutes_column(cat)] <= m
+    return cov
 
+
+def _reported_categories(cfg: AnalysisConfig) -> list[str]:
+    return list(cfg.categories) + ([ALL] if len(cfg.categories) > 1 else [])
+
+
+def _check_measurement(net, res, fac, wt: WalkingTimes, inputs: Inputs, cfg: AnalysisConfig, rec: _Log) -> None:
+    """Warnings about what the measurement could not use (unsnapped points, CRS offsets, rejected rows)."""
     n_unsnapped = int((~wt.resident_snap.snapped).sum())
     if n_unsnapped:
         people = float(res["population"].to_numpy()[~wt.resident_snap.snapped].sum())
-        warnings.append(f"{n_unsnapped:,} resident points ({people:,.0f} people) are more than {cfg.max_snap_m:g} m "
-                        "from any walkable street: counted as not covered (listed in unsnapped.csv)")
+        rec.warnings.append(f"{n_unsnapped:,} resident points ({people:,.0f} people) are more than "
+                            f"{cfg.max_snap_m:g} m from any walkable street: counted as not covered "
+                            "(listed in unsnapped.csv)")
     f_unsnapped = int((~wt.facility_snap.snapped).sum())
     if f_unsnapped:
-        warnings.append(f"{f_unsnapped:,} facilities are more than {cfg.max_snap_m:g} m from any walkable street "
-                        "and are not used (listed in unsnapped.csv)")
-    _check_offsets(net, fac, "source", "list", facilities_crs, "--facilities-crs", warnings)
-    if isinstance(population, (str, os.PathLike)):
-        _check_offsets(net, res, None, None, population_crs, "--population-crs", warnings)
+        rec.warnings.append(f"{f_unsnapped:,} facilities are more than {cfg.max_snap_m:g} m from any walkable street "
+                            "and are not used (listed in unsnapped.csv)")
+    _check_offsets(net, fac, "source", "list", inputs.facilities.crs, "--facilities-crs", rec.warnings)
+    if isinstance(inputs.population.source, (str, os.PathLike)):
+        _check_offsets(net, res, None, None, inputs.population.crs, "--population-crs", rec.warnings)
     rejected = fac.attrs.get("rejected")
     if rejected is not None and len(rejected):
-        warnings.append(f"{len(rejected):,} rows of the facility list were not used (listed in facilities_rejected.csv)")
+        rec.warnings.append(f"{len(rejected):,} rows of the facility list were not used "
+                            "(listed in facilities_rejected.csv)")
 
+
+# --------------------------------------------------------------------------------------------
+# summary.json
+
+
+def _summary(cfg: AnalysisConfig, tax: Taxonomy, inputs: Inputs, net: WalkNetwork, residents, facilities_out,
+             cov: pd.DataFrame, census_methods, by_unit: bool, rec: _Log) -> dict[str, Any]:
     counts = count_by_category(facilities_out[facilities_out["snapped"]], cfg.categories)
     study = cov[cov.unit == STUDY_AREA]
     head = cfg.headline_minutes
     categories: dict[str, Any] = {}
-    for cat in cats_all:
+    for cat in _reported_categories(cfg):
         rows = study[study.category == cat]
         h = rows[rows.minutes == head].iloc[0]
         categories[cat] = {
@@ -506,48 +668,48 @@ def analyze(
             "facilities": int(sum(counts.values())) if cat == ALL else counts[cat],
             "shares_by_minutes": {f"{m:g}": float(s) for m, s in zip(rows.minutes, rows.share)},
         }
+    pop_source = residents.attrs.get("population_source", "points")
+    fac_src = facilities_out["source"].value_counts() if len(facilities_out) else {}
     summary = {
         "lifecircle_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "parameters": {**cfg.to_dict(), "speed_kmh": cfg.walk_speed_kmh,
                        "snapping": "nearest point of the nearest walkable edge; access leg walked",
                        "taxonomy": tax.source,
-                       "options": {"lon_column": lon_column, "lat_column": lat_column,
-                                   "m2_per_person": m2_per_person}},
-        "inputs": {k: v for k, v in inputs.items() if v is not None},
+                       "options": {"lon_column": inputs.facilities.lon_column,
+                                   "lat_column": inputs.facilities.lat_column,
+                                   "m2_per_person": inputs.population.m2_per_person}},
+        "inputs": {k: v for k, v in rec.inputs.items() if v is not None},
         "network": net.describe(),
         "residents": {
-            "points": int(len(res)),
-            "population": float(res["population"].sum()),
+            "points": int(len(residents)),
+            "population": float(residents["population"].sum()),
             "population_source": pop_source,
             "population_is_estimate": pop_source == "estimate_from_buildings",
-            "unsnapped_points": n_unsnapped,
+            "unsnapped_points": int((~residents["snapped"]).sum()),
         },
-        "facilities": {"by_category": counts, "unsnapped": f_unsnapped,
-                       "by_source": {str(k): int(v) for k, v in fac["source"].value_counts().items()} if len(fac) else {}},
+        "facilities": {"by_category": counts, "unsnapped": int((~facilities_out["snapped"]).sum()),
+                       "by_source": {str(k): int(v) for k, v in dict(fac_src).items()}},
         "categories": categories,
-        "warnings": warnings,
+        "warnings": rec.warnings,
         "attribution": OSM_CREDIT,
     }
     if census_methods is not None:
         summary["census"] = {
             "total": float(census_methods["census_population"].sum()),
-            "join": census_join,
+            "join": inputs.census.join,
             "method": "dasymetric: buildings by floor area, else residential landuse, else streets, else area",
             "units": {r.unit: {"census_population": float(r.census_population), "method": r.method,
                                "points": int(r.points)} for r in census_methods.itertuples()},
         }
-    if unit_layer is not None:
-        by_unit = cov[(cov.unit != STUDY_AREA) & (cov.minutes == head)]
+    if by_unit:
+        by_unit_rows = cov[(cov.unit != STUDY_AREA) & (cov.minutes == head)]
         summary["units"] = {
             u: {r.category: {"share": float(r.share), "meets_target": bool(r.meets_target),
                              "population": float(r.population)} for r in g.itertuples()}
-            for u, g in by_unit.groupby("unit", sort=False)
+            for u, g in by_unit_rows.groupby("unit", sort=False)
         }
-    for w in warnings:
-        log.warning(w)
-    return Analysis(cfg, net, facilities_out, residents, cov, wt, summary, units=unit_layer,
-                    census_methods=census_methods)
+    return summary
 
 
 def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None] | None = None,
@@ -595,17 +757,17 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
     fac, pop, units, census = (inputs.get(k) or {} for k in ("facilities", "population", "units", "census"))
     opts = params.get("options", {})
     tax = params.get("taxonomy")
-    return analyze(
-        path("osm"), place=(inputs.get("place") or {}).get("name"),
-        facilities=path("facilities"), replace_osm_facilities=fac.get("mode") == "replace",
-        facilities_crs=fac.get("crs"), category_column=fac.get("category_column", "category"),
-        name_column=fac.get("name_column"),
-        population=path("population"), population_crs=pop.get("crs"), population_column=pop.get("population_column"),
-        units=path("units"), units_crs=None if units.get("crs") in (None, "as declared") else units["crs"],
-        unit_name=units.get("name_column"), admin_level=units.get("admin_level"),
-        census=path("census"), census_join=census.get("join", "auto"),
-        census_population_column=census.get("population_column"),
-        taxonomy=path("taxonomy") or (tax if tax and tax != "builtin" else None),
-        lon_column=opts.get("lon_column"), lat_column=opts.get("lat_column"), m2_per_person=opts.get("m2_per_person"),
-        config=cfg, progress=progress,
+    return run_analysis(
+        Inputs(
+            NetworkInput(path("osm"), (inputs.get("place") or {}).get("name")),
+            FacilityInput(path("facilities"), fac.get("mode") == "replace", fac.get("crs"),
+                          fac.get("category_column", "category"), fac.get("name_column"),
+                          opts.get("lon_column"), opts.get("lat_column")),
+            PopulationInput(path("population"), pop.get("crs"), pop.get("population_column"),
+                            opts.get("lon_column"), opts.get("lat_column"), opts.get("m2_per_person")),
+            UnitInput(path("units"), None if units.get("crs") in (None, "as declared") else units["crs"],
+                      units.get("name_column"), units.get("admin_level")),
+            CensusInput(path("census"), census.get("join", "auto"), census.get("population_column")),
+        ),
+        config=cfg, taxonomy=path("taxonomy") or (tax if tax and tax != "builtin" else None), progress=progress,
     )
