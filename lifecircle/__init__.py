@@ -20,7 +20,7 @@ The pipeline, one module per stage::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from . import _moved
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .config import CATEGORIES, DEFAULT_TARGET, DEFAULT_WALK_SPEED_KMH, AnalysisConfig
 from .datasets import EXAMPLES
 from .errors import LifecircleError

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from ._version import __version__
 from .config import ALL, AnalysisConfig, minutes_column, within_column
 from .measure.coverage import STUDY_AREA, coverage_table
 from .errors import InputDataError

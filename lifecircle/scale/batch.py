@@ -58,7 +58,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pandas as pd
 
-from .. import __version__
+from .._version import __version__
 from ..config import ALL, CATEGORIES, AnalysisConfig
 from ..errors import InputDataError, LifecircleError
 from ..config import read_toml
