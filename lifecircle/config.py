@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import InputDataError, InputFileError
+from .validate import raise_problems, show, value_problem
 
 __all__ = [
     "CATEGORIES",
@@ -90,7 +91,7 @@ class AnalysisConfig:
     >>> AnalysisConfig(walk_speed_kmh=0)
     Traceback (most recent call last):
     ...
-    lifecircle.errors.InputDataError: walk_speed_kmh must be a positive number (got 0); e.g. --speed-kmh 4
+    lifecircle.errors.InputDataError: walk_speed_kmh (--speed-kmh) must be a positive number of km/h, got 0; e.g. --speed-kmh 4
     """
 
     minutes: tuple[float, ...] = (5.0, 10.0, 15.0)
@@ -102,37 +103,38 @@ class AnalysisConfig:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        minutes = _as_float_tuple(self.minutes, "minutes", problems)
-        if minutes and any(m <= 0 for m in minutes):
-            problems.append(f"minutes must be positive (got {list(minutes)}); e.g. --minutes 5 10 15")
+        minutes = _minutes(self.minutes, problems)
         object.__setattr__(self, "minutes", tuple(sorted(set(minutes))))
-        if not _positive(self.walk_speed_kmh):
-            problems.append(
-                f"walk_speed_kmh must be a positive number (got {self.walk_speed_kmh}); e.g. --speed-kmh 4"
-            )
-        if not (isinstance(self.target, (int, float)) and 0 < self.target <= 1):
-            problems.append(f"target must be a share in (0, 1] (got {self.target}); e.g. --target 0.85")
-        if not (isinstance(self.max_snap_m, (int, float)) and self.max_snap_m >= 0):
-            problems.append(f"max_snap_m must be >= 0 metres (got {self.max_snap_m}); e.g. --max-snap-m 500")
-        cats = (self.categories,) if isinstance(self.categories, str) else tuple(self.categories)
-        unknown = [c for c in cats if c not in CATEGORIES]
-        if unknown or not cats:
-            problems.append(
-                f"unknown categories {unknown or '(none given)'}: choose from {', '.join(CATEGORIES)}"
-            )
+        for name in ("walk_speed_kmh", "target", "max_snap_m"):
+            problem = value_problem(name, getattr(self, name))
+            if problem:
+                problems.append(problem)
+            else:
+                object.__setattr__(self, name, float(getattr(self, name)))
+        raw = self.categories
+        cats = (raw,) if isinstance(raw, str) else tuple(raw) if _is_list(raw) else None
+        if cats is None:
+            problems.append(f"categories (--categories) must be a list of names such as "
+                            f"[{', '.join(map(repr, CATEGORIES))}], got {show(raw)}")
+            cats = ()
+        else:
+            unknown = [c for c in cats if c not in CATEGORIES]
+            if unknown or not cats:
+                problems.append(f"categories (--categories): unknown {show(unknown) if unknown else '(none given)'}; "
+                                f"choose from {', '.join(CATEGORIES)}")
         object.__setattr__(self, "categories", tuple(c for c in CATEGORIES if c in cats))
         if self.max_minutes is not None:
-            if not _positive(self.max_minutes):
-                problems.append(f"max_minutes must be positive (got {self.max_minutes})")
+            problem = value_problem("max_minutes", self.max_minutes)
+            if problem:
+                problems.append(problem)
             elif minutes and self.max_minutes < max(minutes):
                 problems.append(
-                    f"max_minutes ({self.max_minutes:g}) is below the largest threshold ({max(minutes):g}); "
-                    "raise --max-minutes or lower --minutes"
+                    f"max_minutes (--max-minutes) {show(self.max_minutes)} is below the largest threshold "
+                    f"({max(minutes):g}); raise --max-minutes or lower --minutes"
                 )
             else:
                 object.__setattr__(self, "max_minutes", float(self.max_minutes))
-        if problems:
-            raise InputDataError("; ".join(problems))
+        raise_problems(problems)
 
     @property
     def headline_minutes(self) -> float:
@@ -184,6 +186,9 @@ class AnalysisConfig:
         (5.0, 15.0)
         """
         fields = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(data, Mapping):
+            raise InputDataError(f"{where}: the parameters must be a table of {', '.join(fields)} "
+                                 f"(got {type(data).__name__} {show(data)[:60]})")
         unknown = sorted(set(data) - set(fields))
         if strict and unknown:
             raise InputDataError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
@@ -199,21 +204,24 @@ class AnalysisConfig:
             raise InputDataError(f"{where}: {exc}") from None
 
 
-def _positive(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 and x == x
+def _is_list(x: Any) -> bool:
+    return isinstance(x, Iterable) and not isinstance(x, (str, bytes, Mapping))
 
 
-def _as_float_tuple(values: Iterable[Any] | float, name: str, problems: list[str]) -> tuple[float, ...]:
-    if isinstance(values, (int, float)):
-        values = (values,)
-    try:
-        out = tuple(float(v) for v in values)
-    except (TypeError, ValueError):
-        problems.append(f"{name} must be numbers (got {values!r})")
+def _minutes(values: Any, problems: list[str]) -> tuple[float, ...]:
+    """The thresholds as floats; every bad one is a problem (text such as "15" too: it is not iterated)."""
+    values = tuple(values) if _is_list(values) else (values,)
+    if not values:
+        problems.append("minutes (--minutes) needs at least one threshold; e.g. --minutes 5,10,15")
         return ()
-    if not out:
-        problems.append(f"{name} needs at least one value")
-    return out
+    bad = [p for p in (value_problem("minutes", v) for v in values) if p]
+    if bad:
+        problems.append(bad[0] if len(values) == 1 else
+                        f"minutes (--minutes) must be positive numbers of minutes, got {show(list(values))}; "
+                        "e.g. --minutes 5,10,15")
+        return ()
+    return tuple(float(v) for v in values)
+
 
 def read_toml(path: str | os.PathLike[str], *, what: str) -> dict[str, Any]:
     """Read a TOML file; a missing or invalid file is a one-line :class:`InputFileError`."""

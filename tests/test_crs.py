@@ -168,10 +168,50 @@ def test_parse_crs_epsg_and_pyproj() -> None:
     assert parse_crs(crs) is crs
 
 
-@pytest.mark.parametrize("crs", ["gcj2", "mars", "", True, 2.5])
-def test_parse_crs_unknown(crs: object) -> None:
-    with pytest.raises(CRSError, match="unknown CRS"):
+@pytest.mark.parametrize("crs, message", [("gcj2", "unknown CRS"), (True, "unknown CRS"), (2.5, "unknown CRS"),
+                                          ("", "empty CRS"), ("mars", "ambiguous.*gcj02 or bd09"),
+                                          ("火星坐标", "ambiguous")])
+def test_parse_crs_unknown(crs: object, message: str) -> None:
+    with pytest.raises(CRSError, match=message):
         parse_crs(crs)
+
+
+@pytest.mark.parametrize("text, epsg", [("wgs84", 4326), ("WGS-84", 4326), ("WGS 84", 4326), ("epsg:4326", 4326),
+                                        ("4326", 4326), (4326, 4326), ("CGCS2000", 4490), ("EPSG:32651", 32651)])
+def test_parse_crs_aliases_epsg(text: object, epsg: int) -> None:
+    assert parse_crs(text).to_epsg() == epsg
+
+
+@pytest.mark.parametrize("text, name", [("gcj02", "gcj02"), ("GCJ-02", "gcj02"), ("amap", "gcj02"), ("Gaode", "gcj02"),
+                                        ("高德", "gcj02"), ("bd09", "bd09"), ("BD-09", "bd09"), ("baidu", "bd09"),
+                                        ("百度", "bd09")])
+def test_parse_crs_aliases_chinese_web_maps(text: str, name: str) -> None:
+    assert parse_crs(text) == name
+
+
+_MARS_WKT = ('GEOGCS["GCS_Mars_2000",DATUM["D_Mars_2000",SPHEROID["Mars_2000_IAU_IAG",3396190.0,169.8944472236118]],'
+             'PRIMEM["Reference_Meridian",0.0],UNIT["Degree",0.0174532925199433]]')
+
+
+@pytest.mark.parametrize("crs, message", [
+    ("IAU_2015:49900", "'IAU_2015:49900' is a Mars CRS (celestial body Mars), not an Earth CRS: pass wgs84, gcj02, bd09"),
+    (_MARS_WKT, "is a Mars CRS (celestial body Mars), not an Earth CRS"),
+    ("IAU_2015:30100", "is a Moon CRS (celestial body Moon)"),
+    ("+proj=longlat +R=1737400 +no_defs", "a body of radius 1,737 km, not an Earth CRS"),
+    ("EPSG:4978", "is a geocentric CRS"),
+    ("EPSG:5773", "is a vertical CRS"),
+    ("EPSG:5972", "pass its horizontal part EPSG:25832"),
+    ('ENGCRS["site",EDATUM["P1"],CS[Cartesian,2],AXIS["x",east],AXIS["y",north],LENGTHUNIT["metre",1]]',
+     "is an engineering (local) CRS"),
+])
+def test_parse_crs_not_an_earth_map_crs(crs: str, message: str) -> None:
+    import pyproj
+
+    with pytest.raises(CRSError) as exc:
+        parse_crs(crs)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(CRSError):  # a pyproj.CRS object is checked the same way
+        parse_crs(pyproj.CRS.from_user_input(crs))
 
 
 # --- to_wgs84 / from_wgs84 on GeoDataFrames -------------------------------------------------------

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Union
 
 import geopandas
@@ -26,8 +27,16 @@ _TOL = 1e-10  # degrees; convergence threshold of the iterative inverses
 _MAX_ITER = 20
 
 Coords = tuple[Union[np.ndarray, float], Union[np.ndarray, float]]
-_ALIASES = {"wgs84": "wgs84", "epsg4326": "wgs84", "gcj02": "gcj02", "gcj": "gcj02",
-            "bd09": "bd09", "bd09ll": "bd09", "bd": "bd09"}
+#: What users type, after lower-casing and dropping everything but letters, digits and CJK characters.
+#: 'mars' / 火星坐标 is Chinese slang for GCJ-02 but is used for BD-09 too, and IAU codes name the
+#: real planet: it is refused with a pointer to gcj02/bd09 (see :func:`parse_crs`).
+_ALIASES = {"wgs84": "wgs84", "epsg4326": "wgs84", "4326": "wgs84", "wgs1984": "wgs84", "gps": "wgs84",
+            "gcj02": "gcj02", "gcj": "gcj02", "amap": "gcj02", "gaode": "gcj02", "autonavi": "gcj02",
+            "tencent": "gcj02", "高德": "gcj02", "bd09": "bd09", "bd09ll": "bd09", "bd": "bd09",
+            "baidu": "bd09", "百度": "bd09", "cgcs2000": "EPSG:4490", "epsg4490": "EPSG:4490"}
+_AMBIGUOUS = {"mars", "火星", "火星坐标", "火星坐标系", "marscoordinates"}
+_HINT = "pass wgs84, gcj02, bd09 or an EPSG code of China/your city (e.g. EPSG:4490, EPSG:32651)"
+_EARTH_RADIUS_M = (6.35e6, 6.40e6)  # every terrestrial ellipsoid (Everest 6377276 .. Clarke 6378249) and sphere
 
 
 def _prepare(lon: ArrayLike, lat: ArrayLike) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -148,13 +157,16 @@ def bd09_to_wgs84(lon: ArrayLike, lat: ArrayLike) -> Coords:
 
 
 def parse_crs(crs: Any) -> Union[str, pyproj.CRS]:
-    """Interpret a CRS given by a user.
+    """Interpret a CRS given by a user: a lon/lat or projected CRS of the Earth.
 
     Parameters
     ----------
     crs : str, int or pyproj.CRS
-        ``'wgs84'``, ``'gcj02'``/``'gcj-02'``, ``'bd09'``/``'bd-09'`` (any case), an EPSG code
-        such as ``32651`` or ``'EPSG:32651'``, anything else pyproj understands, or a pyproj.CRS.
+        ``'wgs84'`` (also ``WGS-84``, ``epsg:4326``, ``4326``), ``'gcj02'`` (``gcj-02``, ``amap``,
+        ``gaode``, ``tencent``, 高德), ``'bd09'`` (``bd-09``, ``baidu``, 百度), ``'cgcs2000'``
+        (EPSG:4490), an EPSG code such as ``32651`` or ``'EPSG:32651'``, anything else pyproj
+        understands (WKT, PROJ strings), or a pyproj.CRS. Case, spaces, ``-`` and ``_`` do not matter.
+        ``'mars'`` (火星坐标) is refused: the slang means GCJ-02 to some and BD-09 to others.
 
     Returns
     -------
@@ -164,28 +176,81 @@ def parse_crs(crs: Any) -> Union[str, pyproj.CRS]:
     Raises
     ------
     CRSError
-        If the CRS is not recognised.
+        If the CRS is not recognised, or is not a 2D/3D lon/lat or projected CRS of the Earth
+        (another celestial body, geocentric, vertical, engineering, compound): one line naming why.
 
     Examples
     --------
-    >>> parse_crs('GCJ-02')
-    'gcj02'
-    >>> parse_crs('wgs84').to_epsg()
-    4326
+    >>> parse_crs('GCJ-02'), parse_crs('Baidu')
+    ('gcj02', 'bd09')
+    >>> parse_crs('wgs84').to_epsg(), parse_crs('WGS-84').to_epsg(), parse_crs(4326).to_epsg()
+    (4326, 4326, 4326)
+    >>> parse_crs('cgcs2000').to_epsg()
+    4490
+    >>> parse_crs('IAU_2015:49900')  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lifecircle.errors.CRSError: 'IAU_2015:49900' is a Mars CRS (celestial body Mars), not an Earth CRS: pass wgs84, ...
     """
     if isinstance(crs, pyproj.CRS):
-        return crs
+        return _earth_only(crs, crs.name)
     if isinstance(crs, str):
-        name = _ALIASES.get("".join(c for c in crs.lower() if c.isalnum()))
+        key = "".join(c for c in crs.lower() if c.isalnum())
+        if key in _AMBIGUOUS:
+            raise CRSError(f"{crs!r} is ambiguous: Chinese 'Mars coordinates' (火星坐标) mean GCJ-02 (AMap/Gaode, "
+                           "Tencent) to most and BD-09 (Baidu) to some; pass gcj02 or bd09")
+        name = _ALIASES.get(key)
         if name is not None:
+            if name.startswith("EPSG:"):
+                return pyproj.CRS.from_user_input(name)
             return pyproj.CRS.from_epsg(4326) if name == "wgs84" else name
-    if isinstance(crs, (str, int, np.integer)) and not isinstance(crs, bool):
+        if not crs.strip():
+            raise CRSError(f"empty CRS: {_HINT}")
+    if isinstance(crs, (str, int, np.integer)) and not isinstance(crs, (bool, np.bool_)):
         try:
-            return pyproj.CRS.from_user_input(int(crs) if isinstance(crs, np.integer) else crs)
+            parsed = pyproj.CRS.from_user_input(int(crs) if isinstance(crs, np.integer) else crs)
         except pyproj.exceptions.CRSError:
             pass
-    raise CRSError(f"unknown CRS {crs!r}: use wgs84, gcj02, bd09 "
+        else:
+            return _earth_only(parsed, crs)
+    shown = crs if isinstance(crs, (str, int)) else type(crs).__name__
+    raise CRSError(f"unknown CRS {shown!r}: use wgs84, gcj02, bd09 "
                    "or an EPSG code such as EPSG:4326")
+
+
+def _celestial_body(crs: pyproj.CRS) -> str | None:
+    """The body a CRS's ellipsoid belongs to when it is not the Earth ('Mars'), else None."""
+    ell = crs.ellipsoid
+    if ell is None or _EARTH_RADIUS_M[0] < ell.semi_major_metre < _EARTH_RADIUS_M[1]:
+        return None
+    datum = crs.datum.name if crs.datum is not None else ell.name
+    skip = ("d", "gcs", "datum", "iau", "unknown", "based", "on", "ellipsoid", "sphere", "unnamed")
+    words = [w for w in re.findall(r"[A-Za-z]+", f"{datum} {ell.name}") if w.lower() not in skip]
+    return words[0] if words else f"radius {ell.semi_major_metre / 1000:,.0f} km"
+
+
+def _earth_only(crs: pyproj.CRS, given: Any) -> pyproj.CRS:
+    """``crs`` if it is a lon/lat or projected CRS of the Earth, else a :class:`CRSError` saying what it is."""
+    shown = given if isinstance(given, (str, int)) else crs.name
+    shown = shown if not isinstance(shown, str) or len(shown) <= 60 else f"{crs.name} (the WKT given)"
+    body = _celestial_body(crs)
+    if body is not None:
+        what = f"a CRS of a body of {body}" if body.startswith("radius") else f"a {body} CRS (celestial body {body})"
+        raise CRSError(f"{shown!r} is {what}, not an Earth CRS: {_HINT}")
+    if crs.is_compound:
+        horiz = next((c for c in crs.sub_crs_list if c.is_geographic or c.is_projected), None)
+        code = horiz.to_epsg() if horiz is not None else None
+        use = f"its horizontal part EPSG:{code}" if code else "its horizontal (lon/lat or projected) part"
+        raise CRSError(f"{shown!r} is a compound CRS ({crs.name}), with heights: pass {use}")
+    kind = ("geocentric" if crs.is_geocentric else "vertical" if crs.is_vertical else
+            "engineering (local)" if crs.is_engineering else None)
+    if kind is None and not (crs.is_geographic or crs.is_projected):
+        kind = crs.type_name
+    if kind is not None:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise CRSError(f"{shown!r} is {article} {kind} CRS ({crs.name}), not lon/lat or projected map coordinates: "
+                       f"{_HINT}")
+    return crs
 
 
 def _map_coords(data: Any, func: Callable[..., Coords]) -> Any:
