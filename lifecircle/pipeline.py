@@ -16,6 +16,7 @@ from ._version import __version__
 from .config import ALL, AnalysisConfig, minutes_column, within_column
 from .measure.coverage import STUDY_AREA, coverage_table
 from .errors import InputDataError
+from .validate import check_input_files, check_values
 from .read.facilities import (
     Taxonomy,
     combine_facilities,
@@ -443,11 +444,19 @@ def analyze(
                         walking_times_fn=walking_times_fn)
 
 
+def check_inputs(inputs: Inputs, taxonomy: Any = None) -> None:
+    """Every input path exists and is readable, and ``m2_per_person`` is valid (one error listing all)."""
+    check_input_files(osm=inputs.network.osm, facilities=inputs.facilities.source, population=inputs.population.source,
+                      units=inputs.units.source, census=inputs.census.source, taxonomy=taxonomy)
+    check_values(m2_per_person=inputs.population.m2_per_person)
+
+
 def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
                  taxonomy: Taxonomy | str | os.PathLike[str] | None = None,
                  progress: Callable[[str], None] | None = None,
                  walking_times_fn: Callable[..., WalkingTimes] | None = None) -> Analysis:
     """:func:`analyze` on an :class:`Inputs`: read -> measure -> summarise, one stage call each."""
+    check_inputs(inputs, taxonomy)  # every path and number, before anything is read
     cfg = config or AnalysisConfig()
     say = progress or (lambda msg: log.info(msg))
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
@@ -555,7 +564,7 @@ def _read_units(src: UnitInput, where: NetworkInput, rec: _Log):
 def _read_residents(src: PopulationInput, census: CensusInput, where: NetworkInput, net: WalkNetwork,
                     unit_layer, rec: _Log):
     """Residents and, with a census, the per-unit spreading methods (else ``None``)."""
-    density = {"m2_per_person": src.m2_per_person} if src.m2_per_person else {}
+    density = {"m2_per_person": src.m2_per_person} if src.m2_per_person is not None else {}
     if census.source is not None:
         if src.source is not None:
             raise InputDataError("give either a census table (--census) or a population file (--population), not both")
@@ -729,18 +738,12 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
     >>> a.config.minutes, round(a.category_share("culture"), 3) == round(analyze(toy_town_osm()).category_share("culture", 10), 3)
     ((10.0,), True)
     """
-    import json
-
     from .errors import InputFileError
+    from .read.summary import read_summary
 
     folder = Path(out_dir)
-    try:
-        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-        params, inputs = summary["parameters"], summary["inputs"]
-    except FileNotFoundError:
-        raise InputFileError(f"{folder} has no summary.json: run `lifecircle analyze --out {folder}` first") from None
-    except (ValueError, KeyError) as exc:
-        raise InputDataError(f"{folder / 'summary.json'} is not a lifecircle summary ({exc}); run the analysis again") from None
+    summary = read_summary(folder)
+    params, inputs = summary["parameters"], summary["inputs"]
     cfg = AnalysisConfig.from_dict(params, where=str(folder / "summary.json"), strict=False, **overrides)
 
     def path(key: str) -> str | None:

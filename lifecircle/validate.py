@@ -8,15 +8,16 @@ and a hand-edited ``summary.json`` (:class:`lifecircle.config.AnalysisConfig` us
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import numbers
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
-from .errors import InputDataError, InputFileError
+from .errors import InputDataError, InputFileError, LifecircleError
 
 __all__ = [
     "OPTIONS",
@@ -32,6 +33,7 @@ __all__ = [
     "scheduler_problem",
     "label",
     "raise_problems",
+    "Problems",
 ]
 
 #: The command-line option of each parameter and keyword (messages name both).
@@ -149,14 +151,69 @@ def raise_problems(problems: list[str], *, where: str | None = None, files: bool
     """Raise one error holding every problem (nothing if the list is empty).
 
     ``files=True`` raises :class:`InputFileError` (missing/unreadable files), else
-    :class:`InputDataError`.
+    :class:`InputDataError`. The error's ``problems`` attribute lists them (with ``where``), so
+    that a caller collecting problems of several kinds (:class:`Problems`) can report them flat.
     """
     if not problems:
         return
     n = len(problems)
     text = problems[0] if n == 1 else f"{n} problems: " + "; ".join(problems)
     cls = InputFileError if files else InputDataError
-    raise cls(f"{where}: {text}" if where else text)
+    err = cls(f"{where}: {text}" if where else text)
+    err.problems = [f"{where}: {p}" if where else p for p in problems]  # type: ignore[attr-defined]
+    raise err
+
+
+class Problems:
+    """Collect problems of every kind (files, values, output paths, errors raised by parsers), report once.
+
+    >>> p = Problems()
+    >>> p.values(cell_m=-1); p.files(candidates="/no/sites.csv")
+    >>> with p.collect("--candidates-crs"):
+    ...     raise InputDataError("unknown CRS 'x'")
+    >>> p.raise_if_any()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lifecircle.errors.InputDataError: 3 problems: cell_m (--cell-m) must be ...; --candidates: file not found: ...; --candidates-crs: unknown CRS 'x'
+    """
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self._files_only = True
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def add(self, problem: str | None, *, file: bool = False) -> None:
+        if problem:
+            self.items.append(problem)
+            self._files_only &= file
+
+    def values(self, **values: Any) -> None:
+        for name, v in values.items():
+            if v is not None:
+                self.add(value_problem(name, v))
+
+    def files(self, **paths: Any) -> None:
+        for name, v in paths.items():
+            for one in _paths(v):
+                self.add(file_problem(one, OPTIONS.get(name, name)), file=True)
+
+    def output(self, path: Any, option: str, *, folder: bool) -> None:
+        if path is not None:
+            self.add(output_problem(path, option, folder=folder), file=True)
+
+    @contextlib.contextmanager
+    def collect(self, prefix: str | None = None) -> Iterator[None]:
+        """Turn a :class:`LifecircleError` raised inside into problems (prefixed with ``prefix``)."""
+        try:
+            yield
+        except LifecircleError as exc:
+            for p in getattr(exc, "problems", None) or [str(exc)]:
+                self.add(f"{prefix}: {p}" if prefix else p, file=isinstance(exc, InputFileError))
+
+    def raise_if_any(self, where: str | None = None) -> None:
+        raise_problems(self.items, where=where, files=self._files_only)
 
 
 def check_values(*, where: str | None = None, **values: Any) -> None:

@@ -92,7 +92,7 @@ speed = 4
 name = "a"
 osm = "a.osm"
 facilities = "missing.csv"
-facilities_crs = "mars"
+facilities_crs = "gcj2"
 parameters = ["ok", "nope"]
 tile_m = -5
 [[area]]
@@ -109,10 +109,10 @@ place = "Huangpu"
     assert "\n" not in msg
     for part in ["has 11 problems",
                  "unknown top-level key 'colour'",
-                 "parameters.neg: walk_speed_kmh must be a positive number (got -1)",
+                 "parameters.neg: walk_speed_kmh (--speed-kmh) must be a positive number of km/h, got -1",
                  "parameters.typo: unknown key 'speed'; valid keys are minutes, walk_speed_kmh",
                  f"area 'a': facilities file not found: {tmp_path / 'missing.csv'}",
-                 "area 'a': facilities_crs: unknown CRS 'mars'",
+                 "area 'a': facilities_crs: unknown CRS 'gcj2'",
                  "area 'a': unknown parameter set 'nope'; defined sets are ok",
                  "area 'a': tile_m must be a positive number of metres (got -5)",
                  "area 'a' appears twice",

@@ -299,8 +299,8 @@ def test_gaps_sites_scenario_commands(tmp_path):
     change = pd.read_csv(out / "scenario" / "scenario_change.csv")
     row = change[(change.unit == "study_area") & (change.category == "health") & (change.minutes == 15)].iloc[0]
     assert row.share_after == pytest.approx(1.0) and row.share_before < 0.85
-    assert main(["gaps", str(out), "-k", "0"]) == 2
-    assert main(["gaps", str(tmp_path / "missing")]) == 2
+    assert main(["gaps", str(out), "-k", "0"]) == 1  # a number out of range: user error (not a number: 2)
+    assert main(["gaps", str(tmp_path / "missing")]) == 1  # checked by lifecircle, with the fix
     assert main(["scenario", str(out)]) == 2
 
 
