@@ -51,6 +51,15 @@ def _admin_level_problem(admin_level: str | None) -> str | None:
             "e.g. 6 for 区, 8 for 街道/镇")
 
 
+def _basemap_problem(basemap: str | None) -> str | None:
+    import os
+
+    if basemap == "tianditu" and not os.environ.get("TIANDITU_KEY"):
+        return ("--basemap tianditu needs a key: get a free one at console.tianditu.gov.cn and set TIANDITU_KEY, "
+                "or use --basemap osm")
+    return None
+
+
 def _categories(ctx, param, value):
     if not value:
         return None
@@ -152,6 +161,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                           "--units-crs": units_crs})
     problems.values(m2_per_person=m2_per_person)
     problems.add(_admin_level_problem(admin_level))
+    problems.add(_basemap_problem(basemap if make_map else None))
     problems.output(out_dir, "--out", folder=True)
     overrides = {"minutes": minutes, "walk_speed_kmh": speed_kmh, "target": target, "max_snap_m": max_snap_m,
                  "max_minutes": max_minutes, "categories": categories}
@@ -236,7 +246,7 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
     problems.files(osm=osm, list=list(lists), units=units, official_counts=official_counts, taxonomy=taxonomy)
     _check_crs(problems, {"--list-crs": list_crs, "--units-crs": units_crs})
     problems.values(dedup_m=dedup_m)
-    problems.output(out_file, "--out", folder=False)
+    problems.output(out_file, "--out", folder=False, example="facilities.gpkg")
     problems.raise_if_any()
     tax = load_taxonomy(taxonomy)
     layers = [facilities_from_osm(osm, taxonomy=tax)] if osm else []
@@ -400,7 +410,8 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, match
     problems.files(add=add, remove=remove)
     _check_crs(problems, {"--add-crs": add_crs, "--remove-crs": remove_crs})
     problems.values(match_m=match_m)
-    problems.output(scenario_dir or out_dir / "scenario", "--out", folder=True)
+    if scenario_dir is not None or not problems:
+        problems.output(scenario_dir or out_dir / "scenario", "--out", folder=True)
     problems.raise_if_any()
     a = reanalyze(out_dir)
     s = what_if(a, add=add, add_crs=add_crs, remove=remove or (list(remove_index) or None), remove_crs=remove_crs,
@@ -450,7 +461,7 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
             problems.add("minutes (--minutes) needs at least one threshold; e.g. --minutes 5,10,15")
         problems.add(next((p for p in map(lambda m: value_problem("minutes", m), minutes) if p), None))
     problems.files(osm=osm)
-    problems.output(out_file, "--out", folder=False)
+    problems.output(out_file, "--out", folder=False, example="isochrone.gpkg")
     problems.raise_if_any()
     if point_crs != "wgs84":
         lon, lat = (gcj02_to_wgs84 if point_crs == "gcj02" else bd09_to_wgs84)(lon, lat)
@@ -482,7 +493,8 @@ def map_command(ctx, out_dir, html_path, png, basemap, title):
     problems = Problems()
     with problems.collect():
         check_analysis_folder(out_dir)
-    problems.output(html_path, "--html", folder=False)
+    problems.output(html_path, "--html", folder=False, example="map.html")
+    problems.add(_basemap_problem(basemap))
     problems.raise_if_any()
     paths = maps_from_folder(out_dir, png=png, basemap=basemap, html_path=html_path, title=title)
     if not ctx.obj["quiet"]:

@@ -202,9 +202,11 @@ class AnalysisConfig:
         try:
             return cls(**values)
         except InputDataError as exc:
-            err = InputDataError(f"{where}: {exc}")
-            err.problems = [f"{where}: {p}" for p in getattr(exc, "problems", [str(exc)])]  # type: ignore[attr-defined]
-            raise err from None
+            found = getattr(exc, "problems", [str(exc)])
+        # a problem with a value given as an override (the command line) is not blamed on ``where``
+        given = {k for k, v in overrides.items() if v is not None}
+        raise_problems([p if p.split(" ", 1)[0] in given else f"{where}: {p}" for p in found])
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _is_list(x: Any) -> bool:

@@ -199,9 +199,9 @@ class Problems:
             for one in _paths(v):
                 self.add(file_problem(one, OPTIONS.get(name, name)), file=True)
 
-    def output(self, path: Any, option: str, *, folder: bool) -> None:
+    def output(self, path: Any, option: str, *, folder: bool, example: str = "out.gpkg") -> None:
         if path is not None:
-            self.add(output_problem(path, option, folder=folder), file=True)
+            self.add(output_problem(path, option, folder=folder, example=example), file=True)
 
     @contextlib.contextmanager
     def collect(self, prefix: str | None = None) -> Iterator[None]:
@@ -239,7 +239,7 @@ def _near_names(p: Path) -> str:
         names = [c.name for c in parent.iterdir()] if parent.is_dir() else []
     except OSError:
         return ""
-    close = difflib.get_close_matches(p.name, names, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(p.name, names, n=1, cutoff=0.8)
     return f"; did you mean {parent / close[0]}?" if close else ""
 
 
@@ -295,15 +295,15 @@ def check_input_files(*, where: str | None = None, **paths: Any) -> None:
     raise_problems(problems, where=where, files=True)
 
 
-def output_problem(path: Any, option: str, *, folder: bool) -> str | None:
-    """What stops writing ``path`` (a folder when ``folder``, else a file), or None."""
+def output_problem(path: Any, option: str, *, folder: bool, example: str = "out.gpkg") -> str | None:
+    """What stops writing ``path`` (a folder when ``folder``, else a file such as ``example``), or None."""
     p = Path(os.path.expanduser(os.fspath(path)))
     kind = "folder" if folder else "file"
     if p.exists():
         if folder and not p.is_dir():
             return f"{option}: {p} is a file, not a folder: give a folder name (or move the file away)"
         if not folder and p.is_dir():
-            return f"{option}: {p} is a folder, not a file: give a file name such as {p / 'out.gpkg'}"
+            return f"{option}: {p} is a folder, not a file: give a file name such as {p / example}"
         target = p if folder else p.parent
     else:
         target = p.parent

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from ..config import AnalysisConfig
 from ..errors import InputDataError, InputFileError
-from ..validate import raise_problems, show
+from ..validate import RULES, raise_problems, show, value_problem
 
 __all__ = ["read_summary", "check_analysis_folder", "CORE_OUTPUTS"]
 
@@ -89,6 +89,10 @@ def read_summary(folder: str | os.PathLike[str], *, option: str = "OUT_DIR") -> 
     if isinstance(params, dict):
         if not isinstance(params.get("options", {}), dict):
             problems.append(f"parameters.options must be an object, got {show(params['options'])[:40]}")
+        for key, value in (params.get("options") or {}).items() if isinstance(params.get("options"), dict) else ():
+            problem = value_problem(key, value) if key in RULES and value is not None else None
+            if problem:
+                problems.append(f"parameters.options: {problem}")
         tax = params.get("taxonomy")
         if tax is not None and not isinstance(tax, str):
             problems.append(f"parameters.taxonomy must be text, got {show(tax)[:40]}")

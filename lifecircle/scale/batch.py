@@ -62,6 +62,7 @@ from .._version import __version__
 from ..config import ALL, CATEGORIES, AnalysisConfig
 from ..errors import InputDataError, LifecircleError
 from ..config import read_toml
+from ..validate import RULES, value_problem
 from ..read.files import atomic_path, write_json
 from ..read.osm import file_sha256
 
@@ -219,7 +220,7 @@ def _parameter_set(name: Any, table: Any, label: str, problems: list[str]) -> An
     try:
         return AnalysisConfig.from_dict({k: v for k, v in table.items() if k != "name"}, where=label)
     except InputDataError as exc:
-        problems.append(str(exc))
+        problems.extend(getattr(exc, "problems", [str(exc)]))
     except TypeError as exc:
         problems.append(f"{label}: {exc}")
     return None
@@ -269,6 +270,10 @@ def _area_tasks(i: int, area: Any, sets: dict[str, AnalysisConfig], raw_sets: Ma
                 problems.append(f"{label}: {key}: {exc}")
             options[key] = value
         else:
+            if key in RULES:  # m2_per_person...: the same rules as on the command line
+                problem = value_problem(key, value)
+                if problem:
+                    problems.append(f"{label}: {problem}")
             options[key] = value
     if options.get("replace_osm_facilities") and "facilities" not in files:
         problems.append(f"{label}: replace_osm_facilities needs a facilities file")
