@@ -176,13 +176,21 @@ def kit(tmp_path_factory) -> Path:
     return root
 
 
+_HASHES: dict[Path, tuple[tuple[int, int, int, int], str]] = {}
+
+
+def _sha256(p: Path) -> str:
+    """sha256 of a file, computed again whenever its inode, size, mtime or ctime changed (any write does)."""
+    st = p.stat()
+    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if p not in _HASHES or _HASHES[p][0] != key:
+        _HASHES[p] = (key, hashlib.sha256(p.read_bytes()).hexdigest())
+    return _HASHES[p][1]
+
+
 def _snapshot(root: Path) -> dict[str, str]:
     """sha256 of every file below root (folders as entries too): any write, removal or rename shows."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        out[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "<dir>"
-    return out
+    return {p.relative_to(root).as_posix(): _sha256(p) if p.is_file() else "<dir>" for p in sorted(root.rglob("*"))}
 
 
 def C(id_, code, mentions, *args):
@@ -403,6 +411,7 @@ CASES = [
       "{root}/out.gpkg"),
     # --- fetch -------------------------------------------------------------------------------------------
     C("fetch-no-name", 2, "NAME", "fetch"),
+    C("fetch-unknown-name", 1, ("no OSM extract named 'atlantis'",), "fetch", "atlantis", "--dir", "{root}/dl"),
     C("fetch-dir-is-a-file", 1, ("--dir", "is a file"), "fetch", "shanghai", "--dir", "{root}/GOOD/summary.json"),
     C("fetch-dir-below-a-file", 1, ("--dir", "is a file"), "fetch", "shanghai", "--dir",
       "{root}/GOOD/summary.json/x"),

@@ -446,7 +446,6 @@ def fetch_extract(name: str, *, directory: str | os.PathLike[str] | None = None,
     import pyrosm
 
     target = Path(directory) if directory else cache_dir() / "extracts"
-    target.mkdir(parents=True, exist_ok=True)
     try:
         path = pyrosm.get_data(name, directory=str(target), update=update)
     except ValueError as exc:
