@@ -114,6 +114,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--max-snap-m", type=float, help="Farthest a point may be from a walkable street [default: 500].")
 @click.option("--max-minutes", type=float, help="Shortest-path cut-off [default: twice the largest threshold].")
 @click.option("--categories", callback=_categories, help="Subset of health,elderly_care,culture,sports [default: all four].")
+@click.option("--standard", help="Which facilities count: shanghai-community (community-level public ones, the 85 % target's definition), gb50180-2018 (the same by 15/10/5-minute tier), all (every facility found), or your TOML file [default: auto = shanghai-community in China, all elsewhere].")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with an [analysis] table of the parameters above.")
 @click.option("--taxonomy", type=click.Path(path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
@@ -129,7 +130,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
             population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
             census, census_join, census_population, lon_column,
-            lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, config_file, taxonomy, out_dir,
+            lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, standard, config_file, taxonomy, out_dir,
             no_cache, isochrones, facility_isochrones, plan_sites, make_map, png, basemap):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
 
@@ -164,7 +165,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
     problems.add(_basemap_problem(basemap if make_map else None))
     problems.output(out_dir, "--out", folder=True)
     overrides = {"minutes": minutes, "walk_speed_kmh": speed_kmh, "target": target, "max_snap_m": max_snap_m,
-                 "max_minutes": max_minutes, "categories": categories}
+                 "max_minutes": max_minutes, "categories": categories, "standard": standard}
     cfg = None
     with problems.collect():
         if config_file and not any(p.startswith("--config:") for p in problems.items):

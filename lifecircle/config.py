@@ -40,6 +40,10 @@ TARGET_SOURCE = (
 )
 
 
+#: The facility standards shipped in ``lifecircle/data/standards`` (see :mod:`lifecircle.read.standards`).
+STANDARDS = ("shanghai-community", "gb50180-2018", "all")
+
+
 def minutes_column(category: str) -> str:
     """Name of the column holding walking minutes to the nearest facility of ``category``.
 
@@ -82,6 +86,11 @@ class AnalysisConfig:
     max_minutes : float or None
         Cut-off of the shortest-path search. Walking times above it are reported as
         infinite ("not reachable within max_minutes"). Default: twice the largest threshold.
+    standard : str
+        Which found facilities count (:mod:`lifecircle.read.standards`): ``shanghai-community``
+        (community-level public facilities, the 85 % target's definition), ``gb50180-2018`` (the
+        same by 15/10/5-minute tier), ``all`` (every facility the taxonomy finds), a TOML file of
+        your own, or ``auto`` (default): shanghai-community in China, all elsewhere.
 
     Examples
     --------
@@ -100,9 +109,14 @@ class AnalysisConfig:
     max_snap_m: float = 500.0
     categories: tuple[str, ...] = CATEGORIES
     max_minutes: float | None = None
+    standard: str = "auto"
 
     def __post_init__(self) -> None:
         problems: list[str] = []
+        if not isinstance(self.standard, str) or not (
+                self.standard in ("auto", *STANDARDS) or self.standard.lower().endswith(".toml")):
+            problems.append(f"unknown standard {self.standard!r}: choose auto, {', '.join(STANDARDS)} or give a "
+                            "TOML file of your own (--standard FILE.toml)")
         minutes = _minutes(self.minutes, problems)
         object.__setattr__(self, "minutes", tuple(sorted(set(minutes))))
         for name in ("walk_speed_kmh", "target", "max_snap_m"):

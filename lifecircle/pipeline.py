@@ -72,6 +72,12 @@ class Analysis:
         made by :meth:`write` (or set it yourself).
     gaps : GeoDataFrame or None
         Gap areas (:func:`lifecircle.plan.gaps.find_gaps`), made by :meth:`write`.
+    standard_decisions : DataFrame or None
+        Every facility found, with ``kept``, ``facility_type`` and ``reason`` under the standard
+        (``summary["standard"]`` has the standard's definition and counts).
+    tiers : DataFrame or None
+        With a tiered standard (``gb50180-2018``): coverage per facility type at its own tier and
+        the complete life circle (:func:`lifecircle.measure.tiers.tier_coverage`).
     """
 
     config: AnalysisConfig
@@ -85,6 +91,8 @@ class Analysis:
     census_methods: pd.DataFrame | None = None
     isochrones: Any = None
     gaps: Any = None
+    standard_decisions: pd.DataFrame | None = None
+    tiers: pd.DataFrame | None = None
 
     def category_share(self, category: str, minutes: float | None = None, unit: str = STUDY_AREA) -> float:
         """Coverage share of a category (or ``all``) at ``minutes`` (default: the headline threshold)."""
@@ -153,9 +161,25 @@ class Analysis:
         if self.census_methods is not None:
             paths["census_methods.csv"] = out / "census_methods.csv"
             _write_csv(self.census_methods, paths["census_methods.csv"])
+        if self.standard_decisions is not None:
+            paths["standard_decisions.csv"] = out / "standard_decisions.csv"
+            _write_csv(self.standard_decisions_for_csv(), paths["standard_decisions.csv"])
+        if self.tiers is not None:
+            paths["tiers.csv"] = out / "tiers.csv"
+            _write_csv(self.tiers.round({"share": 6, "covered_population": 3, "population": 3}), paths["tiers.csv"])
         write_json(self.summary, paths["summary.json"])
         log.info("wrote %s", ", ".join(p.name for p in paths.values()))
         return paths
+
+    def standard_decisions_for_csv(self) -> pd.DataFrame:
+        """Every facility found: kept or dropped by the standard, with the type or the reason."""
+        d = self.standard_decisions
+        cols = [c for c in ("category", "subcategory", "name", "source", "osm_type", "osm_id", "kept", "facility_type",
+                            "reason") if c in d.columns]
+        out = pd.DataFrame(d[cols])
+        out.insert(3, "lon", d.geometry.x.round(7).to_numpy())
+        out.insert(4, "lat", d.geometry.y.round(7).to_numpy())
+        return out
 
     def coverage_for_csv(self) -> pd.DataFrame:
         return self.coverage.round({"share": 6, "covered_population": 3, "population": 3})
@@ -187,6 +211,7 @@ class Analysis:
             f"{s['residents']['population']:,.0f} residents ({s['residents']['population_source']}"
             f"{', ESTIMATED from buildings' if s['residents']['population_is_estimate'] else ''})",
             f"walking {cfg.walk_speed_kmh:g} km/h, target {cfg.target:.0%} within {head:g} min",
+            *self._standard_lines(),
             "",
             f"{'category':<14}{'facilities':>11}" + "".join(f"{f'≤{m:g} min':>10}" for m in cfg.minutes)
             + f"{'target':>9}{'to cover':>12}",
@@ -202,6 +227,21 @@ class Analysis:
         lines.append(OSM_CREDIT)
         return "\n".join(lines)
 
+
+    def _standard_lines(self) -> list[str]:
+        """The facility definition next to the number, and the tiers of a tiered standard."""
+        st = self.summary.get("standard")
+        if not st:
+            return []
+        dropped = sum(sum(v.values()) for v in st.get("dropped", {}).values())
+        lines = [f"facilities counted: {st['name']} — {st['title']} ({sum(st['kept'].values()):,} kept, "
+                 f"{dropped:,} dropped: see standard_decisions.csv)"]
+        if st.get("tiers"):
+            lines.append("tiers (each type at its own walking time; complete = every type within its tier):")
+            for key, t in st["tiers"].items():
+                when = "" if t["tier_minutes"] is None else f" ≤{t['tier_minutes']:g} min"
+                lines.append(f"  {key:<26}{when:>10}{t['share']:>9.1%}")
+        return lines
 
     def _unit_lines(self) -> str:
         """Per-unit shares at the headline threshold (a unit below the target is marked ✗)."""
@@ -353,6 +393,7 @@ class _Log:
 
     inputs: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    standard_why: str = ""
 
 
 def analyze(
@@ -466,6 +507,7 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
     net = _read_network(inputs.network, rec)
     say("finding facilities")
     fac = _read_facilities(inputs.facilities, inputs.network, tax, cfg, rec)
+    standard, fac, decisions = _apply_standard(fac, cfg, net, rec)
     unit_layer = _read_units(inputs.units, inputs.network, rec)
     say("reading residents")
     res, census_methods = _read_residents(inputs.population, inputs.census, inputs.network, net, unit_layer, rec)
@@ -476,13 +518,15 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
 
     say("coverage")
     cov = _coverage(residents, cfg, by_unit=unit_layer is not None)
+    tiers = _tier_coverage(standard, wt, facilities_out, residents, cfg) if standard.tiered else None
     _check_measurement(net, res, fac, wt, inputs, cfg, rec)
     summary = _summary(cfg, tax, inputs, net, residents, facilities_out, cov, census_methods, unit_layer is not None,
                        rec)
+    summary["standard"] = _standard_summary(standard, rec, decisions, tiers)
     for w in rec.warnings:
         log.warning(w)
     return Analysis(cfg, net, facilities_out, residents, cov, wt, summary, units=unit_layer,
-                    census_methods=census_methods)
+                    census_methods=census_methods, standard_decisions=decisions, tiers=tiers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -593,8 +637,38 @@ def _read_residents(src: PopulationInput, census: CensusInput, where: NetworkInp
     return res, None
 
 
+def _apply_standard(fac, cfg: AnalysisConfig, net: WalkNetwork, rec: _Log):
+    """The facilities the standard counts (:mod:`lifecircle.read.standards`), and every decision."""
+    from .read.standards import apply_standard, resolve_standard
+
+    standard, why = resolve_standard(cfg.standard, lonlat_bounds=(float(np.min(net.lon)), float(np.min(net.lat)),
+                                                                  float(np.max(net.lon)), float(np.max(net.lat)))
+                                     if net.n_nodes else None)
+    if Path(standard.path).is_file() and standard.name not in ("shanghai-community", "gb50180-2018", "all"):
+        rec.inputs["standard"] = _input_record(standard.path)
+    kept, decisions = apply_standard(fac, standard)
+    rec.standard_why = why
+    dropped = int((~decisions["kept"]).sum()) if len(decisions) else 0
+    if dropped:
+        log.info("standard %s: %d of %d facilities kept, %d dropped (see standard_decisions.csv)",
+                 standard.name, len(kept), len(decisions), dropped)
+    return standard, kept, decisions
+
+
 # --------------------------------------------------------------------------------------------
 # the measure steps
+
+
+def _tier_coverage(standard, wt: WalkingTimes, facilities_out, residents, cfg: AnalysisConfig) -> pd.DataFrame:
+    """Coverage per facility type at its own tier, and the complete life circle (tiered standards)."""
+    from .measure.tiers import tier_coverage, type_column, type_minutes
+
+    tiers = {t.key: (t.category, t.minutes) for t in standard.types if t.category in cfg.categories}
+    mins = type_minutes(wt, facilities_out["facility_type"].to_numpy(), config=cfg, types=list(tiers))
+    for key in tiers:
+        residents[type_column(key)] = mins[type_column(key)].to_numpy()
+    return tier_coverage(residents["population"].to_numpy(), mins, tiers, target=cfg.target,
+                         units=residents["unit"].to_numpy() if "unit" in residents else None)
 
 
 def _attach_times(res, fac, wt: WalkingTimes, unit_layer, rec: _Log):
@@ -657,6 +731,24 @@ def _check_measurement(net, res, fac, wt: WalkingTimes, inputs: Inputs, cfg: Ana
 
 # --------------------------------------------------------------------------------------------
 # summary.json
+
+
+def _standard_summary(standard, rec: _Log, decisions: pd.DataFrame, tiers: pd.DataFrame | None) -> dict[str, Any]:
+    """The facility definition written next to the number: the standard, why it was chosen, what it kept."""
+    from .read.standards import decisions_table
+
+    out = {**standard.describe(), "chosen": rec.standard_why}
+    table = decisions_table(decisions)
+    out["kept"] = {c: int(g.loc[g.kept, "facilities"].sum()) for c, g in table.groupby("category")}
+    out["dropped"] = {c: {r.reason: int(r.facilities) for r in g[~g.kept].groupby("reason", as_index=False)
+                          ["facilities"].sum().itertuples()} for c, g in table.groupby("category")}
+    if tiers is not None:
+        study = tiers[tiers.unit == STUDY_AREA]
+        out["tiers"] = {r.type: {"category": r.category, "tier_minutes": None if r.tier_minutes != r.tier_minutes
+                                 else float(r.tier_minutes), "share": float(r.share),
+                                 "covered_population": float(r.covered_population),
+                                 "meets_target": bool(r.meets_target)} for r in study.itertuples()}
+    return out
 
 
 def _summary(cfg: AnalysisConfig, tax: Taxonomy, inputs: Inputs, net: WalkNetwork, residents, facilities_out,

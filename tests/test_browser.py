@@ -41,7 +41,7 @@ def sample(tmp_path_factory, shanghai_pbf, shanghai_facilities, shared):
                                     rng.uniform(BBOX[1], BBOX[3], N_RESIDENTS)))
     units = units_from_file(shared / "shanghai_districts_datav_v3_gcj02.geojson", crs="gcj02")
     a = analyze(shanghai_pbf, facilities=d / "facilities.geojson", population=residents, units=units,
-                config=AnalysisConfig(categories=("health", "sports")))
+                config=AnalysisConfig(categories=("health", "sports"), standard="all"))
     units = units[units.unit.isin(set(a.residents.unit.dropna()))].reset_index(drop=True)
     utm = a.facilities.to_crs(32651)
     rows = [(cat, float(mm), g.buffer(mm * 66.7).union_all()) for cat, g in utm.groupby("category")

@@ -153,7 +153,7 @@ def test_shanghai_gaps_hold_every_uncovered_person(shanghai_network, shanghai_fa
     res = gpd.GeoDataFrame({"population": rng.integers(0, 100, 3000).astype(float)},
                            geometry=gpd.points_from_xy(lon, lat), crs=4326)
     a = analyze(network=shanghai_network, facilities=fac, population=res,
-                config=AnalysisConfig(minutes=(10,), categories=("health", "sports")))
+                config=AnalysisConfig(minutes=(10,), categories=("health", "sports"), standard="all"))
     g = find_gaps(a, cell_m=150)
     cov = a.coverage[a.coverage.unit == STUDY_AREA].set_index("category")
     for cat in ("health", "sports"):

@@ -41,7 +41,7 @@ def shanghai(shanghai_network, shanghai_facilities):
     units = gpd.GeoDataFrame({"unit": ["south", "north"]}, geometry=[
         shapely.box(BBOX[0] - 0.01, BBOX[1] - 0.01, BBOX[2] + 0.01, mid),
         shapely.box(BBOX[0] - 0.01, mid, BBOX[2] + 0.01, BBOX[3] + 0.01)], crs=4326)
-    cfg = AnalysisConfig(minutes=(5, 10), categories=("health", "sports"))
+    cfg = AnalysisConfig(minutes=(5, 10), categories=("health", "sports"), standard="all")
     a = analyze(network=shanghai_network, facilities=fac, population=res, units=units, config=cfg)
     return a, fac, res, units
 

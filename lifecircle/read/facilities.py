@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..config import CATEGORIES
 from ..errors import EmptyResultError, InputDataError
+from .standards import ATTRIBUTE_TAGS
 
 log = logging.getLogger("lifecircle")
 
@@ -198,10 +199,12 @@ def facilities_from_osm(
         hit = tax.classify(f.tags)
         if hit is None:
             continue
-        rows.append((hit[0], hit[1], f.tags.get("name"), "osm", f.osm_type, f.osm_id, f.lon, f.lat))
+        rows.append((hit[0], hit[1], f.tags.get("name"), "osm", f.osm_type, f.osm_id, f.lon, f.lat,
+                     *(f.tags.get(k) for k in ATTRIBUTE_TAGS)))
     if not rows:
         return _empty_facilities()
-    df = pd.DataFrame(rows, columns=["category", "subcategory", "name", "source", "osm_type", "osm_id", "lon", "lat"])
+    df = pd.DataFrame(rows, columns=["category", "subcategory", "name", "source", "osm_type", "osm_id", "lon", "lat",
+                                     *ATTRIBUTE_TAGS])
     gdf = gpd.GeoDataFrame(df.drop(columns=["lon", "lat"]), geometry=gpd.points_from_xy(df.lon, df.lat), crs=4326)
     log.info("OSM facilities: %s", count_by_category(gdf))
     return gdf
@@ -315,7 +318,8 @@ def facilities_from_file(
     geom = out.geometry
     if not (geom.geom_type == "Point").all():
         out = out.set_geometry(geom.representative_point())
-    keep = ["category", "subcategory", "name", "source"] + [c for c in ("osm_type", "osm_id") if c in out.columns]
+    keep = ["category", "subcategory", "name", "source"] + [c for c in ("osm_type", "osm_id", *ATTRIBUTE_TAGS)
+                                                            if c in out.columns]
     result = out[keep + ["geometry"]].reset_index(drop=True)
     result.attrs["rejected"] = rejected.drop(columns="geometry").reset_index(drop=True)
     return result
