@@ -266,6 +266,7 @@ def apply_standard(facilities, standard: Standard):
         ftype[todo] = np.char.add(cats[todo].astype(str), "_from_list") if todo.any() else ftype[todo]
         reason[todo] = "kept: from your list (a list is counted as given; its rows match no type of the standard)"
     decisions = facilities.copy()
+    decisions.attrs = {}  # the rejected rows of a file stay with the kept facilities, not the decisions
     decisions["kept"] = ftype != None  # noqa: E711  (elementwise on an object array)
     decisions["facility_type"] = ftype
     decisions["reason"] = reason
