@@ -114,6 +114,8 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--max-snap-m", type=float, help="Farthest a point may be from a walkable street [default: 500].")
 @click.option("--max-minutes", type=float, help="Shortest-path cut-off [default: twice the largest threshold].")
 @click.option("--categories", callback=_categories, help="Subset of health,elderly_care,culture,sports [default: all four].")
+@click.option("--urban", help="Which residents are urban (the target is for urban residents): an urban-area polygon file, 'names' (units named 街道 urban, 镇/乡 rural) or 'landuse' (OSM built-up landuse). Urban and rural coverage are then reported side by side [default: every resident counts as urban].")
+@click.option("--urban-column", help="A column of --units saying urban or rural (yes/no, 城镇/乡村, 街道/镇/乡).")
 @click.option("--standard", help="Which facilities count: shanghai-community (community-level public ones, the 85 % target's definition), gb50180-2018 (the same by 15/10/5-minute tier), all (every facility found), or your TOML file [default: auto = shanghai-community in China, all elsewhere].")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with an [analysis] table of the parameters above.")
 @click.option("--taxonomy", type=click.Path(path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
@@ -130,7 +132,8 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
             population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
             census, census_join, census_population, lon_column,
-            lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, standard, config_file, taxonomy, out_dir,
+            lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, urban, urban_column, standard,
+            config_file, taxonomy, out_dir,
             no_cache, isochrones, facility_isochrones, plan_sites, make_map, png, basemap):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
 
@@ -190,7 +193,9 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                  census_join="code" if census_join == "adcode" else census_join,
                  census_population_column=census_population, category_column=category_column,
                  name_column=name_column, population_column=population_column, unit_name=unit_name,
-                 lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, progress=progress,
+                 lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person,
+                 urban=urban if urban in (None, "names", "landuse") else Path(urban), urban_column=urban_column,
+                 progress=progress,
                  cache_network=not no_cache)
     progress(f"writing {out_dir}")
     paths = result.write(out_dir, isochrones="auto" if isochrones is None else isochrones,

@@ -78,6 +78,11 @@ class Analysis:
     tiers : DataFrame or None
         With a tiered standard (``gb50180-2018``): coverage per facility type at its own tier and
         the complete life circle (:func:`lifecircle.measure.tiers.tier_coverage`).
+    urban_rural : DataFrame or None
+        With an urban definition: the coverage table of urban and of rural residents (``group``).
+    service : DataFrame or None
+        Per facility whose type has a service population (服务人口): the residents within its tier
+        time, and whether that exceeds the standard's figure.
     """
 
     config: AnalysisConfig
@@ -93,6 +98,8 @@ class Analysis:
     gaps: Any = None
     standard_decisions: pd.DataFrame | None = None
     tiers: pd.DataFrame | None = None
+    urban_rural: pd.DataFrame | None = None
+    service: pd.DataFrame | None = None
 
     def category_share(self, category: str, minutes: float | None = None, unit: str = STUDY_AREA) -> float:
         """Coverage share of a category (or ``all``) at ``minutes`` (default: the headline threshold)."""
@@ -164,6 +171,13 @@ class Analysis:
         if self.standard_decisions is not None:
             paths["standard_decisions.csv"] = out / "standard_decisions.csv"
             _write_csv(self.standard_decisions_for_csv(), paths["standard_decisions.csv"])
+        for name, table in (("urban_rural.csv", self.urban_rural), ("facility_service.csv", self.service)):
+            if table is not None:
+                paths[name] = out / name
+                _write_csv(table, paths[name])
+        if "unit_ranking" in self.summary:
+            paths["units_ranking.csv"] = out / "units_ranking.csv"
+            _write_csv(pd.DataFrame(self.summary["unit_ranking"]), paths["units_ranking.csv"])
         if self.tiers is not None:
             paths["tiers.csv"] = out / "tiers.csv"
             _write_csv(self.tiers.round({"share": 6, "covered_population": 3, "population": 3}), paths["tiers.csv"])
@@ -220,6 +234,7 @@ class Analysis:
             shares = "".join(f"{c['shares_by_minutes'][f'{m:g}']:>10.1%}" for m in cfg.minutes)
             ok = "met" if c["meets_target"] else "NOT met"
             lines.append(f"{cat:<14}{c['facilities']:>11,}{shares}{ok:>9}{c['population_to_cover']:>12,.0f}")
+        lines += self._urban_lines()
         if "units" in s:
             lines += ["", self._unit_lines()]
         for w in s.get("warnings", []) if warnings else []:
@@ -227,6 +242,21 @@ class Analysis:
         lines.append(OSM_CREDIT)
         return "\n".join(lines)
 
+
+    def _urban_lines(self) -> list[str]:
+        """Urban and rural residents side by side (the target is for urban residents)."""
+        ur = self.summary.get("urban_rural", {})
+        if "categories" not in ur:
+            return [f"urban residents: {ur['method']}"] if ur.get("method") else []
+        lines = ["", f"urban vs rural, ≤{self.config.headline_minutes:g} min ({ur['method']}):",
+                 f"{'category':<14}{'urban':>9}{'rural':>9}{'gap (pp)':>10}{'85 % check':>12}"]
+        for cat, c in ur["categories"].items():
+            def pct(v):
+                return "-" if v is None else f"{v:.1%}"
+            gap = "-" if c["gap_pp"] is None else f"{c['gap_pp']:+.1f}"
+            check = "-" if c["urban_meets_target"] is None else ("met" if c["urban_meets_target"] else "NOT met")
+            lines.append(f"{cat:<14}{pct(c['urban']):>9}{pct(c['rural']):>9}{gap:>10}{check:>12}")
+        return lines
 
     def _standard_lines(self) -> list[str]:
         """The facility definition next to the number, and the tiers of a tiered standard."""
@@ -370,6 +400,15 @@ class CensusInput:
 
 
 @dataclass(frozen=True)
+class UrbanInput:
+    """Which residents are urban (城镇): a polygon file or GeoDataFrame, ``"names"`` (街道 urban, 镇/乡
+    rural), ``"landuse"`` (OSM built-up landuse), and/or a units column (:mod:`lifecircle.read.urban`)."""
+
+    source: Any = None
+    column: str | None = None
+
+
+@dataclass(frozen=True)
 class Inputs:
     """Everything :func:`analyze` reads; each group goes to one read step.
 
@@ -385,6 +424,7 @@ class Inputs:
     population: PopulationInput = PopulationInput()
     units: UnitInput = UnitInput()
     census: CensusInput = CensusInput()
+    urban: UrbanInput = UrbanInput()
 
 
 @dataclass
@@ -394,6 +434,7 @@ class _Log:
     inputs: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     standard_why: str = ""
+    urban_method: str = ""
 
 
 def analyze(
@@ -421,6 +462,8 @@ def analyze(
     lon_column: str | None = None,
     lat_column: str | None = None,
     m2_per_person: float | None = None,
+    urban: Any = None,
+    urban_column: str | None = None,
     progress: Callable[[str], None] | None = None,
     walking_times_fn: Callable[..., WalkingTimes] | None = None,
     cache_network: bool = True,
@@ -454,6 +497,13 @@ def analyze(
         (:func:`lifecircle.read.census.residents_from_census`); needs units, replaces ``population``.
     census_join : {"auto", "code", "name"}
         How census rows find their unit (codes when both sides have them, else names).
+    urban : path, GeoDataFrame, "names" or "landuse", optional
+        Which residents are urban (the 85 % target is for urban residents): residents inside an
+        urban-area polygon layer; ``"names"``: units named 街道 are urban, 镇/乡 rural; ``"landuse"``:
+        inside OSM built-up landuse. Coverage is then reported for urban and rural residents side by
+        side. Without it (and without ``urban_column``) every resident counts as urban.
+    urban_column : str, optional
+        A column of the units saying urban or rural (yes/no, 城镇/乡村, 街道/镇/乡).
     config : AnalysisConfig
         Thresholds, speed, target, snapping distance, categories.
     cache_network : bool
@@ -480,6 +530,7 @@ def analyze(
         PopulationInput(population, population_crs, population_column, lon_column, lat_column, m2_per_person),
         UnitInput(units, units_crs, unit_name, admin_level),
         CensusInput(census, census_join, census_population_column),
+        UrbanInput(urban, urban_column),
     )
     return run_analysis(inputs, config=config, taxonomy=taxonomy, progress=progress,
                         walking_times_fn=walking_times_fn)
@@ -518,15 +569,23 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
 
     say("coverage")
     cov = _coverage(residents, cfg, by_unit=unit_layer is not None)
+    urban_rural = _urban_rural(inputs.urban, inputs.network, unit_layer, residents, cfg, rec)
     tiers = _tier_coverage(standard, wt, facilities_out, residents, cfg) if standard.tiered else None
+    service = _service_population(standard, wt, facilities_out, residents, unit_layer, cfg, rec)
     _check_measurement(net, res, fac, wt, inputs, cfg, rec)
     summary = _summary(cfg, tax, inputs, net, residents, facilities_out, cov, census_methods, unit_layer is not None,
                        rec)
     summary["standard"] = _standard_summary(standard, rec, decisions, tiers)
+    summary["urban_rural"] = _urban_summary(urban_rural, cfg, rec)
+    if unit_layer is not None:
+        summary["unit_ranking"] = _unit_ranking(cov, unit_layer, cfg).to_dict("records")
+    if service is not None:
+        summary["service_population"] = _service_summary(service)
     for w in rec.warnings:
         log.warning(w)
     return Analysis(cfg, net, facilities_out, residents, cov, wt, summary, units=unit_layer,
-                    census_methods=census_methods, standard_decisions=decisions, tiers=tiers)
+                    census_methods=census_methods, standard_decisions=decisions, tiers=tiers,
+                    urban_rural=urban_rural, service=service)
 
 
 # --------------------------------------------------------------------------------------------
@@ -729,8 +788,142 @@ def _check_measurement(net, res, fac, wt: WalkingTimes, inputs: Inputs, cfg: Ana
                             "(listed in facilities_rejected.csv)")
 
 
+def _urban_rural(src: UrbanInput, where: NetworkInput, unit_layer, residents, cfg: AnalysisConfig,
+                 rec: _Log) -> pd.DataFrame | None:
+    """Flag urban residents (``residents["urban"]``) and measure urban and rural coverage side by side."""
+    from .read import urban as _urban
+
+    if src.source is None and src.column is None:
+        rec.urban_method = "none given: every resident counts as urban (--urban FILE|names|landuse for a split)"
+        return None
+    keyword = src.source if isinstance(src.source, str) and src.source in ("names", "landuse") else None
+    if keyword is not None or src.source is None:
+        rec.inputs["urban"] = {"keyword": keyword, "column": src.column}
+    if src.column is not None or (isinstance(src.source, str) and src.source == "names"):
+        if unit_layer is None or "unit" not in residents:
+            raise InputDataError("--urban names / --urban-column need units (--units FILE or --admin-level 8)")
+        if src.column is not None:
+            if src.column not in unit_layer:
+                raise InputDataError(f"--urban-column {src.column!r} is not a column of the units "
+                                     f"({', '.join(map(str, unit_layer.columns[:8]))}); fix --urban-column")
+            flags = _urban.urban_from_column(unit_layer[src.column].tolist(), column=src.column)
+            rec.urban_method = f"units column {src.column!r}"
+        else:
+            flags, unknown = _urban.urban_from_names(unit_layer["unit"].tolist())
+            rec.urban_method = "unit names: 街道 urban, 镇/乡 rural"
+            if unknown:
+                rec.warnings.append(f"{len(unknown)} unit name(s) are neither 街道, 镇 nor 乡 and count as rural: "
+                                    f"{', '.join(unknown[:5])}; give --urban-column or --urban FILE to decide")
+        by_unit = dict(zip(unit_layer["unit"], flags))
+        residents["urban"] = residents["unit"].map(by_unit).fillna(False).astype(bool).to_numpy()
+    elif isinstance(src.source, str) and src.source == "landuse":
+        if where.osm is None:
+            raise InputDataError("--urban landuse needs an OSM file (--osm) to read the landuse from")
+        built = _urban.built_up_from_osm(where.osm)
+        if built.empty:
+            raise InputDataError("--urban landuse: the OSM file has no residential/commercial/retail/industrial "
+                                 "landuse; give an urban-area layer (--urban FILE)")
+        residents["urban"] = _urban.urban_from_polygons(residents, built)
+        rec.urban_method = "OSM landuse residential/commercial/retail/industrial, widened 100 m"
+    else:
+        layer = src.source
+        if isinstance(layer, (str, os.PathLike)):
+            from .read.files import read_geo
+
+            rec.inputs["urban"] = _input_record(layer, column=src.column)
+            layer = read_geo(layer, what="urban areas")
+        residents["urban"] = _urban.urban_from_polygons(residents, layer)
+        rec.urban_method = "urban-area polygons" + (f" ({Path(src.source).name})"
+                                                    if isinstance(src.source, (str, os.PathLike)) else "")
+    frames = []
+    for group, mask in (("urban", residents["urban"].to_numpy()), ("rural", ~residents["urban"].to_numpy())):
+        if mask.any():
+            t = coverage_table(residents[mask], categories=cfg.categories, minutes=cfg.minutes, target=cfg.target,
+                               unit_column="unit" if "unit" in residents and residents["unit"].notna().any()
+                               else None)
+            frames.append(t.assign(group=group))
+    if not residents["urban"].any():
+        rec.warnings.append(f"no resident is urban by {rec.urban_method}: the 85 % check has nobody to count")
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _service_population(standard, wt: WalkingTimes, facilities_out, residents, unit_layer, cfg: AnalysisConfig,
+                        rec: _Log) -> pd.DataFrame | None:
+    """Residents within each facility's tier time vs its type's service population (服务人口)."""
+    from .measure.tiers import catchment_population
+
+    with_pop = {t.key: t for t in standard.types if t.service_population and t.category in cfg.categories}
+    if not with_pop or wt.graph is None:
+        return None
+    sel = np.flatnonzero(facilities_out["facility_type"].isin(list(with_pop)).to_numpy()
+                         & facilities_out["snapped"].to_numpy())
+    if sel.size == 0:
+        return None
+    f = facilities_out.iloc[sel]
+    limit_m = f["facility_type"].map(lambda k: with_pop[k].minutes).to_numpy(float) * cfg.metres_per_minute
+    pop = catchment_population(wt, sel, limit_m=limit_m, population=residents["population"].to_numpy())
+    out = pd.DataFrame({
+        "facility": sel, "name": f["name"].to_numpy() if "name" in f else None,
+        "category": f["category"].to_numpy(), "facility_type": f["facility_type"].to_numpy(),
+        "tier_minutes": limit_m / cfg.metres_per_minute, "catchment_population": pop.round(1),
+        "service_population_min": f["facility_type"].map(lambda k: with_pop[k].service_population[0]).to_numpy(),
+        "service_population_max": f["facility_type"].map(lambda k: with_pop[k].service_population[1]).to_numpy(),
+        "lon": f.geometry.x.round(7).to_numpy(), "lat": f.geometry.y.round(7).to_numpy(),
+    })
+    out["over_service_population"] = out["catchment_population"] > out["service_population_max"]
+    if "unit" in residents and unit_layer is not None:
+        from .read.units import assign_units
+
+        out["unit"] = assign_units(f, unit_layer).to_numpy()
+    over = int(out["over_service_population"].sum())
+    if over:
+        rec.warnings.append(f"{over} facilities serve more residents within their walking time than the standard's "
+                            "service population (see facility_service.csv)")
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # summary.json
+
+
+def _urban_summary(table: pd.DataFrame | None, cfg: AnalysisConfig, rec: _Log) -> dict[str, Any]:
+    """Urban and rural shares side by side, and the urban–rural gap in percentage points."""
+    out: dict[str, Any] = {"method": rec.urban_method}
+    if table is None:
+        return out
+    head = table[(table.unit == STUDY_AREA) & (table.minutes == cfg.headline_minutes)]
+    cats = {}
+    for cat, g in head.groupby("category", sort=False):
+        s = dict(zip(g.group, g.share))
+        p = dict(zip(g.group, g.population))
+        cats[cat] = {"urban": s.get("urban"), "rural": s.get("rural"), "urban_population": p.get("urban", 0.0),
+                     "rural_population": p.get("rural", 0.0),
+                     "gap_pp": None if s.get("urban") is None or s.get("rural") is None
+                     else round(100 * (s["urban"] - s["rural"]), 2),
+                     "urban_meets_target": None if s.get("urban") is None else bool(s["urban"] >= cfg.target)}
+    out["categories"] = cats
+    return out
+
+
+def _unit_ranking(cov: pd.DataFrame, unit_layer, cfg: AnalysisConfig) -> pd.DataFrame:
+    """Units ranked by the headline share of ``all`` (or the one category), worst first, with their type."""
+    from .read.urban import unit_type
+
+    cat = ALL if len(cfg.categories) > 1 else cfg.categories[0]
+    rows = cov[(cov.unit != STUDY_AREA) & (cov.minutes == cfg.headline_minutes) & (cov.category == cat)]
+    t = rows[["unit", "population", "share", "meets_target", "population_to_cover"]].sort_values(
+        ["share", "population"], ascending=[True, False]).reset_index(drop=True)
+    t.insert(1, "unit_type", [unit_type(u) for u in t.unit])
+    t.insert(0, "rank", np.arange(1, len(t) + 1))
+    t["category"] = cat
+    return t.astype({"population": float, "share": float, "population_to_cover": float})
+
+
+def _service_summary(service: pd.DataFrame) -> dict[str, Any]:
+    return {t: {"facilities": int(len(g)), "over_service_population": int(g.over_service_population.sum()),
+                "median_catchment_population": float(g.catchment_population.median()),
+                "service_population": [float(g.service_population_min.iloc[0]), float(g.service_population_max.iloc[0])]}
+            for t, g in service.groupby("facility_type")}
 
 
 def _standard_summary(standard, rec: _Log, decisions: pd.DataFrame, tiers: pd.DataFrame | None) -> dict[str, Any]:
@@ -863,6 +1056,8 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
             UnitInput(path("units"), None if units.get("crs") in (None, "as declared") else units["crs"],
                       units.get("name_column"), units.get("admin_level")),
             CensusInput(path("census"), census.get("join", "auto"), census.get("population_column")),
+            UrbanInput(path("urban") or (inputs.get("urban") or {}).get("keyword"),
+                       (inputs.get("urban") or {}).get("column")),
         ),
         config=cfg, taxonomy=path("taxonomy") or (tax if tax and tax != "builtin" else None), progress=progress,
     )

@@ -326,3 +326,19 @@ def test_isochrone_command(tmp_path):
     assert main(["-q", "isochrone", "--example", "toy_town", "--lon", "121.6", "--lat", "31.3",
                  "--out", str(tmp_path / "far.gpkg")]) == 1
     assert not (tmp_path / "far.gpkg").exists()
+
+
+def test_policy_indicator_command(tmp_path):
+    """The README's standards example: tiers, urban vs rural and the ranked 街镇 are written."""
+    out = tmp_path / "tiers"
+    rc = main(["analyze", "--example", "toy_town", "--admin-level", "8", "--urban", "names",
+               "--standard", "gb50180-2018", "--no-map", "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["standard"]["name"] == "gb50180-2018" and summary["parameters"]["standard"] == "gb50180-2018"
+    tiers = pd.read_csv(out / "tiers.csv")
+    assert set(tiers.tier_minutes.dropna()) == {5.0, 10.0, 15.0}
+    assert "complete_life_circle" in set(tiers.type)
+    ranking = pd.read_csv(out / "units_ranking.csv")
+    assert ranking.unit.tolist() == ["城东街道", "城西街道"] and set(ranking.unit_type) == {"街道"}
+    assert (out / "urban_rural.csv").is_file() and (out / "standard_decisions.csv").is_file()

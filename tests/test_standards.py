@@ -274,3 +274,86 @@ def test_community_health_centres_vs_the_official_247(city, shared):
     found = table.set_index("unit")["found"]
     assert found.sum() == len(chc) and found.sum() < 247  # OSM names under half of the official centres
     assert (found > 0).sum() >= 15
+
+
+# ---------------------------------------------------------------------------------------------
+# urban and rural residents, 街镇 units, service population
+
+
+def _two_units():
+    """West of x = 700 m the subdistrict 甲街道, east of it the town 乙镇."""
+    import shapely
+
+    lo, la = lonlat([-100.0, 700.0, 1700.0], [-100.0, 100.0, 100.0])
+    return gpd.GeoDataFrame({"unit": ["甲街道", "乙镇"], "kind": ["城镇", "乡村"]},
+                            geometry=[shapely.box(lo[0], la[0], lo[1], la[1]), shapely.box(lo[1], la[0], lo[2], la[1])],
+                            crs=4326)
+
+
+def _line_run(**kw):
+    """One community health centre at x = 0; residents at 200, 600 (west) and 900, 1400 m (east)."""
+    fac = _points([0.0], category="health", source="list", name=["甲街道社区卫生服务中心"])
+    res = _points([200.0, 600.0, 900.0, 1400.0], population=[10.0, 30.0, 20.0, 40.0])
+    return analyze(network=_line_network(), facilities=fac, population=res, units=_two_units(),
+                   config=AnalysisConfig(categories=("health",), minutes=(10, 15)), **kw)
+
+
+@pytest.mark.parametrize("how", ["names", "column", "file"])
+def test_urban_and_rural_side_by_side_by_hand(how, tmp_path):
+    """At 66.67 m/min the residents are 3, 9, 13.5 and 21 minutes away. Urban (west, 10 + 30 people):
+    100 % at 10 and 15 min. Rural (east, 20 + 40): 0 % at 10 min, 20/60 at 15 min. Gap 66.67 pp."""
+    if how == "names":
+        a = _line_run(urban="names")
+    elif how == "column":
+        a = _line_run(urban_column="kind")
+    else:
+        path = tmp_path / "urban.geojson"
+        _two_units().iloc[[0]].to_file(path, driver="GeoJSON")
+        a = _line_run(urban=path)
+    assert a.residents["urban"].tolist() == [True, True, False, False]
+    t = a.urban_rural[a.urban_rural.unit == "study_area"].set_index(["group", "minutes"])["share"]
+    assert t[("urban", 10.0)] == pytest.approx(1.0) and t[("urban", 15.0)] == pytest.approx(1.0)
+    assert t[("rural", 10.0)] == pytest.approx(0.0) and t[("rural", 15.0)] == pytest.approx(20 / 60)
+    c = a.summary["urban_rural"]["categories"]["health"]
+    assert c["gap_pp"] == pytest.approx(100 * (1 - 20 / 60), abs=0.01)
+    assert c["urban_meets_target"] is True
+    assert a.summary["units"]["乙镇"]["health"]["share"] == pytest.approx(20 / 60)
+
+
+def test_without_an_urban_definition_everyone_is_urban_and_it_is_said():
+    a = _line_run()
+    assert a.urban_rural is None
+    assert "every resident counts as urban" in a.summary["urban_rural"]["method"]
+    assert "every resident counts as urban" in a.report()
+
+
+def test_units_ranked_worst_first_with_their_type():
+    a = _line_run()
+    rank = pd.DataFrame(a.summary["unit_ranking"])
+    assert rank.unit.tolist() == ["乙镇", "甲街道"] and rank.unit_type.tolist() == ["镇", "街道"]
+    # 乙镇: 60 people, 20 covered; 85 % of 60 = 51 -> 31 people still to cover
+    assert rank.population_to_cover.tolist()[0] == pytest.approx(31.0)
+    assert rank["rank"].tolist() == [1, 2]
+
+
+def test_unknown_urban_values_are_refused():
+    units = _two_units()
+    units["kind"] = ["城镇", "maybe"]
+    fac = _points([0.0], category="health", source="list", name=["甲街道社区卫生服务中心"])
+    res = _points([200.0, 900.0], population=[1.0, 1.0])
+    with pytest.raises(InputDataError, match="row 3: 'maybe'"):
+        analyze(network=_line_network(), facilities=fac, population=res, units=units, urban_column="kind",
+                config=AnalysisConfig(categories=("health",)))
+
+
+def test_service_population_by_hand():
+    """A community health centre (service population 3–5万) with 30,000 + 25,000 people within its 15
+    minutes (1000 m) and 20,000 beyond serves 55,000: over the standard's 50,000."""
+    fac = _points([0.0], category="health", source="list", name=["甲街道社区卫生服务中心"])
+    res = _points([200.0, 900.0, 1400.0], population=[30000.0, 25000.0, 20000.0])
+    a = analyze(network=_line_network(), facilities=fac, population=res,
+                config=AnalysisConfig(categories=("health",), standard="shanghai-community"))
+    s = a.service.iloc[0]
+    assert s.catchment_population == pytest.approx(55000.0)
+    assert s.service_population_max == 50000 and bool(s.over_service_population)
+    assert any("service population" in w for w in a.summary["warnings"])
