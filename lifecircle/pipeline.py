@@ -536,11 +536,18 @@ def analyze(
                         walking_times_fn=walking_times_fn)
 
 
-def check_inputs(inputs: Inputs, taxonomy: Any = None) -> None:
+def check_inputs(inputs: Inputs, taxonomy: Any = None, config: AnalysisConfig | None = None) -> None:
     """Every input path exists and is readable, and ``m2_per_person`` is valid (one error listing all)."""
+    urban = inputs.urban.source
+    standard = config.standard if config is not None else None
     check_input_files(osm=inputs.network.osm, facilities=inputs.facilities.source, population=inputs.population.source,
-                      units=inputs.units.source, census=inputs.census.source, taxonomy=taxonomy)
+                      units=inputs.units.source, census=inputs.census.source, taxonomy=taxonomy,
+                      urban=None if isinstance(urban, str) and urban in ("names", "landuse") else urban,
+                      standard=standard if isinstance(standard, str) and standard.lower().endswith(".toml") else None)
     check_values(m2_per_person=inputs.population.m2_per_person)
+    by_units = inputs.urban.column is not None or (isinstance(urban, str) and urban == "names")
+    if by_units and inputs.units.source is None and inputs.units.admin_level is None:
+        raise InputDataError("--urban names / --urban-column need units: add --units FILE or --admin-level 8")
 
 
 def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
@@ -548,7 +555,7 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
                  progress: Callable[[str], None] | None = None,
                  walking_times_fn: Callable[..., WalkingTimes] | None = None) -> Analysis:
     """:func:`analyze` on an :class:`Inputs`: read -> measure -> summarise, one stage call each."""
-    check_inputs(inputs, taxonomy)  # every path and number, before anything is read
+    check_inputs(inputs, taxonomy, config)  # every path and number, before anything is read
     cfg = config or AnalysisConfig()
     say = progress or (lambda msg: log.info(msg))
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)

@@ -46,6 +46,7 @@ OPTIONS = {
     "osm": "--osm", "facilities": "--facilities", "population": "--population", "units": "--units",
     "census": "--census", "taxonomy": "--taxonomy", "config": "--config", "candidates": "--candidates",
     "add": "--add", "remove": "--remove", "official_counts": "--official-counts", "list": "--list",
+    "urban": "--urban", "standard": "--standard",
     "plan": "PLAN", "out": "--out", "html": "--html", "dir": "--dir",
 }
 
