@@ -171,7 +171,9 @@ class Analysis:
         if self.standard_decisions is not None:
             paths["standard_decisions.csv"] = out / "standard_decisions.csv"
             _write_csv(self.standard_decisions_for_csv(), paths["standard_decisions.csv"])
-        for name, table in (("urban_rural.csv", self.urban_rural), ("facility_service.csv", self.service)):
+        units_service = None if self.service is None else self.service.attrs.get("units")
+        for name, table in (("urban_rural.csv", self.urban_rural), ("facility_service.csv", self.service),
+                            ("units_service.csv", units_service)):
             if table is not None:
                 paths[name] = out / name
                 _write_csv(table, paths[name])
@@ -886,7 +888,23 @@ def _service_population(standard, wt: WalkingTimes, facilities_out, residents, u
     if over:
         rec.warnings.append(f"{over} facilities serve more residents within their walking time than the standard's "
                             "service population (see facility_service.csv)")
+    if "unit" in out:
+        out.attrs["units"] = _units_below_ratio(out, residents, with_pop)
     return out
+
+
+def _units_below_ratio(service: pd.DataFrame, residents, with_pop) -> pd.DataFrame:
+    """Per unit and type: facilities vs the number its population needs at the standard's service population
+    (``ceil(population / upper service population)``, e.g. one 社区卫生服务中心 per 5万 residents)."""
+    pop = residents.groupby("unit")["population"].sum()
+    rows = []
+    for key, rule in with_pop.items():
+        have = service[service.facility_type == key].groupby("unit").size()
+        for unit, p in pop.items():
+            need = int(np.ceil(p / rule.service_population[1])) if p > 0 else 0
+            rows.append((unit, key, float(p), int(have.get(unit, 0)), need, int(have.get(unit, 0)) < need))
+    return pd.DataFrame(rows, columns=["unit", "facility_type", "population", "facilities", "needed",
+                                       "below_ratio"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -927,7 +945,10 @@ def _unit_ranking(cov: pd.DataFrame, unit_layer, cfg: AnalysisConfig) -> pd.Data
 
 
 def _service_summary(service: pd.DataFrame) -> dict[str, Any]:
-    return {t: {"facilities": int(len(g)), "over_service_population": int(g.over_service_population.sum()),
+    units = service.attrs.get("units")
+    below = {} if units is None else {t: sorted(g.loc[g.below_ratio, "unit"].astype(str))
+                                      for t, g in units.groupby("facility_type")}
+    return {t: {"units_below_ratio": below.get(t, []),"facilities": int(len(g)), "over_service_population": int(g.over_service_population.sum()),
                 "median_catchment_population": float(g.catchment_population.median()),
                 "service_population": [float(g.service_population_min.iloc[0]), float(g.service_population_max.iloc[0])]}
             for t, g in service.groupby("facility_type")}

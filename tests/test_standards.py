@@ -357,3 +357,17 @@ def test_service_population_by_hand():
     assert s.catchment_population == pytest.approx(55000.0)
     assert s.service_population_max == 50000 and bool(s.over_service_population)
     assert any("service population" in w for w in a.summary["warnings"])
+
+
+def test_units_below_the_service_population_ratio():
+    """甲街道 holds 10 + 30 = 40 people and its centre; 乙镇 holds 120,000 people and no centre. At one
+    community health centre per 50,000 residents (the standard's upper figure) 甲街道 needs 1 (has 1),
+    乙镇 needs ceil(120000 / 50000) = 3 (has 0)."""
+    fac = _points([0.0], category="health", source="list", name=["甲街道社区卫生服务中心"])
+    res = _points([200.0, 600.0, 900.0, 1400.0], population=[10.0, 30.0, 60000.0, 60000.0])
+    a = analyze(network=_line_network(), facilities=fac, population=res, units=_two_units(),
+                config=AnalysisConfig(categories=("health",), standard="shanghai-community"))
+    units = a.service.attrs["units"].set_index("unit")
+    assert units.loc["甲街道", ["facilities", "needed"]].tolist() == [1, 1]
+    assert units.loc["乙镇", ["facilities", "needed"]].tolist() == [0, 3]
+    assert a.summary["service_population"]["community_health_centre"]["units_below_ratio"] == ["乙镇"]
