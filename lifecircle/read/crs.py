@@ -11,6 +11,7 @@ from typing import Any, Callable, Union
 
 import geopandas
 import numpy as np
+import pandas as pd
 import pyproj
 import shapely
 from numpy.typing import ArrayLike
@@ -18,7 +19,7 @@ from numpy.typing import ArrayLike
 from ..errors import CRSError
 
 __all__ = ["wgs84_to_gcj02", "gcj02_to_wgs84", "gcj02_to_bd09", "bd09_to_gcj02", "wgs84_to_bd09",
-           "bd09_to_wgs84", "parse_crs", "to_wgs84", "from_wgs84"]
+           "bd09_to_wgs84", "parse_crs", "to_wgs84", "from_wgs84", "crs_hints"]
 
 _A = 6378245.0  # Krasovsky 1940 semi-major axis (m)
 _EE = 0.00669342162296594323  # Krasovsky 1940 first eccentricity squared
@@ -333,3 +334,72 @@ def from_wgs84(data: Any, crs: Any) -> Any:
     if isinstance(target, str):
         return _map_coords(wgs, wgs84_to_gcj02 if target == "gcj02" else wgs84_to_bd09)
     return wgs.to_crs(target)
+
+
+_GCJ_WORDS = ("gcj", "gcj02", "gcj_02", "mars", "amap", "gaode", "autonavi", "tencent", "qq")
+_BD_WORDS = ("bd", "bd09", "bd_09", "bd09ll", "baidu")
+_WGS_WORDS = ("wgs", "wgs84", "wgs_84", "gps", "osm")
+_SOURCE_COLUMNS = ("source", "src", "来源", "数据来源", "坐标系", "坐标系统", "crs", "coord_sys", "coordsys",
+                   "coordinate_system", "platform", "平台", "地图")
+_GCJ_VALUES = re.compile(r"高德|腾讯|火星|gcj|amap|gaode|autonavi|tencent", re.IGNORECASE)
+_BD_VALUES = re.compile(r"百度|baidu|bd-?09", re.IGNORECASE)
+_WGS_VALUES = re.compile(r"wgs|gps|openstreetmap|\bosm\b", re.IGNORECASE)
+_DATAV = ("acroutes", "center", "centroid")
+
+
+def _tokens(name: str) -> set[str]:
+    return {t for t in re.split(r"[^0-9a-z]+", name.lower()) if t}
+
+
+def crs_hints(frame: Any, *, lon_column: str | None = None, lat_column: str | None = None) -> list[dict[str, str]]:
+    """What a table's or layer's own columns say about the CRS of its coordinates.
+
+    Returns a list of ``{"crs": "gcj02" | "bd09" | "wgs84", "reason": ...}``: coordinate columns
+    named like AMap/Baidu exports (``gcj_lng``, ``bd_lat``, ``高德经度``, ``lng_baidu``), a source
+    column whose values name the platform (``高德``, ``百度``, ``AMap``…), or the properties of
+    Aliyun DataV.GeoAtlas boundaries (``adcode`` with ``acroutes``/``center``/``centroid``),
+    which are always GCJ-02.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> crs_hints(pd.DataFrame({"gcj_lng": [121.5], "gcj_lat": [31.2]}), lon_column="gcj_lng", lat_column="gcj_lat")
+    [{'crs': 'gcj02', 'reason': "coordinate columns 'gcj_lng'/'gcj_lat' are named as GCJ-02 (AMap/Tencent)"}]
+    >>> crs_hints(pd.DataFrame({"adcode": [310101], "acroutes": [[100000]], "center": [[121.49, 31.22]]}))[0]["crs"]
+    'gcj02'
+    >>> crs_hints(pd.DataFrame({"lng": [121.5], "lat": [31.2]}), lon_column="lng", lat_column="lat")
+    []
+    """
+    hints: list[dict[str, str]] = []
+    cols = [str(c) for c in frame.columns]
+    coord_cols = [c for c in (lon_column, lat_column) if c] or [
+        c for c in cols if _tokens(c) & {"lon", "lng", "long", "longitude", "lat", "latitude", "x", "y"}
+        or any(k in c for k in ("经度", "纬度", "坐标"))]
+    named = " / ".join(repr(c) for c in coord_cols)
+    for crs, words, zh in (("gcj02", _GCJ_WORDS, ("高德", "腾讯", "火星")), ("bd09", _BD_WORDS, ("百度",)),
+                           ("wgs84", _WGS_WORDS, ())):
+        if any(_tokens(c) & set(words) or any(z in c for z in zh) for c in coord_cols):
+            who = {"gcj02": "GCJ-02 (AMap/Tencent)", "bd09": "BD-09 (Baidu)", "wgs84": "WGS84"}[crs]
+            hints.append({"crs": crs, "reason": f"coordinate columns {named.replace(' / ', '/')} are named as {who}"})
+    for c in cols:
+        if c.lower().strip() not in _SOURCE_COLUMNS or c in coord_cols:
+            continue
+        try:
+            vals = pd.Series(frame[c].dropna().unique())
+        except TypeError:
+            continue
+        vals = vals[vals.map(lambda v: isinstance(v, str))].astype(str)
+        if vals.empty:
+            continue
+        for crs, pattern, who in (("gcj02", _GCJ_VALUES, "AMap/Tencent (GCJ-02)"), ("bd09", _BD_VALUES, "Baidu (BD-09)"),
+                                  ("wgs84", _WGS_VALUES, "WGS84/GPS")):
+            hit = vals.str.contains(pattern)
+            if hit.mean() >= 0.5:
+                hints.append({"crs": crs, "reason": f"column {c!r} says {vals[hit].iloc[0]!r} for {hit.mean():.0%} "
+                                                    f"of its values: {who}"})
+    lower = {c.lower() for c in cols}
+    if "adcode" in lower and lower & set(_DATAV):
+        found = "/".join(k for k in ("adcode", *_DATAV, "parent", "level") if k in lower)
+        hints.append({"crs": "gcj02", "reason": f"its properties ({found}) are those of Aliyun DataV.GeoAtlas "
+                                                "boundaries, which are always GCJ-02"})
+    return hints
