@@ -242,6 +242,7 @@ def facilities_from_file(
     crs: Any = None,
     taxonomy: Taxonomy | None = None,
     source: str = "list",
+    encoding: str | None = None,
 ):
     """Read facilities from a CSV/XLSX (lon/lat columns), GeoJSON or GeoPackage file.
 
@@ -256,10 +257,10 @@ def facilities_from_file(
 
     Polygons are reduced to a point inside them.
     """
-    from .files import read_geo
+    from .files import carry_checks, read_geo
 
     tax = taxonomy or load_taxonomy()
-    gdf = read_geo(path, what="facilities", lon_column=lon_column, lat_column=lat_column, crs=crs)
+    gdf = read_geo(path, what="facilities", lon_column=lon_column, lat_column=lat_column, crs=crs, encoding=encoding)
     cols = list(gdf.columns)
     cat_col = category_column if category_column in cols else next(
         (c for c in ("category", "类别", "类型", "type", "设施类型", "分类") if c in cols), None)
@@ -320,7 +321,7 @@ def facilities_from_file(
         out = out.set_geometry(geom.representative_point())
     keep = ["category", "subcategory", "name", "source"] + [c for c in ("osm_type", "osm_id", *ATTRIBUTE_TAGS)
                                                             if c in out.columns]
-    result = out[keep + ["geometry"]].reset_index(drop=True)
+    result = carry_checks(gdf, out[keep + ["geometry"]].reset_index(drop=True))
     result.attrs["rejected"] = rejected.drop(columns="geometry").reset_index(drop=True)
     return result
 

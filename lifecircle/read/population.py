@@ -66,12 +66,15 @@ def residents_from_file(
     lat_column: str | None = None,
     crs: Any = None,
     cell_m: float = 100.0,
+    encoding: str | None = None,
 ):
     """Residents from a point or polygon file with a count column, or a GeoTIFF raster.
 
     Points (CSV/XLSX with lon/lat, GeoJSON, GeoPackage) are used as they are; polygons are
     spread over a grid of points inside them (:func:`residents_from_polygons`); ``.tif``
-    files go to :func:`residents_from_raster`.
+    files go to :func:`residents_from_raster`. Rows that repeat another row exactly (same
+    point, same count) are kept but warned about (``result.attrs["warnings"]``): they are
+    usually a copy-paste or a join gone wrong, and count those people twice.
 
     Examples
     --------
@@ -82,12 +85,12 @@ def residents_from_file(
     >>> r["population"].tolist(), r.attrs["population_source"]
     ([120.0, 80.0], 'points')
     """
-    from .files import find_column, read_geo
+    from .files import carry_checks, find_column, read_geo
 
     p = Path(path)
     if p.suffix.lower() in (".tif", ".tiff", ".vrt", ".asc"):
         return residents_from_raster(p)
-    gdf = read_geo(p, what="population", lon_column=lon_column, lat_column=lat_column, crs=crs)
+    gdf = read_geo(p, what="population", lon_column=lon_column, lat_column=lat_column, crs=crs, encoding=encoding)
     col = find_column(gdf.columns, population_column, POPULATION_ALIASES,
                       what=f"population {p.name}", option="--population-column")
     pop = pd.to_numeric(gdf[col], errors="coerce")
@@ -103,11 +106,31 @@ def residents_from_file(
             f"population {p.name}: {int(no_xy.sum())} rows have no coordinates "
             f"({pop[no_xy].sum():.0f} people); give them coordinates or remove them"
         )
-    gdf = gdf.assign(population=pop.astype(float))
+    gdf = carry_checks(gdf, gdf.assign(population=pop.astype(float)))
+    _warn_duplicates(gdf, label=f"population {p.name}")
     if (gdf.geometry.geom_type == "Point").all():
         keep = gdf[["population", "geometry"]].copy()
-        return _finish(keep, "points")
-    return residents_from_polygons(gdf, population_column="population", cell_m=cell_m)
+        return carry_checks(gdf, _finish(keep, "points"))
+    return carry_checks(gdf, residents_from_polygons(gdf, population_column="population", cell_m=cell_m))
+
+
+def _warn_duplicates(gdf, *, label: str) -> None:
+    """Warn (with counts and the first row) about rows with the same geometry and the same count."""
+    import shapely
+
+    from .files import add_warning, row_name
+
+    wkb = shapely.to_wkb(gdf.geometry.to_numpy(), output_dimension=2)
+    key = pd.DataFrame({"g": wkb, "p": gdf["population"].to_numpy()})
+    dup = key.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return
+    i = int(np.flatnonzero(dup)[0])
+    same = int(np.flatnonzero((key["g"] == key["g"].iloc[i]).to_numpy() & (key["p"] == key["p"].iloc[i]).to_numpy())[0])
+    add_warning(gdf, f"{label}: {int(dup.sum()):,} rows repeat another row exactly (same place, same count; "
+                     f"{float(gdf['population'].to_numpy()[dup].sum()):,.0f} people counted twice if they are copies; "
+                     f"first: {row_name(gdf, i)} = {row_name(gdf, same)}); remove the copies if they are not "
+                     "separate households")
 
 
 def residents_from_polygons(polygons, *, population_column: str = "population", cell_m: float = 100.0):

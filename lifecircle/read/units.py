@@ -24,27 +24,76 @@ UNIT_CODE_ALIASES = ("adcode", "code", "区划代码", "行政区划代码")
 ADMIN_LEVELS = {"district": 6, "subdistrict": 8}
 
 
-def units_from_file(path: str | os.PathLike[str], *, name_column: str | None = None, crs: Any = None):
+def units_from_file(path: str | os.PathLike[str], *, name_column: str | None = None, crs: Any = None,
+                    encoding: str | None = None):
     """Read unit polygons (GeoJSON, GeoPackage, Shapefile) with a ``unit`` name column, in WGS84.
 
     ``crs`` names the coordinates' system when the file does not say it (``gcj02`` for DataV
-    boundaries, which claim to be WGS84 but are not).
+    boundaries, which claim to be WGS84 but are not). Units without a name or sharing a name
+    are refused (per-unit results would be ambiguous); features that are not polygons are
+    dropped and invalid polygons repaired, each with a warning (``result.attrs["warnings"]``).
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely, tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "u.geojson")
+    >>> gpd.GeoDataFrame({"name": ["东", "东"], "code": ["1", "2"]}, geometry=[shapely.box(121.4, 31.2, 121.41, 31.21),
+    ...                  shapely.box(121.41, 31.2, 121.42, 31.21)], crs=4326).to_file(f)
+    >>> units_from_file(f)
+    Traceback (most recent call last):
+    ...
+    lifecircle.errors.InputDataError: units u.geojson: 2 units share a name in column 'name' ('东' at features 1, 2), so their results cannot be told apart; name another column with --unit-name (columns: code), or give each unit its own name (parts of one unit: merge them, e.g. QGIS Dissolve)
     """
-    from .files import find_column, read_geo
+    from .files import add_warning, carry_checks, find_column, read_geo, row_name
 
     p = Path(path)
-    gdf = read_geo(p, what="units", crs=crs)
+    gdf = read_geo(p, what="units", crs=crs, encoding=encoding)
     col = find_column(gdf.columns, name_column, UNIT_NAME_ALIASES, what=f"units {p.name}", option="--unit-name")
-    polys = gdf.geometry.geom_type.isin(["Polygon", "MultiPolygon"])
+    polys = gdf.geometry.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
     if not polys.any():
-        raise InputDataError(f"units {p.name} has no polygons (found {', '.join(gdf.geom_type.unique())}); "
+        raise InputDataError(f"units {p.name} has no polygons (found {', '.join(map(str, gdf.geom_type.unique()))}); "
                              "give district/subdistrict boundaries")
+    others = [c for c in gdf.columns if c not in (col, gdf.geometry.name)]
+    _check_names(gdf, col, polys, label=f"units {p.name}", others=others)
     code = next((c for c in UNIT_CODE_ALIASES if c in gdf.columns and c != col), None)
-    keep = [col] + ([code] if code else []) + ["geometry"]
+    keep = [col] + ([code] if code else []) + [gdf.geometry.name]
     out = gdf.loc[polys, keep].rename(columns={col: "unit", **({code: "adcode"} if code else {})})
-    out = out.reset_index(drop=True)
+    out = carry_checks(gdf, out.reset_index(drop=True))
     out["unit"] = out["unit"].astype(str)
+    if not polys.all():
+        first = int(np.flatnonzero(~polys)[0])
+        add_warning(out, f"units {p.name}: {int((~polys).sum()):,} features are not polygons (first: "
+                         f"{row_name(gdf, first)}, {gdf.geometry.iloc[first].geom_type if gdf.geometry.iloc[first] is not None else 'no geometry'}) "
+                         "and are not used; remove them or give their area as polygons")
     return out
+
+
+def _check_names(gdf, col: str, polys: np.ndarray, *, label: str, others: list[str]) -> None:
+    """Units need one non-empty name each: refuse missing and duplicated names, with rows and the fix."""
+    from .files import row_name
+
+    names = gdf[col].where(polys)
+    text = names.astype(object).where(names.notna(), None)
+    blank = polys & (text.isna() | text.map(lambda v: str(v).strip() in ("", "nan", "None"))).to_numpy()
+    choose = (f"name another column with --unit-name (columns: {', '.join(map(str, others))})" if others
+              else "give each unit a name")
+    if blank.any():
+        rows = ", ".join(row_name(gdf, int(i)).split()[-1] for i in np.flatnonzero(blank)[:5])
+        raise InputDataError(f"{label}: {int(blank.sum()):,} units have no name in column {col!r} "
+                             f"({row_name(gdf, int(np.flatnonzero(blank)[0])).split()[0]}s {rows}"
+                             f"{'…' if blank.sum() > 5 else ''}); fill them in, or {choose}")
+    key = text[polys].astype(str).str.strip()
+    dup = key[key.duplicated(keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        where = [int(gdf.index.get_loc(i)) for i in dup.index[dup == first]]
+        kind = row_name(gdf, where[0]).split()[0]
+        names_list = ", ".join(repr(n) for n in dict.fromkeys(dup))
+        raise InputDataError(
+            f"{label}: {len(dup):,} units share a name in column {col!r} ({repr(first)} at {kind}s "
+            f"{', '.join(row_name(gdf, w).split()[-1] for w in where[:5])}"
+            f"{'; also ' + names_list if dup.nunique() > 1 else ''}), so their results cannot be told apart; "
+            f"{choose}, or give each unit its own name (parts of one unit: merge them, e.g. QGIS Dissolve)")
 
 
 def units_from_osm(path: str | os.PathLike[str], *, admin_level: int | str = 8):
