@@ -108,6 +108,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--census-population", "census_population", help="Population column of --census (default: population_2020/population/常住人口…).")
 @click.option("--lon-column", help="Longitude column of CSV inputs (default: lon/lng/longitude/x/经度).")
 @click.option("--lat-column", help="Latitude column of CSV inputs (default: lat/latitude/y/纬度).")
+@click.option("--encoding", help="Text encoding of CSV/shapefile inputs (utf-8, gb18030…) [default: detected per file: UTF-8 or GB18030/GBK, never a mix].")
 @click.option("--minutes", multiple=True, callback=_floats, help="Thresholds in minutes [default: 5,10,15].")
 @click.option("--speed-kmh", type=float, help=f"Walking speed [default: {DEFAULT_WALK_SPEED_KMH:g} = 1000 m in 15 min, GB 50180-2018].")
 @click.option("--target", type=float, help=f"Coverage target share [default: {DEFAULT_TARGET:g}, Shanghai 14th FYP].")
@@ -132,7 +133,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
             population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
             census, census_join, census_population, lon_column,
-            lat_column, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, urban, urban_column, standard,
+            lat_column, encoding, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, urban, urban_column, standard,
             config_file, taxonomy, out_dir,
             no_cache, isochrones, facility_isochrones, plan_sites, make_map, png, basemap):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
@@ -193,7 +194,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                  census_join="code" if census_join == "adcode" else census_join,
                  census_population_column=census_population, category_column=category_column,
                  name_column=name_column, population_column=population_column, unit_name=unit_name,
-                 lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person,
+                 lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, encoding=encoding,
                  urban=urban if urban in (None, "names", "landuse") else Path(urban), urban_column=urban_column,
                  progress=progress,
                  cache_network=not no_cache)
@@ -228,9 +229,13 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
 @click.option("--units-crs", help="CRS of --units (gcj02 for DataV/AMap).")
 @click.option("--official-counts", type=click.Path(path_type=Path), help="Table of official counts per unit (district,count) of community health centres.")
 @click.option("--taxonomy", type=click.Path(path_type=Path), help="Your own taxonomy TOML.")
+@click.option("--lon-column", help="Longitude column of CSV lists (default: lon/lng/longitude/x/经度).")
+@click.option("--lat-column", help="Latitude column of CSV lists (default: lat/latitude/y/纬度).")
+@click.option("--encoding", help="Text encoding of CSV/shapefile inputs (utf-8, gb18030…) [default: detected per file: UTF-8 or GB18030/GBK, never a mix].")
 @click.option("--dedup-m", type=float, default=150.0, show_default=True, help="Merge same-category facilities this close with similar names.")
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=Path("facilities.gpkg"), show_default=True, help="Clean GeoPackage to write (the count tables go beside it as CSV).")
-def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_counts, taxonomy, dedup_m, out_file):
+def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_counts, taxonomy, lon_column, lat_column,
+               encoding, dedup_m, out_file):
     """Load, classify, convert and deduplicate facility sources into one clean GeoPackage.
 
     \b
@@ -256,14 +261,20 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
     problems.raise_if_any()
     tax = load_taxonomy(taxonomy)
     layers = [facilities_from_osm(osm, taxonomy=tax)] if osm else []
-    layers += [facilities_from_file(f, crs=list_crs, taxonomy=tax) for f in lists]
+    read = [facilities_from_file(f, crs=list_crs, taxonomy=tax, encoding=encoding, lon_column=lon_column,
+                                 lat_column=lat_column) for f in lists]
+    for f, layer in zip(lists, read):
+        _warn_crs(layer, f"list {f.name}", "--list-crs")
+    layers += read
     fac = combine_facilities(*layers)
     if fac.empty:
         raise click.ClickException("no facility of the four categories found in the inputs")
     fac = deduplicate(fac, max_dist_m=dedup_m)
     tables = {}
     if units:
-        fac["unit"] = assign_units(fac, units_from_file(units, name_column=unit_name, crs=units_crs)).to_numpy()
+        unit_layer = units_from_file(units, name_column=unit_name, crs=units_crs, encoding=encoding)
+        _warn_crs(unit_layer, f"units {units.name}", "--units-crs")
+        fac["unit"] = assign_units(fac, unit_layer).to_numpy()
         tables["counts"] = count_table(fac)
         tables["subcategories"] = count_table(fac, by="subcategory")
         if official_counts:
@@ -304,6 +315,15 @@ def fetch(name, directory, update):
     click.echo(str(path))
 
 
+def _warn_crs(frame, label: str, option: str) -> None:
+    """Without a network only the columns can tell: warn when they say the coordinates are GCJ-02/BD-09."""
+    from .measure.crs_checks import check_input_crs
+
+    c = check_input_crs(None, frame, input=label.split()[0], label=label, option=option)
+    if c.warning:
+        log.warning(c.warning)
+
+
 def _needed_lines(needed) -> str:
     """The sites-needed table for the terminal."""
     if needed is None or needed.empty:
@@ -321,13 +341,16 @@ def _needed_lines(needed) -> str:
 @click.option("-k", "k", type=int, help="The k best sites per category [default: as many as the target needs, per unit too].")
 @click.option("--candidates", type=click.Path(path_type=Path), help="Candidate sites (CSV lon/lat, GeoJSON, GPKG) [default: street nodes near the gaps].")
 @click.option("--candidates-crs", help="CRS of --candidates: wgs84 (default), gcj02, bd09 or EPSG.")
+@click.option("--lon-column", help="Longitude column of --candidates (default: lon/lng/longitude/x/经度).")
+@click.option("--lat-column", help="Latitude column of --candidates (default: lat/latitude/y/纬度).")
+@click.option("--encoding", help="Text encoding of --candidates (utf-8, gb18030…) [default: detected per file: UTF-8 or GB18030/GBK, never a mix].")
 @click.option("--cell-m", type=float, default=100.0, show_default=True, help="Grid cell of the gap areas.")
 @click.option("--per-unit/--no-per-unit", default=True, show_default=True, help="Also plan each unit's sites (sites_needed.csv).")
 @click.option("--exact/--no-exact", default=True, show_default=True, help="Check greedy against the exact MILP optimum.")
 @click.option("--time-limit-s", type=float, default=10.0, show_default=True, help="MILP time limit per area.")
 @click.option("--map/--no-map", "make_map", default=True, show_default=True, help="Redraw map.html with the gaps and the sites.")
 @click.pass_context
-def gaps(ctx, out_dir, category, k, candidates, candidates_crs, cell_m, per_unit, exact, time_limit_s, make_map):
+def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_column, encoding, cell_m, per_unit, exact, time_limit_s, make_map):
     """Where the gaps are and where new facilities cover the most people, for a finished analysis.
 
     Re-runs the analysis recorded in OUT_DIR/summary.json, then writes gaps.gpkg,
@@ -361,9 +384,12 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, cell_m, per_unit
     a = reanalyze(out_dir)
     g = find_gaps(a, category=list(category) or None, cell_m=cell_m)
     paths = {"gaps.gpkg": write_gaps(g, out_dir / "gaps.gpkg")}
-    site_paths, sites, needed = write_site_plans(a, out_dir, categories=category or None, k=k, candidates=candidates,
-                                                 candidates_crs=candidates_crs, per_unit=per_unit, exact=exact,
-                                                 time_limit_s=time_limit_s)
+    from .read.files import read_options
+
+    with read_options(encoding=encoding, lon_column=lon_column, lat_column=lat_column):
+        site_paths, sites, needed = write_site_plans(a, out_dir, categories=category or None, k=k, candidates=candidates,
+                                                     candidates_crs=candidates_crs, per_unit=per_unit, exact=exact,
+                                                     time_limit_s=time_limit_s)
     paths.update(site_paths)
     if make_map:
         from .present.outputs import write_maps
@@ -390,10 +416,14 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, cell_m, per_unit
 @click.option("--remove", type=click.Path(path_type=Path), help="Facilities to close: points matched to the nearest facility of their category.")
 @click.option("--remove-crs", help="CRS of --remove.")
 @click.option("--remove-index", multiple=True, help="Facility row of facilities.gpkg, or an OSM id such as way/123, to close; repeatable.")
+@click.option("--lon-column", help="Longitude column of --add/--remove (default: lon/lng/longitude/x/经度).")
+@click.option("--lat-column", help="Latitude column of --add/--remove (default: lat/latitude/y/纬度).")
+@click.option("--encoding", help="Text encoding of --add/--remove (utf-8, gb18030…) [default: detected per file: UTF-8 or GB18030/GBK, never a mix].")
 @click.option("--match-m", type=float, default=50.0, show_default=True, help="How close a --remove point must be to the facility it closes.")
 @click.option("--out", "scenario_dir", type=click.Path(path_type=Path), help="Output folder [default: OUT_DIR/scenario].")
 @click.pass_context
-def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, match_m, scenario_dir):
+def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_column, lat_column, encoding, match_m,
+             scenario_dir):
     """What if facilities open or close: coverage before -> after, per category and unit.
 
     \b
@@ -419,9 +449,12 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, match
     if scenario_dir is not None or not problems:
         problems.output(scenario_dir or out_dir / "scenario", "--out", folder=True)
     problems.raise_if_any()
+    from .read.files import read_options
+
     a = reanalyze(out_dir)
-    s = what_if(a, add=add, add_crs=add_crs, remove=remove or (list(remove_index) or None), remove_crs=remove_crs,
-                match_m=match_m)
+    with read_options(encoding=encoding, lon_column=lon_column, lat_column=lat_column):
+        s = what_if(a, add=add, add_crs=add_crs, remove=remove or (list(remove_index) or None), remove_crs=remove_crs,
+                    match_m=match_m)
     out = scenario_dir or out_dir / "scenario"
     paths = s.write(out)
     if not ctx.obj["quiet"]:
@@ -460,6 +493,9 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
 
     if len([s for s in (osm, place, example) if s]) != 1:
         raise click.UsageError("give exactly one of --osm FILE, --place NAME or --example NAME")
+    swap = f"use --lon {lat:g} --lat {lon:g}"
+    if abs(lat) > 90 >= abs(lon):
+        raise click.UsageError(f"--lon {lon:g} --lat {lat:g} look swapped (a latitude cannot be {lat:g}); {swap}")
     problems = Problems()
     problems.values(lon=lon, lat=lat, walk_speed_kmh=speed_kmh, buffer_m=buffer_m, max_snap_m=max_snap_m)
     if minutes is not None:
@@ -473,6 +509,9 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
         lon, lat = (gcj02_to_wgs84 if point_crs == "gcj02" else bd09_to_wgs84)(lon, lat)
     t0 = time.perf_counter()
     net = network_from_place(place) if place else network_from_osm(osm or example_osm(example))
+    from .measure.crs_checks import check_swapped
+
+    check_swapped(net, [lon], [lat], label=f"--lon {lon:g} --lat {lat:g}", fix=swap)
     iso = point_isochrones(net, float(lon), float(lat), minutes=minutes or (5, 10, 15), walk_speed_kmh=speed_kmh,
                            buffer_m=buffer_m, max_snap_m=max_snap_m, method=method)
     layers = write_isochrones(iso, out_file)

@@ -62,7 +62,7 @@ def _capped_dist(network: WalkNetwork, x: np.ndarray, y: np.ndarray, cap_m: floa
 
 
 def street_fit(network: WalkNetwork, lon, lat, alt_lon, alt_lat, *, cap_m: float = 150.0,
-               max_points: int = 2000, grid_points: int = 300, cell_m: float = 250.0,
+               max_points: int = 2000, grid_points: int = 200, cell_m: float = 250.0,
                grid_step_m: float = 100.0, either_inside: bool = True) -> dict[str, Any] | None:
     """How well points fit the streets as given (``lon``/``lat``) and as read otherwise (``alt_*``).
 
@@ -73,8 +73,8 @@ def street_fit(network: WalkNetwork, lon, lat, alt_lon, alt_lat, *, cap_m: float
     when fewer than 5 such points are left, else a dict with ``points``, ``cells``,
     ``mean_dist_given_m``, ``mean_dist_alt_m`` (distances to the nearest street capped at
     ``cap_m``), ``t`` (paired t of given minus alt over ``cell_m`` cells; positive favours alt),
-    ``offset_m`` (the median alt - given shift, east/north), ``best_shift_m`` (the ``grid_step_m``
-    grid shift of the given points that brings them closest to the streets) and the verdicts
+    ``offset_m`` (the median alt - given shift, east/north), ``best_shift_m`` (the grid shift
+    (``grid_step_m``, coarser for long offsets) of the given points that brings them closest to the streets) and the verdicts
     ``for_alt`` / ``for_given`` (``strong``, ``weak`` or ``none``).
 
     Examples
@@ -128,6 +128,7 @@ def street_fit(network: WalkNetwork, lon, lat, alt_lon, alt_lat, *, cap_m: float
         t = float("nan")
     vx, vy = float(np.median(ax - x)), float(np.median(ay - y))
     r = max(600.0, 1.5 * float(np.hypot(vx, vy)))
+    grid_step_m = max(grid_step_m, r / 7.0)  # about 150 shifts, and steps finer than the tolerance below
     g = np.arange(-np.ceil(r / grid_step_m), np.ceil(r / grid_step_m) + 1) * grid_step_m
     gx, gy = (m.ravel() for m in np.meshgrid(g, g))
     inside_r = np.hypot(gx, gy) <= r
