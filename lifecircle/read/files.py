@@ -250,6 +250,11 @@ def read_geo(
                     kw["encoding"] = used
                 gdf = gpd.read_file(p, **kw)
         except Exception as exc:  # pyogrio raises DataSourceError and friends
+            if used and isinstance(exc, UnicodeError):
+                from .encodings import resave_hint
+
+                raise InputFileError(f"{label}: its attributes cannot be read as {used} ({exc.reason}); "
+                                     f"{resave_hint()}") from None
             raise InputFileError(
                 f"cannot read {what} file {p}: {str(exc).splitlines()[0][:160]}; is it a valid "
                 f"{suffix[1:]} file?"
