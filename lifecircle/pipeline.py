@@ -319,21 +319,46 @@ def _gpkg_ready(gdf):
     return out
 
 
-def _check_offsets(net, gdf, column, value, declared, option: str, warnings: list[str]) -> None:
-    """Warn when points declared WGS84 look like GCJ-02/BD-09 (see :func:`snapping.suggest_crs`)."""
-    from .read.crs import parse_crs
-    from .measure.snapping import suggest_crs
+def _check_swapped_inputs(net, rec: "_Log") -> None:
+    """Refuse a facility list or residents file whose points lie on the streets only with lon and lat swapped."""
+    from .measure.crs_checks import check_swapped
 
-    if declared is not None and not (not isinstance(parse_crs(declared), str) and parse_crs(declared).to_epsg() == 4326):
-        return
-    pts = gdf if column is None or column not in gdf else gdf[gdf[column] == value]
-    if len(pts) == 0:
-        return
-    hit = suggest_crs(net, pts.geometry.x.to_numpy(), pts.geometry.y.to_numpy())
-    if hit:
-        warnings.append(f"{len(pts):,} points look like {hit[0].upper()} coordinates, not WGS84: median distance to "
-                        f"the street {hit[1]:.0f} m as given, {hit[2]:.0f} m if read as {hit[0]}; if they come from "
-                        f"a Chinese web map, pass {option} {hit[0]}")
+    fix = "pass --lon-column/--lat-column to name the right columns, or fix the file"
+    for key in ("facilities", "population"):
+        frame, path = rec.frames.get(key, (None, None))
+        if frame is not None and len(frame):
+            pts = frame.geometry.representative_point()
+            check_swapped(net, pts.x.to_numpy(), pts.y.to_numpy(), label=f"{key} {Path(path).name}", fix=fix)
+
+
+def _check_inputs(net, inputs: "Inputs", rec: "_Log") -> dict[str, Any]:
+    """What the readers noticed (encodings, duplicates, repairs) and the CRS checks of every file input.
+
+    The readers' warnings go into ``rec.warnings`` (marked as logged already: the readers logged
+    them); returns the ``crs_checks`` block of summary.json.
+    """
+    from .measure.crs_checks import check_input_crs
+
+    options = {"facilities": "--facilities-crs", "population": "--population-crs", "units": "--units-crs"}
+    checks: dict[str, Any] = {}
+    for key, option in options.items():
+        frame, path = rec.frames.get(key, (None, None))
+        if frame is None or len(frame) == 0:
+            continue
+        for w in frame.attrs.get("warnings", []):
+            if w not in rec.warnings:
+                rec.warnings.append(w)
+                rec.logged.append(w)
+        if rec.inputs.get(key) and frame.attrs.get("encoding"):
+            rec.inputs[key]["encoding"] = frame.attrs["encoding"]
+        if frame.attrs.get("crs_declared") is None:
+            continue
+        osm_layer = rec.frames.get("osm_facilities", (None, None))[0] if key == "facilities" else None
+        c = check_input_crs(net, frame, input=key, label=f"{key} {Path(path).name}", option=option, reference=osm_layer)
+        checks[key] = c.to_dict()
+        if c.warning:
+            rec.warnings.append(c.warning)
+    return checks
 
 
 def _input_record(path: str | os.PathLike[str] | None, **extra: Any) -> dict[str, Any] | None:
@@ -368,6 +393,7 @@ class FacilityInput:
     name_column: str | None = None
     lon_column: str | None = None
     lat_column: str | None = None
+    encoding: str | None = None
 
 
 @dataclass(frozen=True)
@@ -380,6 +406,7 @@ class PopulationInput:
     lon_column: str | None = None
     lat_column: str | None = None
     m2_per_person: float | None = None
+    encoding: str | None = None
 
 
 @dataclass(frozen=True)
@@ -390,6 +417,7 @@ class UnitInput:
     crs: Any = None
     name_column: str | None = None
     admin_level: int | str | None = None
+    encoding: str | None = None
 
 
 @dataclass(frozen=True)
@@ -437,6 +465,11 @@ class _Log:
     warnings: list[str] = field(default_factory=list)
     standard_why: str = ""
     urban_method: str = ""
+    #: the frames read from files, as (frame, path), for the input checks
+    frames: dict[str, Any] = field(default_factory=dict)
+    #: warnings the readers logged already
+    logged: list[str] = field(default_factory=list)
+    crs_checks: dict[str, Any] = field(default_factory=dict)
 
 
 def analyze(
@@ -466,6 +499,7 @@ def analyze(
     m2_per_person: float | None = None,
     urban: Any = None,
     urban_column: str | None = None,
+    encoding: str | None = None,
     progress: Callable[[str], None] | None = None,
     walking_times_fn: Callable[..., WalkingTimes] | None = None,
     cache_network: bool = True,
@@ -508,6 +542,11 @@ def analyze(
         A column of the units saying urban or rural (yes/no, 城镇/乡村, 街道/镇/乡).
     config : AnalysisConfig
         Thresholds, speed, target, snapping distance, categories.
+    encoding : str, optional
+        Text encoding of the CSV and shapefile inputs (``utf-8``, ``gb18030``…); by default each
+        file's is detected (UTF-8 or GB18030, never a mix: see :func:`lifecircle.read.files.read_table`).
+        Every file input is also checked for Chinese web-map offsets (summary.json ``crs_checks``,
+        see :mod:`lifecircle.measure.crs_checks`).
     cache_network : bool
         Reuse the walking network parsed before from the same OSM file (same SHA-256), kept in
         ``$LIFECIRCLE_CACHE/networks`` (see :mod:`lifecircle.read.cache`).
@@ -528,9 +567,10 @@ def analyze(
     inputs = Inputs(
         NetworkInput(osm, place, network, cache_network),
         FacilityInput(facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
-                      lon_column, lat_column),
-        PopulationInput(population, population_crs, population_column, lon_column, lat_column, m2_per_person),
-        UnitInput(units, units_crs, unit_name, admin_level),
+                      lon_column, lat_column, encoding),
+        PopulationInput(population, population_crs, population_column, lon_column, lat_column, m2_per_person,
+                        encoding),
+        UnitInput(units, units_crs, unit_name, admin_level, encoding),
         CensusInput(census, census_join, census_population_column),
         UrbanInput(urban, urban_column),
     )
@@ -572,6 +612,7 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
     say("reading residents")
     res, census_methods = _read_residents(inputs.population, inputs.census, inputs.network, net, unit_layer, rec)
 
+    _check_swapped_inputs(net, rec)
     say(f"walking times for {len(res):,} residents to {len(fac):,} facilities")
     wt = (walking_times_fn or walking_times)(net, res, fac, config=cfg)
     residents, facilities_out = _attach_times(res, fac, wt, unit_layer if census_methods is None else None, rec)
@@ -591,7 +632,8 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
     if service is not None:
         summary["service_population"] = _service_summary(service)
     for w in rec.warnings:
-        log.warning(w)
+        if w not in rec.logged:
+            log.warning(w)
     return Analysis(cfg, net, facilities_out, residents, cov, wt, summary, units=unit_layer,
                     census_methods=census_methods, standard_decisions=decisions, tiers=tiers,
                     urban_rural=urban_rural, service=service)
@@ -638,11 +680,15 @@ def _read_facilities(src: FacilityInput, where: NetworkInput, tax: Taxonomy, cfg
                                                      name_column=src.name_column)
             layers.append(facilities_from_file(src.source, category_column=src.category_column,
                                                name_column=src.name_column, lon_column=src.lon_column,
-                                               lat_column=src.lat_column, crs=src.crs, taxonomy=tax))
+                                               lat_column=src.lat_column, crs=src.crs, taxonomy=tax,
+                                               encoding=src.encoding))
+            rec.frames["facilities"] = (layers[-1], src.source)
         else:
             given = src.source.copy()
             given.attrs.pop("rejected", None)  # pandas carries a whole file's attrs into any subset of it
             layers.append(given)
+    if layers and layers[0] is not rec.frames.get("facilities", (None,))[0]:
+        rec.frames["osm_facilities"] = (layers[0], None)  # the names a list is matched against
     fac = combine_facilities(*layers)
     if len(layers) > 1:
         fac = deduplicate(fac)
@@ -659,7 +705,9 @@ def _read_units(src: UnitInput, where: NetworkInput, rec: _Log):
         if not isinstance(src.source, (str, os.PathLike)):
             return src.source
         rec.inputs["units"] = _input_record(src.source, crs=str(src.crs or "as declared"), name_column=src.name_column)
-        return units_from_file(src.source, name_column=src.name_column, crs=src.crs)
+        layer = units_from_file(src.source, name_column=src.name_column, crs=src.crs, encoding=src.encoding)
+        rec.frames["units"] = (layer, src.source)
+        return layer
     if src.admin_level is None:
         return None
     if where.osm is not None:
@@ -698,8 +746,10 @@ def _read_residents(src: PopulationInput, census: CensusInput, where: NetworkInp
     if isinstance(src.source, (str, os.PathLike)):
         rec.inputs["population"] = _input_record(src.source, crs=str(src.crs or "wgs84"),
                                                  population_column=src.population_column)
-        return residents_from_file(src.source, population_column=src.population_column, lon_column=src.lon_column,
-                                   lat_column=src.lat_column, crs=src.crs), None
+        res = residents_from_file(src.source, population_column=src.population_column, lon_column=src.lon_column,
+                                  lat_column=src.lat_column, crs=src.crs, encoding=src.encoding)
+        rec.frames["population"] = (res, src.source)
+        return res, None
     res = src.source
     res.attrs.setdefault("population_source", "points")
     return res, None
@@ -788,9 +838,7 @@ def _check_measurement(net, res, fac, wt: WalkingTimes, inputs: Inputs, cfg: Ana
     if f_unsnapped:
         rec.warnings.append(f"{f_unsnapped:,} facilities are more than {cfg.max_snap_m:g} m from any walkable street "
                             "and are not used (listed in unsnapped.csv)")
-    _check_offsets(net, fac, "source", "list", inputs.facilities.crs, "--facilities-crs", rec.warnings)
-    if isinstance(inputs.population.source, (str, os.PathLike)):
-        _check_offsets(net, res, None, None, inputs.population.crs, "--population-crs", rec.warnings)
+    rec.crs_checks = _check_inputs(net, inputs, rec)
     rejected = fac.attrs.get("rejected")
     if rejected is not None and len(rejected):
         rec.warnings.append(f"{len(rejected):,} rows of the facility list were not used "
@@ -1000,7 +1048,8 @@ def _summary(cfg: AnalysisConfig, tax: Taxonomy, inputs: Inputs, net: WalkNetwor
                        "taxonomy": tax.source,
                        "options": {"lon_column": inputs.facilities.lon_column,
                                    "lat_column": inputs.facilities.lat_column,
-                                   "m2_per_person": inputs.population.m2_per_person}},
+                                   "m2_per_person": inputs.population.m2_per_person,
+                                   "encoding": inputs.facilities.encoding}},
         "inputs": {k: v for k, v in rec.inputs.items() if v is not None},
         "network": net.describe(),
         "residents": {
@@ -1014,6 +1063,7 @@ def _summary(cfg: AnalysisConfig, tax: Taxonomy, inputs: Inputs, net: WalkNetwor
                        "by_source": {str(k): int(v) for k, v in dict(fac_src).items()}},
         "categories": categories,
         "warnings": rec.warnings,
+        "crs_checks": rec.crs_checks,
         "attribution": OSM_CREDIT,
     }
     if census_methods is not None:
@@ -1078,11 +1128,12 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
             NetworkInput(path("osm"), (inputs.get("place") or {}).get("name")),
             FacilityInput(path("facilities"), fac.get("mode") == "replace", fac.get("crs"),
                           fac.get("category_column", "category"), fac.get("name_column"),
-                          opts.get("lon_column"), opts.get("lat_column")),
+                          opts.get("lon_column"), opts.get("lat_column"), opts.get("encoding")),
             PopulationInput(path("population"), pop.get("crs"), pop.get("population_column"),
-                            opts.get("lon_column"), opts.get("lat_column"), opts.get("m2_per_person")),
+                            opts.get("lon_column"), opts.get("lat_column"), opts.get("m2_per_person"),
+                            opts.get("encoding")),
             UnitInput(path("units"), None if units.get("crs") in (None, "as declared") else units["crs"],
-                      units.get("name_column"), units.get("admin_level")),
+                      units.get("name_column"), units.get("admin_level"), opts.get("encoding")),
             CensusInput(path("census"), census.get("join", "auto"), census.get("population_column")),
             UrbanInput(path("urban") or (inputs.get("urban") or {}).get("keyword"),
                        (inputs.get("urban") or {}).get("column")),
