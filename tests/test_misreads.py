@@ -290,9 +290,16 @@ def test_swapped_columns_are_reported_in_every_command(tmp_path, shanghai_pbf, p
 
 def main_raising(argv):
     """Run the CLI and re-raise the LifecircleError it turned into one line (to read its message)."""
+    import logging
+
     from lifecircle.cli import cli
 
-    cli.main(args=argv, prog_name="lifecircle", standalone_mode=False)
+    log = logging.getLogger("lifecircle")
+    saved = (log.handlers[:], log.level, log.propagate)
+    try:
+        cli.main(args=argv, prog_name="lifecircle", standalone_mode=False)
+    finally:  # as cli.main() does: leave the logger as it was
+        log.handlers[:], log.level, log.propagate = saved
 
 
 def test_swapped_outside_china_caught_against_the_network(tmp_path):
