@@ -1,3 +1,3 @@
 """The version of lifecircle (one place: the package, summary.json and the CLI read it here)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
