@@ -188,30 +188,34 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
         if not quiet:
             click.echo(f"[{step[0]}/{6 + make_map + plan_sites} {time.perf_counter() - t0:5.1f}s] {msg}…", err=True)
 
-    result = run(osm, place=place, facilities=facilities, replace_osm_facilities=replace_osm_facilities,
-                 population=population, units=units, config=cfg, taxonomy=taxonomy, facilities_crs=facilities_crs,
-                 population_crs=population_crs, units_crs=units_crs, admin_level=admin_level, census=census,
-                 census_join="code" if census_join == "adcode" else census_join,
-                 census_population_column=census_population, category_column=category_column,
-                 name_column=name_column, population_column=population_column, unit_name=unit_name,
-                 lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, encoding=encoding,
-                 urban=urban if urban in (None, "names", "landuse") else Path(urban), urban_column=urban_column,
-                 progress=progress,
-                 cache_network=not no_cache)
-    progress(f"writing {out_dir}")
-    paths = result.write(out_dir, isochrones="auto" if isochrones is None else isochrones,
-                         facility_isochrones=facility_isochrones)
-    sites = None
-    if plan_sites:
-        from .plan.sites import write_site_plans
+    from .present.outputs import output_folder
 
-        progress("planning new sites")
-        site_paths, sites, needed = write_site_plans(result, out_dir)
-        paths.update(site_paths)
-    if make_map:
-        from .present.outputs import write_maps
+    # the folder is locked from the start (a second run into it stops at once) and written in one commit
+    with output_folder(out_dir, command="analyze") as out:
+        result = run(osm, place=place, facilities=facilities, replace_osm_facilities=replace_osm_facilities,
+                     population=population, units=units, config=cfg, taxonomy=taxonomy,
+                     facilities_crs=facilities_crs, population_crs=population_crs, units_crs=units_crs,
+                     admin_level=admin_level, census=census,
+                     census_join="code" if census_join == "adcode" else census_join,
+                     census_population_column=census_population, category_column=category_column,
+                     name_column=name_column, population_column=population_column, unit_name=unit_name,
+                     lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, encoding=encoding,
+                     urban=urban if urban in (None, "names", "landuse") else Path(urban), urban_column=urban_column,
+                     progress=progress, cache_network=not no_cache)
+        progress(f"writing {out_dir}")
+        paths = result.write(out, isochrones="auto" if isochrones is None else isochrones,
+                             facility_isochrones=facility_isochrones)
+        sites = None
+        if plan_sites:
+            from .present.outputs import write_site_plans
 
-        paths.update(write_maps(result, out_dir, png=png, basemap=basemap, sites=sites))
+            progress("planning new sites")
+            site_paths, sites, needed = write_site_plans(result, out)
+            paths.update(site_paths)
+        if make_map:
+            from .present.outputs import write_maps
+
+            paths.update(write_maps(result, out, png=png, basemap=basemap, sites=sites))
     if not quiet:
         click.echo(result.report(warnings=False))
         if plan_sites:
@@ -244,9 +248,9 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
           --units shanghai_districts_datav_v3_gcj02.geojson --units-crs gcj02 \\
           --official-counts shanghai_community_health_centers_by_district_2024.csv --out fac.gpkg
     """
+    from .present.outputs import output_file
     from .read.facilities import combine_facilities, deduplicate, facilities_from_file, facilities_from_osm, load_taxonomy
     from .read.inventory import compare_with_official, count_table
-    from .read.files import atomic_path
     from .read.units import assign_units, units_from_file
 
     if not osm and not lists:
@@ -282,14 +286,14 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
     else:
         fac["unit"] = "study_area"
         tables["counts"] = count_table(fac)
-    with atomic_path(out_file) as tmp:
-        fac.to_file(tmp, layer="facilities", driver="GPKG", engine="pyogrio")
     rej = fac.attrs.get("rejected")
     if rej is not None and len(rej):
         tables["rejected"] = rej
-    for name, t in tables.items():
-        with atomic_path(out_file.with_name(f"{out_file.stem}_{name}.csv")) as tmp:
-            t.to_csv(tmp, encoding="utf-8", index=name not in ("official", "rejected"))
+    beside = [f"{out_file.stem}_{n}.csv" for n in ("counts", "subcategories", "official", "rejected")]
+    with output_file(out_file, command="facilities", legacy=beside) as out:
+        fac.to_file(out.path(out_file.name), layer="facilities", driver="GPKG", engine="pyogrio")
+        for name, t in tables.items():
+            out.table(t, f"{out_file.stem}_{name}.csv", index=name not in ("official", "rejected"))
     dup = len(fac.attrs.get("duplicates", []))
     click.echo(tables["counts"].to_string())
     if "official" in tables:
@@ -364,9 +368,10 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_
     """
     from .plan.gaps import find_gaps, write_gaps
     from .pipeline import reanalyze
-    from .plan.sites import write_site_plans
+    from .present.outputs import GAPS_REPLACES, finish_interrupted_commit, output_folder, write_maps, write_site_plans
     from .read.summary import check_analysis_folder
 
+    finish_interrupted_commit(out_dir)  # a run killed while committing is completed before it is checked
     problems = Problems()
     summary = None
     with problems.collect():
@@ -381,20 +386,24 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_
             problems.add(f"--category: {', '.join(bad)} was not analysed in {out_dir} "
                          f"(analysed: {', '.join(analysed)}); choose one of those or analyse it first")
     problems.raise_if_any()
-    a = reanalyze(out_dir)
-    g = find_gaps(a, category=list(category) or None, cell_m=cell_m)
-    paths = {"gaps.gpkg": write_gaps(g, out_dir / "gaps.gpkg")}
     from .read.files import read_options
 
-    with read_options(encoding=encoding, lon_column=lon_column, lat_column=lat_column):
-        site_paths, sites, needed = write_site_plans(a, out_dir, categories=category or None, k=k, candidates=candidates,
-                                                     candidates_crs=candidates_crs, per_unit=per_unit, exact=exact,
-                                                     time_limit_s=time_limit_s)
-    paths.update(site_paths)
-    if make_map:
-        from .present.outputs import write_maps
-
-        paths.update(write_maps(a, out_dir, png=False, gaps=g, sites=sites))
+    # a new commit on the run in OUT_DIR: its analysis files stay, earlier gaps/sites (and the map) are replaced
+    with output_folder(out_dir, command="gaps", replace=GAPS_REPLACES) as out:
+        a = reanalyze(out_dir)
+        g = find_gaps(a, category=list(category) or None, cell_m=cell_m)
+        write_gaps(g, out.path("gaps.gpkg"))
+        paths = {"gaps.gpkg": out.final("gaps.gpkg")}
+        with read_options(encoding=encoding, lon_column=lon_column, lat_column=lat_column):
+            site_paths, sites, needed = write_site_plans(a, out, categories=category or None, k=k,
+                                                         candidates=candidates, candidates_crs=candidates_crs,
+                                                         per_unit=per_unit, exact=exact, time_limit_s=time_limit_s)
+        paths.update(site_paths)
+        if make_map:
+            paths.update(write_maps(a, out, png=False, gaps=g, sites=sites))
+        elif out.previous and "map.html" in out.previous.get("files", {}):
+            log.warning("%s removed: it showed the earlier gaps; draw it again with `lifecircle map %s`",
+                        out_dir / "map.html", out_dir)
     if not ctx.obj["quiet"]:
         top = g.head(10)
         click.echo(f"{len(g):,} gap areas; the largest:")
@@ -433,6 +442,7 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_c
     """
     from .pipeline import reanalyze
     from .plan.scenario import scenario as what_if
+    from .present.outputs import SCENARIO_FILES, finish_interrupted_commit, output_folder, write_scenario
 
     if not (add or remove or remove_index):
         raise click.UsageError("give --add FILE and/or --remove FILE / --remove-index ID")
@@ -440,6 +450,7 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_c
         raise click.UsageError("give --remove FILE or --remove-index, not both")
     from .read.summary import check_analysis_folder
 
+    finish_interrupted_commit(out_dir)
     problems = Problems()
     with problems.collect():
         check_analysis_folder(out_dir, inputs=True)
@@ -451,12 +462,13 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_c
     problems.raise_if_any()
     from .read.files import read_options
 
-    a = reanalyze(out_dir)
-    with read_options(encoding=encoding, lon_column=lon_column, lat_column=lat_column):
-        s = what_if(a, add=add, add_crs=add_crs, remove=remove or (list(remove_index) or None), remove_crs=remove_crs,
-                    match_m=match_m)
     out = scenario_dir or out_dir / "scenario"
-    paths = s.write(out)
+    with output_folder(out, command="scenario", legacy=SCENARIO_FILES) as run:
+        a = reanalyze(out_dir)
+        with read_options(encoding=encoding, lon_column=lon_column, lat_column=lat_column):
+            s = what_if(a, add=add, add_crs=add_crs, remove=remove or (list(remove_index) or None),
+                        remove_crs=remove_crs, match_m=match_m)
+        paths = write_scenario(s, run)
     if not ctx.obj["quiet"]:
         click.echo(s.report())
         click.echo(f"wrote {', '.join(p.name for p in paths.values())} to {out}/")
@@ -489,6 +501,7 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
     from .read.crs import bd09_to_wgs84, gcj02_to_wgs84
     from .datasets import example_osm
     from .present.isochrones import point_isochrones, write_isochrones
+    from .present.outputs import output_file
     from .read.network import network_from_osm, network_from_place
 
     if len([s for s in (osm, place, example) if s]) != 1:
@@ -508,13 +521,14 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
     if point_crs != "wgs84":
         lon, lat = (gcj02_to_wgs84 if point_crs == "gcj02" else bd09_to_wgs84)(lon, lat)
     t0 = time.perf_counter()
-    net = network_from_place(place) if place else network_from_osm(osm or example_osm(example))
-    from .measure.crs_checks import check_swapped
+    with output_file(out_file, command="isochrone") as out:
+        net = network_from_place(place) if place else network_from_osm(osm or example_osm(example))
+        from .measure.crs_checks import check_swapped
 
-    check_swapped(net, [lon], [lat], label=f"--lon {lon:g} --lat {lat:g}", fix=swap)
-    iso = point_isochrones(net, float(lon), float(lat), minutes=minutes or (5, 10, 15), walk_speed_kmh=speed_kmh,
-                           buffer_m=buffer_m, max_snap_m=max_snap_m, method=method)
-    layers = write_isochrones(iso, out_file)
+        check_swapped(net, [lon], [lat], label=f"--lon {lon:g} --lat {lat:g}", fix=swap)
+        iso = point_isochrones(net, float(lon), float(lat), minutes=minutes or (5, 10, 15),
+                               walk_speed_kmh=speed_kmh, buffer_m=buffer_m, max_snap_m=max_snap_m, method=method)
+        layers = write_isochrones(iso, out.path(out_file.name))
     if not ctx.obj["quiet"]:
         for row in iso.itertuples():
             click.echo(f"{row.minutes:g} min ({row.minutes * speed_kmh * 1000 / 60:,.0f} m): {row.area_km2:.3f} km²")
@@ -532,9 +546,10 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
 @click.pass_context
 def map_command(ctx, out_dir, html_path, png, basemap, title):
     """Draw the offline HTML map (and PNG figures) of a folder written by `lifecircle analyze --out`."""
-    from .present.outputs import maps_from_folder
+    from .present.outputs import finish_interrupted_commit, maps_from_folder
     from .read.summary import check_analysis_folder
 
+    finish_interrupted_commit(out_dir)
     problems = Problems()
     with problems.collect():
         check_analysis_folder(out_dir)
@@ -676,7 +691,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="lifecircle", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("lifecircle: interrupted", err=True)
+        click.echo("lifecircle: interrupted; the unfinished run wrote nothing (its output folder keeps the "
+                   "previous run)", err=True)
         return 130
     except click.UsageError as exc:
         no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())

@@ -9,6 +9,7 @@ __all__ = [
     "CRSError",
     "EmptyResultError",
     "DownloadError",
+    "OutputError",
 ]
 
 
@@ -38,3 +39,7 @@ class EmptyResultError(InputDataError):
 
 class DownloadError(LifecircleError, OSError):
     """A download (Overpass, Geofabrik/BBBike) failed."""
+
+
+class OutputError(LifecircleError, OSError):
+    """An output folder cannot be written (disk full, no permission, another run writing it) or read back."""

@@ -7,7 +7,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -26,13 +26,16 @@ from .read.facilities import (
     facilities_from_osm,
     load_taxonomy,
 )
-from .read.files import atomic_path, write_json
+from .read.files import atomic_path
 from .read.network import WalkNetwork, network_from_osm, network_from_place
 from .read.osm import OSM_CREDIT, file_sha256
 from .read.population import residents_from_buildings, residents_from_file
 from .read.census import read_census, residents_from_census
 from .read.units import assign_units, units_from_file, units_from_osm, units_from_place
 from .measure.walking_times import WalkingTimes, walking_times
+
+if TYPE_CHECKING:
+    from .present.outputs import OutputRun
 
 log = logging.getLogger("lifecircle")
 
@@ -110,9 +113,13 @@ class Analysis:
             raise InputDataError(f"no coverage row for unit={unit!r}, category={category!r}, minutes={m:g}")
         return float(row["share"].iloc[0])
 
-    def write(self, out_dir: str | os.PathLike[str], *, isochrones: bool | str = "auto", gaps: bool = True,
-              facility_isochrones: bool = False) -> dict[str, Path]:
-        """Write the outputs into ``out_dir`` (each file written to a temp name, then renamed).
+    def write(self, out_dir: str | os.PathLike[str] | OutputRun, *, isochrones: bool | str = "auto",
+              gaps: bool = True, facility_isochrones: bool = False) -> dict[str, Path]:
+        """Write the outputs into ``out_dir`` as one run, committed at once (see :mod:`lifecircle.present.outputs`).
+
+        The folder then holds this run's files and no file of an earlier run (your own files stay);
+        an error or interruption leaves the earlier run as it was. ``out_dir`` may also be an open
+        :class:`~lifecircle.present.outputs.OutputRun`, to add more files (maps, sites) to the same commit.
 
         ``isochrones``: ``True`` / ``False`` write or skip ``isochrones.gpkg``; ``"auto"`` writes it
         for networks up to :data:`AUTO_ISOCHRONES_MAX_NODES` nodes and says how to ask for it above
@@ -120,30 +127,37 @@ class Analysis:
         million-node city, while the rest of the run takes seconds). ``gaps=False`` skips ``gaps.gpkg``.
         ``facility_isochrones=True`` adds ``facility_isochrones.gpkg``: each facility's own service
         areas (layers ``facilities_<category>_<N>min``).
-        """
-        out = Path(out_dir)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            from .errors import InputFileError
 
-            raise InputFileError(f"cannot create output folder {out}: {exc.strerror}") from None
-        paths = {name: out / name for name in OUTPUT_FILES}
-        self.coverage_for_csv().pipe(_write_csv, paths["coverage.csv"])
-        _write_gpkg(_gpkg_ready(self.residents), paths["residents.gpkg"], "residents")
-        _write_gpkg(_gpkg_ready(self.facilities), paths["facilities.gpkg"], "facilities")
-        self.unsnapped().pipe(_write_csv, paths["unsnapped.csv"])
+        Returns ``{file name: final path}``.
+        """
+        from .present.outputs import output_run
+
+        with output_run(out_dir, command="analyze") as run:
+            names = self._write_into(run, isochrones=isochrones, gaps=gaps, facility_isochrones=facility_isochrones)
+            paths = {name: run.final(name) for name in names}
+        log.info("wrote %s", ", ".join(p.name for p in paths.values()))
+        return paths
+
+    def _write_into(self, run: OutputRun, *, isochrones: bool | str, gaps: bool,
+                    facility_isochrones: bool) -> list[str]:
+        """Stage the outputs in ``run``; returns their names (:data:`OUTPUT_FILES` first)."""
+        written = list(OUTPUT_FILES)
+        run.table(self.coverage_for_csv(), "coverage.csv")
+        _write_gpkg(_gpkg_ready(self.residents), run.path("residents.gpkg"), "residents")
+        _write_gpkg(_gpkg_ready(self.facilities), run.path("facilities.gpkg"), "facilities")
+        run.table(self.unsnapped(), "unsnapped.csv")
         rejected = self.facilities.attrs.get("rejected")
         if rejected is not None and len(rejected):
-            paths["facilities_rejected.csv"] = out / "facilities_rejected.csv"
-            _write_csv(rejected, paths["facilities_rejected.csv"])
+            run.table(rejected, "facilities_rejected.csv")
+            written.append("facilities_rejected.csv")
         from .plan.gaps import find_gaps, write_gaps
         from .present.isochrones import service_areas, write_isochrones
 
         if gaps:
             if self.gaps is None:
                 self.gaps = find_gaps(self)
-            paths["gaps.gpkg"] = write_gaps(self.gaps, out / "gaps.gpkg")
+            write_gaps(self.gaps, run.path("gaps.gpkg"))
+            written.append("gaps.gpkg")
         if isochrones == "auto":
             isochrones = self.network.n_nodes <= AUTO_ISOCHRONES_MAX_NODES
             if not isochrones:
@@ -153,39 +167,38 @@ class Analysis:
         if isochrones and self.isochrones is None and self.times.graph is not None:
             self.isochrones = service_areas(self)
         if isochrones and self.isochrones is not None:
-            paths["isochrones.gpkg"] = out / "isochrones.gpkg"
-            write_isochrones(self.isochrones, paths["isochrones.gpkg"])
+            write_isochrones(self.isochrones, run.path("isochrones.gpkg"))
+            written.append("isochrones.gpkg")
         elif isochrones:
             log.info("no isochrones: a tiled run keeps no single access graph")
         if facility_isochrones and self.times.graph is not None:
             from .present.isochrones import facility_service_areas
 
-            paths["facility_isochrones.gpkg"] = out / "facility_isochrones.gpkg"
-            write_isochrones(facility_service_areas(self), paths["facility_isochrones.gpkg"])
+            write_isochrones(facility_service_areas(self), run.path("facility_isochrones.gpkg"))
+            written.append("facility_isochrones.gpkg")
         if self.units is not None:
-            paths["units.gpkg"] = out / "units.gpkg"
-            _write_gpkg(_gpkg_ready(self.units), paths["units.gpkg"], "units")
+            _write_gpkg(_gpkg_ready(self.units), run.path("units.gpkg"), "units")
+            written.append("units.gpkg")
         if self.census_methods is not None:
-            paths["census_methods.csv"] = out / "census_methods.csv"
-            _write_csv(self.census_methods, paths["census_methods.csv"])
+            run.table(self.census_methods, "census_methods.csv")
+            written.append("census_methods.csv")
         if self.standard_decisions is not None:
-            paths["standard_decisions.csv"] = out / "standard_decisions.csv"
-            _write_csv(self.standard_decisions_for_csv(), paths["standard_decisions.csv"])
+            run.table(self.standard_decisions_for_csv(), "standard_decisions.csv")
+            written.append("standard_decisions.csv")
         units_service = None if self.service is None else self.service.attrs.get("units")
         for name, table in (("urban_rural.csv", self.urban_rural), ("facility_service.csv", self.service),
                             ("units_service.csv", units_service)):
             if table is not None:
-                paths[name] = out / name
-                _write_csv(table, paths[name])
+                run.table(table, name)
+                written.append(name)
         if "unit_ranking" in self.summary:
-            paths["units_ranking.csv"] = out / "units_ranking.csv"
-            _write_csv(pd.DataFrame(self.summary["unit_ranking"]), paths["units_ranking.csv"])
+            run.table(pd.DataFrame(self.summary["unit_ranking"]), "units_ranking.csv")
+            written.append("units_ranking.csv")
         if self.tiers is not None:
-            paths["tiers.csv"] = out / "tiers.csv"
-            _write_csv(self.tiers.round({"share": 6, "covered_population": 3, "population": 3}), paths["tiers.csv"])
-        write_json(self.summary, paths["summary.json"])
-        log.info("wrote %s", ", ".join(p.name for p in paths.values()))
-        return paths
+            run.table(self.tiers.round({"share": 6, "covered_population": 3, "population": 3}), "tiers.csv")
+            written.append("tiers.csv")
+        run.json(self.summary, "summary.json")
+        return written
 
     def standard_decisions_for_csv(self) -> pd.DataFrame:
         """Every facility found: kept or dropped by the standard, with the type or the reason."""
@@ -298,11 +311,6 @@ def _pad(text: str, width: int) -> str:
 
     cols = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
     return text + " " * max(1, width - cols)
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, encoding="utf-8")
 
 
 def _write_gpkg(gdf, path: Path, layer: str) -> None:
@@ -1102,9 +1110,11 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
     ((10.0,), True)
     """
     from .errors import InputFileError
+    from .present.outputs import read_run
     from .read.summary import read_summary
 
     folder = Path(out_dir)
+    read_run(folder, check=["summary.json"])  # finishes an interrupted commit; summary.json must be the run's
     summary = read_summary(folder)
     params, inputs = summary["parameters"], summary["inputs"]
     cfg = AnalysisConfig.from_dict(params, where=str(folder / "summary.json"), strict=False, **overrides)

@@ -297,10 +297,7 @@ def test_service_areas_by_category(toy):
 
 
 def test_maps_from_folder(toy, tmp_path):
-    toy.write(tmp_path)
-    # isochrones.gpkg as lifecircle.present.isochrones.write_isochrones lays it out: one layer per (category, minutes)
-    for (cat, mm), rows in buffered_isochrones(toy.facilities).groupby(["category", "minutes"]):
-        rows.to_file(tmp_path / "isochrones.gpkg", layer=f"{cat}_{mm:g}min", driver="GPKG")
+    toy.write(tmp_path)  # isochrones.gpkg from write_isochrones: one layer per (category, minutes)
     paths = maps_from_folder(tmp_path, basemap="amap")
     assert set(paths) == {"map.html", "coverage_map.png", "coverage_curve.png"}
     html = paths["map.html"].read_text(encoding="utf-8")
@@ -311,7 +308,7 @@ def test_maps_from_folder(toy, tmp_path):
         assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*tmp*"))
     (tmp_path / "coverage.csv").unlink()
-    with pytest.raises(InputFileError, match="coverage.csv"):
+    with pytest.raises(InputFileError, match="coverage.csv is missing .* run `lifecircle analyze"):
         maps_from_folder(tmp_path)
 
 

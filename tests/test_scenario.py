@@ -17,7 +17,8 @@ from lifecircle.read.crs import wgs84_to_gcj02
 from lifecircle.datasets import toy_town_osm
 from lifecircle.errors import CRSError, InputDataError
 from lifecircle.plan.scenario import CHANGE_COLUMNS, scenario
-from lifecircle.plan.sites import suggest_sites, write_sites
+from lifecircle.plan.sites import suggest_sites
+from lifecircle.present.outputs import write_scenario, write_sites
 
 BBOX = (121.4611262, 31.2196145, 121.4863121, 31.2411914)
 CORE = ["category", "subcategory", "name", "source", "geometry"]
@@ -124,9 +125,9 @@ def test_adding_the_suggested_sites_gives_the_predicted_share(shanghai, tmp_path
     r = s.change[(s.change.unit == STUDY_AREA) & (s.change.category == "sports") & (s.change.minutes == 10)].iloc[0]
     assert r.share_after == pytest.approx(sites.cumulative_share.iloc[-1], abs=1e-12)
     assert r.newly_covered_population == pytest.approx(sites.newly_covered_population.sum())
-    written = s.write(tmp_path / "scen")
-    assert sorted(p.name for p in (tmp_path / "scen").iterdir()) == sorted(written_name.name for written_name in
-                                                                           written.values())
+    written = write_scenario(s, tmp_path / "scen")
+    assert sorted(p.name for p in (tmp_path / "scen").iterdir()) == sorted(
+        ["lifecircle_manifest.json", *(written_name.name for written_name in written.values())])
     assert len(gpd.read_file(written["scenario_facilities.gpkg"])) == len(a.facilities) + 4
     assert "sports" in s.report()
 

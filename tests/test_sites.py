@@ -31,8 +31,8 @@ from lifecircle.plan.sites import (
     solve_max_cover,
     solve_min_sites,
     suggest_sites,
-    write_sites,
 )
+from lifecircle.present.outputs import write_sites
 
 BBOX = (121.4611262, 31.2196145, 121.4863121, 31.2411914)
 HEALTH = AnalysisConfig(categories=("health",))
@@ -408,7 +408,7 @@ def test_write_sites_round_trips_as_a_facility_list(shanghai, tmp_path):
     t = sites_needed(a, category="health", exact=False)
     paths = write_sites(s, tmp_path / "out", needed=t)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "sites_needed.csv", "suggested_sites.csv", "suggested_sites.gpkg"]
+        "lifecircle_manifest.json", "sites_needed.csv", "suggested_sites.csv", "suggested_sites.gpkg"]
     assert set(paths) == {"suggested_sites.csv", "suggested_sites.gpkg", "sites_needed.csv"}
     back = gpd.read_file(paths["suggested_sites.gpkg"])
     assert back.crs.to_epsg() == 4326 and back["rank"].tolist() == [1, 2, 3]

@@ -51,7 +51,7 @@ _FILE_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".xls", ".geojson", ".json", 
 
 @dataclass(frozen=True, eq=False)
 class Scenario:
-    """The result of :func:`scenario`.
+    """The result of :func:`scenario` (write it with :func:`lifecircle.present.outputs.write_scenario`).
 
     Attributes
     ----------
@@ -88,24 +88,6 @@ class Scenario:
                          f"(+{r.newly_covered_population:,.0f} / -{r.no_longer_covered_population:,.0f} people; "
                          f"target {target})")
         return "\n".join(lines)
-
-    def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write ``scenario_change.csv``, ``scenario_coverage.csv`` and ``scenario_facilities.gpkg`` atomically."""
-        from ..read.files import atomic_path
-
-        out = Path(out_dir)
-        paths = {n: out / n for n in ("scenario_change.csv", "scenario_coverage.csv", "scenario_facilities.gpkg")}
-        for name, df in (("scenario_change.csv", self.change), ("scenario_coverage.csv", self.coverage)):
-            with atomic_path(paths[name]) as tmp:
-                df.to_csv(tmp, index=False, encoding="utf-8")
-        fac = self.facilities.copy()
-        for c in fac.columns:
-            if c != "geometry" and fac[c].dtype == object:
-                fac[c] = fac[c].where(fac[c].isna(), fac[c].astype(str))
-        with atomic_path(paths["scenario_facilities.gpkg"]) as tmp:
-            fac.to_file(tmp, layer="facilities", driver="GPKG", engine="pyogrio")
-        log.info("wrote %s", ", ".join(p.name for p in paths.values()))
-        return paths
 
 
 def _normalise_categories(values: pd.Series, what: str, categories: Iterable[str]) -> np.ndarray:
@@ -325,7 +307,7 @@ def scenario(
         The result of :func:`lifecircle.analyze`.
     add : path or GeoDataFrame, optional
         Facilities to add, with a ``category`` column (``health``, ``sports``, ``卫生``…), e.g.
-        the ``suggested_sites.csv`` of :func:`lifecircle.plan.sites.write_sites`.
+        the ``suggested_sites.csv`` of :func:`lifecircle.present.outputs.write_sites`.
     remove : path, GeoDataFrame or list, optional
         Facilities to remove: indexes of ``analysis.facilities``, OSM ids (``"way/123"``), or
         points matched to the nearest facility of the same category within ``match_m``.

@@ -72,12 +72,11 @@ __all__ = [
     "solve_max_cover",
     "solve_min_sites",
     "suggest_sites",
-    "write_site_plans",
+    "site_plans",
     "SitePlan",
     "plan_sites",
     "sites_needed",
     "sites_as_facilities",
-    "write_sites",
 ]
 
 #: Columns of :func:`suggest_sites` (plus ``geometry``; ``name`` too when the candidates have names).
@@ -901,35 +900,8 @@ def sites_as_facilities(sites):
     }, geometry=gpd.points_from_xy(sites["lon"], sites["lat"]), crs=4326)
 
 
-def write_sites(sites, out_dir: str | os.PathLike[str], *, needed: pd.DataFrame | None = None,
-                stem: str = "suggested_sites") -> dict[str, Path]:
-    """Write ``suggested_sites.csv`` and ``.gpkg`` (and ``sites_needed.csv``) atomically.
-
-    The CSV has ``category``, ``lon`` and ``lat`` columns, so it can be given straight back as
-    ``--facilities`` (or ``scenario --add``).
-    """
-    from ..read.files import atomic_path
-
-    out = Path(out_dir)
-    paths = {f"{stem}.csv": out / f"{stem}.csv", f"{stem}.gpkg": out / f"{stem}.gpkg"}
-    table = pd.DataFrame(sites.drop(columns="geometry"))
-    with atomic_path(paths[f"{stem}.csv"]) as tmp:
-        table.to_csv(tmp, index=False, encoding="utf-8")
-    gpkg = sites.copy()
-    gpkg["candidate"] = gpkg["candidate"].astype(str)
-    with atomic_path(paths[f"{stem}.gpkg"]) as tmp:
-        gpkg.to_file(tmp, layer="sites", driver="GPKG", engine="pyogrio")
-    if needed is not None:
-        paths["sites_needed.csv"] = out / "sites_needed.csv"
-        with atomic_path(paths["sites_needed.csv"]) as tmp:
-            needed.to_csv(tmp, index=False, encoding="utf-8")
-    log.info("wrote %s", ", ".join(p.name for p in paths.values()))
-    return paths
-
-
-def write_site_plans(
+def site_plans(
     analysis,
-    out_dir: str | os.PathLike[str],
     *,
     categories: Iterable[str] | None = None,
     k: int | None = None,
@@ -938,28 +910,27 @@ def write_site_plans(
     per_unit: bool = True,
     exact: bool = True,
     time_limit_s: float = 10.0,
-) -> tuple[dict[str, Path], Any, pd.DataFrame | None]:
-    """Plan new sites for several categories and write them (what ``lifecircle gaps`` does).
+) -> tuple[Any, pd.DataFrame | None, Any]:
+    """Plan new sites for several categories (what ``lifecircle gaps`` does; it writes them with
+    :func:`lifecircle.present.outputs.write_site_plans`).
 
     With ``k``: the ``k`` best sites per category for the study area (:func:`suggest_sites`).
     Without: the sites each category needs to reach the target, for the study area and, with
-    ``per_unit``, for each unit (:func:`plan_sites`). Writes ``suggested_sites.csv``/``.gpkg``
-    (the study area's sites; the CSV works as ``--facilities`` or ``scenario --add``),
-    ``sites_needed.csv`` and, with units, ``suggested_sites_by_unit.csv``.
+    ``per_unit``, for each unit (:func:`plan_sites`).
 
     Returns
     -------
-    (paths, sites, needed)
-        The files written, the study area's sites (GeoDataFrame) and the per-area table (or None).
+    (sites, needed, by_unit)
+        The study area's sites (GeoDataFrame), the per-area table (or None) and the units' own
+        sites (GeoDataFrame, or None when there are none).
 
     Examples
     --------
-    >>> import tempfile
     >>> from lifecircle import analyze
     >>> from lifecircle.datasets import toy_town_osm
-    >>> paths, sites, needed = write_site_plans(analyze(toy_town_osm()), tempfile.mkdtemp(), exact=False)
-    >>> sorted(paths), sites.category.tolist()
-    (['sites_needed.csv', 'suggested_sites.csv', 'suggested_sites.gpkg'], ['health'])
+    >>> sites, needed, by_unit = site_plans(analyze(toy_town_osm()), exact=False)
+    >>> sites.category.tolist(), by_unit
+    (['health'], None)
     >>> needed[["category", "sites_needed"]].values.tolist()  # the other three meet the target already
     [['health', 1], ['elderly_care', 0], ['culture', 0], ['sports', 0]]
     """
@@ -981,12 +952,6 @@ def write_site_plans(
             by_unit.append(plan.sites[plan.sites.unit != STUDY_AREA])
     sites = gpd.GeoDataFrame(pd.concat(study, ignore_index=True), geometry="geometry", crs=4326)
     needed = pd.concat(tables, ignore_index=True) if tables else None
-    paths = write_sites(sites, out_dir, needed=needed)
     units = [u for u in by_unit if len(u)]
-    if units:
-        paths["suggested_sites_by_unit.csv"] = Path(out_dir) / "suggested_sites_by_unit.csv"
-        from ..read.files import atomic_path
-
-        with atomic_path(paths["suggested_sites_by_unit.csv"]) as tmp:
-            pd.concat(units, ignore_index=True).drop(columns="geometry").to_csv(tmp, index=False, encoding="utf-8")
-    return paths, sites, needed
+    unit_sites = gpd.GeoDataFrame(pd.concat(units, ignore_index=True), geometry="geometry", crs=4326) if units else None
+    return sites, needed, unit_sites

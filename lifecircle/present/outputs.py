@@ -1,22 +1,915 @@
-"""The output folder of a run: writing the maps and figures into it, and reading a run back from it."""
+"""The output folder: every command writes a whole run into it in one commit, and reads a run back from it.
+
+What you can rely on
+--------------------
+A *run* is the set of files one command writes into a folder (``analyze``: summary.json,
+coverage.csv, ...; ``gaps`` and ``map`` add to the run already there). A run is recorded in
+``lifecircle_manifest.json`` (name, size and sha256 of each file, the command that wrote it).
+Outputs written next to a file you name (``isochrone --out iso.gpkg``, ``facilities --out
+fac.gpkg`` with ``fac_counts.csv`` beside it) are a run of their own, recorded in
+``<stem>.lifecircle_manifest.json`` (``iso.lifecircle_manifest.json``), so several of them and an
+analysis can share one folder.
+
+1. Whatever happens to a command (success, an error, Ctrl-C, ``kill -9``, a full disk, a power
+   cut on a file system that honours fsync), the folder holds exactly one complete run: the
+   previous one or the new one, never a mix. A run that stops before its commit leaves the
+   previous run byte-identical.
+2. The new run's files replace the previous run's; files of the previous run that the new one
+   does not write (``isochrones.gpkg`` after ``--no-isochrones``, ``suggested_sites.*`` after a run
+   without ``--sites``) are removed. Files lifecircle did not write (your ``notes.txt``, your
+   sub-folders, another run's ``<stem>.lifecircle_manifest.json`` files) are never touched. A folder
+   written by an older lifecircle (no manifest) counts the known output names
+   (:data:`RUN_FILES`) as lifecircle's.
+3. Readers (``lifecircle map``, ``gaps``, ``scenario``, :func:`lifecircle.reanalyze`,
+   :func:`read_analysis_folder`) use only the files the manifest lists, and stop with one line
+   if one of them is missing or was changed since.
+4. Only one lifecircle command writes a folder at a time: a second one stops at once with one
+   line saying which folder and what to do (the lock is ``fcntl.flock`` on ``.lifecircle.lock``;
+   the operating system releases it when a process dies, so a killed run never blocks the next).
+5. No temporary files stay behind. The new files are built in ``.lifecircle-staging-*`` inside the
+   folder (so the final renames stay on one file system); what a killed run leaves there is
+   removed by the next lifecircle command that opens the folder.
+
+How the commit works
+--------------------
+Several files cannot be replaced by one rename while your own files share the folder, so the
+commit is a journal that is rolled forward:
+
+1. every file is written and fsynced in the staging folder, then the new manifest next to them;
+2. ``.lifecircle-journal.json`` is written atomically (temp name, fsync, rename): it lists the
+   files to move in and the previous run's files to delete. From this instant the new run is the
+   folder's run;
+3. the files are renamed into the folder (the manifest last), the obsolete files are deleted;
+4. the staging folder and the journal are removed.
+
+Any later open of the folder, by a writer or a reader, first rolls an existing journal forward
+(steps 3-4 again; each step is idempotent). A reader that finds a live writer in step 3 waits for
+it; readers never block writers otherwise, and a reader whose files changed under it (a commit
+happened while it read) reads again.
+
+CSV and Excel cells
+-------------------
+Every table goes through :func:`write_table`: text cells beginning with ``=``, ``+``, ``-``, ``@``,
+a tab or a carriage return (names from OSM or from your lists) get a leading ``'`` so that Excel
+and WPS show them instead of running them as formulas (OWASP "CSV injection"); numbers stay
+numbers. :func:`read_table_back` undoes it for lifecircle's own reading.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
+import errno
+import hashlib
 import json
+import logging
 import os
-from dataclasses import dataclass
+import re
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from ..config import AnalysisConfig
-from ..errors import InputFileError
+from ..errors import InputFileError, LifecircleError, OutputError
+from ..read.files import atomic_path, write_json
 from .html import save_map
 from .maps import coverage_map
 
-__all__ = ["read_analysis_folder", "write_maps", "maps_from_folder"]
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+log = logging.getLogger("lifecircle")
+
+__all__ = [
+    "ENCODING",
+    "MANIFEST",
+    "RUN_FILES",
+    "OutputRun",
+    "RunRecord",
+    "output_folder",
+    "output_file",
+    "output_run",
+    "read_run",
+    "finish_interrupted_commit",
+    "write_table",
+    "read_table_back",
+    "safe_cells",
+    "read_analysis_folder",
+    "write_maps",
+    "maps_from_folder",
+    "write_sites",
+    "write_site_plans",
+    "write_scenario",
+]
+
+#: Text encoding of every CSV lifecircle writes (UTF-8 without BOM for now).
+ENCODING = "utf-8"
+#: The record of a folder's run; a run beside a chosen file ``x.gpkg`` uses ``x.lifecircle_manifest.json``.
+MANIFEST = "lifecircle_manifest.json"
+_LOCK = ".lifecircle.lock"
+_JOURNAL = ".lifecircle-journal.json"
+_STAGING = ".lifecircle-staging-"
+
+#: What ``analyze`` writes (always or when it applies).
+ANALYSIS_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv",
+                  "facilities_rejected.csv", "gaps.gpkg", "isochrones.gpkg", "facility_isochrones.gpkg",
+                  "units.gpkg", "census_methods.csv")
+#: What site planning writes (``analyze --sites``, ``gaps``).
+SITE_FILES = ("suggested_sites.csv", "suggested_sites.gpkg", "sites_needed.csv", "suggested_sites_by_unit.csv")
+#: The map and figures (``--map``, ``lifecircle map``).
+MAP_FILES = ("map.html", "coverage_map.png", "coverage_curve.png")
+#: What ``lifecircle scenario`` writes into its folder.
+SCENARIO_FILES = ("scenario_change.csv", "scenario_coverage.csv", "scenario_facilities.gpkg")
+#: Every name a run folder may hold: in a folder without a manifest (older lifecircle) these count as ours.
+RUN_FILES = (*ANALYSIS_FILES, *SITE_FILES, *MAP_FILES)
+#: What ``lifecircle gaps`` replaces in a run (the map is redrawn with the new gaps, or removed).
+GAPS_REPLACES = ("gaps.gpkg", *SITE_FILES, "map.html")
+
+_CMD_HINT = {
+    "analyze": "lifecircle analyze ... --out {folder}",
+    "batch": "lifecircle batch PLAN",
+    "gaps": "lifecircle gaps {folder}",
+    "map": "lifecircle map {folder}",
+    "scenario": "lifecircle scenario ... --out {folder}",
+}
+
+
+# ---------------------------------------------------------------------------- the one table writer
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NEEDS_QUOTE = re.compile(r"^'*[=+\-@\t\r]")
+
+
+def _quote_text(values: pd.Series) -> pd.Series:
+    """Prefix ``'`` to text cells a spreadsheet would run as a formula (and to such cells already quoted)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+        return values
+    is_text = values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+    if not is_text.any():
+        return values
+    text = values[is_text].astype(str)
+    hit = text.str.match(_NEEDS_QUOTE).to_numpy(dtype=bool)
+    if not hit.any():
+        return values
+    out = values.astype(object).copy()
+    idx = np.flatnonzero(is_text)[hit]
+    out.iloc[idx] = ("'" + text[hit]).to_numpy(dtype=object)
+    return out
+
+
+def _quote_label(v: Any) -> Any:
+    return "'" + v if isinstance(v, str) and _NEEDS_QUOTE.match(v) else v
+
+
+def safe_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` whose text cells (and labels) cannot start a spreadsheet formula.
+
+    Text beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``
+    (OWASP CSV injection); so does such text already beginning with ``'``, so that
+    :func:`read_table_back` gives back exactly the original. Numbers are not touched.
+
+    >>> t = safe_cells(pd.DataFrame({"name": ["=1+1", "-", "ok", "'=x", "'s-Hertogenbosch"], "n": [-1, 2, 3, 4, 5]}))
+    >>> t["name"].tolist(), t["n"].tolist()
+    (["'=1+1", "'-", 'ok', "''=x", "'s-Hertogenbosch"], [-1, 2, 3, 4, 5])
+    """
+    out = df.copy()
+    for i in range(out.shape[1]):
+        col = out.iloc[:, i]
+        quoted = _quote_text(col)
+        if quoted is not col:
+            out.isetitem(i, quoted)
+    if not isinstance(out.columns, pd.MultiIndex):
+        out.columns = pd.Index([_quote_label(c) for c in out.columns], name=out.columns.name)
+    if isinstance(out.index, pd.MultiIndex):
+        out.index = out.index.set_levels([_quote_text(pd.Series(lv, dtype=lv.dtype)).to_numpy()
+                                          for lv in out.index.levels], verify_integrity=False)
+        out.index.names = [_quote_label(n) for n in out.index.names]
+    elif out.index.dtype == object or isinstance(out.index.dtype, pd.CategoricalDtype):
+        out.index = pd.Index(_quote_text(pd.Series(out.index, dtype=out.index.dtype)).to_numpy(dtype=object),
+                             name=_quote_label(out.index.name))
+    return out
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, index: bool = False) -> Path:
+    """Write a table as CSV (:data:`ENCODING`) or, for ``.xlsx``, as Excel, with :func:`safe_cells`.
+
+    The file is written under a temporary name and renamed when complete; inside an
+    :class:`OutputRun` give it ``run.path(name)`` (or call ``run.table``).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = write_table(pd.DataFrame({"name": ["@SUM(A1)"], "x": [-1.5]}), os.path.join(tempfile.mkdtemp(), "t.csv"))
+    >>> p.read_text(encoding="utf-8")
+    "name,x\\n'@SUM(A1),-1.5\\n"
+    """
+    final = Path(path)
+    safe = safe_cells(df)
+    with atomic_path(final) as tmp:
+        if final.suffix.lower() == ".xlsx":
+            with pd.ExcelWriter(tmp, engine="openpyxl") as xl:
+                safe.to_excel(xl, index=index)
+        else:
+            safe.to_csv(tmp, index=index, encoding=ENCODING)
+    return final
+
+
+def read_table_back(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
+    """Read a CSV that :func:`write_table` wrote, removing the ``'`` it put before formula-like text."""
+    df = pd.read_csv(path, encoding=ENCODING, **kwargs)
+    for c in df.columns:
+        if df[c].dtype == object:
+            s = df[c]
+            text = s.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+            if text.any():
+                t = s[text].astype(str)
+                hit = t.str.match(r"^'+[=+\-@\t\r]").to_numpy(dtype=bool)
+                if hit.any():
+                    s = s.copy()
+                    s.iloc[np.flatnonzero(text)[hit]] = t[hit].str.slice(1).to_numpy(dtype=object)
+                    df[c] = s
+    df.columns = [c[1:] if isinstance(c, str) and re.match(r"^'+[=+\-@\t\r]", c) else c for c in df.columns]
+    return df
+
+
+# ---------------------------------------------------------------------------- fault points (tests hook in)
+
+def _fault_point(what: str) -> None:
+    """Called before every step that changes the disk (tests patch it, or trace it with an env var).
+
+    With ``LIFECIRCLE_TEST_FAULT_TRACE`` set, writes ``lifecircle-fault-point <what>`` to stderr
+    and sleeps ``LIFECIRCLE_TEST_FAULT_DELAY_S`` seconds: the test suite's kill -9 tests use it
+    to stop a run at each step. Without the variable it does nothing.
+    """
+    if os.environ.get("LIFECIRCLE_TEST_FAULT_TRACE"):
+        import sys
+
+        sys.stderr.write(f"lifecircle-fault-point {what}\n")
+        sys.stderr.flush()
+        time.sleep(float(os.environ.get("LIFECIRCLE_TEST_FAULT_DELAY_S", "0")))
+
+
+# ---------------------------------------------------------------------------- the folder lock
+
+class _Lock:
+    """``fcntl.flock`` on ``folder/.lifecircle.lock``: exclusive, never waiting; the file goes with the lock.
+
+    The holder removes the lock file when it lets go, so a folder keeps no trace of it; a process
+    that locked a file just unlinked by its previous holder sees another inode at the path and
+    tries again with the new file.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / _LOCK
+        self.fd: int | None = None
+
+    def acquire(self, holder: str) -> bool:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                _flock(fd)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self.fd = fd
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, holder.encode("utf-8"))
+        return True
+
+    def holder(self) -> str:
+        try:
+            text = self.path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        return text or "another lifecircle process"
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self.fd)
+        self.fd = None
+
+
+def _flock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    import msvcrt  # pragma: no cover - Windows: a lock on the first byte
+
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
+        raise BlockingIOError(errno.EAGAIN, "locked") from None
+
+
+def _busy(folder: Path, holder: str, hint: str) -> OutputError:
+    then = "or choose another --out" if "--out" in hint else "then run it again"
+    return OutputError(f"{folder} is being written by another lifecircle run ({holder}): wait until it finishes, "
+                       f"{then}")
+
+
+# ---------------------------------------------------------------------------- journal and recovery
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":  # pragma: no cover
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _manifest_name(key: str | None) -> str:
+    return MANIFEST if key is None else f"{key}.{MANIFEST}"
+
+
+def _roll_forward(folder: Path, journal: dict) -> None:
+    """Steps 3-4 of the commit (idempotent): move the staged files in, delete the obsolete ones, tidy up."""
+    staging = folder / journal["staging"]
+    for name in journal["move"]:
+        _fault_point(f"move {name}")
+        src = staging / name
+        if src.exists():
+            os.replace(src, folder / name)
+    for name in journal["delete"]:
+        _fault_point(f"delete {name}")
+        target = folder / name
+        if target.is_file() or target.is_symlink():
+            target.unlink(missing_ok=True)
+    _fsync_dir(folder)
+    _fault_point("remove staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    _fault_point("remove journal")
+    (folder / _JOURNAL).unlink(missing_ok=True)
+    _fsync_dir(folder)
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    """Staging folders and temp files of runs that were stopped (only meaningful while holding the lock)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    out = []
+    for e in entries:
+        if e.name.startswith(_STAGING) or e.name == _JOURNAL + ".tmp" or _OLD_TEMP.match(e.name):
+            out.append(Path(e.path))
+    return out
+
+
+#: temp files of lifecircle <= 0.1 (``read.files.atomic_path``) beside the known outputs
+_OLD_TEMP = re.compile(r"^\.(%s)-[A-Za-z0-9_]{8}\.tmp(\.\w+)?$" % "|".join(
+    re.escape(Path(n).stem) for n in (*RUN_FILES, *SCENARIO_FILES)))
+
+
+def _recover(folder: Path) -> None:
+    """With the lock held: finish an interrupted commit, then remove what stopped runs left behind."""
+    jpath = folder / _JOURNAL
+    if jpath.exists():
+        try:
+            journal = json.loads(jpath.read_text(encoding="utf-8"))
+            journal["staging"], journal["move"], journal["delete"]  # noqa: B018 - shape check
+        except (OSError, ValueError, KeyError, TypeError):
+            journal = None  # never written by lifecircle (the journal is renamed into place whole)
+        if journal is not None:
+            log.warning("%s: finishing the commit of an interrupted `lifecircle %s` run", folder,
+                        journal.get("command", "?"))
+            _roll_forward(folder, journal)
+        else:
+            jpath.unlink(missing_ok=True)
+    for p in _leftovers(folder):
+        log.info("%s: removing %s left by a stopped run", folder, p.name)
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _other_manifests(folder: Path, own: str) -> Iterator[tuple[str, dict]]:
+    for p in folder.glob(f"*{MANIFEST}"):
+        if p.name != own and p.is_file():
+            try:
+                yield p.name, json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+
+
+# ---------------------------------------------------------------------------- writing a run
+
+@dataclass(eq=False)
+class OutputRun:
+    """One run being written: files go into the staging folder, :meth:`commit` makes them the folder's run.
+
+    Get one from :func:`output_folder` or :func:`output_file` (context managers that commit on
+    success and discard on any error). Writers take ``run.path(name)`` (a path in the staging
+    folder) or call :meth:`table` / :meth:`json`; :attr:`written` maps each name to its final path.
+    """
+
+    folder: Path
+    command: str
+    key: str | None = None
+    replace: frozenset[str] | None = None
+    legacy: tuple[str, ...] = ()
+    staging: Path = field(init=False)
+    previous: dict | None = field(init=False, default=None)
+    written: dict[str, Path] = field(init=False, default_factory=dict)
+    _decided: bool = field(init=False, default=False)
+
+    @property
+    def manifest_name(self) -> str:
+        return _manifest_name(self.key)
+
+    def path(self, name: str) -> Path:
+        """Where to write ``name`` (a plain file name) for this run: a path in the staging folder."""
+        if name not in self.written:
+            if not name or Path(name).name != name or name in (".", "..") or name.startswith(".lifecircle") \
+                    or name.endswith(MANIFEST):
+                raise ValueError(f"{name!r} is not a file name an output run can hold")
+            if self.key is not None and not name.startswith(self.key):
+                raise ValueError(f"{name!r}: the files of the output {self.key!r} start with its name")
+            _fault_point(f"write {name}")
+            self.written[name] = self.folder / name
+        return self.staging / name
+
+    def final(self, name: str) -> Path:
+        """Where ``name`` will be once the run is committed."""
+        return self.folder / name
+
+    def table(self, df: pd.DataFrame, name: str, *, index: bool = False) -> Path:
+        """Write a table with :func:`write_table`; returns its final path."""
+        write_table(df, self.path(name), index=index)
+        return self.final(name)
+
+    def json(self, obj: Any, name: str) -> Path:
+        """Write JSON (UTF-8, Chinese readable); returns its final path."""
+        write_json(obj, self.path(name))
+        return self.final(name)
+
+    # -- commit -----------------------------------------------------------------------------------
+
+    def _carried(self) -> dict[str, dict]:
+        """The previous run's files this run keeps (``replace`` mode), checked against their record."""
+        if self.replace is None:
+            return {}
+        if self.previous is not None:
+            keep = {n: r for n, r in self.previous.get("files", {}).items()
+                    if n not in self.replace and n not in self.written}
+            for n, r in keep.items():
+                _check_file(self.folder, n, r, self.previous)
+            return keep
+        out = {}  # an older folder without a manifest: adopt its known files
+        for n in self.legacy:
+            p = self.folder / n
+            if n not in self.replace and n not in self.written and p.is_file():
+                out[n] = {"bytes": p.stat().st_size, "sha256": _sha256(p), "command": "analyze"}
+        return out
+
+    def _obsolete(self, keep: Iterable[str]) -> list[str]:
+        keep = set(keep)
+        if self.previous is not None:
+            names = list(self.previous.get("files", {}))
+        else:
+            names = [n for n in self.legacy if (self.folder / n).is_file()]
+        return [n for n in names if n not in keep]
+
+    def commit(self) -> None:
+        """Make the staged files the folder's run (steps 1-4 of the module docstring)."""
+        missing = [n for n in self.written if not (self.staging / n).is_file()]
+        if missing:
+            raise RuntimeError(f"{', '.join(missing)} asked for but not written")  # a bug, not a user error
+        for other, m in _other_manifests(self.folder, self.manifest_name):
+            clash = sorted(set(m.get("files", {})) & set(self.written))
+            if clash:
+                raise _owned(self.folder / clash[0], m, self.folder / other)
+        carried = self._carried()
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        files = dict(carried)
+        for name in self.written:
+            p = self.staging / name
+            _fsync_file(p)
+            files[name] = {"bytes": p.stat().st_size, "sha256": _sha256(p), "command": self.command}
+        history = (self.previous or {}).get("history", []) if self.replace is not None else []
+        from .. import __version__
+
+        manifest = {
+            "lifecircle_manifest": 1,
+            "command": self.command,
+            "output": self.key,
+            "lifecircle_version": __version__,
+            "created": now,
+            "run": secrets.token_hex(8),
+            "history": [*history, {"command": self.command, "created": now}][-20:],
+            "files": dict(sorted(files.items())),
+        }
+        _fault_point("write manifest")
+        mpath = self.staging / self.manifest_name
+        mpath.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+        _fsync_file(mpath)
+        _fsync_dir(self.staging)
+        journal = {
+            "lifecircle_journal": 1,
+            "command": self.command,
+            "staging": self.staging.name,
+            "move": [*self.written, self.manifest_name],
+            "delete": self._obsolete(files),
+        }
+        _fault_point("write journal")
+        jtmp = self.folder / (_JOURNAL + ".tmp")
+        try:
+            with open(jtmp, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(journal, ensure_ascii=False))
+                fh.flush()
+                os.fsync(fh.fileno())
+            _fault_point("rename journal")
+            os.replace(jtmp, self.folder / _JOURNAL)
+        finally:
+            jtmp.unlink(missing_ok=True)
+        self._decided = True  # from here the new run is the folder's run
+        _fsync_dir(self.folder)
+        try:
+            _roll_forward(self.folder, journal)
+        except KeyboardInterrupt:
+            _roll_forward(self.folder, journal)  # Ctrl-C during the renames: finish them first
+            raise
+        except OSError as exc:
+            raise OutputError(f"could not finish moving the new files into {self.folder} ({exc.strerror or exc}); "
+                              f"the next lifecircle command on {self.folder} finishes it") from None
+        log.info("%s: committed %s (%d files%s)", self.folder, ", ".join(self.written) or "no new files",
+                 len(files), f", {len(journal['delete'])} obsolete removed" if journal["delete"] else "")
+
+    def _discard(self) -> None:
+        if not self._decided:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _owned(path: Path, manifest: dict, where: Path) -> OutputError:
+    cmd = (manifest.get("files", {}).get(path.name) or {}).get("command") or manifest.get("command", "?")
+    return OutputError(f"{path} belongs to another output, the `lifecircle {cmd}` run recorded in {where}: "
+                       "choose another --out")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return True
+        text = str(exc).lower()
+        if "no space left on device" in text or "database or disk is full" in text or "disk quota exceeded" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _session(run: OutputRun, *, target: Path, hint: str) -> Iterator[OutputRun]:
+    folder = run.folder
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if _disk_full(exc):
+            raise OutputError(f"disk full while writing {target}: free space or {hint}") from None
+        raise OutputError(f"cannot create output folder {folder}: {exc.strerror or exc}; {hint}") from None
+    if not folder.is_dir():
+        raise OutputError(f"{folder} is not a folder; {hint}")
+    lock = _Lock(folder)
+    try:
+        got = lock.acquire(f"`lifecircle {run.command}`, process {os.getpid()}")
+    except OSError as exc:
+        if _disk_full(exc):
+            raise OutputError(f"disk full while writing {target}: free space or {hint}") from None
+        raise OutputError(f"cannot write into {folder}: {exc.strerror or exc}; {hint}") from None
+    if not got:
+        raise _busy(folder, lock.holder(), hint)
+    try:
+        try:
+            _recover(folder)
+            run.previous = _load_manifest(folder, run.manifest_name)
+            run.staging = folder / f"{_STAGING}{secrets.token_hex(4)}"
+            _fault_point("create staging")
+            run.staging.mkdir()
+        except OSError as exc:
+            if _disk_full(exc):
+                raise OutputError(f"disk full while writing {target}: free space or {hint}") from None
+            raise OutputError(f"cannot write into {folder}: {exc.strerror or exc}; {hint}") from None
+        try:
+            yield run
+            run.commit()
+        except BaseException as exc:
+            run._discard()
+            if isinstance(exc, LifecircleError) or not isinstance(exc, Exception):
+                raise
+            if _disk_full(exc):
+                raise OutputError(f"disk full while writing {target}: free space or {hint}") from None
+            if isinstance(exc, PermissionError) and exc.filename and Path(exc.filename).parent in (folder, run.staging):
+                raise OutputError(f"cannot write {exc.filename}: permission denied; {hint}") from None
+            raise
+    finally:
+        lock.release()
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: a run that failed in a folder it made leaves nothing
+
+
+def _hint(command: str) -> str:
+    return "choose another --out" if command in ("analyze", "scenario", "isochrone", "facilities", "batch") \
+        else "then run it again"
+
+
+@contextlib.contextmanager
+def output_folder(folder: str | os.PathLike[str], *, command: str, replace: Iterable[str] | None = None,
+                  legacy: Iterable[str] = RUN_FILES) -> Iterator[OutputRun]:
+    """Write a run into ``folder``: everything staged in the ``with`` block is committed at its end, at once.
+
+    Parameters
+    ----------
+    folder : path
+        Created when missing.
+    command : str
+        What writes (``analyze``, ``gaps``, ``map``, ``scenario``, ``batch``): recorded in the
+        manifest and named in messages.
+    replace : names, optional
+        Without it the new run replaces the previous one whole (its other files are removed).
+        With it the new run adds to the previous one: of the previous files, those named here are
+        removed (unless written again), the others are kept (after checking they are unchanged).
+    legacy : names
+        In a folder without a manifest (older lifecircle), the names that count as lifecircle's.
+
+    Raises
+    ------
+    OutputError
+        Another lifecircle run is writing ``folder``, the disk is full, no permission.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "notes.txt").write_text("mine")
+    >>> with output_folder(d, command="analyze") as run:
+    ...     _ = run.table(pd.DataFrame({"a": [1]}), "coverage.csv")
+    ...     _ = run.json({"x": 1}, "summary.json")
+    >>> sorted(p.name for p in d.iterdir())
+    ['coverage.csv', 'lifecircle_manifest.json', 'notes.txt', 'summary.json']
+    >>> with output_folder(d, command="analyze") as run:  # the next run writes fewer files
+    ...     _ = run.json({"x": 2}, "summary.json")
+    >>> sorted(p.name for p in d.iterdir())
+    ['lifecircle_manifest.json', 'notes.txt', 'summary.json']
+    """
+    f = Path(folder)
+    run = OutputRun(f, command, None, None if replace is None else frozenset(replace), tuple(legacy))
+    with _session(run, target=f, hint=_hint(command)) as r:
+        yield r
+
+
+@contextlib.contextmanager
+def output_file(path: str | os.PathLike[str], *, command: str, legacy: Iterable[str] = ()) -> Iterator[OutputRun]:
+    """Write ``path`` and files beside it whose names start with its stem, committed at once.
+
+    The run is recorded in ``<stem>.lifecircle_manifest.json`` next to it, so outputs with other
+    names (and an analysis) can share the folder; a later run for the same ``path`` replaces this
+    one whole. ``legacy``: the names that count as lifecircle's when there is no manifest yet.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with output_file(d / "fac.gpkg", command="facilities") as run:
+    ...     _ = run.table(pd.DataFrame({"n": [1]}), "fac_counts.csv")
+    >>> sorted(p.name for p in d.iterdir())
+    ['fac.lifecircle_manifest.json', 'fac_counts.csv']
+    """
+    p = Path(path)
+    if not p.name or p.name in (".", ".."):
+        raise OutputError(f"{p} is not a file name; choose another --out")
+    run = OutputRun(p.parent, command, p.stem, None, tuple(legacy))
+    for other, m in _other_manifests(p.parent, run.manifest_name) if p.parent.is_dir() else ():
+        if p.name in m.get("files", {}):
+            raise _owned(p, m, p.parent / other)
+    with _session(run, target=p, hint=_hint(command)) as r:
+        yield r
+
+
+@contextlib.contextmanager
+def output_run(out: str | os.PathLike[str] | OutputRun, *, command: str,
+               replace: Iterable[str] | None = None) -> Iterator[OutputRun]:
+    """``out`` itself when it is an open :class:`OutputRun`, else a new :func:`output_folder` run on it."""
+    if isinstance(out, OutputRun):
+        yield out
+    else:
+        with output_folder(out, command=command, replace=replace) as run:
+            yield run
+
+
+# ---------------------------------------------------------------------------- reading a run
+
+def _load_manifest(folder: Path, name: str) -> dict | None:
+    p = folder / name
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        m = json.loads(raw.decode("utf-8"))
+        if not isinstance(m.get("files"), dict):
+            raise ValueError("no files")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        raise InputFileError(f"{p} is not a lifecircle manifest (damaged?): run the command that wrote "
+                             f"{folder} again") from None
+    return m
+
+
+def _rerun(folder: Path, rec: dict, manifest: dict | None) -> str:
+    cmd = rec.get("command") or (manifest or {}).get("command") or "analyze"
+    return "`" + _CMD_HINT.get(cmd, "lifecircle " + cmd + " ...").format(folder=folder) + "`"
+
+
+def _check_file(folder: Path, name: str, rec: dict, manifest: dict | None, *, data: bytes | None = None,
+                by_hash: bool = True) -> None:
+    """One line when ``folder/name`` is missing or differs from its record (size; sha256 unless ``by_hash=False``)."""
+    p = folder / name
+    try:
+        size = len(data) if data is not None else p.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputFileError(f"{p} is missing but {_manifest_name(manifest.get('output') if manifest else None)} "
+                             f"lists it: run {_rerun(folder, rec, manifest)} again") from None
+    if size != rec.get("bytes") or (by_hash and (hashlib.sha256(data).hexdigest() if data is not None
+                                               else _sha256(p)) != rec.get("sha256")):
+        raise InputFileError(f"{p} was changed after `lifecircle {rec.get('command', '?')}` wrote it (its sha256 "
+                             f"differs from the manifest's): run {_rerun(folder, rec, manifest)} again")
+
+
+@dataclass
+class RunRecord:
+    """The run recorded in a folder, as :func:`read_run` found it (``manifest`` is None for an older folder)."""
+
+    folder: Path
+    manifest: dict | None
+    key: str | None = None
+    _raw: bytes | None = None
+
+    @property
+    def files(self) -> list[str]:
+        """The run's files (an older folder without manifest: the known names that exist)."""
+        if self.manifest is not None:
+            return list(self.manifest["files"])
+        return [n for n in RUN_FILES if (self.folder / n).is_file()]
+
+    def has(self, name: str) -> bool:
+        return name in self.files
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def read_bytes(self, name: str) -> bytes:
+        """The content of ``name``, checked against the manifest (one read: what is checked is what you get)."""
+        if not self.has(name):
+            raise InputFileError(f"{self.folder} holds no {name} in its recorded run: give the folder written by "
+                                 "`lifecircle analyze --out DIR`")
+        try:
+            data = (self.folder / name).read_bytes()
+        except FileNotFoundError:
+            data = None
+        if self.manifest is not None:
+            _check_file(self.folder, name, self.manifest["files"][name], self.manifest,
+                        data=data if data is not None else None)
+        if data is None:
+            raise InputFileError(f"{self.folder / name} is missing: run `lifecircle analyze --out {self.folder}` again")
+        return data
+
+    def unchanged(self) -> bool:
+        """True when no commit happened since the run was read (no journal, same manifest)."""
+        if (self.folder / _JOURNAL).exists():
+            return False
+        try:
+            raw = (self.folder / _manifest_name(self.key)).read_bytes()
+        except FileNotFoundError:
+            raw = None
+        return raw == self._raw
+
+
+def _repair_for_reading(folder: Path, *, wait_s: float = 60.0) -> None:
+    """Roll a journal forward and remove leftovers when no writer holds the folder; wait for a live commit."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        journal = (folder / _JOURNAL).exists()
+        if not journal and not _leftovers(folder):
+            return
+        lock = _Lock(folder)
+        try:
+            got = lock.acquire(f"`lifecircle` reader repairing, process {os.getpid()}")
+        except OSError as exc:  # a read-only folder: it cannot be repaired, but it may be readable
+            if journal:
+                raise InputFileError(f"{folder} holds an interrupted commit that cannot be finished "
+                                     f"({exc.strerror or exc}): copy the folder to a writable place and run "
+                                     "`lifecircle map` on the copy") from None
+            return
+        if got:
+            try:
+                _recover(folder)
+            finally:
+                lock.release()
+            return
+        if not journal:
+            return  # the staging folder belongs to a live writer: the recorded run is still whole
+        if time.monotonic() > deadline:
+            raise _busy(folder, lock.holder(), "then run it again")
+        time.sleep(0.05)  # a live writer is moving its files in: that takes moments
+
+
+def finish_interrupted_commit(folder: str | os.PathLike[str]) -> None:
+    """Finish a commit a killed run left in ``folder`` and remove its leftovers (nothing when there are none).
+
+    Commands call it before they check a folder they read, so that the checks see one whole run.
+    Silent when ``folder`` is not an existing folder (the checks say so).
+    """
+    d = Path(os.path.expanduser(os.fspath(folder)))
+    if d.is_dir():
+        _repair_for_reading(d)
+
+
+def read_run(folder: str | os.PathLike[str], *, key: str | None = None,
+             check: Iterable[str] | None = None) -> RunRecord:
+    """The run recorded in ``folder`` (after finishing an interrupted commit), its files checked.
+
+    Every listed file must exist with its recorded size; the files in ``check`` (default: all)
+    must also have their recorded sha256. Raises :class:`InputFileError` (one line, saying which
+    command to run again) otherwise. A folder written by an older lifecircle (no manifest) is read
+    as it is, with a warning.
+    """
+    d = Path(folder)
+    if not d.is_dir():
+        raise InputFileError(f"{d} is not a folder: give the folder written by `lifecircle analyze --out DIR`")
+    _repair_for_reading(d)
+    name = _manifest_name(key)
+    raw = None
+    with contextlib.suppress(FileNotFoundError):
+        raw = (d / name).read_bytes()
+    manifest = _load_manifest(d, name) if raw is not None else None
+    if manifest is None:
+        log.warning("%s has no %s (written by an older lifecircle): its files are used unchecked; run the "
+                    "analysis again to record them", d, name)
+        return RunRecord(d, None, key, None)
+    names = set(manifest["files"] if check is None else check)
+    for n, rec in manifest["files"].items():
+        _check_file(d, n, rec, manifest, by_hash=n in names)
+    return RunRecord(d, manifest, key, raw)
+
+
+T = TypeVar("T")
+
+
+def _read_consistently(folder: Path, read: Callable[[RunRecord], T], *, check: Iterable[str] | None = None) -> T:
+    """``read(run)`` on a run that did not change while it was read (retried when a commit came between)."""
+    check = None if check is None else list(check)
+    for _ in range(5):
+        rec = read_run(folder, check=check)
+        out = read(rec)
+        if rec.unchanged():
+            return out
+        log.info("%s got a new run while it was read: reading again", folder)
+        time.sleep(0.05)
+    raise OutputError(f"{folder} keeps changing while it is read (another lifecircle run writes it): "
+                      "wait until it finishes, then run it again")
 
 
 @dataclass
@@ -36,32 +929,44 @@ class _FolderAnalysis:
 
 
 def read_analysis_folder(out_dir: str | os.PathLike[str]) -> _FolderAnalysis:
-    """Read summary.json, coverage.csv, residents.gpkg, facilities.gpkg (and isochrones.gpkg,
-    units.gpkg, gaps.gpkg, suggested_sites.gpkg when present) written by :meth:`lifecircle.Analysis.write`."""
-    import geopandas as gpd
+    """Read back the analysis recorded in ``out_dir`` (by ``lifecircle analyze --out`` / :meth:`Analysis.write`).
 
+    summary.json, coverage.csv, residents.gpkg and facilities.gpkg, and isochrones.gpkg,
+    units.gpkg, gaps.gpkg, suggested_sites.gpkg when the recorded run has them; files the
+    manifest does not list are ignored, and a listed file that is missing or changed stops
+    with one line.
+    """
     d = Path(out_dir)
     need = ["summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg"]
-    missing = [n for n in need if not (d / n).is_file()]
+    files = {"isochrones": "isochrones", "units": "units", "gaps": "gaps", "sites": "suggested_sites"}
+    check = need + [f"{s}.gpkg" for s in files.values()]
+    return _read_consistently(d, lambda rec: _read_analysis(rec, need, files), check=check)
+
+
+def _read_analysis(rec: RunRecord, need: list[str], files: dict[str, str]) -> _FolderAnalysis:
+    import geopandas as gpd
+
+    d = rec.folder
+    missing = [n for n in need if not rec.has(n)]
     if missing:
-        raise InputFileError(f"{d} lacks {', '.join(missing)}: give the folder written by "
+        what = f" (its run was written by `lifecircle {rec.manifest.get('command')}`)" if rec.manifest else ""
+        raise InputFileError(f"{d} lacks {', '.join(missing)}{what}: give the folder written by "
                              "`lifecircle analyze --out DIR`")
     try:
-        summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+        summary = json.loads(rec.read_bytes("summary.json").decode("utf-8"))
         p = summary["parameters"]
         cfg = AnalysisConfig.from_dict(p, where=str(d / "summary.json"), strict=False)
     except (ValueError, KeyError, TypeError) as exc:
         raise InputFileError(f"{d / 'summary.json'} is not a lifecircle summary ({exc}); "
                              "run `lifecircle analyze --out DIR` again") from None
-    coverage = pd.read_csv(d / "coverage.csv", encoding="utf-8")
+    coverage = read_table_back(d / "coverage.csv")
     coverage["unit"] = coverage["unit"].astype(str)
     residents = gpd.read_file(d / "residents.gpkg")
     for c in residents.columns:
         if str(c).startswith("minutes_to_"):
             residents[c] = residents[c].astype(float).fillna(np.inf)  # NULL = not reachable
     facilities = gpd.read_file(d / "facilities.gpkg")
-    files = {"isochrones": "isochrones", "units": "units", "gaps": "gaps", "sites": "suggested_sites"}
-    extra = {name: _read_layers(d / f"{stem}.gpkg") for name, stem in files.items() if (d / f"{stem}.gpkg").is_file()}
+    extra = {name: _read_layers(d / f"{stem}.gpkg") for name, stem in files.items() if rec.has(f"{stem}.gpkg")}
     return _FolderAnalysis(cfg, facilities, residents, coverage, summary, **extra)
 
 
@@ -75,9 +980,11 @@ def _read_layers(path: Path):
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326)
 
 
-def write_maps(analysis: Any, out_dir: str | os.PathLike[str], *, png: bool = True, basemap: str = "osm",
-               html_path: str | os.PathLike[str] | None = None, isochrones: Any = None, units: Any = None,
-               gaps: Any = None, sites: Any = None, title: str | None = None,
+# ---------------------------------------------------------------------------- maps, sites, scenario
+
+def write_maps(analysis: Any, out_dir: str | os.PathLike[str] | OutputRun, *, png: bool = True,
+               basemap: str = "osm", html_path: str | os.PathLike[str] | None = None, isochrones: Any = None,
+               units: Any = None, gaps: Any = None, sites: Any = None, title: str | None = None,
                tianditu_key: str | None = None) -> dict[str, Path]:
     """Write ``map.html`` (and ``coverage_map.png``, ``coverage_curve.png``) of an analysis into ``out_dir``.
 
@@ -85,12 +992,16 @@ def write_maps(analysis: Any, out_dir: str | os.PathLike[str], *, png: bool = Tr
     ----------
     analysis : lifecircle.Analysis
         Or what :func:`read_analysis_folder` returns.
+    out_dir : path or OutputRun
+        A folder: the maps replace the earlier maps of the run there, in one commit (the other
+        files stay). An open :class:`OutputRun`: the maps join it.
     png : bool
         Also draw the static figures (needs matplotlib).
     basemap : str
         See :func:`base_map`.
     html_path : path, optional
-        Where to write the map (default ``out_dir/map.html``).
+        Where to write the map (default ``out_dir/map.html``); another name is an output of its
+        own (see :func:`output_file`).
     isochrones, units, gaps, sites : GeoDataFrame, optional
         Default ``analysis.isochrones`` / ``.units`` / ``.gaps`` / ``.sites`` when present.
 
@@ -107,19 +1018,44 @@ def write_maps(analysis: Any, out_dir: str | os.PathLike[str], *, png: bool = Tr
     >>> sorted(write_maps(analyze(toy_town_osm()), tempfile.mkdtemp(), basemap="none"))
     ['coverage_curve.png', 'coverage_map.png', 'map.html']
     """
-    d = Path(out_dir)
     gaps = gaps if gaps is not None else getattr(analysis, "gaps", None)
     sites = sites if sites is not None else getattr(analysis, "sites", None)
+    folder = out_dir.folder if isinstance(out_dir, OutputRun) else Path(out_dir)
+    html_name, elsewhere = _html_target(folder, html_path)
     m = coverage_map(analysis, isochrones=isochrones, units=units, gaps=gaps, sites=sites, basemap=basemap,
                      title=title, tianditu_key=tianditu_key)
-    paths = {"map.html": save_map(m, html_path or d / "map.html")}
-    if png:
-        from .figures import coverage_curve, coverage_figure, save_figure
+    paths: dict[str, Path] = {}
+    with output_run(out_dir, command="map", replace=_map_replaces(folder, html_path, png)) as run:
+        if elsewhere is not None:  # an output of its own, in its own folder
+            with output_file(elsewhere, command="map") as single:
+                save_map(m, single.path(elsewhere.name))
+            paths["map.html"] = elsewhere
+        else:
+            save_map(m, run.path(html_name))
+            paths["map.html"] = run.final(html_name)
+        if png:
+            from .figures import coverage_curve, coverage_figure, save_figure
 
-        paths["coverage_map.png"] = save_figure(coverage_figure(analysis, isochrones=isochrones, units=units),
-                                                d / "coverage_map.png")
-        paths["coverage_curve.png"] = save_figure(coverage_curve(analysis), d / "coverage_curve.png")
+            save_figure(coverage_figure(analysis, isochrones=isochrones, units=units), run.path("coverage_map.png"))
+            save_figure(coverage_curve(analysis), run.path("coverage_curve.png"))
+            paths["coverage_map.png"] = run.final("coverage_map.png")
+            paths["coverage_curve.png"] = run.final("coverage_curve.png")
     return paths
+
+
+def _html_target(folder: Path, html_path: str | os.PathLike[str] | None) -> tuple[str, Path | None]:
+    """The map's name in the run, or (when ``html_path`` is in another folder) the path of its own output."""
+    if html_path is None:
+        return "map.html", None
+    h = Path(html_path)
+    if h.resolve().parent == folder.resolve():
+        return h.name, None
+    return h.name, h
+
+
+def _map_replaces(folder: Path, html_path: str | os.PathLike[str] | None, png: bool) -> tuple[str, ...]:
+    name, elsewhere = _html_target(folder, html_path)
+    return (() if elsewhere is not None else (name,)) + (("coverage_map.png", "coverage_curve.png") if png else ())
 
 
 def maps_from_folder(out_dir: str | os.PathLike[str], *, png: bool = True, basemap: str = "osm",
@@ -127,9 +1063,83 @@ def maps_from_folder(out_dir: str | os.PathLike[str], *, png: bool = True, basem
                      tianditu_key: str | None = None) -> dict[str, Path]:
     """Make ``map.html`` (and the PNGs) from the folder written by ``lifecircle analyze --out DIR``.
 
-    Reads ``summary.json``, ``coverage.csv``, ``residents.gpkg``, ``facilities.gpkg`` and, when present,
-    ``isochrones.gpkg`` and ``units.gpkg`` (see :func:`read_analysis_folder`), then calls
-    :func:`write_maps`; the parameters are the same.
+    Reads the recorded run (:func:`read_analysis_folder`), then writes the maps into it as a new
+    commit (:func:`write_maps`, same parameters): the other files of the run stay as they are.
     """
-    return write_maps(read_analysis_folder(out_dir), out_dir, png=png, basemap=basemap, html_path=html_path,
-                      title=title, tianditu_key=tianditu_key)
+    d = Path(out_dir)
+    with output_folder(d, command="map", replace=_map_replaces(d, html_path, png)) as run:
+        return write_maps(read_analysis_folder(d), run, png=png, basemap=basemap, html_path=html_path,
+                          title=title, tianditu_key=tianditu_key)
+
+
+def write_sites(sites, out_dir: str | os.PathLike[str] | OutputRun, *, needed: pd.DataFrame | None = None,
+                stem: str = "suggested_sites") -> dict[str, Path]:
+    """Write ``suggested_sites.csv`` and ``.gpkg`` (and ``sites_needed.csv``) into a run.
+
+    The CSV has ``category``, ``lon`` and ``lat`` columns, so it can be given straight back as
+    ``--facilities`` (or ``scenario --add``). Given a folder, they replace the site outputs of the
+    run there (the analysis files stay).
+    """
+    with output_run(out_dir, command="gaps", replace=SITE_FILES) as run:
+        paths = {f"{stem}.csv": run.table(pd.DataFrame(sites.drop(columns="geometry")), f"{stem}.csv")}
+        gpkg = sites.copy()
+        gpkg["candidate"] = gpkg["candidate"].astype(str)
+        gpkg.to_file(run.path(f"{stem}.gpkg"), layer="sites", driver="GPKG", engine="pyogrio")
+        paths[f"{stem}.gpkg"] = run.final(f"{stem}.gpkg")
+        if needed is not None:
+            paths["sites_needed.csv"] = run.table(needed, "sites_needed.csv")
+    log.info("wrote %s", ", ".join(p.name for p in paths.values()))
+    return paths
+
+
+def write_site_plans(analysis, out_dir: str | os.PathLike[str] | OutputRun, **options: Any
+                     ) -> tuple[dict[str, Path], Any, pd.DataFrame | None]:
+    """Plan new sites (:func:`lifecircle.plan.sites.site_plans`, same options) and write them into a run.
+
+    Writes ``suggested_sites.csv``/``.gpkg`` (the study area's sites; the CSV works as
+    ``--facilities`` or ``scenario --add``), ``sites_needed.csv`` and, with units,
+    ``suggested_sites_by_unit.csv``; given a folder, they replace the site outputs of its run.
+
+    Returns
+    -------
+    (paths, sites, needed)
+        The files written, the study area's sites (GeoDataFrame) and the per-area table (or None).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> paths, sites, needed = write_site_plans(analyze(toy_town_osm()), tempfile.mkdtemp(), exact=False)
+    >>> sorted(paths), sites.category.tolist()
+    (['sites_needed.csv', 'suggested_sites.csv', 'suggested_sites.gpkg'], ['health'])
+    >>> needed[["category", "sites_needed"]].values.tolist()  # the other three meet the target already
+    [['health', 1], ['elderly_care', 0], ['culture', 0], ['sports', 0]]
+    """
+    from ..plan.sites import site_plans
+
+    sites, needed, by_unit = site_plans(analysis, **options)
+    with output_run(out_dir, command="gaps", replace=SITE_FILES) as run:
+        paths = write_sites(sites, run, needed=needed)
+        if by_unit is not None:
+            paths["suggested_sites_by_unit.csv"] = run.table(by_unit.drop(columns="geometry"),
+                                                             "suggested_sites_by_unit.csv")
+    return paths, sites, needed
+
+
+def write_scenario(s: Any, out_dir: str | os.PathLike[str] | OutputRun) -> dict[str, Path]:
+    """Write ``scenario_change.csv``, ``scenario_coverage.csv`` and ``scenario_facilities.gpkg`` as one run.
+
+    ``s`` is a :class:`lifecircle.plan.scenario.Scenario`; a folder's earlier scenario is replaced whole.
+    """
+    with output_run(out_dir, command="scenario") as run:
+        paths = {"scenario_change.csv": run.table(s.change, "scenario_change.csv"),
+                 "scenario_coverage.csv": run.table(s.coverage, "scenario_coverage.csv")}
+        fac = s.facilities.copy()
+        for c in fac.columns:
+            if c != "geometry" and fac[c].dtype == object:
+                fac[c] = fac[c].where(fac[c].isna(), fac[c].astype(str))
+        fac.to_file(run.path("scenario_facilities.gpkg"), layer="facilities", driver="GPKG", engine="pyogrio")
+        paths["scenario_facilities.gpkg"] = run.final("scenario_facilities.gpkg")
+    log.info("wrote %s", ", ".join(p.name for p in paths.values()))
+    return paths

@@ -23,9 +23,11 @@ Every (area, parameter set) pair is one task: ``lifecircle.analyze(...)`` then
 anything runs and reports every problem at once.
 
 Fault tolerance. A task that fails (corrupt file, empty network, ...) becomes a ``failed`` row
-of the results table with its error message; the others go on. After a task's outputs are
-written, a ``manifest.json`` is written last (atomically) with the sha256 of every output and a
-fingerprint of the inputs' sha256, the parameters and the lifecircle version. A rerun skips a
+of the results table with its error message; the others go on. A task's outputs and its
+``manifest.json`` (the sha256 of every output and a fingerprint of the inputs' sha256, the
+parameters and the lifecircle version) are committed together, as one run of the task folder
+(:mod:`lifecircle.present.outputs`): a failed or killed task leaves the folder's earlier run
+whole. A rerun skips a
 task whose manifest matches and whose outputs all still hash as recorded; anything else
 (missing manifest after a crash, an edited or truncated output, new inputs or parameters) is
 computed again.
@@ -63,7 +65,6 @@ from ..config import ALL, CATEGORIES, AnalysisConfig
 from ..errors import InputDataError, LifecircleError
 from ..config import read_toml
 from ..validate import RULES, value_problem
-from ..read.files import atomic_path, write_json
 from ..read.osm import file_sha256
 
 log = logging.getLogger("lifecircle")
@@ -432,7 +433,6 @@ def run_task(task: BatchTask, *, out_dir: str | os.PathLike[str], client: Any = 
                 warnings.extend(summary.get("warnings", []))
             else:
                 log.info("%s: computing (%s)", task.key, why)
-                (task_dir / MANIFEST).unlink(missing_ok=True)
                 summary = _analyze_and_write(task, task_dir, fingerprint, hashes, client, scratch_dir)
                 row.update(status="ok", **_summary_columns(summary))
         except Exception as exc:  # a bad area must not stop the batch; the row carries the message
@@ -453,22 +453,25 @@ def _analyze_and_write(task: BatchTask, task_dir: Path, fingerprint: str, hashes
 
         kwargs["walking_times_fn"] = functools.partial(walking_times_tiled, tile_m=task.tile_m, client=client,
                                                        scratch_dir=scratch_dir)
+    from ..present.outputs import output_folder
+
     t0 = time.perf_counter()
-    result = analyze(config=task.config, **kwargs)
-    paths = result.write(task_dir)
-    outputs = {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in paths.values()}
-    write_json({
-        "task": task.key,
-        "fingerprint": fingerprint,
-        "lifecircle_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "inputs": {k: {"path": task.files[k], "sha256": h} for k, h in hashes.items()},
-        "parameters": task.config.to_dict(),
-        "options": task.options,
-        "tile_m": task.tile_m,
-        "outputs": outputs,
-    }, task_dir / MANIFEST)
+    with output_folder(task_dir, command="batch") as run:  # outputs and manifest.json in one commit
+        result = analyze(config=task.config, **kwargs)
+        paths = result.write(run)
+        outputs = {n: {"sha256": file_sha256(run.path(n)), "bytes": run.path(n).stat().st_size} for n in paths}
+        run.json({
+            "task": task.key,
+            "fingerprint": fingerprint,
+            "lifecircle_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "inputs": {k: {"path": task.files[k], "sha256": h} for k, h in hashes.items()},
+            "parameters": task.config.to_dict(),
+            "options": task.options,
+            "tile_m": task.tile_m,
+            "outputs": outputs,
+        }, MANIFEST)
     return result.summary
 
 
@@ -580,8 +583,10 @@ def run_batch(
                 finished(i, row)
 
     table = pd.DataFrame([r for r in rows if r is not None]).reindex(columns=RESULT_COLUMNS)
-    with atomic_path(out / RESULTS_FILE) as tmp:
-        table.to_csv(tmp, index=False, encoding="utf-8")
+    from ..present.outputs import output_file
+
+    with output_file(out / RESULTS_FILE, command="batch") as run:
+        run.table(table, RESULTS_FILE)
     counts = table["status"].value_counts().to_dict()
     log.info("batch done in %.1f s: %s; table %s", time.perf_counter() - t0,
              ", ".join(f"{v} {k}" for k, v in counts.items()), out / RESULTS_FILE)
