@@ -58,6 +58,7 @@ numbers. :func:`read_table_back` undoes it for lifecircle's own reading.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as _dt
 import errno
 import hashlib
@@ -194,7 +195,8 @@ def safe_cells(df: pd.DataFrame) -> pd.DataFrame:
         out.index = out.index.set_levels([_quote_text(pd.Series(lv, dtype=lv.dtype)).to_numpy()
                                           for lv in out.index.levels], verify_integrity=False)
         out.index.names = [_quote_label(n) for n in out.index.names]
-    elif out.index.dtype == object or isinstance(out.index.dtype, pd.CategoricalDtype):
+    elif out.index.dtype == object or pd.api.types.is_string_dtype(out.index.dtype) \
+            or isinstance(out.index.dtype, pd.CategoricalDtype):
         out.index = pd.Index(_quote_text(pd.Series(out.index, dtype=out.index.dtype)).to_numpy(dtype=object),
                              name=_quote_label(out.index.name))
     return out
@@ -219,8 +221,10 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, index: bool =
         if final.suffix.lower() == ".xlsx":
             with pd.ExcelWriter(tmp, engine="openpyxl") as xl:
                 safe.to_excel(xl, index=index)
-        else:
-            safe.to_csv(tmp, index=index, encoding=ENCODING)
+        else:  # a bare carriage return inside a cell is only kept in its row when the cell is quoted
+            cr = any(safe[c].astype(str).str.contains("\r", regex=False).any() for c in safe.columns
+                     if safe[c].dtype == object or pd.api.types.is_string_dtype(safe[c]))
+            safe.to_csv(tmp, index=index, encoding=ENCODING, quoting=csv.QUOTE_NONNUMERIC if cr else csv.QUOTE_MINIMAL)
     return final
 
 
@@ -228,7 +232,7 @@ def read_table_back(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame
     """Read a CSV that :func:`write_table` wrote, removing the ``'`` it put before formula-like text."""
     df = pd.read_csv(path, encoding=ENCODING, **kwargs)
     for c in df.columns:
-        if df[c].dtype == object:
+        if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
             s = df[c]
             text = s.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
             if text.any():
@@ -244,19 +248,30 @@ def read_table_back(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame
 
 # ---------------------------------------------------------------------------- fault points (tests hook in)
 
+_fault_steps = {"pid": 0, "n": 0}
+
+
 def _fault_point(what: str) -> None:
-    """Called before every step that changes the disk (tests patch it, or trace it with an env var).
+    """Called before every step that changes the disk (tests patch it, or trace it with env variables).
 
-    With ``LIFECIRCLE_TEST_FAULT_TRACE`` set, writes ``lifecircle-fault-point <what>`` to stderr
-    and sleeps ``LIFECIRCLE_TEST_FAULT_DELAY_S`` seconds: the test suite's kill -9 tests use it
-    to stop a run at each step. Without the variable it does nothing.
+    With ``LIFECIRCLE_TEST_FAULT_TRACE`` set, writes ``lifecircle-fault-point <what>`` to stderr and
+    sleeps ``LIFECIRCLE_TEST_FAULT_DELAY_S`` seconds, at every step or, with
+    ``LIFECIRCLE_TEST_FAULT_PAUSE_AT=N``, only before the N-th step of the process: the kill -9
+    tests use it to stop a run at each step. Without the variables it does nothing.
     """
-    if os.environ.get("LIFECIRCLE_TEST_FAULT_TRACE"):
-        import sys
+    env = os.environ
+    if not env.get("LIFECIRCLE_TEST_FAULT_TRACE"):
+        return
+    import sys
 
-        sys.stderr.write(f"lifecircle-fault-point {what}\n")
-        sys.stderr.flush()
-        time.sleep(float(os.environ.get("LIFECIRCLE_TEST_FAULT_DELAY_S", "0")))
+    if _fault_steps["pid"] != os.getpid():
+        _fault_steps.update(pid=os.getpid(), n=0)
+    _fault_steps["n"] += 1
+    sys.stderr.write(f"lifecircle-fault-point {what}\n")
+    sys.stderr.flush()
+    pause_at = env.get("LIFECIRCLE_TEST_FAULT_PAUSE_AT")
+    if pause_at is None or int(pause_at) == _fault_steps["n"]:
+        time.sleep(float(env.get("LIFECIRCLE_TEST_FAULT_DELAY_S", "0")))
 
 
 # ---------------------------------------------------------------------------- the folder lock
@@ -555,16 +570,13 @@ class OutputRun:
             "delete": self._obsolete(files),
         }
         _fault_point("write journal")
-        jtmp = self.folder / (_JOURNAL + ".tmp")
-        try:
-            with open(jtmp, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(journal, ensure_ascii=False))
-                fh.flush()
-                os.fsync(fh.fileno())
-            _fault_point("rename journal")
-            os.replace(jtmp, self.folder / _JOURNAL)
-        finally:
-            jtmp.unlink(missing_ok=True)
+        jtmp = self.folder / (_JOURNAL + ".tmp")  # removed by _discard when anything fails before the rename
+        with open(jtmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(journal, ensure_ascii=False))
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fault_point("rename journal")
+        os.replace(jtmp, self.folder / _JOURNAL)
         self._decided = True  # from here the new run is the folder's run
         _fsync_dir(self.folder)
         try:
@@ -579,14 +591,29 @@ class OutputRun:
                  len(files), f", {len(journal['delete'])} obsolete removed" if journal["delete"] else "")
 
     def _discard(self) -> None:
+        """After an error before the journal: remove the staging folder (the folder keeps its run)."""
         if not self._decided:
             shutil.rmtree(self.staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (self.folder / (_JOURNAL + ".tmp")).unlink(missing_ok=True)
 
 
 def _owned(path: Path, manifest: dict, where: Path) -> OutputError:
     cmd = (manifest.get("files", {}).get(path.name) or {}).get("command") or manifest.get("command", "?")
     return OutputError(f"{path} belongs to another output, the `lifecircle {cmd}` run recorded in {where}: "
                        "choose another --out")
+
+
+#: Less free space than this after a failed write means the disk was full (GDAL's errors often hide ENOSPC).
+_NEARLY_FULL_BYTES = 4 << 20
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # AttributeError: no statvfs on Windows
+        return False
+    return st.f_bavail * st.f_frsize < _NEARLY_FULL_BYTES
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -638,10 +665,11 @@ def _session(run: OutputRun, *, target: Path, hint: str) -> Iterator[OutputRun]:
             yield run
             run.commit()
         except BaseException as exc:
+            full = isinstance(exc, Exception) and not isinstance(exc, LifecircleError) and _nearly_full(folder)
             run._discard()
             if isinstance(exc, LifecircleError) or not isinstance(exc, Exception):
                 raise
-            if _disk_full(exc):
+            if full or _disk_full(exc):
                 raise OutputError(f"disk full while writing {target}: free space or {hint}") from None
             if isinstance(exc, PermissionError) and exc.filename and Path(exc.filename).parent in (folder, run.staging):
                 raise OutputError(f"cannot write {exc.filename}: permission denied; {hint}") from None
@@ -832,8 +860,8 @@ def _repair_for_reading(folder: Path, *, wait_s: float = 60.0) -> None:
     deadline = time.monotonic() + wait_s
     while True:
         journal = (folder / _JOURNAL).exists()
-        if not journal and not _leftovers(folder):
-            return
+        if not journal and not _leftovers(folder) and not (folder / _LOCK).exists():
+            return  # the common case: nothing to repair, no lock to ask for
         lock = _Lock(folder)
         try:
             got = lock.acquire(f"`lifecircle` reader repairing, process {os.getpid()}")
@@ -850,7 +878,7 @@ def _repair_for_reading(folder: Path, *, wait_s: float = 60.0) -> None:
                 lock.release()
             return
         if not journal:
-            return  # the staging folder belongs to a live writer: the recorded run is still whole
+            return  # a live writer is staging: the recorded run is still whole
         if time.monotonic() > deadline:
             raise _busy(folder, lock.holder(), "then run it again")
         time.sleep(0.05)  # a live writer is moving its files in: that takes moments
