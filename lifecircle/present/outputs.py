@@ -11,9 +11,13 @@ fac.gpkg`` with ``fac_counts.csv`` beside it) are a run of their own, recorded i
 analysis can share one folder.
 
 1. Whatever happens to a command (success, an error, Ctrl-C, ``kill -9``, a full disk, a power
-   cut on a file system that honours fsync), the folder holds exactly one complete run: the
-   previous one or the new one, never a mix. A run that stops before its commit leaves the
-   previous run byte-identical.
+   cut on a file system that honours fsync), the folder holds exactly one complete run as every
+   lifecircle command sees it: the previous one or the new one, never a mix. A run that stops
+   before its commit point (the journal's rename, below) leaves the previous run byte-identical;
+   one that stops after it becomes the new run. Precisely: a run killed *during* the renames
+   leaves the journal and a half-moved run on disk until the next lifecircle command opens the
+   folder and finishes the renames first; other programs (QGIS, Excel) opening the folder in
+   that window may see the mix, so run any lifecircle command on it (``lifecircle map OUT``).
 2. The new run's files replace the previous run's; files of the previous run that the new one
    does not write (``isochrones.gpkg`` after ``--no-isochrones``, ``suggested_sites.*`` after a run
    without ``--sites``) are removed. Files lifecircle did not write (your ``notes.txt``, your
@@ -24,8 +28,10 @@ analysis can share one folder.
    :func:`read_analysis_folder`) use only the files the manifest lists, and stop with one line
    if one of them is missing or was changed since.
 4. Only one lifecircle command writes a folder at a time: a second one stops at once with one
-   line saying which folder and what to do (the lock is ``fcntl.flock`` on ``.lifecircle.lock``;
-   the operating system releases it when a process dies, so a killed run never blocks the next).
+   line saying which folder and what to do (the lock is ``fcntl.flock`` on ``.lifecircle.lock``,
+   removed by its holder when done; the operating system releases the lock when a process dies,
+   so a killed run never blocks the next). flock is per machine: two machines writing one folder
+   on a network share are not kept apart.
 5. No temporary files stay behind. The new files are built in ``.lifecircle-staging-*`` inside the
    folder (so the final renames stay on one file system); what a killed run leaves there is
    removed by the next lifecircle command that opens the folder.
