@@ -128,7 +128,8 @@ _STAGING = ".lifecircle-staging-"
 #: What ``analyze`` writes (always or when it applies).
 ANALYSIS_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv",
                   "facilities_rejected.csv", "gaps.gpkg", "isochrones.gpkg", "facility_isochrones.gpkg",
-                  "units.gpkg", "census_methods.csv")
+                  "units.gpkg", "census_methods.csv", "standard_decisions.csv", "tiers.csv", "urban_rural.csv",
+                  "facility_service.csv", "units_service.csv", "units_ranking.csv")
 #: What site planning writes (``analyze --sites``, ``gaps``).
 SITE_FILES = ("suggested_sites.csv", "suggested_sites.gpkg", "sites_needed.csv", "suggested_sites_by_unit.csv")
 #: The map and figures (``--map``, ``lifecircle map``).
@@ -551,7 +552,7 @@ class OutputRun:
             _fsync_file(p)
             files[name] = {"bytes": p.stat().st_size, "sha256": _sha256(p), "command": self.command}
         history = (self.previous or {}).get("history", []) if self.replace is not None else []
-        from .. import __version__
+        from .._version import __version__
 
         manifest = {
             "lifecircle_manifest": 1,
