@@ -199,6 +199,23 @@ def test_folder_of_an_older_version_counts_the_known_names_as_ours(tmp_path):
     assert read_run(d2).manifest is None and read_run(d2).files == ["summary.json"]
 
 
+def test_a_damaged_manifest_or_journal_never_reaches_outside_the_folder(tmp_path):
+    d, victim = tmp_path / "out", tmp_path / "victim.txt"
+    d.mkdir()
+    victim.write_text("keep me")
+    (d / "coverage.csv").write_text("old")
+    (d / MANIFEST).write_text(json.dumps({"files": {"../victim.txt": {"bytes": 7, "sha256": "0"}}}))
+    with pytest.raises(InputFileError, match="is not a lifecircle manifest"):
+        read_run(d)
+    with output_folder(d, command="analyze") as run:  # a writer replaces it (the known names count as ours)
+        run.json({}, "summary.json")
+    assert sorted(p.name for p in d.iterdir()) == [MANIFEST, "summary.json"]
+    (d / ".lifecircle-journal.json").write_text(json.dumps(
+        {"staging": ".lifecircle-staging-x", "move": ["../victim.txt"], "delete": ["../victim.txt"]}))
+    read_run(d)
+    assert victim.read_text() == "keep me" and leftovers(d) == []
+
+
 HOLDER = textwrap.dedent("""
     import sys, time
     from lifecircle.present.outputs import output_folder

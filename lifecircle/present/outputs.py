@@ -156,22 +156,25 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NEEDS_QUOTE = re.compile(r"^'*[=+\-@\t\r]")
 
 
-def _quote_text(values: pd.Series) -> pd.Series:
-    """Prefix ``'`` to text cells a spreadsheet would run as a formula (and to such cells already quoted)."""
+def _text_matching(values: pd.Series, pattern: str) -> np.ndarray:
+    """Boolean mask of the text cells matching ``pattern`` (vectorised; non-text cells are False)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         values = values.astype(object)
     if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
-        return values
-    is_text = values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
-    if not is_text.any():
-        return values
-    text = values[is_text].astype(str)
-    hit = text.str.match(_NEEDS_QUOTE).to_numpy(dtype=bool)
+        return np.zeros(len(values), dtype=bool)
+    try:
+        return values.str.match(pattern).eq(True).to_numpy(dtype=bool)
+    except AttributeError:  # no text at all in the column
+        return np.zeros(len(values), dtype=bool)
+
+
+def _quote_text(values: pd.Series) -> pd.Series:
+    """Prefix ``'`` to text cells a spreadsheet would run as a formula (and to such cells already quoted)."""
+    hit = _text_matching(values, _NEEDS_QUOTE.pattern)
     if not hit.any():
         return values
     out = values.astype(object).copy()
-    idx = np.flatnonzero(is_text)[hit]
-    out.iloc[idx] = ("'" + text[hit]).to_numpy(dtype=object)
+    out.iloc[np.flatnonzero(hit)] = ("'" + values[hit].astype(str)).to_numpy(dtype=object)
     return out
 
 
@@ -239,16 +242,11 @@ def read_table_back(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame
     """Read a CSV that :func:`write_table` wrote, removing the ``'`` it put before formula-like text."""
     df = pd.read_csv(path, encoding=ENCODING, **kwargs)
     for c in df.columns:
-        if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
-            s = df[c]
-            text = s.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
-            if text.any():
-                t = s[text].astype(str)
-                hit = t.str.match(r"^'+[=+\-@\t\r]").to_numpy(dtype=bool)
-                if hit.any():
-                    s = s.copy()
-                    s.iloc[np.flatnonzero(text)[hit]] = t[hit].str.slice(1).to_numpy(dtype=object)
-                    df[c] = s
+        hit = _text_matching(df[c], r"^'+[=+\-@\t\r]")
+        if hit.any():
+            col = df[c].astype(object).copy()
+            col.iloc[np.flatnonzero(hit)] = df[c][hit].astype(str).str.slice(1).to_numpy(dtype=object)
+            df[c] = col
     df.columns = [c[1:] if isinstance(c, str) and re.match(r"^'+[=+\-@\t\r]", c) else c for c in df.columns]
     return df
 
@@ -356,7 +354,7 @@ def _busy(folder: Path, holder: str, hint: str) -> OutputError:
 # ---------------------------------------------------------------------------- journal and recovery
 
 def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY if os.name == "posix" else os.O_RDWR)  # Windows flushes writable handles only
     try:
         os.fsync(fd)
     finally:
@@ -380,6 +378,12 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _plain(name: Any) -> bool:
+    """A bare file name inside the folder (a manifest or journal never points outside it)."""
+    return isinstance(name, str) and bool(name) and name not in (".", "..") and "/" not in name \
+        and "\\" not in name and Path(name).name == name and not os.path.isabs(name)
 
 
 def _manifest_name(key: str | None) -> str:
@@ -431,8 +435,10 @@ def _recover(folder: Path) -> None:
     if jpath.exists():
         try:
             journal = json.loads(jpath.read_text(encoding="utf-8"))
-            journal["staging"], journal["move"], journal["delete"]  # noqa: B018 - shape check
-        except (OSError, ValueError, KeyError, TypeError):
+            names = [journal["staging"], *journal["move"], *journal["delete"]]
+            if not (str(journal["staging"]).startswith(_STAGING) and all(_plain(n) for n in names)):
+                raise ValueError("names outside the folder")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             journal = None  # never written by lifecircle (the journal is renamed into place whole)
         if journal is not None:
             log.warning("%s: finishing the commit of an interrupted `lifecircle %s` run", folder,
@@ -660,11 +666,17 @@ def _session(run: OutputRun, *, target: Path, hint: str) -> Iterator[OutputRun]:
     try:
         try:
             _recover(folder)
-            run.previous = _load_manifest(folder, run.manifest_name)
+            try:
+                run.previous = _load_manifest(folder, run.manifest_name)
+            except InputFileError:  # edited or damaged: the known names count as ours, as in an old folder
+                log.warning("%s is damaged; the files with lifecircle's output names count as the earlier run",
+                            folder / run.manifest_name)
             run.staging = folder / f"{_STAGING}{secrets.token_hex(4)}"
             _fault_point("create staging")
             run.staging.mkdir()
         except OSError as exc:
+            if isinstance(exc, LifecircleError):
+                raise
             if _disk_full(exc):
                 raise OutputError(f"disk full while writing {target}: free space or {hint}") from None
             raise OutputError(f"cannot write into {folder}: {exc.strerror or exc}; {hint}") from None
@@ -785,7 +797,8 @@ def _load_manifest(folder: Path, name: str) -> dict | None:
         return None
     try:
         m = json.loads(raw.decode("utf-8"))
-        if not isinstance(m.get("files"), dict):
+        if not isinstance(m.get("files"), dict) or not all(_plain(n) and isinstance(r, dict)
+                                                           for n, r in m["files"].items()):
             raise ValueError("no files")
     except (ValueError, UnicodeDecodeError, AttributeError):
         raise InputFileError(f"{p} is not a lifecircle manifest (damaged?): run the command that wrote "
