@@ -10,7 +10,7 @@ import pytest
 
 import lifecircle.read.network as network_mod
 from lifecircle.read import cache
-from lifecircle.datasets import toy_town_osm
+from lifecircle.datasets import helsinki_osm, toy_town_osm
 from lifecircle.read.network import WALK_FILTER_VERSION, WalkNetwork, network_from_osm
 from lifecircle.read.osm import file_sha256
 
@@ -118,3 +118,77 @@ def test_clear_network_cache(shanghai_pbf, cache_home):
     network_from_osm(shanghai_pbf)
     assert cache.clear_network_cache() == 1
     assert not _cache_file(shanghai_pbf).exists()
+
+
+def _rewrite_with_old_checksum(f, name, change):
+    """Rewrite the cache file with one array changed by ``change`` and every other member (the sha256 too) as it was."""
+    with np.load(f, allow_pickle=False) as z:
+        members = {k: z[k] for k in z.files}
+    before = members[name].copy()
+    members[name] = change(members[name].copy())
+    assert not np.array_equal(members[name], before) and members[name].shape == before.shape
+    np.savez(f, **members)
+    return members
+
+
+@pytest.mark.parametrize("name", ["x", "u", "highway_codes"])
+def test_an_altered_cache_file_with_intact_structure_is_rebuilt(cache_home, parse_count, caplog, name):
+    osm = helsinki_osm()
+    fresh = network_from_osm(osm, cache=False)
+    network_from_osm(osm)
+    assert len(parse_count) == 2
+    f = _cache_file(osm)
+
+    def change(a):
+        if name == "x":
+            a[len(a) // 2] += 25.0  # one node moved 25 m east
+        else:  # another valid value: an edge to another node, a footway made a primary road
+            a[len(a) // 3] = (a[len(a) // 3] + 1) % (a.max() + 1)
+        return a
+
+    members = _rewrite_with_old_checksum(f, name, change)
+    # the damage keeps the structure: a plain reader would accept it (every array, right lengths, valid endpoints)
+    n, m = len(members["node_id"]), len(members["u"])
+    assert len(members["x"]) == n and len(members[name]) == (n if name == "x" else m)
+    assert max(members["u"].max(), members["v"].max()) < n and members["highway_codes"].max() < len(
+        members["highway_categories"])
+    with caplog.at_level(logging.WARNING, logger="lifecircle"):
+        again = network_from_osm(osm)
+    assert len(parse_count) == 3  # parsed again, the altered file not used
+    assert_same_network(again, fresh)
+    assert any("network cache" in r.getMessage() and "sha256" in r.getMessage() for r in caplog.records)
+    # the altered file was deleted and a good one written in its place
+    assert cache.load_arrays(f)["highway_codes"].shape == (fresh.n_edges,)  # its checksum matches
+    assert_same_network(WalkNetwork.from_arrays(cache.load_network(f), source=fresh.source), fresh)
+    network_from_osm(osm)
+    assert len(parse_count) == 3  # and is used next time
+
+
+def test_arrays_checksum_covers_values_dtypes_shapes_and_names():
+    import hashlib
+    import json
+
+    a = {"x": np.array([1.5, -2.0]), "crs": np.asarray("EPSG:32651"), "u": np.arange(4, dtype=np.int64)}
+    # worked out independently: sha256 over (header length, JSON header, bytes) per array, names sorted
+    h = hashlib.sha256()
+    for name in ("crs", "u", "x"):
+        arr = a[name]
+        data = arr.tobytes()
+        header = json.dumps([name, arr.dtype.str, list(arr.shape), len(data)]).encode()
+        h.update(len(header).to_bytes(8, "little") + header + data)
+    assert cache.arrays_sha256(a) == h.hexdigest()
+    variants = [
+        {**a, "x": np.array([1.5, -2.0000001])},
+        {**a, "u": a["u"].astype(np.int32)},
+        {**a, "u": a["u"].reshape(2, 2)},
+        {"y": a["x"], "crs": a["crs"], "u": a["u"]},
+        {"x": a["x"], "u": a["u"]},
+        {**a, "crs": np.asarray("EPSG:32650")},
+        {**a, "crs": np.asarray(["EPSG:32651"])},  # shape (1,) instead of ()
+    ]
+    digests = {cache.arrays_sha256(v) for v in variants} | {cache.arrays_sha256(a)}
+    assert len(digests) == len(variants) + 1
+    m = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert cache.arrays_sha256({"m": np.asfortranarray(m)}) == cache.arrays_sha256({"m": m})  # values, not layout
+    with pytest.raises(TypeError, match="Python objects"):
+        cache.arrays_sha256({"h": np.array(["a", None], dtype=object)})
