@@ -564,10 +564,12 @@ def map_command(ctx, out_dir, html_path, png, basemap, title):
 @cli.command()
 @click.argument("plan", type=click.Path(path_type=Path))
 @click.option("--workers", type=int, help="Worker processes of a local Dask cluster [default: one per CPU]; 0 runs the tasks here, one by one, without Dask.")
-@click.option("--scheduler", help="Address of a running Dask scheduler (tcp://host:port) to use instead of a local cluster.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder [default: the plan's out_dir].")
+@click.option("--scheduler", help="Address of a running Dask scheduler (tcp://, tls://, inproc:// or ucx://) to use instead of a local cluster. Only one you trust: results are unpickled from it.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder, anywhere [default: the plan's out_dir].")
+@click.option("--dashboard", is_flag=True, help="Serve the local cluster's Dask dashboard on 127.0.0.1 (needs bokeh) and print its address [default: no dashboard].")
+@click.option("--allow-outside-plan-dir", is_flag=True, help="Let the plan's out_dir and scratch_dir lie outside the plan's folder (only for a plan you trust).")
 @click.pass_context
-def batch(ctx, plan, workers, scheduler, out_dir):
+def batch(ctx, plan, workers, scheduler, out_dir, dashboard, allow_outside_plan_dir):
     """Run many analyses (areas × parameter sets) from a TOML plan, in parallel; reruns skip finished tasks.
 
     \b
@@ -582,13 +584,16 @@ def batch(ctx, plan, workers, scheduler, out_dir):
 
     if workers is not None and scheduler:
         raise click.UsageError("give --workers (a local cluster) or --scheduler (a running one), not both")
+    if dashboard and (scheduler is not None or workers == 0):
+        raise click.UsageError("--dashboard is for the local cluster: drop it with --scheduler (the scheduler has its "
+                               "own dashboard) or --workers 0 (no cluster)")
     problems = Problems()
     problems.files(plan=plan)
     problems.values(workers=workers)
     problems.add(scheduler_problem(scheduler) if scheduler is not None else None)
     problems.output(out_dir, "--out", folder=True)
     problems.raise_if_any()
-    tasks = load_plan(plan)
+    tasks = load_plan(plan, out_dir=out_dir, allow_outside_plan_dir=allow_outside_plan_dir)
     quiet = ctx.obj["quiet"]
     with logging_redirect_tqdm(loggers=[log]), \
             tqdm(total=len(tasks), unit="task", disable=quiet, file=sys.stderr, desc="batch") as bar:
@@ -596,7 +601,7 @@ def batch(ctx, plan, workers, scheduler, out_dir):
             bar.set_postfix_str(f"{row['area']}/{row['parameters']} {row['status']}", refresh=False)
             bar.update(1)
 
-        table = run_batch(tasks, workers=workers, scheduler=scheduler, out_dir=out_dir, progress=progress)
+        table = run_batch(tasks, workers=workers, scheduler=scheduler, progress=progress, dashboard=dashboard)
     if not quiet:
         shown = table[["area", "parameters", "status", "seconds", "share_all", "below_target", "error"]]
         click.echo(shown.to_string(index=False, na_rep=""))

@@ -328,7 +328,9 @@ def check_output_file(path: Any, option: str = "--out") -> None:
     raise_problems([p for p in [output_problem(path, option, folder=False)] if p], files=True)
 
 
-_SCHEDULER = re.compile(r"(?:(tcp|tls|inproc|ucx|ws|wss)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})/?")
+#: The comms a Dask scheduler address may use.
+SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+_SCHEDULER = re.compile(r"(%s)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})/?" % "|".join(SCHEDULER_SCHEMES))
 
 
 def scheduler_problem(address: str) -> str | None:
@@ -341,6 +343,6 @@ def scheduler_problem(address: str) -> str | None:
     """
     m = _SCHEDULER.fullmatch(address.strip())
     if m is None or not 0 < int(m.group(3)) < 65536:
-        return (f"--scheduler: {address!r} is not a Dask scheduler address: give tcp://HOST:PORT, "
-                "e.g. tcp://10.0.0.5:8786")
+        return (f"--scheduler: {address!r} is not a Dask scheduler address: give "
+                f"{', '.join(s + '://' for s in SCHEDULER_SCHEMES[:4])} HOST:PORT, e.g. tcp://10.0.0.5:8786")
     return None

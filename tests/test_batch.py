@@ -7,6 +7,7 @@ import inspect
 import json
 from pathlib import Path
 
+import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -31,6 +32,13 @@ def client():
     pytest.importorskip("distributed")
     with dask_client(workers=2) as c:  # a real LocalCluster: 2 worker processes, 1 thread each, on 127.0.0.1
         yield c
+
+
+def tls_config(client) -> dict:
+    """Dask configuration that lets another client connect to ``client``'s TLS cluster."""
+    sec = client.security
+    return {"distributed.comm.require-encryption": True, "distributed.comm.tls.ca-file": sec.tls_ca_file,
+            "distributed.comm.tls.client.cert": sec.tls_client_cert, "distributed.comm.tls.client.key": sec.tls_client_key}
 
 
 @pytest.fixture()
@@ -142,8 +150,10 @@ def test_example_plan_is_valid_and_runs(tmp_path):
 def test_batch_on_local_cluster_reports_failures_and_one_table(inputs, shared, client):
     plan = write_plan(inputs, shared)
     seen = []
-    # through the scheduler's address, as `lifecircle batch --scheduler tcp://...` would
-    table = run_batch(plan, scheduler=client.scheduler.address, progress=lambda i, n, row: seen.append((i, n, row)))
+    # through the scheduler's address, as `lifecircle batch --scheduler tls://...` would, with the local
+    # cluster's certificate in Dask's configuration (what a user of a TLS scheduler sets up)
+    with dask.config.set(tls_config(client)):
+        table = run_batch(plan, scheduler=client.scheduler.address, progress=lambda i, n, row: seen.append((i, n, row)))
     assert [i for i, _, _ in seen] == [1, 2, 3, 4, 5] and {n for _, n, _ in seen} == {5}
     assert list(table.columns) == RESULT_COLUMNS
     assert table[["area", "parameters"]].to_numpy().tolist() == [
@@ -258,3 +268,44 @@ def test_cli_batch_command(tmp_path):
     assert cli.main(["batch", str(plan), "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]) == 2  # usage
     (tmp_path / "typo.toml").write_text('[[area]]\nname = "x"\n')
     assert cli.main(["batch", str(tmp_path / "typo.toml")]) == 1  # plan problems: one line, exit 1
+
+
+def _http_status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_local_cluster_is_private_loopback_tls_and_has_no_dashboard(client):
+    from distributed import Client
+    from distributed.security import Security
+    import os
+
+    import psutil
+
+    info = client.scheduler_info()
+    addresses = [client.scheduler.address, *info["workers"]]
+    assert len(addresses) == 3 and all(a.startswith("tls://127.0.0.1:") for a in addresses)
+    # every socket listening in this process (the scheduler's) and in the workers: loopback, not the dashboard port
+    pids = [os.getpid(), *client.run(os.getpid).values()]
+    listening = [c.laddr for pid in pids for c in psutil.Process(pid).net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN]
+    assert len(listening) >= 6  # scheduler + 2 workers: each a comm server and an HTTP server
+    assert {a.ip for a in listening} == {"127.0.0.1"} and 8787 not in {a.port for a in listening}
+    port = client.cluster.scheduler.http_server.port  # Dask's HTTP server exists (it always does)...
+    for path in ("status", "info/main/workers.html", "json/identity.json", "metrics", "health"):
+        assert _http_status(f"http://127.0.0.1:{port}/{path}") == 404, path  # ...and serves no page
+    for w in info["workers"].values():
+        assert _http_status(f"http://127.0.0.1:{w['services']['dashboard']}/metrics") == 404
+    # only holders of this run's certificate can talk to the cluster (and so send it code)
+    tcp = client.scheduler.address.replace("tls://", "tcp://")
+    for address, kwargs in ((client.scheduler.address, {}), (client.scheduler.address, {"security": Security.temporary()}),
+                            (tcp, {})):
+        with pytest.raises(Exception):
+            Client(address, timeout="5s", **kwargs).close()
+    assert client.submit(sum, [1, 2]).result() == 3  # the batch's own client works

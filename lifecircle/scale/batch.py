@@ -2,7 +2,7 @@
 
 A plan is a TOML file (see ``examples/batch_plan.toml``)::
 
-    out_dir = "batch_out"              # relative to the plan file
+    out_dir = "batch_out"              # relative to the plan file, and inside its folder
 
     [parameters.life_circle]           # a named parameter set: AnalysisConfig fields
     minutes = [5, 10, 15]
@@ -38,6 +38,14 @@ shared cluster a per-process lock enforces it), so a worker never holds two area
 An area with ``tile_m`` is split into tiles (:mod:`lifecircle.scale.partition`): its network is held
 by the process running ``run_batch`` and the tiles travel to the workers as ``.npz`` files in
 ``scratch_dir``. Inputs, outputs and ``scratch_dir`` must be on a file system every worker sees.
+
+Security. Relative paths in a plan start at the plan's folder; ``out_dir`` and ``scratch_dir``
+must stay inside it (after resolving ``..`` and symbolic links) unless the caller allows otherwise
+(``--allow-outside-plan-dir``), so running a plan received from someone else cannot write
+elsewhere. The local cluster listens on 127.0.0.1 only, speaks TLS with a certificate made for the
+run (only this process and its workers can connect, so other users of the computer cannot send it
+code) and has no dashboard unless asked (``--dashboard``). An external ``--scheduler`` must be one
+you trust: results are unpickled from it, so whoever controls it can run code in this process.
 """
 
 from __future__ import annotations
@@ -64,7 +72,7 @@ from .._version import __version__
 from ..config import ALL, CATEGORIES, AnalysisConfig
 from ..errors import InputDataError, LifecircleError
 from ..config import read_toml
-from ..validate import RULES, value_problem
+from ..validate import RULES, scheduler_problem, value_problem
 from ..read.osm import file_sha256
 
 log = logging.getLogger("lifecircle")
@@ -81,6 +89,7 @@ __all__ = [
     "run_task",
     "outputs_complete",
     "dask_client",
+    "check_scheduler_address",
 ]
 
 #: Written last in every task folder: hashes of the outputs and the task's fingerprint.
@@ -136,12 +145,17 @@ class Plan:
         return len(self.tasks)
 
 
-def load_plan(path: str | os.PathLike[str]) -> Plan:
+def load_plan(path: str | os.PathLike[str], *, out_dir: str | os.PathLike[str] | None = None,
+              allow_outside_plan_dir: bool = False) -> Plan:
     """Read and validate a plan TOML file (format in the module docstring).
 
-    Relative paths are taken from the plan's folder. Every problem (unknown keys, missing
-    files, invalid parameters, unknown parameter-set names, duplicate areas) is collected and
-    reported in one :class:`~lifecircle.errors.InputDataError`.
+    Relative paths are taken from the plan's folder, never from the current folder. The plan's
+    ``out_dir`` and ``scratch_dir`` must lie inside the plan's folder once ``..`` and symbolic
+    links are resolved (a plan from someone else cannot make the batch write elsewhere), unless
+    ``allow_outside_plan_dir``. Input files may be anywhere. ``out_dir`` given here (the CLI's
+    ``--out``) replaces the plan's and may be anywhere. Every problem (unknown keys, missing
+    files, invalid parameters, unknown parameter-set names, duplicate areas, folders outside the
+    plan's folder) is collected and reported in one :class:`~lifecircle.errors.InputDataError`.
 
     Examples
     --------
@@ -164,16 +178,25 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     Traceback (most recent call last):
     ...
     lifecircle.errors.InputDataError: plan ...bad.toml has 2 problems: parameters.x: unknown key 'walk_speed'; ...; area 'a': no osm file: ...
+    >>> _ = (d / "up.toml").write_text(f'out_dir = "../elsewhere"\n[[area]]\nname = "toy"\nosm = "{toy_town_osm().as_posix()}"\n')
+    >>> load_plan(d / "up.toml")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lifecircle.errors.InputDataError: plan ...up.toml has 1 problem: out_dir '../elsewhere' is .../elsewhere, outside the plan's folder ...; ... or pass --allow-outside-plan-dir ...
+    >>> load_plan(d / "up.toml", allow_outside_plan_dir=True).out_dir == d.resolve().parent / "elsewhere"
+    True
     """
     p = Path(path)
     data = read_toml(p, what="plan")
-    return plan_from_dict(data, base_dir=p.resolve().parent, source=p)
+    return plan_from_dict(data, base_dir=p.resolve().parent, source=p, out_dir=out_dir,
+                          allow_outside_plan_dir=allow_outside_plan_dir)
 
 
 def plan_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] = ".",
-                   source: str | os.PathLike[str] | None = None) -> Plan:
-    """Validate a plan given as a dict (the parsed TOML); see :func:`load_plan`."""
-    base = Path(base_dir)
+                   source: str | os.PathLike[str] | None = None, out_dir: str | os.PathLike[str] | None = None,
+                   allow_outside_plan_dir: bool = False) -> Plan:
+    """Validate a plan given as a dict (the parsed TOML); see :func:`load_plan` (``base_dir`` is the plan's folder)."""
+    base = Path(base_dir).resolve()
     where = f"plan {source}" if source is not None else "plan"
     problems: list[str] = []
     for key in sorted(set(data) - set(_PLAN_KEYS)):
@@ -201,13 +224,30 @@ def plan_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] 
     for i, area in enumerate(areas):
         tasks += _area_tasks(i, area, sets, raw_sets, base, analyze_keys, seen, problems)
 
-    out_dir = _resolve(data.get("out_dir", f"{Path(source).stem}_out" if source else "batch_out"), base)
+    if out_dir is not None:  # the user's explicit choice (--out): anywhere
+        out = Path(os.path.expanduser(str(out_dir))).absolute()
+    else:
+        out = _plan_folder("out_dir", data.get("out_dir", f"{Path(source).stem}_out" if source else "batch_out"),
+                           base, allow_outside_plan_dir, problems)
     scratch = data.get("scratch_dir")
+    if scratch is not None:
+        scratch = _plan_folder("scratch_dir", scratch, base, allow_outside_plan_dir, problems)
     if problems:
         n = len(problems)
         raise InputDataError(f"{where} has {n} problem{'s' if n > 1 else ''}: " + "; ".join(problems))
-    return Plan(tuple(tasks), out_dir, None if scratch is None else _resolve(scratch, base),
-                None if source is None else Path(source))
+    return Plan(tuple(tasks), out, scratch, None if source is None else Path(source))
+
+
+def _plan_folder(key: str, value: Any, base: Path, allow_outside: bool, problems: list[str]) -> Path:
+    """A folder the batch writes to, resolved (``..``, symbolic links); a problem if outside ``base``."""
+    if not isinstance(value, str) or not value.strip():
+        problems.append(f'{key} must be a folder path in quotes, e.g. {key} = "batch_out"')
+        return base
+    path = _resolve(value, base).resolve()
+    if not allow_outside and not path.is_relative_to(base):
+        problems.append(f"{key} {value!r} is {path}, outside the plan's folder {base}; use a folder inside it, "
+                        "or pass --allow-outside-plan-dir (allow_outside_plan_dir=True) if you trust this plan")
+    return path
 
 
 def _parameter_set(name: Any, table: Any, label: str, problems: list[str]) -> AnalysisConfig | None:
@@ -478,20 +518,72 @@ def _analyze_and_write(task: BatchTask, task_dir: Path, fingerprint: str, hashes
 # --- the batch --------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def dask_client(*, workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
-    """A Dask client: on ``scheduler`` (``tcp://host:port``) or on a new local cluster.
+#: Address schemes of a Dask scheduler (``--scheduler``).
+def check_scheduler_address(address: str) -> str:
+    """Return ``address`` if it is a Dask scheduler address (:func:`lifecircle.validate.scheduler_problem`),
+    else raise a one-line error.
 
-    The local cluster listens on 127.0.0.1 only, has ``workers`` processes (default: one per
-    CPU) with one thread each, and no dashboard; it is shut down on exit.
+    >>> check_scheduler_address("tcp://10.0.0.5:8786")
+    'tcp://10.0.0.5:8786'
+    >>> check_scheduler_address("10.0.0.5:8786")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lifecircle.errors.InputDataError: --scheduler: '10.0.0.5:8786' is not a Dask scheduler address: ...
+    """
+    problem = scheduler_problem(address) if isinstance(address, str) else f"--scheduler: {address!r} is not text"
+    if problem:
+        raise InputDataError(problem)
+    return address.strip()
+
+
+def _local_security() -> tuple[Any, str]:
+    """TLS with a certificate made for this run only (``Security.temporary()``), or plain TCP without cryptography.
+
+    With TLS every connection to the scheduler and the workers must present this certificate, which
+    exists only in this process and its workers: another user of the computer cannot submit code to
+    the cluster. The certificate costs about 0.1 s to make.
+    """
+    from distributed.security import Security
+
+    try:
+        return Security.temporary(), "tls://"
+    except ImportError:
+        log.warning("the Python package cryptography is missing, so the local Dask cluster runs without TLS: while "
+                    "the batch runs, any user of this computer could send it code; pip install cryptography")
+        return None, "tcp://"
+
+
+@contextlib.contextmanager
+def dask_client(*, workers: int | None = None, scheduler: str | None = None, dashboard: bool = False,
+                tls: bool = True) -> Iterator[Any]:
+    """A Dask client: on ``scheduler`` (e.g. ``tcp://host:port``) or on a new, private local cluster.
+
+    The local cluster has ``workers`` processes (default: one per CPU) with one thread each and is
+    shut down on exit. It listens on 127.0.0.1 only and, with ``tls`` (the default), speaks TLS with
+    a temporary certificate (``distributed.security.Security.temporary()``) so that only this
+    process and its workers can connect. Without ``dashboard`` there is no dashboard: Dask's HTTP
+    servers (which Dask always starts) get a random loopback port and serve no pages. With
+    ``dashboard`` the dashboard is served on ``127.0.0.1:8787`` (or a free port) and its address is
+    logged; anyone logged in on this computer can view it while the batch runs (it needs bokeh).
+
+    An external ``scheduler`` must be trusted: the results are unpickled from it (pickles can run
+    code), and its workers run with the rights of whoever started them.
     """
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:
         raise LifecircleError("batch runs need Dask: pip install 'dask[distributed]'") from None
-    if scheduler:
+    if scheduler is not None:
+        scheduler = check_scheduler_address(scheduler)
         try:
             client = Client(scheduler, timeout="10s")
+        except TypeError as exc:  # tls:// without certificates in the Dask configuration
+            if "TLS" not in str(exc):
+                raise
+            raise InputDataError(f"the Dask scheduler at {scheduler} needs TLS certificates: set "
+                                 "distributed.comm.tls.ca-file, .client.cert and .client.key in the Dask "
+                                 "configuration (https://distributed.dask.org/en/stable/tls.html)") from None
         except (OSError, TimeoutError) as exc:
             raise InputDataError(f"cannot reach the Dask scheduler at {scheduler} ({type(exc).__name__}); start "
                                  "it (`dask scheduler`, `dask worker ADDRESS --nthreads 1`) or drop --scheduler "
@@ -500,8 +592,25 @@ def dask_client(*, workers: int | None = None, scheduler: str | None = None) -> 
             yield client
         return
     n = workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    security, protocol = _local_security() if tls else (None, "tcp://")
+    if dashboard:
+        options: dict[str, Any] = {"dashboard_address": "127.0.0.1:8787"}
+        quiet_http: dict[str, Any] = {}
+    else:  # Dask starts an HTTP server anyway: a random loopback port, no pages on it
+        options = {"dashboard_address": None, "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"}}
+        quiet_http = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
+    with dask.config.set(quiet_http):  # read while the scheduler and the workers start
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               protocol=protocol, security=security, **options)
+    with cluster, Client(cluster, security=security) as client:
+        if dashboard:
+            try:
+                import bokeh  # noqa: F401
+                need = ""
+            except ImportError:
+                need = " (the page only says to install bokeh: pip install bokeh)"
+            log.warning("Dask dashboard: %s%s; anyone logged in on this computer can open it while the batch runs",
+                        client.dashboard_link, need)
         yield client
 
 
@@ -513,6 +622,7 @@ def run_batch(
     out_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
     client: Any = None,
+    dashboard: bool = False,
 ) -> pd.DataFrame:
     """Run every task of a plan in parallel and write one results table.
 
@@ -524,13 +634,17 @@ def run_batch(
         Worker processes of the local Dask cluster (default: one per CPU). ``0`` runs the
         tasks one after the other in this process, without Dask.
     scheduler : str, optional
-        Address of a running Dask scheduler (``tcp://host:port``) to use instead.
+        Address of a running Dask scheduler (``tcp://``, ``tls://``, ``inproc://`` or ``ucx://``) to
+        use instead. Use only a scheduler you trust: the results are unpickled from it.
     out_dir : path, optional
         Overrides the plan's ``out_dir``.
     progress : callable, optional
         ``progress(tasks_done, tasks_total, row)`` after each task, ``row`` being its results row.
     client : dask.distributed.Client, optional
         An existing client (e.g. in a notebook); ``workers`` and ``scheduler`` are then unused.
+    dashboard : bool
+        Serve the local cluster's Dask dashboard on 127.0.0.1 and log its address (default: none);
+        see :func:`dask_client`.
 
     Returns
     -------
@@ -550,8 +664,10 @@ def run_batch(
     >>> run_batch(d / "plan.toml", workers=0)["status"].tolist()  # outputs complete: skipped
     ['skipped']
     """
-    p = plan if isinstance(plan, Plan) else load_plan(plan)
-    out = Path(out_dir) if out_dir is not None else p.out_dir
+    if scheduler is not None and client is None:
+        check_scheduler_address(scheduler)
+    p = plan if isinstance(plan, Plan) else load_plan(plan, out_dir=out_dir)
+    out = Path(out_dir).absolute() if out_dir is not None else p.out_dir
     scratch = p.scratch_dir or out / ".scratch"
     tasks = list(p.tasks)
     rows: list[dict[str, Any] | None] = [None] * len(tasks)
@@ -578,7 +694,8 @@ def run_batch(
     else:
         with contextlib.ExitStack() as stack:
             if client is None:
-                client = stack.enter_context(dask_client(workers=_n_workers(workers, tasks), scheduler=scheduler))
+                client = stack.enter_context(dask_client(workers=_n_workers(workers, tasks), scheduler=scheduler,
+                                                         dashboard=dashboard))
             for i, row in _run_on_cluster(tasks, client, out, scratch):
                 finished(i, row)
 
