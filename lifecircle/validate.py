@@ -330,7 +330,8 @@ def check_output_file(path: Any, option: str = "--out") -> None:
 
 #: The comms a Dask scheduler address may use.
 SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
-_SCHEDULER = re.compile(r"(%s)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})/?" % "|".join(SCHEDULER_SCHEMES))
+_SCHEDULER = re.compile(r"(?:(%s)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})/?|inproc://\S+)"
+                        % "|".join(s for s in SCHEDULER_SCHEMES if s != "inproc"))
 
 
 def scheduler_problem(address: str) -> str | None:
@@ -339,10 +340,10 @@ def scheduler_problem(address: str) -> str | None:
     >>> scheduler_problem("tcp://10.0.0.5:8786") is None
     True
     >>> scheduler_problem("not a url")
-    "--scheduler: 'not a url' is not a Dask scheduler address: give tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786"
+    "--scheduler: 'not a url' is not a Dask scheduler address: give tcp://, tls://, inproc://, ucx:// HOST:PORT, e.g. tcp://10.0.0.5:8786"
     """
     m = _SCHEDULER.fullmatch(address.strip())
-    if m is None or not 0 < int(m.group(3)) < 65536:
+    if m is None or (m.group(3) is not None and not 0 < int(m.group(3)) < 65536):
         return (f"--scheduler: {address!r} is not a Dask scheduler address: give "
                 f"{', '.join(s + '://' for s in SCHEDULER_SCHEMES[:4])} HOST:PORT, e.g. tcp://10.0.0.5:8786")
     return None

@@ -139,8 +139,8 @@ def test_other_scheduler_addresses_get_one_line(plan_dir, capsys, address):
     plan = write(plan_dir)
     assert main(["batch", str(plan), "--scheduler", address]) == 1
     line = error_line(capsys)
-    assert line.startswith(f"lifecircle: error: --scheduler {address!r} is not a Dask scheduler address")
-    assert "tcp://, tls://, inproc://, ucx://" in line and line.endswith("e.g. --scheduler tcp://10.0.0.5:8786")
+    assert line.startswith(f"lifecircle: error: --scheduler: {address!r} is not a Dask scheduler address")
+    assert "tcp://, tls://, inproc://, ucx://" in line and line.endswith("e.g. tcp://10.0.0.5:8786")
     assert not (plan_dir / "plan_out").exists()
     with pytest.raises(InputDataError, match="is not a Dask scheduler address"):
         run_batch(plan, scheduler=address)
