@@ -248,6 +248,8 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
           --units shanghai_districts_datav_v3_gcj02.geojson --units-crs gcj02 \\
           --official-counts shanghai_community_health_centers_by_district_2024.csv --out fac.gpkg
     """
+    import numpy as np
+
     from .present.outputs import output_file
     from .read.facilities import combine_facilities, deduplicate, facilities_from_file, facilities_from_osm, load_taxonomy
     from .read.inventory import compare_with_official, count_table
@@ -273,7 +275,7 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
     fac = combine_facilities(*layers)
     if fac.empty:
         raise click.ClickException("no facility of the four categories found in the inputs")
-    fac = deduplicate(fac, max_dist_m=dedup_m)
+    fac = deduplicate(fac, max_dist_m=dedup_m, layer=np.repeat(np.arange(len(layers)), [len(l) for l in layers]))
     tables = {}
     if units:
         unit_layer = units_from_file(units, name_column=unit_name, crs=units_crs, encoding=encoding)
@@ -289,17 +291,20 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
     rej = fac.attrs.get("rejected")
     if rej is not None and len(rej):
         tables["rejected"] = rej
-    beside = [f"{out_file.stem}_{n}.csv" for n in ("counts", "subcategories", "official", "rejected")]
+    dup = len(fac.attrs.get("merged", []))
+    if dup:
+        tables["merged"] = fac.attrs["merged"]
+    beside = [f"{out_file.stem}_{n}.csv" for n in ("counts", "subcategories", "official", "rejected", "merged")]
     with output_file(out_file, command="facilities", legacy=beside) as out:
         fac.to_file(out.path(out_file.name), layer="facilities", driver="GPKG", engine="pyogrio")
         for name, t in tables.items():
-            out.table(t, f"{out_file.stem}_{name}.csv", index=name not in ("official", "rejected"))
-    dup = len(fac.attrs.get("duplicates", []))
+            out.table(t, f"{out_file.stem}_{name}.csv", index=name not in ("official", "rejected", "merged"))
     click.echo(tables["counts"].to_string())
     if "official" in tables:
         click.echo("\ncommunity health centres (社区卫生服务中心): found vs official")
         click.echo(tables["official"].to_string(index=False))
-    click.echo(f"\n{len(fac):,} facilities written to {out_file} ({dup:,} duplicates merged, "
+    click.echo(f"\n{len(fac):,} facilities written to {out_file} ({dup:,} duplicates merged"
+               + (f", listed in {out_file.stem}_merged.csv" if dup else "") + "; "
                f"{0 if rej is None else len(rej):,} rows not used)")
 
 

@@ -46,7 +46,7 @@ __all__ = ["Analysis", "analyze", "run_analysis", "reanalyze", "Inputs", "Networ
 AUTO_ISOCHRONES_MAX_NODES = 250_000
 
 #: Files :meth:`Analysis.write` always writes (plus gaps.gpkg, isochrones.gpkg, units.gpkg, census_methods.csv,
-#: facilities_rejected.csv and facility_isochrones.gpkg when they apply).
+#: facilities_rejected.csv, facilities_merged.csv and facility_isochrones.gpkg when they apply).
 OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv")
 
 
@@ -150,6 +150,10 @@ class Analysis:
         if rejected is not None and len(rejected):
             run.table(rejected, "facilities_rejected.csv")
             written.append("facilities_rejected.csv")
+        merged = self.facilities.attrs.get("merged")
+        if merged is not None and len(merged):
+            run.table(merged, "facilities_merged.csv")
+            written.append("facilities_merged.csv")
         from .plan.gaps import find_gaps, write_gaps
         from .present.isochrones import service_areas, write_isochrones
 
@@ -250,6 +254,10 @@ class Analysis:
             ok = "met" if c["meets_target"] else "NOT met"
             lines.append(f"{cat:<14}{c['facilities']:>11,}{shares}{ok:>9}{c['population_to_cover']:>12,.0f}")
         lines += self._urban_lines()
+        merged = s["facilities"].get("merged_duplicates", 0)
+        if merged:
+            lines.append(f"{merged:,} facilities were the same place as another (OSM and list, or an OSM node and "
+                         "its area) and were merged: see facilities_merged.csv")
         if "units" in s:
             lines += ["", self._unit_lines()]
         for w in s.get("warnings", []) if warnings else []:
@@ -697,12 +705,22 @@ def _read_facilities(src: FacilityInput, where: NetworkInput, tax: Taxonomy, cfg
             layers.append(given)
     if layers and layers[0] is not rec.frames.get("facilities", (None,))[0]:
         rec.frames["osm_facilities"] = (layers[0], None)  # the names a list is matched against
-    fac = combine_facilities(*layers)
-    if len(layers) > 1:
-        fac = deduplicate(fac)
-    fac = fac[fac["category"].isin(cfg.categories)].reset_index(drop=True) if len(fac) else fac
+    fac = _merge_duplicates(layers, cfg, rec)
     rec.inputs["taxonomy"] = (_input_record(tax.source) if tax.source != "builtin" and Path(tax.source).is_file()
                               else None)
+    return fac
+
+
+def _merge_duplicates(layers, cfg: AnalysisConfig, rec: _Log):
+    """The layers combined, the same place in two of them merged (never two rows of one list)."""
+    fac = combine_facilities(*layers)
+    layer = np.repeat(np.arange(len(layers)), [len(l) for l in layers])
+    fac = deduplicate(fac, layer=layer)
+    merged = fac.attrs.get("merged")
+    fac = fac[fac["category"].isin(cfg.categories)].reset_index(drop=True) if len(fac) else fac
+    if merged is not None:
+        merged = merged[merged["category"].isin(cfg.categories)].reset_index(drop=True)
+        fac.attrs["merged"] = merged
     return fac
 
 
@@ -813,8 +831,9 @@ def _attach_times(res, fac, wt: WalkingTimes, unit_layer, rec: _Log):
     facilities_out = fac.copy()
     facilities_out["snapped"] = wt.facility_snap.snapped
     facilities_out["snap_dist_m"] = wt.facility_snap.dist_m.round(2)
-    if "rejected" in fac.attrs:
-        facilities_out.attrs["rejected"] = fac.attrs["rejected"]
+    for key in ("rejected", "merged"):
+        if key in fac.attrs:
+            facilities_out.attrs[key] = fac.attrs[key]
     return residents, facilities_out
 
 
@@ -1068,7 +1087,10 @@ def _summary(cfg: AnalysisConfig, tax: Taxonomy, inputs: Inputs, net: WalkNetwor
             "unsnapped_points": int((~residents["snapped"]).sum()),
         },
         "facilities": {"by_category": counts, "unsnapped": int((~facilities_out["snapped"]).sum()),
-                       "by_source": {str(k): int(v) for k, v in dict(fac_src).items()}},
+                       "by_source": {str(k): int(v) for k, v in dict(fac_src).items()},
+                       "merged_duplicates": int(len(facilities_out.attrs.get("merged", ()))),
+                       "merge_rule": "same category within 150 m, names agree, from different inputs "
+                                     "(or an OSM node and an OSM area); listed in facilities_merged.csv"},
         "categories": categories,
         "warnings": rec.warnings,
         "crs_checks": rec.crs_checks,

@@ -130,11 +130,14 @@ def test_deduplicate_osm_and_list():
     f = gpd.GeoDataFrame(
         {"category": ["health", "health", "health", "sports", "sports"],
          "name": ["江宁路街道社区卫生服务中心", "静安区江宁路街道社区卫生服务中心", "曹家渡街道社区卫生服务中心", None, None],
-         "source": ["osm", "list", "list", "osm", "osm"]},
+         "source": ["osm", "list", "list", "osm", "osm"], "osm_type": ["node", None, None, "node", "way"]},
         # ~76 m apart (0.0008° lon at 31.24°N), the third ~10 m from the first; two unnamed pitches 10 m apart
+        # (an OSM node and an OSM way: the same pitch mapped twice)
         geometry=gpd.points_from_xy([121.4500, 121.4508, 121.4501, 121.46, 121.4601], [31.24] * 5), crs=4326)
     d = deduplicate(f)
     assert d.name.fillna("").tolist() == ["静安区江宁路街道社区卫生服务中心", "曹家渡街道社区卫生服务中心", "", ""]
     assert d.source.tolist()[0] == "list"  # the official entry is kept
     assert len(deduplicate(f, max_dist_m=50)) == 5  # the pair is 76 m apart
     assert len(deduplicate(f, unnamed_dist_m=20)) == 3
+    # two OSM ways are two pitches mapped on purpose, never one
+    assert len(deduplicate(f.assign(osm_type=["node", None, None, "way", "way"]), unnamed_dist_m=20)) == 4

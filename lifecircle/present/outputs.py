@@ -127,7 +127,8 @@ _STAGING = ".lifecircle-staging-"
 
 #: What ``analyze`` writes (always or when it applies).
 ANALYSIS_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv",
-                  "facilities_rejected.csv", "gaps.gpkg", "isochrones.gpkg", "facility_isochrones.gpkg",
+                  "facilities_rejected.csv", "facilities_merged.csv", "gaps.gpkg", "isochrones.gpkg",
+                  "facility_isochrones.gpkg",
                   "units.gpkg", "census_methods.csv", "standard_decisions.csv", "tiers.csv", "urban_rural.csv",
                   "facility_service.csv", "units_service.csv", "units_ranking.csv")
 #: What site planning writes (``analyze --sites``, ``gaps``).

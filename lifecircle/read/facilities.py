@@ -30,6 +30,8 @@ __all__ = [
     "facilities_from_place",
     "name_similarity",
     "deduplicate",
+    "FACILITY_TYPE_WORDS",
+    "MERGED_COLUMNS",
 ]
 
 #: Values of a user's category column understood besides the four keys.
@@ -395,8 +397,62 @@ def _norm_name(name: Any) -> str:
     return out.replace("上海市", "")
 
 
+#: Words naming a kind of facility or a part of one. Two names that differ in these are different
+#: places even when one contains the other: 篮球场 vs 篮球网球场, 图书馆 vs 少年儿童图书馆,
+#: 浦南医院 vs 浦南医院(东院), 静安体育中心 vs 静安体育中心羽毛球场 (see :func:`name_similarity`).
+FACILITY_TYPE_WORDS: tuple[str, ...] = (
+    # sports: the sport or the kind of ground
+    "篮球", "网球", "足球", "排球", "羽毛球", "乒乓", "棒球", "垒球", "槌球", "门球", "手球", "壁球",
+    "高尔夫", "游泳", "泳池", "跳水", "攀岩", "滑冰", "溜冰", "轮滑", "滑板", "射击", "射箭", "武术", "拳击",
+    "瑜伽", "舞蹈", "健身", "田径", "跑道", "操场", "体育场", "体育馆", "球场", "球馆", "训练", "风雨",
+    # who it serves
+    "少儿", "少年", "儿童", "老年", "长者", "妇幼", "妇女", "母婴",
+    # a part or a branch of a larger place
+    "分馆", "分院", "分中心", "分部", "分站", "分所", "分店", "院区", "校区", "东院", "西院", "南院", "北院",
+    # other kinds of facility
+    "图书馆", "图书室", "文化馆", "博物馆", "美术馆", "纪念馆", "档案馆", "活动中心", "活动室", "服务站",
+    "卫生站", "卫生室", "门诊部", "诊所", "药房", "养老院", "敬老院", "护理院", "日间照料", "照护",
+)
+
+
+def _type_words(name: str) -> frozenset[str]:
+    """The facility-type words a (normalised) name contains, overlapping matches included."""
+    return frozenset(w for w in FACILITY_TYPE_WORDS if w in name)
+
+
+def _name_rule(a: Any, b: Any) -> tuple[float, str]:
+    """:func:`name_similarity` and the reason, for the merge report."""
+    import difflib
+
+    x, y = _norm_name(a), _norm_name(b)
+    if not x or not y:
+        return 0.0, "unnamed"
+    digits = (sorted(re.findall(r"\d+", n)) for n in (x, y))
+    if next(digits) != next(digits):
+        return 0.0, "numbers differ"
+    if _type_words(x) != _type_words(y):
+        return 0.0, "facility-type words differ"
+    if x == y:
+        return 1.0, "same name"
+    if x in y or y in x:
+        return 1.0, "one name contains the other"
+    # compare what differs: the shared prefix (district) and suffix (facility type) say nothing
+    p = len(os.path.commonprefix([x, y]))
+    q = len(os.path.commonprefix([x[p:][::-1], y[p:][::-1]]))
+    x, y = x[p:len(x) - q], y[p:len(y) - q]
+    if not x or not y:
+        return 1.0, "names agree but for a shared prefix and suffix"
+    r = difflib.SequenceMatcher(None, x, y).ratio()
+    return r, f"names agree but for a shared prefix and suffix (similarity {r:.2f})"
+
+
 def name_similarity(a: Any, b: Any) -> float:
-    """Similarity of two facility names in [0, 1]: 1 when one contains the other, else difflib's ratio.
+    """Similarity of two facility names in [0, 1].
+
+    1 when one contains the other, else difflib's ratio of what differs once the shared prefix
+    (district, 街道) and suffix (facility type) are removed — but 0 when the names hold different
+    numbers or different facility-type words (:data:`FACILITY_TYPE_WORDS`: the sport, who the
+    place serves, a branch or campus, another kind of facility).
 
     >>> name_similarity("江宁路街道社区卫生服务中心", "静安区江宁路街道社区卫生服务中心")
     1.0
@@ -405,38 +461,52 @@ def name_similarity(a: Any, b: Any) -> float:
     >>> name_similarity("曹家渡街道社区卫生服务中心", "江宁路街道社区卫生服务中心") < 0.5
     True
 
-    Names whose numbers differ are different places, even when one contains the other:
+    Names whose numbers or facility-type words differ are different places, even when one
+    contains the other:
 
     >>> name_similarity("健身苑点1", "健身苑点12"), name_similarity("1号健身点", "１号健身点")
     (0.0, 1.0)
+    >>> name_similarity("篮球场", "篮球网球场"), name_similarity("图书馆", "少年儿童图书馆")
+    (0.0, 0.0)
+    >>> name_similarity("浦南医院", "浦南医院(东院)"), name_similarity("周浦医院", "上海市浦东新区周浦医院-门诊楼")
+    (0.0, 1.0)
     """
-    import difflib
-
-    x, y = _norm_name(a), _norm_name(b)
-    if not x or not y:
-        return 0.0
-    digits = (sorted(re.findall(r"\d+", n)) for n in (x, y))
-    if next(digits) != next(digits):
-        return 0.0
-    if x in y or y in x:
-        return 1.0
-    # compare what differs: the shared prefix (district) and suffix (facility type) say nothing
-    p = len(os.path.commonprefix([x, y]))
-    q = len(os.path.commonprefix([x[p:][::-1], y[p:][::-1]]))
-    x, y = x[p:len(x) - q], y[p:len(y) - q]
-    if not x or not y:
-        return 1.0
-    return difflib.SequenceMatcher(None, x, y).ratio()
+    return _name_rule(a, b)[0]
 
 
-def deduplicate(facilities, *, max_dist_m: float = 150.0, min_similarity: float = 0.6, unnamed_dist_m: float = 0.0):
+#: Columns of the merge report (``attrs["merged"]``, written as ``facilities_merged.csv``).
+MERGED_COLUMNS = ("category", "kept_name", "dropped_name", "distance_m", "why", "kept_source", "dropped_source",
+                  "kept_osm", "dropped_osm", "kept_lon", "kept_lat", "dropped_lon", "dropped_lat",
+                  "kept_index", "dropped_index")
+
+
+def deduplicate(facilities, *, max_dist_m: float = 150.0, min_similarity: float = 0.6, unnamed_dist_m: float = 0.0,
+                layer=None):
     """Drop facilities that are the same place counted twice (OSM node + polygon, OSM + official list).
 
-    Two facilities of the same category are one when they are within ``max_dist_m`` and their
-    names are similar (:func:`name_similarity` ≥ ``min_similarity``), or — if either is unnamed —
-    within ``unnamed_dist_m`` (0: unnamed points are never merged). Of each group the entry from
-    a list is kept over OSM (official lists carry the authoritative name), then the first.
-    ``attrs["duplicates"]`` lists what was dropped and what it was merged into.
+    Two facilities are one when all of these hold:
+
+    * they come from **different input layers** (the OSM data vs a list, or two lists), or from one
+      OSM layer as an OSM node and an OSM way/relation (the same place mapped as a point and as the
+      polygon around it). Two rows of one list, or two OSM ways, are never merged: each is a place
+      the source listed on purpose (a row of basketball courts is several courts);
+    * same category, at most ``max_dist_m`` apart;
+    * their names agree (:func:`name_similarity` ≥ ``min_similarity``: no different numbers or
+      facility-type words), or — if either is unnamed — they are within ``unnamed_dist_m`` (0:
+      unnamed points are merged only at the very same position). The same OSM object
+      (``osm_type`` + ``osm_id``) in two layers is always one.
+
+    Of each group the entry from a list is kept over OSM (official lists carry the authoritative
+    name), then the first. ``attrs["merged"]`` reports every merge (columns :data:`MERGED_COLUMNS`:
+    names, distance and why, then source, OSM id, position and index in ``facilities`` of the kept
+    and the dropped row);
+    ``attrs["duplicates"]`` holds the dropped rows with ``merged_into``.
+
+    Parameters
+    ----------
+    layer : array-like, optional
+        The input layer of each row (any labels, e.g. 0 for the OSM file, 1 for the first list).
+        Default: the ``source`` column (``osm`` / ``list``).
 
     Examples
     --------
@@ -444,8 +514,16 @@ def deduplicate(facilities, *, max_dist_m: float = 150.0, min_similarity: float 
     >>> f = gpd.GeoDataFrame({"category": ["health"] * 3, "name": ["江宁路街道社区卫生服务中心",
     ...     "静安区江宁路街道社区卫生服务中心", "曹家渡街道社区卫生服务中心"], "source": ["osm", "list", "list"]},
     ...     geometry=gpd.points_from_xy([121.4500, 121.4508, 121.4501], [31.24, 31.24, 31.24]), crs=4326)
-    >>> deduplicate(f)["name"].tolist()
+    >>> d = deduplicate(f)
+    >>> d["name"].tolist()
     ['静安区江宁路街道社区卫生服务中心', '曹家渡街道社区卫生服务中心']
+    >>> d.attrs["merged"][["kept_index", "dropped_index", "distance_m", "why"]].values.tolist()
+    [[1, 0, 76.2, 'one name contains the other']]
+
+    Two rows of the same list are never merged, whatever their names:
+
+    >>> len(deduplicate(f.assign(source="list")))
+    3
     """
     import shapely
     from scipy.sparse import coo_matrix
@@ -454,8 +532,18 @@ def deduplicate(facilities, *, max_dist_m: float = 150.0, min_similarity: float 
     from .network import local_utm_crs
 
     n = len(facilities)
+    empty_report = pd.DataFrame({c: pd.Series(dtype=object) for c in MERGED_COLUMNS})
     if n < 2:
-        return facilities
+        out = facilities.copy()
+        out.attrs = dict(facilities.attrs)
+        out.attrs["merged"] = empty_report
+        return out
+    src = (facilities["source"].astype(str).to_numpy() if "source" in facilities else np.full(n, "osm"))
+    lay = src if layer is None else np.asarray(layer)
+    if len(lay) != n:
+        raise InputDataError(f"deduplicate: layer has {len(lay)} labels for {n} facilities")
+    otype = (facilities["osm_type"].to_numpy(dtype=object) if "osm_type" in facilities else np.full(n, None))
+    oid = (facilities["osm_id"].to_numpy(dtype=object) if "osm_id" in facilities else np.full(n, None))
     c = facilities.geometry.union_all().centroid
     pts = facilities.geometry.to_crs(local_utm_crs(c.x, c.y)).to_numpy()
     tree = shapely.STRtree(pts)
@@ -463,28 +551,63 @@ def deduplicate(facilities, *, max_dist_m: float = 150.0, min_similarity: float 
     keep_pair = i < j
     i, j = i[keep_pair], j[keep_pair]
     cats = facilities["category"].to_numpy()
-    same = cats[i] == cats[j]
-    i, j = i[same], j[same]
+    has_type = pd.notna(otype)
+    # different layers, or one OSM layer's node and way/relation
+    eligible = (cats[i] == cats[j]) & ((lay[i] != lay[j]) | (has_type[i] & has_type[j] & (otype[i] != otype[j])))
+    i, j = i[eligible], j[eligible]
     names = facilities["name"].to_numpy() if "name" in facilities else np.full(n, None)
     dist = shapely.distance(pts[i], pts[j])
-    sim = np.array([name_similarity(names[a], names[b]) for a, b in zip(i, j)])
-    unnamed = np.array([not _norm_name(names[a]) or not _norm_name(names[b]) for a, b in zip(i, j)], dtype=bool)
-    dup = np.where(unnamed, dist <= unnamed_dist_m, sim >= min_similarity) if len(i) else np.zeros(0, bool)
-    i, j = i[dup], j[dup]
+    rules = [_name_rule(names[a], names[b]) for a, b in zip(i, j)]
+    sim = np.array([r[0] for r in rules], dtype=float)
+    why = np.array([r[1] for r in rules], dtype=object)
+    unnamed = why == "unnamed"
+    same_obj = (has_type[i] & has_type[j] & (otype[i] == otype[j]) & (oid[i] == oid[j])) if len(i) else np.zeros(0, bool)
+    dup = same_obj | np.where(unnamed, dist <= unnamed_dist_m, sim >= min_similarity) if len(i) else np.zeros(0, bool)
+    why = np.where(same_obj, "same OSM object", np.where(unnamed, f"unnamed, within {unnamed_dist_m:g} m", why))
+    i, j, dist, why = i[dup], j[dup], dist[dup], why[dup]
     _, label = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
-    src = facilities["source"].to_numpy() if "source" in facilities else np.full(n, "osm")
     rank = np.where(src == "list", 0, 1)
     order = np.lexsort((np.arange(n), rank, label))
     first = np.ones(n, dtype=bool)
     first[1:] = label[order][1:] != label[order][:-1]
-    winner_of_label = dict(zip(label[order][first], order[first]))
+    winner_of_label = np.zeros(n, dtype=np.int64)
+    winner_of_label[label[order][first]] = order[first]
     kept = np.zeros(n, dtype=bool)
     kept[order[first]] = True
     out = facilities[kept].copy()
     dropped = facilities[~kept].drop(columns="geometry").copy()
-    dropped["merged_into"] = [winner_of_label[l] for l in label[~kept]]
+    winner = winner_of_label[label[~kept]]
+    dropped["merged_into"] = winner
     out.attrs = dict(facilities.attrs)
     out.attrs["duplicates"] = dropped.reset_index()
+    # the report: each dropped row with the kept one; why = the rule of their own pair, else of the
+    # pair that linked it into the group (a chain A~B~C)
+    d_idx = np.flatnonzero(~kept)
+    pair_why = {}
+    for a, b, w in zip(i.tolist(), j.tolist(), why.tolist()):
+        pair_why.setdefault((a, b), w)
+        pair_why.setdefault(b, w)
+        pair_why.setdefault(a, w)
+    whys = [pair_why.get((min(d, k), max(d, k))) or f"linked through another merged entry ({pair_why.get(d)})"
+            for d, k in zip(d_idx.tolist(), winner.tolist())]
+    index = facilities.index.to_numpy()
+
+    def osm_ref(k):
+        return f"{otype[k]}/{oid[k]}" if pd.notna(otype[k]) and pd.notna(oid[k]) else None
+
+    ll = facilities.geometry.to_crs(4326)
+    lon, lat = ll.x.to_numpy(), ll.y.to_numpy()
+    report = pd.DataFrame({
+        "category": cats[d_idx], "kept_name": names[winner], "dropped_name": names[d_idx],
+        "distance_m": np.round(shapely.distance(pts[winner], pts[d_idx]), 1) if d_idx.size else np.zeros(0),
+        "why": whys, "kept_source": src[winner], "dropped_source": src[d_idx],
+        "kept_osm": [osm_ref(k) for k in winner], "dropped_osm": [osm_ref(k) for k in d_idx],
+        "kept_lon": lon[winner].round(7), "kept_lat": lat[winner].round(7),
+        "dropped_lon": lon[d_idx].round(7), "dropped_lat": lat[d_idx].round(7),
+        "kept_index": index[winner], "dropped_index": index[d_idx],
+    }, columns=list(MERGED_COLUMNS))
+    out.attrs["merged"] = report
     if len(dropped):
-        log.info("deduplicated %d facilities (same category, within %g m, similar names)", len(dropped), max_dist_m)
+        log.info("merged %d duplicate facilities (same category, within %g m, names agree; listed in the merge "
+                 "report)", len(dropped), max_dist_m)
     return out

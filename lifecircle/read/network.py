@@ -2,20 +2,35 @@
 
 Which ways are walkable (:func:`is_walkable`)
 --------------------------------------------
-We start from OSMnx's ``walk`` network type and add rules for Chinese cities:
+We start from OSMnx's ``walk`` network type and add rules for Chinese cities. In order:
 
-* a way needs a ``highway`` tag, and is dropped when ``area=yes`` or its ``highway`` is one of
-  ``abandoned bus_guideway busway construction cycleway motorway motorway_link no planned
-  platform proposed raceway razed`` (OSMnx ``walk``), or ``foot=no``, ``access=private|no``
-  or ``service=private``;
-* **elevated expressways and road tunnels**: ``highway=trunk|trunk_link`` with ``bridge``,
-  ``tunnel``, ``motorroad=yes`` or ``expressway=yes`` is dropped. In Shanghai the elevated
-  roads (延安高架路, 南北高架路) and river tunnels (延安东路隧道) are tagged ``trunk`` +
-  ``bridge=yes``/``tunnel=yes``; nobody walks on them, while the at-grade street under an
-  elevated road is mapped as its own way and kept. Ground-level trunk roads (with sidewalks)
-  are kept. ``motorroad=yes`` drops any highway type;
-* an explicit ``foot=yes|designated|permissive`` (or a sidewalk tag) overrides every rule
-  above except ``area=yes`` and ``motorroad=yes`` — e.g. a cycleway with ``foot=yes`` is walkable.
+1. **Never walkable**, whatever else the way says: no ``highway`` tag; ``area=yes``; a ``highway``
+   that is not (yet, or any longer) a road — ``construction proposed planned abandoned razed no``,
+   also with ``foot=*``; ``motorroad=yes``; ``foot=no``; a carriageway whose sidewalks are mapped
+   as their own ways (``sidewalk=separate``, also ``sidewalk:both|left|right=separate``, as
+   OSMnx). A ``construction=*`` / ``proposed=*`` key on an in-use highway value (road works,
+   a planned upgrade) does not remove the way: OSMnx looks only at the ``highway`` value, and so
+   do we.
+2. An explicit ``foot=yes|designated|permissive|official`` makes any other way walkable (a
+   cycleway or a private service road with ``foot=yes``).
+3. **Elevated expressways and road tunnels**: ``highway=trunk|trunk_link`` is dropped when it is
+   an expressway — ``expressway=yes``; a name (``name``, ``bridge:name``) with 高架, 快速路, 高速,
+   隧道 or 越江; a ``ref`` of a national or provincial expressway (G/S with 1–2 or 4 digits:
+   S20, G15, G1501; not the ordinary national roads G204, G318) —, a ``tunnel``, or a bridge of
+   an elevated road: ``bridge=viaduct``, ``layer`` ≥ 2, an **unnamed** trunk bridge (an ordinary
+   road bridge carries the road's name), a ring road's bridge (内环/中环/外环/郊环: 中环路 is
+   elevated without 高架 in its name), and every ``trunk_link`` bridge (the ramps up to an
+   elevated road) unless it has a sidewalk. An ordinary **named trunk bridge** (layer 1 or none,
+   no expressway sign: 沪青平公路 over a 河/浜/港 in Qingpu) is walkable — in the suburbs it is often
+   the only crossing. In Shanghai the elevated roads (延安高架路, 南北高架路) and river tunnels
+   (延安东路隧道) are all caught by their names; the at-grade street under an elevated road is
+   mapped as its own way and kept. A tag-only rule cannot see a bridge's length or a parallel
+   street of the same name, so these are not used.
+4. A sidewalk (``sidewalk=yes|both|left|right``) makes a cycleway, busway or guided busway
+   walkable, never a motorway or an expressway.
+5. Otherwise OSMnx ``walk``: ``highway`` ``bus_guideway busway cycleway motorway motorway_link
+   platform raceway rest_area services`` and ``access=private|no`` or ``service=private`` are
+   not walkable; everything else is.
 
 Edges are undirected (one-way streets are two-way on foot). Every OSM node of a kept way is a
 graph node, so edges are straight segments; lengths are in metres, measured in the local UTM
@@ -26,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -54,15 +70,48 @@ __all__ = [
 
 #: Version of the walk filter and OSM parsing; cached networks of another version are not reused.
 #: Bump it whenever :func:`is_walkable` or :func:`network_from_osm` would give a different network.
-WALK_FILTER_VERSION = 1
+WALK_FILTER_VERSION = 2
 
+#: ``highway`` values of ways that are not (yet, or any longer) roads: never walkable.
+_NOT_A_ROAD = frozenset("abandoned construction no planned proposed razed".split())
 _EXCLUDED_HIGHWAY = frozenset(
-    "abandoned bus_guideway busway construction cycleway motorway motorway_link no planned "
-    "platform proposed raceway razed".split()
+    "bus_guideway busway cycleway motorway motorway_link platform raceway rest_area services".split()
 )
-_EXPRESSWAY_WORDS = ("高架", "隧道", "快速路", "越江")
+_SIDEWALK_MAKES_WALKABLE = frozenset({"bus_guideway", "busway", "cycleway"})
+_EXPRESSWAY_WORDS = ("高架", "隧道", "快速路", "越江", "高速")
+#: Shanghai's ring roads are elevated where they bridge (中环路 carries no 高架 in its name); the
+#: at-grade road beside them is not a trunk bridge and stays.
+_RING_WORDS = ("内环", "中环", "外环", "郊环")
+_EXPRESSWAY_REF = re.compile(r"^[GS](\d{1,2}|\d{4})$")  # S20, G15, G1501 (G204, G318 are ordinary roads)
 _FOOT_OK = frozenset({"yes", "designated", "permissive", "official"})
-_SIDEWALK_OK = frozenset({"yes", "both", "left", "right", "separate"})
+_SIDEWALK_OK = frozenset({"yes", "both", "left", "right"})
+_SIDEWALK_KEYS = ("sidewalk", "sidewalk:both", "sidewalk:left", "sidewalk:right")
+
+
+def _is_expressway(tags: Mapping[str, str]) -> bool:
+    """A trunk road that is an expressway, elevated or in a tunnel (rule 3 of the module docstring)."""
+    names = tags.get("name", "") + " " + tags.get("bridge:name", "")
+    if tags.get("expressway") == "yes" or any(w in names for w in _EXPRESSWAY_WORDS):
+        return True
+    refs = [r.strip() for r in tags.get("ref", "").replace(",", ";").split(";")]
+    if any(_EXPRESSWAY_REF.match(r) for r in refs):
+        return True
+    if tags.get("tunnel", "no") not in ("no", "building_passage"):
+        return True
+    bridge = tags.get("bridge", "no")
+    if bridge == "no":
+        return False
+    try:
+        layer = float(tags.get("layer", "0").split(";")[0])
+    except ValueError:
+        layer = 0.0
+    if bridge == "viaduct" or layer >= 2 or not (tags.get("name") or tags.get("ref")):
+        return True
+    if any(w in names for w in _RING_WORDS):
+        return True
+    if tags.get("highway") == "trunk_link":  # a ramp up to an elevated road, unless it has a sidewalk
+        return not any(tags.get(k) in _SIDEWALK_OK for k in _SIDEWALK_KEYS)
+    return False
 
 
 def is_walkable(tags: Mapping[str, str]) -> bool:
@@ -72,29 +121,32 @@ def is_walkable(tags: Mapping[str, str]) -> bool:
     True
     >>> is_walkable({"highway": "trunk", "bridge": "yes", "name": "延安高架路"})
     False
+    >>> is_walkable({"highway": "trunk", "bridge": "yes", "layer": "1", "name": "沪青平公路"})  # over a creek
+    True
     >>> is_walkable({"highway": "cycleway", "foot": "yes"})
     True
+    >>> is_walkable({"highway": "construction", "foot": "yes"})
+    False
+    >>> is_walkable({"highway": "motorway", "sidewalk": "both"}), is_walkable({"highway": "primary", "sidewalk": "separate"})
+    (False, False)
     >>> is_walkable({"highway": "footway", "access": "private"})
     False
     """
     hw = tags.get("highway")
-    if not hw or tags.get("area") == "yes" or tags.get("motorroad") == "yes":
+    if not hw or hw in _NOT_A_ROAD or tags.get("area") == "yes" or tags.get("motorroad") == "yes":
         return False
     foot = tags.get("foot")
-    if foot == "no":
+    if foot == "no" or any(tags.get(k) == "separate" for k in _SIDEWALK_KEYS):
         return False
-    if foot in _FOOT_OK or tags.get("sidewalk") in _SIDEWALK_OK:
+    if foot in _FOOT_OK:
+        return True
+    if hw in ("trunk", "trunk_link") and _is_expressway(tags):
+        return False
+    if hw in _SIDEWALK_MAKES_WALKABLE and any(tags.get(k) in _SIDEWALK_OK for k in _SIDEWALK_KEYS):
         return True
     if hw in _EXCLUDED_HIGHWAY:
         return False
     if tags.get("access") in ("private", "no") or tags.get("service") == "private":
-        return False
-    if hw in ("trunk", "trunk_link") and (
-        tags.get("bridge", "no") != "no"
-        or tags.get("tunnel", "no") != "no"
-        or tags.get("expressway") == "yes"
-        or any(word in tags.get("name", "") for word in _EXPRESSWAY_WORDS)
-    ):
         return False
     return True
 
