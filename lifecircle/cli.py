@@ -114,6 +114,8 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--target", type=float, help=f"Coverage target share [default: {DEFAULT_TARGET:g}, Shanghai 14th FYP].")
 @click.option("--max-snap-m", type=float, help="Farthest a point may be from a walkable street [default: 500].")
 @click.option("--max-minutes", type=float, help="Shortest-path cut-off [default: twice the largest threshold].")
+@click.option("--snap-to-main-component", "snap_main_component", is_flag=True, default=None,
+              help="Join residents and facilities to the nearest edge of the network's largest connected part only.")
 @click.option("--categories", callback=_categories, help="Subset of health,elderly_care,culture,sports [default: all four].")
 @click.option("--urban", help="Which residents are urban (the target is for urban residents): an urban-area polygon file, 'names' (units named 街道 urban, 镇/乡 rural) or 'landuse' (OSM built-up landuse). Urban and rural coverage are then reported side by side [default: every resident counts as urban].")
 @click.option("--urban-column", help="A column of --units saying urban or rural (yes/no, 城镇/乡村, 街道/镇/乡).")
@@ -133,7 +135,8 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
             population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
             census, census_join, census_population, lon_column,
-            lat_column, encoding, minutes, speed_kmh, target, max_snap_m, max_minutes, categories, urban, urban_column, standard,
+            lat_column, encoding, minutes, speed_kmh, target, max_snap_m, max_minutes, snap_main_component,
+            categories, urban, urban_column, standard,
             config_file, taxonomy, out_dir,
             no_cache, isochrones, facility_isochrones, plan_sites, make_map, png, basemap):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
@@ -169,7 +172,8 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
     problems.add(_basemap_problem(basemap if make_map else None))
     problems.output(out_dir, "--out", folder=True)
     overrides = {"minutes": minutes, "walk_speed_kmh": speed_kmh, "target": target, "max_snap_m": max_snap_m,
-                 "max_minutes": max_minutes, "categories": categories, "standard": standard}
+                 "max_minutes": max_minutes, "categories": categories, "standard": standard,
+                 "snap_main_component": True if snap_main_component else None}
     cfg = None
     with problems.collect():
         if config_file and not any(p.startswith("--config:") for p in problems.items):

@@ -91,6 +91,9 @@ class AnalysisConfig:
         (community-level public facilities, the 85 % target's definition), ``gb50180-2018`` (the
         same by 15/10/5-minute tier), ``all`` (every facility the taxonomy finds), a TOML file of
         your own, or ``auto`` (default): shanghai-community in China, all elsewhere.
+    snap_main_component : bool
+        Residents and facilities join the nearest edge of the network's largest connected part
+        only (not a fragment cut off from it, e.g. by a clipped extract). Default False.
 
     Examples
     --------
@@ -110,6 +113,7 @@ class AnalysisConfig:
     categories: tuple[str, ...] = CATEGORIES
     max_minutes: float | None = None
     standard: str = "auto"
+    snap_main_component: bool = False
 
     def __post_init__(self) -> None:
         problems: list[str] = []

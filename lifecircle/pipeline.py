@@ -486,6 +486,7 @@ class _Log:
     #: warnings the readers logged already
     logged: list[str] = field(default_factory=list)
     crs_checks: dict[str, Any] = field(default_factory=dict)
+    components: dict[str, Any] = field(default_factory=dict)
 
 
 def analyze(
@@ -672,10 +673,6 @@ def _read_network(src: NetworkInput, rec: _Log) -> WalkNetwork:
         rec.inputs["osm"] = _input_record(src.osm)
     if src.place is not None:
         rec.inputs["place"] = {"name": src.place, "source": "Overpass API via OSMnx"}
-    share_lcc = net.largest_component_share()
-    if share_lcc < 0.8:
-        rec.warnings.append(f"the walking network is fragmented: its largest connected part holds {share_lcc:.0%} "
-                            "of the nodes (is the extract clipped, or footways missing?)")
     return net
 
 
@@ -870,6 +867,55 @@ def _check_measurement(net, res, fac, wt: WalkingTimes, inputs: Inputs, cfg: Ana
     if rejected is not None and len(rejected):
         rec.warnings.append(f"{len(rejected):,} rows of the facility list were not used "
                             "(listed in facilities_rejected.csv)")
+    rec.components = _components(net, res, wt, cfg, rec)
+
+
+#: Below this share of the (snapped) residents on the network's largest connected part, analyze warns.
+MIN_MAIN_COMPONENT_POPULATION_SHARE = 0.8
+
+
+def _components(net, res, wt: WalkingTimes, cfg: AnalysisConfig, rec: _Log) -> dict[str, Any]:
+    """Residents and facilities per connected part of the network (where their snapped edge is).
+
+    A resident on a fragment cut off from the main network reaches only the facilities on that
+    fragment, so the warning counts people, not nodes.
+    """
+    labels = net.component_labels()
+    n_comp = int(labels.max()) + 1 if labels.size else 0
+    pop = res["population"].to_numpy(dtype=float)
+
+    def comp_of(snap):
+        return np.where(snap.edge >= 0, labels[net.u[np.maximum(snap.edge, 0)]], -1)
+
+    r_comp, f_comp = comp_of(wt.resident_snap), comp_of(wt.facility_snap)
+    on_net = r_comp >= 0
+    pop_on = float(pop[on_net].sum())
+    pop_per = np.bincount(r_comp[on_net], weights=pop[on_net], minlength=n_comp)
+    fac_per = np.bincount(f_comp[f_comp >= 0], minlength=n_comp)
+    nodes_per = np.bincount(labels, minlength=n_comp)
+    n_fac = int((f_comp >= 0).sum())
+    pop_share = float(pop_per[0] / pop_on) if pop_on > 0 else 1.0
+    fac_share = float(fac_per[0] / n_fac) if n_fac else 1.0
+    shown = np.flatnonzero((pop_per > 0) | (fac_per > 0))[:20]
+    block = {
+        "count": n_comp,
+        "largest": {"nodes_share": float(nodes_per[0] / max(net.n_nodes, 1)), "population_share": pop_share,
+                    "facilities_share": fac_share, "population": float(pop_per[0]), "facilities": int(fac_per[0])},
+        "snap_main_component": bool(cfg.snap_main_component),
+        "note": "residents and facilities counted on the connected part of the network their snapped edge is in; "
+                "shares of the snapped ones; parts numbered by size (0 = most nodes)",
+        "parts": [{"part": int(c), "nodes": int(nodes_per[c]), "population": float(pop_per[c]),
+                   "facilities": int(fac_per[c])} for c in shown],
+    }
+    if pop_share < MIN_MAIN_COMPONENT_POPULATION_SHARE:
+        elsewhere = n_fac - int(fac_per[0])
+        rec.warnings.append(
+            f"only {pop_share:.0%} of residents are on the walking network's largest connected part "
+            f"({nodes_per[0] / max(net.n_nodes, 1):.0%} of its nodes; {n_comp:,} parts in all); {elsewhere:,} of "
+            f"{n_fac:,} facilities are elsewhere: people on a cut-off part reach only the facilities on it. Is the "
+            "extract clipped, or are footways missing? Use a complete extract, or --snap-to-main-component to join "
+            "everyone to the largest part")
+    return block
 
 
 def _urban_rural(src: UrbanInput, where: NetworkInput, unit_layer, residents, cfg: AnalysisConfig,
@@ -1092,6 +1138,7 @@ def _summary(cfg: AnalysisConfig, tax: Taxonomy, inputs: Inputs, net: WalkNetwor
                        "merge_rule": "same category within 150 m, names agree, from different inputs "
                                      "(or an OSM node and an OSM area); listed in facilities_merged.csv"},
         "categories": categories,
+        "components": rec.components,
         "warnings": rec.warnings,
         "crs_checks": rec.crs_checks,
         "attribution": OSM_CREDIT,

@@ -59,15 +59,18 @@ class _SegmentIndex:
     do not are asked again with 4k. Exact ties go to the lowest edge index.
     """
 
-    def __init__(self, network: WalkNetwork):
+    def __init__(self, network: WalkNetwork, edges: np.ndarray | None = None):
         from scipy.spatial import cKDTree
 
-        self.ax, self.ay = network.x[network.u], network.y[network.u]
-        self.dx, self.dy = network.x[network.v] - self.ax, network.y[network.v] - self.ay
+        # the index covers ``edges`` (all by default); nearest() returns network edge indices
+        self.edges = np.arange(network.n_edges) if edges is None else np.asarray(edges, dtype=np.int64)
+        u, v = network.u[self.edges], network.v[self.edges]
+        self.ax, self.ay = network.x[u], network.y[u]
+        self.dx, self.dy = network.x[v] - self.ax, network.y[v] - self.ay
         self.l2 = self.dx * self.dx + self.dy * self.dy
         length = np.sqrt(self.l2)
         k = np.maximum(1, np.ceil(length / _PIECE_M)).astype(np.int64)
-        self.piece_edge = np.repeat(np.arange(network.n_edges), k)
+        self.piece_edge = np.repeat(np.arange(self.edges.size), k)
         first = np.cumsum(k) - k
         frac = (np.arange(self.piece_edge.size) - first[self.piece_edge] + 0.5) / k[self.piece_edge]
         mx = self.ax[self.piece_edge] + frac * self.dx[self.piece_edge]
@@ -76,7 +79,7 @@ class _SegmentIndex:
         self.tree = cKDTree(np.column_stack([mx, my]), balanced_tree=False)
 
     def _measure(self, px, py, edges):
-        """Distance and position ``t`` along each candidate edge (arrays shaped like ``edges``)."""
+        """Distance and position ``t`` along each candidate (positions in ``self.edges``, any shape)."""
         ax, ay, dx, dy, l2 = (a[edges] for a in (self.ax, self.ay, self.dx, self.dy, self.l2))
         with np.errstate(invalid="ignore", divide="ignore"):
             tt = np.where(l2 > 0, ((px - ax) * dx + (py - ay) * dy) / l2, 0.0)
@@ -84,7 +87,7 @@ class _SegmentIndex:
         return np.hypot(ax + tt * dx - px, ay + tt * dy - py), tt
 
     def nearest(self, px: np.ndarray, py: np.ndarray) -> np.ndarray:
-        """Index of the nearest segment of every point."""
+        """Position (in ``self.edges``) of the nearest segment of every point."""
         n_pieces = self.piece_edge.size
         seg = np.full(px.size, -1, dtype=np.int64)
         todo = np.arange(px.size)
@@ -104,14 +107,15 @@ class _SegmentIndex:
         return seg
 
 
-def _segment_index(network: WalkNetwork) -> _SegmentIndex:
+def _segment_index(network: WalkNetwork, main_component: bool = False) -> _SegmentIndex:
     cache = network.__dict__
-    if "_segment_index" not in cache:
-        cache["_segment_index"] = _SegmentIndex(network)
-    return cache["_segment_index"]
+    key = "_segment_index_main" if main_component else "_segment_index"
+    if key not in cache:
+        cache[key] = _SegmentIndex(network, network.largest_component_edges() if main_component else None)
+    return cache[key]
 
 
-def snap_points(network: WalkNetwork, lon, lat, *, max_snap_m: float = 500.0) -> Snap:
+def snap_points(network: WalkNetwork, lon, lat, *, max_snap_m: float = 500.0, main_component: bool = False) -> Snap:
     """Snap WGS84 points to the nearest walkable edge, vectorised.
 
     Parameters
@@ -121,6 +125,10 @@ def snap_points(network: WalkNetwork, lon, lat, *, max_snap_m: float = 500.0) ->
         Point coordinates in WGS84 degrees.
     max_snap_m : float
         Longest access leg accepted; farther points get ``edge == -1``.
+    main_component : bool
+        Join only edges of the network's largest connected part
+        (:meth:`~lifecircle.read.network.WalkNetwork.largest_component_edges`), so that nobody is
+        stranded on a fragment cut off from the rest; the access leg can then be longer.
 
     Examples
     --------
@@ -144,7 +152,7 @@ def snap_points(network: WalkNetwork, lon, lat, *, max_snap_m: float = 500.0) ->
     finite = np.isfinite(x) & np.isfinite(y)
     if n == 0 or not finite.any():
         return Snap(edge, t, dist, x, y)
-    index = _segment_index(network)
+    index = _segment_index(network, main_component)
     idx = np.flatnonzero(finite)
     px, py = x[idx], y[idx]
     # nearest segment for every point, no distance limit, so that unsnapped points still report
@@ -152,7 +160,7 @@ def snap_points(network: WalkNetwork, lon, lat, *, max_snap_m: float = 500.0) ->
     seg = index.nearest(px, py)
     d, tt = index._measure(px, py, seg)
     ok = d <= max_snap_m
-    edge[idx[ok]] = seg[ok]
+    edge[idx[ok]] = index.edges[seg[ok]]
     t[idx] = tt
     dist[idx] = d
     return Snap(edge, t, dist, x, y)

@@ -166,7 +166,8 @@ def snap_all(network: WalkNetwork, residents, facilities, config: AnalysisConfig
     """
     rx, ry = residents.geometry.x.to_numpy(), residents.geometry.y.to_numpy()
     fx, fy = facilities.geometry.x.to_numpy(), facilities.geometry.y.to_numpy()
-    snap = snap_points(network, np.concatenate([rx, fx]), np.concatenate([ry, fy]), max_snap_m=config.max_snap_m)
+    snap = snap_points(network, np.concatenate([rx, fx]), np.concatenate([ry, fy]), max_snap_m=config.max_snap_m,
+                       main_component=config.snap_main_component)
     nr = len(rx)
     res_snap = Snap(*(a[:nr] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
     fac_snap = Snap(*(a[nr:] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))

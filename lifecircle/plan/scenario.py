@@ -153,7 +153,7 @@ def _added(add: Any, analysis, crs: Any):
         "source": "scenario",
     }, geometry=gdf.geometry.to_numpy(), crs=4326)
     snap = snap_points(analysis.network, out.geometry.x.to_numpy(), out.geometry.y.to_numpy(),
-                       max_snap_m=cfg.max_snap_m)
+                       max_snap_m=cfg.max_snap_m, main_component=cfg.snap_main_component)
     far = ~snap.snapped
     if far.any():
         i = int(np.flatnonzero(far)[0])

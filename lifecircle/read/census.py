@@ -325,18 +325,14 @@ def _xy(geoms) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _assign(tree, x: np.ndarray, y: np.ndarray, n_units: int) -> np.ndarray:
-    """Index of the unit containing each point (-1 outside all; on a shared border the first wins)."""
+    """Index of the unit holding each point (-1 outside all; on a border the first in file order wins)."""
     import shapely
 
-    owner = np.full(x.size, -1, dtype=np.int64)
+    from .units import unit_positions
+
     if x.size == 0 or n_units == 0:
-        return owner
-    pi, ui = tree.query(shapely.points(x, y), predicate="within")
-    order = np.lexsort((ui, pi))
-    pi, ui = pi[order], ui[order]
-    first = np.unique(pi, return_index=True)[1]
-    owner[pi[first]] = ui[first]
-    return owner
+        return np.full(x.size, -1, dtype=np.int64)
+    return unit_positions(shapely.points(x, y), tree.geometries, tree=tree)
 
 
 def residents_from_census(

@@ -297,12 +297,32 @@ class WalkNetwork:
             data["highway"] = self.highway
         return gpd.GeoDataFrame(data, geometry=shapely.linestrings(coords), crs=4326)
 
-    def largest_component_share(self) -> float:
-        """Share of nodes in the largest connected component (a data-quality signal)."""
+    def component_labels(self) -> np.ndarray:
+        """Connected component of every node, numbered by size: 0 is the largest (most nodes).
+
+        >>> net = WalkNetwork.from_lonlat([0, 0.001, 0.002, 0.01, 0.011], [0] * 5, [0, 1, 3], [1, 2, 4])
+        >>> net.component_labels().tolist()
+        [0, 0, 0, 1, 1]
+        """
+        return self._component_labels
+
+    @cached_property
+    def _component_labels(self) -> np.ndarray:
         from scipy.sparse.csgraph import connected_components
 
         _, labels = connected_components(self._matrix, directed=False)
-        return float(np.bincount(labels).max() / self.n_nodes)
+        sizes = np.bincount(labels)
+        rank = np.empty(sizes.size, dtype=np.int64)
+        rank[np.lexsort((np.arange(sizes.size), -sizes))] = np.arange(sizes.size)  # ties: lowest label first
+        return rank[labels]
+
+    def largest_component_edges(self) -> np.ndarray:
+        """Indices of the edges in the largest connected component (see :meth:`component_labels`)."""
+        return np.flatnonzero(self.component_labels()[self.u] == 0)
+
+    def largest_component_share(self) -> float:
+        """Share of nodes in the largest connected component (a data-quality signal)."""
+        return float(np.mean(self.component_labels() == 0))
 
     def describe(self) -> dict[str, Any]:
         """Counts and total length, for reports."""

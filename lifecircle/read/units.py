@@ -15,7 +15,7 @@ from ..errors import EmptyResultError, InputDataError
 log = logging.getLogger("lifecircle")
 
 __all__ = ["UNIT_NAME_ALIASES", "ADMIN_LEVELS", "units_from_file", "units_from_osm", "units_from_place",
-           "assign_units"]
+           "assign_units", "unit_positions"]
 
 UNIT_NAME_ALIASES = ("name", "unit", "名称", "district", "区", "subdistrict", "街道", "NAME", "adcode")
 UNIT_CODE_ALIASES = ("adcode", "code", "区划代码", "行政区划代码")
@@ -169,23 +169,58 @@ def units_from_place(place: str, *, admin_level: int | str = 8):
     return out
 
 
-def assign_units(points, units) -> pd.Series:
-    """Name of the unit containing each point (None outside every unit), vectorised.
+def unit_positions(points, units, *, tree=None) -> np.ndarray:
+    """Position (0-based, file order) of the unit holding each point; -1 outside every unit.
 
-    >>> import geopandas as gpd, shapely
-    >>> u = gpd.GeoDataFrame({"unit": ["A"]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326)
-    >>> p = gpd.GeoDataFrame(geometry=gpd.points_from_xy([0.5, 2], [0.5, 2]), crs=4326)
-    >>> assign_units(p, u).tolist()
-    ['A', None]
+    A point inside a unit *or on its boundary* belongs to it (``intersects``, not ``within``),
+    so every point of the units' union belongs to exactly one unit: on a border shared by several
+    units (an edge, a vertex, or an overlap), the first of them in file order wins.
+
+    Parameters
+    ----------
+    points : array of shapely Points (or a GeoSeries)
+    units : array of shapely (Multi)Polygons in the same CRS
+    tree : shapely.STRtree, optional
+        An index of ``units`` built before.
+
+    >>> import shapely
+    >>> sq = [shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)]
+    >>> unit_positions(shapely.points([0.5, 1.0, 1.0, 1.5, 3.0], [0.5, 0.5, 1.0, 0.5, 0.5]), sq).tolist()
+    [0, 0, 0, 1, -1]
     """
     import shapely
 
-    tree = shapely.STRtree(units.geometry.to_numpy())
-    pi, ui = tree.query(points.geometry.to_numpy(), predicate="within")
+    pts = np.asarray(points, dtype=object)
+    owner = np.full(pts.size, -1, dtype=np.int64)
+    if pts.size == 0 or len(units) == 0:
+        return owner
+    tree = tree if tree is not None else shapely.STRtree(np.asarray(units, dtype=object))
+    pi, ui = tree.query(pts, predicate="intersects")
+    if pi.size == 0:
+        return owner
+    order = np.lexsort((ui, pi))  # by point, then unit in file order
+    pi, ui = pi[order], ui[order]
+    first = np.ones(pi.size, dtype=bool)
+    first[1:] = pi[1:] != pi[:-1]
+    owner[pi[first]] = ui[first]
+    return owner
+
+
+def assign_units(points, units) -> pd.Series:
+    """Name of the unit holding each point (None outside every unit), vectorised.
+
+    A point on a border belongs to one unit: the first in file order of those it touches
+    (:func:`unit_positions`).
+
+    >>> import geopandas as gpd, shapely
+    >>> u = gpd.GeoDataFrame({"unit": ["A", "B"]}, geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)], crs=4326)
+    >>> p = gpd.GeoDataFrame(geometry=gpd.points_from_xy([0.5, 1, 2, 3], [0.5, 0.5, 1, 3]), crs=4326)
+    >>> assign_units(p, u).tolist()
+    ['A', 'A', 'B', None]
+    """
+    pos = unit_positions(points.geometry.to_numpy(), units.geometry.to_numpy())
     names = np.full(len(points), None, dtype=object)
-    # a point on a shared border: first unit wins
-    first = np.unique(pi, return_index=True)[1]
-    names[pi[first]] = units["unit"].to_numpy()[ui[first]]
+    names[pos >= 0] = units["unit"].to_numpy()[pos[pos >= 0]]
     out = pd.Series(names, index=points.index, name="unit", dtype=object)
     if out.isna().all():
         raise EmptyResultError(
