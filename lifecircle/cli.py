@@ -106,6 +106,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--census", type=click.Path(path_type=Path), help="Census counts per unit (CSV/XLSX: name or adcode + population), spread onto homes inside each unit. Needs --units or --admin-level.")
 @click.option("--census-join", type=click.Choice(["auto", "name", "code", "adcode"]), default="auto", show_default=True, help="Join census rows to units by name or by code (auto: codes when both sides have them).")
 @click.option("--census-population", "census_population", help="Population column of --census (default: population_2020/population/常住人口…).")
+@click.option("--clip-units-to-network", "clip_units", is_flag=True, help="With --census: clip the units to the network's extent, each count scaled by the residential share kept (else units the network does not cover are an error).")
 @click.option("--lon-column", help="Longitude column of CSV inputs (default: lon/lng/longitude/x/经度).")
 @click.option("--lat-column", help="Latitude column of CSV inputs (default: lat/latitude/y/纬度).")
 @click.option("--encoding", help="Text encoding of CSV/shapefile inputs (utf-8, gb18030…) [default: detected per file: UTF-8 or GB18030/GBK, never a mix].")
@@ -134,7 +135,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.pass_context
 def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
             population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
-            census, census_join, census_population, lon_column,
+            census, census_join, census_population, clip_units, lon_column,
             lat_column, encoding, minutes, speed_kmh, target, max_snap_m, max_minutes, snap_main_component,
             categories, urban, urban_column, standard,
             config_file, taxonomy, out_dir,
@@ -162,6 +163,8 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
         raise click.UsageError("--census needs the units it counts: add --units FILE or --admin-level 6|8")
     if census and population:
         raise click.UsageError("give either --census or --population, not both")
+    if clip_units and not census:
+        raise click.UsageError("--clip-units-to-network needs --census (it scales the census counts)")
     problems = Problems()  # everything is checked before anything is read or written
     problems.files(osm=osm, facilities=facilities, population=population, units=units, census=census,
                    taxonomy=taxonomy, config=config_file)
@@ -201,7 +204,8 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                      facilities_crs=facilities_crs, population_crs=population_crs, units_crs=units_crs,
                      admin_level=admin_level, census=census,
                      census_join="code" if census_join == "adcode" else census_join,
-                     census_population_column=census_population, category_column=category_column,
+                     census_population_column=census_population, clip_units_to_network=clip_units,
+                     category_column=category_column,
                      name_column=name_column, population_column=population_column, unit_name=unit_name,
                      lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, encoding=encoding,
                      urban=urban if urban in (None, "names", "landuse") else Path(urban), urban_column=urban_column,

@@ -443,6 +443,7 @@ class CensusInput:
     source: Any = None
     join: str = "auto"
     population_column: str | None = None
+    clip_to_network: bool = False
 
 
 @dataclass(frozen=True)
@@ -507,6 +508,7 @@ def analyze(
     census: str | os.PathLike[str] | pd.DataFrame | None = None,
     census_join: str = "auto",
     census_population_column: str | None = None,
+    clip_units_to_network: bool = False,
     category_column: str | None = "category",
     name_column: str | None = None,
     population_column: str | None = None,
@@ -557,6 +559,9 @@ def analyze(
         side. Without it (and without ``urban_column``) every resident counts as urban.
     urban_column : str, optional
         A column of the units saying urban or rural (yes/no, 城镇/乡村, 街道/镇/乡).
+    clip_units_to_network : bool
+        With a census: clip the units to the network's extent and scale each count by the
+        residential share kept, instead of the error for units the network does not cover.
     config : AnalysisConfig
         Thresholds, speed, target, snapping distance, categories.
     encoding : str, optional
@@ -588,7 +593,7 @@ def analyze(
         PopulationInput(population, population_crs, population_column, lon_column, lat_column, m2_per_person,
                         encoding),
         UnitInput(units, units_crs, unit_name, admin_level, encoding),
-        CensusInput(census, census_join, census_population_column),
+        CensusInput(census, census_join, census_population_column, clip_units_to_network),
         UrbanInput(urban, urban_column),
     )
     return run_analysis(inputs, config=config, taxonomy=taxonomy, progress=progress,
@@ -628,6 +633,7 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
     unit_layer = _read_units(inputs.units, inputs.network, rec)
     say("reading residents")
     res, census_methods = _read_residents(inputs.population, inputs.census, inputs.network, net, unit_layer, rec)
+    unit_layer = res.attrs.get("clipped_units", unit_layer)  # --clip-units-to-network: the parts inside
 
     _check_swapped_inputs(net, rec)
     say(f"walking times for {len(res):,} residents to {len(fac):,} facilities")
@@ -755,9 +761,11 @@ def _read_residents(src: PopulationInput, census: CensusInput, where: NetworkInp
             raise InputDataError("a census table needs the units it counts: add --units FILE (or --admin-level)")
         table = census.source
         if isinstance(table, (str, os.PathLike)):
-            rec.inputs["census"] = _input_record(table, join=census.join, population_column=census.population_column)
+            rec.inputs["census"] = _input_record(table, join=census.join, population_column=census.population_column,
+                                                 clip_to_network=census.clip_to_network)
             table = read_census(table, population_column=census.population_column)
-        res = residents_from_census(unit_layer, table, on=census.join, osm=where.osm, network=net, **density)
+        res = residents_from_census(unit_layer, table, on=census.join, osm=where.osm, network=net,
+                                    clip_to_network=census.clip_to_network, **density)
         return res, res.attrs["census_methods"]
     if src.source is None:
         if where.osm is None:
@@ -1145,7 +1153,9 @@ def _summary(cfg: AnalysisConfig, tax: Taxonomy, inputs: Inputs, net: WalkNetwor
     }
     if census_methods is not None:
         summary["census"] = {
-            "total": float(census_methods["census_population"].sum()),
+            "total": float(census_methods["population"].sum()),
+            "census_total": float(census_methods["census_population"].sum()),
+            "clipped_to_network": bool(inputs.census.clip_to_network),
             "join": inputs.census.join,
             "method": "dasymetric: buildings by floor area, else residential landuse, else streets, else area",
             "units": {r.unit: {"census_population": float(r.census_population), "method": r.method,
@@ -1213,7 +1223,8 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
                             opts.get("encoding")),
             UnitInput(path("units"), None if units.get("crs") in (None, "as declared") else units["crs"],
                       units.get("name_column"), units.get("admin_level"), opts.get("encoding")),
-            CensusInput(path("census"), census.get("join", "auto"), census.get("population_column")),
+            CensusInput(path("census"), census.get("join", "auto"), census.get("population_column"),
+                        bool(census.get("clip_to_network", False))),
             UrbanInput(path("urban") or (inputs.get("urban") or {}).get("keyword"),
                        (inputs.get("urban") or {}).get("column")),
         ),

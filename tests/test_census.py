@@ -121,8 +121,8 @@ def test_match_duplicates_rejected():
 
 # ---------------------------------------------------------------------------------- whole city
 
-def test_whole_city_keeps_district_totals(districts, census, shanghai_network):
-    r = residents_from_census(districts, census, network=shanghai_network)
+def test_whole_city_keeps_district_totals(districts, census):
+    r = residents_from_census(districts, census)  # no network: nothing to check the districts against
     assert r.crs.to_epsg() == 4326
     assert r.attrs["population_source"] == "census_dasymetric"
     assert r["population"].sum() == pytest.approx(CENSUS_TOTAL, rel=1e-9)
@@ -131,8 +131,7 @@ def test_whole_city_keeps_district_totals(districts, census, shanghai_network):
     for name, pop in expected.items():
         assert by_unit[name] == pytest.approx(pop, rel=1e-9)
     methods = r.attrs["census_methods"].set_index("unit")
-    # the 2.4 km street sample covers 27 % of 黄浦区 and 0.4 % of 静安区: too little to hold
-    # their residents, so every district is spread over its area
+    # no buildings, no landuse, no streets: every district is spread over its area
     assert set(methods["method"]) == {"area"}
     assert (methods["census_population"] == expected[methods.index]).all()
     assert methods["points"].sum() == len(r)
@@ -143,12 +142,10 @@ def test_whole_city_keeps_district_totals(districts, census, shanghai_network):
 
 
 def test_streets_only_where_the_network_covers_the_unit(districts, census, shanghai_network):
-    r = residents_from_census(districts, census, network=shanghai_network, min_network_share=0.2)
-    methods = r.attrs["census_methods"].set_index("unit")
-    assert methods.loc["黄浦区", "method"] == "streets"  # 27 % >= 20 %
-    assert methods.loc["静安区", "method"] == "area"  # 0.4 %
-    assert methods.loc["崇明区", "method"] == "area"
-    assert r.groupby("unit")["population"].sum()["黄浦区"] == pytest.approx(662_030, rel=1e-12)
+    # the 2.4 km street sample covers 27 % of 黄浦区 and 0.4 % of 静安区: 黄浦区 passes a 20 % bar, not the rest
+    with pytest.raises(InputDataError, match=r"^15 of 16 census units lie less than 20 % inside .*\(静安区 0.4 %, ") as e:
+        residents_from_census(districts, census, network=shanghai_network, min_network_share=0.2)
+    assert "黄浦区" not in str(e.value) and "--clip-units-to-network" in str(e.value)
     with pytest.raises(InputDataError, match="min_network_share"):
         residents_from_census(districts, census, min_network_share=1.5)
 
@@ -241,7 +238,7 @@ def test_streets_then_area_and_census_file(tmp_path):
                              geometry=[_local_box(-50, -50, 850, 450), _local_box(2000, 0, 2010, 10)])
     f = tmp_path / "census.csv"
     f.write_text("name,population\n城区,900\n郊区,9\n全市,909\n", encoding="utf-8")
-    r = residents_from_census(units, f, network=net)
+    r = residents_from_census(units, f, network=net, min_network_share=0.0)  # 郊区 lies outside the network
     m = r.attrs["census_methods"].set_index("unit")
     assert m.loc["城区", "method"] == "streets"
     assert m.loc["郊区", "method"] == "area" and m.loc["郊区", "points"] == 1  # smaller than a cell

@@ -345,6 +345,7 @@ def residents_from_census(
     m2_per_person: float = 36.5,
     cell_m: float = 100.0,
     min_network_share: float = 0.5,
+    clip_to_network: bool = False,
 ):
     """Spread each unit's census count over weighted points inside it (dasymetric mapping).
 
@@ -360,15 +361,23 @@ def residents_from_census(
         ``cell_m`` apart inside them, equal weights (so people follow residential area).
     ``"streets"``
         edges of ``network`` whose midpoint lies in the unit; one point per midpoint,
-        weight = edge length. Only when the network's extent (convex hull) covers at least
-        ``min_network_share`` of the unit: a network that only clips a unit would otherwise put
-        the unit's whole population on those few streets and overstate its coverage.
+        weight = edge length (the unit is at least ``min_network_share`` inside the network's
+        extent, or clipped to it; see below).
     ``"area"``
         grid points ``cell_m`` apart over the whole unit (coarser when a unit would get more
         than :data:`MAX_POINTS_PER_UNIT` points; its representative point when it is tiny).
 
+    **Units the network does not cover.** With a ``network``, a unit less than
+    ``min_network_share`` inside the network's extent (the convex hull of its nodes) is an
+    error that lists such units: its residents far from every street would count as not covered
+    and pull the shares down. ``clip_to_network=True`` instead keeps the part of each unit inside
+    the extent and scales its census count by the **residential share kept**: the share of the
+    unit's OSM residential buildings (floor area) inside the clip, else of its residential
+    landuse area, else of its area. Units entirely outside get no residents; the clipped units
+    are in ``attrs["clipped_units"]``.
+
     Each point gets ``unit total × weight / sum of the unit's weights``, so every unit keeps
-    its census total (a unit counted as 0 gets no points; its method is ``"none"``). This places
+    its census total (times the share kept when clipped) (a unit counted as 0 gets no points; its method is ``"none"``). This places
     people, it does not estimate them: a unit where OSM maps only a few homes, or that the
     network only clips, puts its whole count there (both are logged as warnings).
 
@@ -389,14 +398,18 @@ def residents_from_census(
     cell_m : float
         Grid spacing in metres of the landuse and area methods.
     min_network_share : float
-        Least share of a unit's area inside the network's extent for the ``"streets"`` method.
+        Least share of a unit's area inside the network's extent (else an error, see above).
+    clip_to_network : bool
+        Clip the units to the network's extent and scale their counts by the residential share
+        kept, instead of the error.
 
     Returns
     -------
     geopandas.GeoDataFrame
         WGS84 points with ``population``, ``unit`` and ``method``;
         ``attrs["population_source"] = "census_dasymetric"`` and ``attrs["census_methods"]``:
-        one row per unit with ``unit``, ``census_population``, ``method``, ``points`` and
+        one row per unit with ``unit``, ``census_population``, ``kept_share`` (1 unless clipped),
+        ``population`` (people placed: census × kept share), ``method``, ``points`` and
         ``building_estimate`` (OSM floor area ÷ ``m2_per_person`` for the buildings method:
         far below the census figure means OSM maps few of the unit's homes).
 
@@ -444,6 +457,7 @@ def residents_from_census(
     geoms = shapely.make_valid(u4326.geometry.to_crs(crs).to_numpy())
     names = units["unit"].astype(str).to_numpy()
     totals = census.loc[row_of.to_numpy(), "population"].to_numpy(dtype=float)
+    census_counts = totals.copy()
     n = len(geoms)
     tree = shapely.STRtree(geoms)
 
@@ -452,17 +466,26 @@ def residents_from_census(
     land = np.empty(0, dtype=object)
     if osm is not None:
         bx, by, barea, land = _read_osm_homes(osm, m2_per_person=m2_per_person, crs=crs)
-    b_owner = _assign(tree, bx, by, n)
-    land_pairs = tree.query(land, predicate="intersects") if len(land) else np.empty((2, 0), dtype=np.int64)
     sx = sy = slen = np.empty(0)
     hull = None
+    kept_share = np.ones(n)
     if network is not None:
-        mx = (network.x[network.u] + network.x[network.v]) / 2
-        my = (network.y[network.u] + network.y[network.v]) / 2
+        nx_, ny_, mx, my = (network.x, network.y, (network.x[network.u] + network.x[network.v]) / 2,
+                            (network.y[network.u] + network.y[network.v]) / 2)
         if not pyproj.CRS(network.crs).equals(crs):
-            mx, my = pyproj.Transformer.from_crs(network.crs, crs, always_xy=True).transform(mx, my)
+            to = pyproj.Transformer.from_crs(network.crs, crs, always_xy=True)
+            nx_, ny_ = to.transform(nx_, ny_)
+            mx, my = to.transform(mx, my)
         sx, sy, slen = np.asarray(mx, float), np.asarray(my, float), np.asarray(network.length_m, float)
-        hull = shapely.convex_hull(shapely.multipoints(np.column_stack([sx, sy]))) if sx.size else None
+        hull = shapely.convex_hull(shapely.multipoints(np.column_stack([nx_, ny_])))
+        if clip_to_network:
+            geoms, kept_share = _clip_to(hull, geoms, tree, bx, by, barea, land, names)
+            totals = totals * kept_share
+            tree = shapely.STRtree(geoms)
+        else:
+            _check_inside(hull, geoms, names, min_network_share)
+    b_owner = _assign(tree, bx, by, n)
+    land_pairs = tree.query(land, predicate="intersects") if len(land) else np.empty((2, 0), dtype=np.int64)
     s_owner = _assign(tree, sx, sy, n)
     b_by_unit = _group(b_owner, n)
     s_by_unit = _group(s_owner, n)
@@ -486,13 +509,8 @@ def residents_from_census(
                     method, w = "residential_landuse", np.ones(x.size)
             si = s_by_unit[i]
             if method == "none" and si.size and slen[si].sum() > 0:
-                inside = shapely.intersection(geoms[i], hull).area / geoms[i].area if geoms[i].area > 0 else 1.0
-                if inside >= min_network_share:
-                    method, x, y, w = "streets", sx[si], sy[si], slen[si]
-                else:
-                    log.warning("census: the walking network covers only %.1f%% of %s; its %.0f residents are "
-                                "spread over the whole unit (those far from the network count as not covered) — "
-                                "give a network (--osm) covering the whole unit", 100 * inside, names[i], total)
+                # the unit is at least min_network_share inside the network's extent (checked above)
+                method, x, y, w = "streets", sx[si], sy[si], slen[si]
             if method == "none":
                 x, y = _spread_grid(geoms[i], cell_m)
                 method, w = "area", np.ones(x.size)
@@ -506,9 +524,10 @@ def residents_from_census(
             log.warning("census: OSM buildings in %s hold homes for %.0f people at %.1f m²/person, %.0f%% of its "
                         "census %.0f; its residents all go to those %d buildings",
                         names[i], estimate, m2_per_person, 100 * estimate / total, total, npts)
-        table.append((names[i], total, method, npts, estimate))
+        table.append((names[i], census_counts[i], kept_share[i], total, method, npts, estimate))
 
-    methods_df = pd.DataFrame(table, columns=["unit", "census_population", "method", "points", "building_estimate"])
+    methods_df = pd.DataFrame(table, columns=["unit", "census_population", "kept_share", "population", "method",
+                                              "points", "building_estimate"])
     if not xs:
         raise EmptyResultError("no residents: every census unit has a population of 0; check the census table "
                                "and --census-population")
@@ -522,7 +541,81 @@ def residents_from_census(
                                                             if m in counts))
     out = _finish(pts, "census_dasymetric")
     out.attrs["census_methods"] = methods_df
+    if clip_to_network and network is not None:
+        keep = kept_share > 0
+        clipped = units.loc[keep].drop(columns=units.geometry.name).copy()
+        out.attrs["clipped_units"] = gpd.GeoDataFrame(
+            clipped, geometry=gpd.GeoSeries(geoms[keep], crs=crs).to_crs(4326).to_numpy(), crs=4326
+        ).reset_index(drop=True)
     return out
+
+
+def _share_text(share: float) -> str:
+    return f"{100 * share:.1f} %" if 0 < share < 0.01 else f"{100 * share:.0f} %"
+
+
+def _check_inside(hull, geoms, names, min_share: float) -> None:
+    """Error listing the units less than ``min_share`` inside the network's extent."""
+    import shapely
+
+    area = shapely.area(geoms)
+    inside = np.where(area > 0, shapely.area(shapely.intersection(geoms, hull)) / np.where(area > 0, area, 1), 1.0)
+    bad = np.flatnonzero(inside < min_share)
+    if bad.size == 0:
+        return
+    order = bad[np.argsort(-inside[bad], kind="stable")]
+    shown = ", ".join(f"{names[i]} {_share_text(inside[i])}" for i in order[:20])
+    more = f" and {order.size - 20} more" if order.size > 20 else ""
+    raise InputDataError(
+        f"{order.size} of {len(geoms)} census units lie less than {_share_text(min_share)} inside the walking "
+        f"network's extent ({shown}{more}): their residents far from every street would count as not covered; "
+        "pass --clip-units-to-network to keep the part of each unit inside the network (its census count scaled "
+        "by the residential share kept), or give an OSM extract (--osm) that covers every unit"
+    )
+
+
+def _clip_to(hull, geoms, tree, bx, by, barea, land, names):
+    """Units clipped to ``hull`` and the residential share of each that is kept.
+
+    The share is that of the unit's residential buildings' floor area inside the hull, else of
+    its residential landuse area, else of its area (0 for a unit entirely outside).
+    """
+    import shapely
+
+    n = len(geoms)
+    clipped = shapely.make_valid(shapely.intersection(geoms, hull))
+    clipped = np.where(shapely.area(clipped) > 0, clipped, shapely.Polygon())
+    area = shapely.area(geoms)
+    share = np.where(area > 0, shapely.area(clipped) / np.where(area > 0, area, 1), 0.0)
+    how = np.full(n, "area", dtype=object)
+    owner = _assign(tree, bx, by, n)
+    if owner.size:
+        in_hull = shapely.intersects_xy(hull, bx, by)
+        ok = owner >= 0
+        floor = np.bincount(owner[ok], weights=barea[ok], minlength=n)
+        floor_in = np.bincount(owner[ok & in_hull], weights=barea[ok & in_hull], minlength=n)
+        has = floor > 0
+        share[has] = floor_in[has] / floor[has]
+        how[has] = "buildings"
+    if len(land):
+        li, ui = tree.query(land, predicate="intersects")
+        for i in np.unique(ui):
+            if how[i] != "area":
+                continue
+            piece = shapely.union_all(shapely.intersection(land[li[ui == i]], geoms[i]))
+            if piece.area > 0:
+                share[i] = shapely.intersection(piece, hull).area / piece.area
+                how[i] = "residential_landuse"
+    share = np.where(shapely.is_empty(clipped), 0.0, share)
+    for i in range(n):
+        if share[i] < 1:
+            log.info("census: %s clipped to the network's extent: %.1f%% of its %s kept", names[i], 100 * share[i],
+                     {"buildings": "residential floor area", "residential_landuse": "residential landuse",
+                      "area": "area"}[how[i]])
+    if not (share > 0).any():
+        raise EmptyResultError("the walking network covers none of the census units; check the units' CRS "
+                               "(DataV/AMap boundaries: --units-crs gcj02) and that the OSM file is of the same area")
+    return clipped, share
 
 
 def _group(owner: np.ndarray, n: int, *, values: np.ndarray | None = None) -> list[np.ndarray]:
