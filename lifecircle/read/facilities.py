@@ -593,7 +593,10 @@ def deduplicate(facilities, *, max_dist_m: float = 150.0, min_similarity: float 
     index = facilities.index.to_numpy()
 
     def osm_ref(k):
-        return f"{otype[k]}/{oid[k]}" if pd.notna(otype[k]) and pd.notna(oid[k]) else None
+        if not (pd.notna(otype[k]) and pd.notna(oid[k])):
+            return None
+        i = oid[k]  # a float once a list without osm ids was concatenated
+        return f"{otype[k]}/{int(i) if isinstance(i, (float, np.floating)) and float(i).is_integer() else i}"
 
     ll = facilities.geometry.to_crs(4326)
     lon, lat = ll.x.to_numpy(), ll.y.to_numpy()
