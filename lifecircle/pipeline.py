@@ -256,8 +256,8 @@ class Analysis:
         lines += self._urban_lines()
         merged = s["facilities"].get("merged_duplicates", 0)
         if merged:
-            lines.append(f"{merged:,} facilities were the same place as another (OSM and list, or an OSM node and "
-                         "its area) and were merged: see facilities_merged.csv")
+            lines.append(f"{merged:,} {'facility was' if merged == 1 else 'facilities were'} the same place as "
+                         "another (OSM and list, or an OSM node and its area) and merged: see facilities_merged.csv")
         if "units" in s:
             lines += ["", self._unit_lines()]
         for w in s.get("warnings", []) if warnings else []:
