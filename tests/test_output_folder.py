@@ -634,8 +634,11 @@ class ForkServer:
                     seen += 1
                     if seen == step_index:
                         time.sleep(extra_s)
-                        os.kill(pid, signal.SIGKILL)
-                        killed = True
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                            killed = True
+                        except ProcessLookupError:  # it finished during extra_s: the folder must hold the new run
+                            pass
                         break
             rest = fh.read()
         if extra_s == 0:  # it waited at the step: it must have died there
