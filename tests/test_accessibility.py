@@ -288,7 +288,7 @@ def test_cli_lorenz_figure_with_units(tmp_path):
 
 
 @pytest.mark.parametrize("args, code, words", [
-    (["--capacity-column", "beds"], 1, ["row 3 (as in a spreadsheet)", "'many'"]),
+    (["--capacity-column", "beds"], 1, ["line 3", "'many'"]),
     (["--capacity-column", "betten"], 1, ["no column 'betten'", "--capacity-column"]),
     (["--group-columns", "age80"], 1, ["no group column 'age80'", "--group-columns"]),
     (["--group-columns", "age65", "--group-speed-kmh", "age65=slow"], 2, ["--group-speed-kmh", "positive number"]),
