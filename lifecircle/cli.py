@@ -60,6 +60,36 @@ def _basemap_problem(basemap: str | None) -> str | None:
     return None
 
 
+def _names(ctx, param, value):
+    """``--group-columns age65,hukou`` (or repeated): a tuple of names."""
+    if not value:
+        return ()
+    return tuple(dict.fromkeys(p.strip() for v in value for p in str(v).replace(" ", ",").split(",") if p.strip()))
+
+
+def _pairs(number: bool):
+    """``--group-speed-kmh age65=3`` / ``--demand-group elderly_care=age65`` (comma-separated or repeated)."""
+    def parse(ctx, param, value):
+        out = {}
+        for part in _names(ctx, param, value):
+            key, sep, val = part.partition("=")
+            if not sep or not key.strip() or not val.strip():
+                raise click.BadParameter(f"{part!r} is not NAME=VALUE (e.g. {param.opts[0]} "
+                                         f"{'age65=3' if number else 'elderly_care=age65'})")
+            if number:
+                try:
+                    num = float(val)
+                except ValueError:
+                    num = float("nan")
+                if not (num > 0 and num < 1e6):
+                    raise click.BadParameter(f"{part!r}: {val!r} is not a positive number")
+                out[key.strip()] = num
+            else:
+                out[key.strip()] = val.strip()
+        return out
+    return parse
+
+
 def _categories(ctx, param, value):
     if not value:
         return None
@@ -120,6 +150,12 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--categories", callback=_categories, help="Subset of health,elderly_care,culture,sports [default: all four].")
 @click.option("--urban", help="Which residents are urban (the target is for urban residents): an urban-area polygon file, 'names' (units named 街道 urban, 镇/乡 rural) or 'landuse' (OSM built-up landuse). Urban and rural coverage are then reported side by side [default: every resident counts as urban].")
 @click.option("--urban-column", help="A column of --units saying urban or rural (yes/no, 城镇/乡村, 街道/镇/乡).")
+@click.option("--capacity-column", help="Column of --facilities with each facility's capacity (beds 床位, floor area m², doctors) for the supply–demand (2SFCA) ratios [default: 1 per facility].")
+@click.option("--group-columns", multiple=True, callback=_names, help="Columns of --population counting groups per point (e.g. age65): coverage and 2SFCA accessibility are also reported per group.")
+@click.option("--group-speed-kmh", multiple=True, callback=_pairs(True), help="A group's own walking speed, e.g. age65=3 (the same distances, a shorter reach).")
+@click.option("--demand-group", multiple=True, callback=_pairs(False), help="Whose people load a category's facilities in the 2SFCA, e.g. elderly_care=age65 (beds per elderly resident) [default: everyone].")
+@click.option("--ratio-per-1000", multiple=True, callback=_pairs(True), help="Standard capacity per 1,000 people (of the demand group), e.g. elderly_care=30 [default: lifecircle/data/standards/ratios.toml].")
+@click.option("--unit-parent", help="Column of --units naming each unit's district (Theil between/within districts) [default: parent_name/district/区… when present].")
 @click.option("--standard", help="Which facilities count: shanghai-community (community-level public ones, the 85 % target's definition), gb50180-2018 (the same by 15/10/5-minute tier), all (every facility found), or your TOML file [default: auto = shanghai-community in China, all elsewhere].")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with an [analysis] table of the parameters above.")
 @click.option("--taxonomy", type=click.Path(path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
@@ -137,7 +173,8 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
             census, census_join, census_population, clip_units, lon_column,
             lat_column, encoding, minutes, speed_kmh, target, max_snap_m, max_minutes, snap_main_component,
-            categories, urban, urban_column, standard,
+            categories, urban, urban_column, capacity_column, group_columns, group_speed_kmh, demand_group,
+            ratio_per_1000, unit_parent, standard,
             config_file, taxonomy, out_dir,
             no_cache, isochrones, facility_isochrones, plan_sites, make_map, png, basemap):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
@@ -165,6 +202,12 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
         raise click.UsageError("give either --census or --population, not both")
     if clip_units and not census:
         raise click.UsageError("--clip-units-to-network needs --census (it scales the census counts)")
+    if capacity_column and not facilities:
+        raise click.UsageError("--capacity-column names a column of --facilities FILE: give the file")
+    if group_columns and not population:
+        raise click.UsageError("--group-columns names columns of --population FILE: give the file")
+    if unit_parent and not units:
+        raise click.UsageError("--unit-parent names a column of --units FILE: give the file")
     problems = Problems()  # everything is checked before anything is read or written
     problems.files(osm=osm, facilities=facilities, population=population, units=units, census=census,
                    taxonomy=taxonomy, config=config_file)
@@ -193,7 +236,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
     def progress(msg: str) -> None:
         step[0] += 1
         if not quiet:
-            click.echo(f"[{step[0]}/{6 + make_map + plan_sites} {time.perf_counter() - t0:5.1f}s] {msg}…", err=True)
+            click.echo(f"[{step[0]}/{7 + make_map + plan_sites} {time.perf_counter() - t0:5.1f}s] {msg}…", err=True)
 
     from .present.outputs import output_folder
 
@@ -209,6 +252,8 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                      name_column=name_column, population_column=population_column, unit_name=unit_name,
                      lon_column=lon_column, lat_column=lat_column, m2_per_person=m2_per_person, encoding=encoding,
                      urban=urban if urban in (None, "names", "landuse") else Path(urban), urban_column=urban_column,
+                     capacity_column=capacity_column, group_columns=group_columns, group_speed_kmh=group_speed_kmh,
+                     demand_groups=demand_group, ratio_per_1000=ratio_per_1000, unit_parent=unit_parent,
                      progress=progress, cache_network=not no_cache)
         progress(f"writing {out_dir}")
         paths = result.write(out, isochrones="auto" if isochrones is None else isochrones,

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lifecircle")
 
 __all__ = ["Analysis", "analyze", "run_analysis", "reanalyze", "Inputs", "NetworkInput", "FacilityInput",
-           "PopulationInput", "UnitInput", "CensusInput", "OUTPUT_FILES"]
+           "PopulationInput", "UnitInput", "CensusInput", "AccessInput", "OUTPUT_FILES"]
 
 #: Above this many network nodes :meth:`Analysis.write` skips the service areas unless asked.
 AUTO_ISOCHRONES_MAX_NODES = 250_000
@@ -86,6 +86,13 @@ class Analysis:
     service : DataFrame or None
         Per facility whose type has a service population (服务人口): the residents within its tier
         time, and whether that exceeds the standard's figure.
+    accessibility : DataFrame or None
+        Supply–demand per unit (and the study area), category and population group: facilities and
+        capacity per 1,000, the 2SFCA/E2SFCA/G2SFCA capacity within reach per 1,000, coverage at the
+        group's speed, vs a standard ratio (:func:`lifecircle.measure.accessibility.accessibility_table`).
+    equity : DataFrame or None
+        Gini, Theil (decomposed), Palma, gaps across residents and units
+        (:func:`lifecircle.measure.equity.equity_table`).
     """
 
     config: AnalysisConfig
@@ -103,6 +110,8 @@ class Analysis:
     tiers: pd.DataFrame | None = None
     urban_rural: pd.DataFrame | None = None
     service: pd.DataFrame | None = None
+    accessibility: pd.DataFrame | None = None
+    equity: pd.DataFrame | None = None
 
     def category_share(self, category: str, minutes: float | None = None, unit: str = STUDY_AREA) -> float:
         """Coverage share of a category (or ``all``) at ``minutes`` (default: the headline threshold)."""
@@ -191,7 +200,8 @@ class Analysis:
             written.append("standard_decisions.csv")
         units_service = None if self.service is None else self.service.attrs.get("units")
         for name, table in (("urban_rural.csv", self.urban_rural), ("facility_service.csv", self.service),
-                            ("units_service.csv", units_service)):
+                            ("units_service.csv", units_service), ("accessibility.csv", self.accessibility),
+                            ("equity.csv", self.equity)):
             if table is not None:
                 run.table(table, name)
                 written.append(name)
@@ -258,6 +268,7 @@ class Analysis:
         if merged:
             lines.append(f"{merged:,} {'facility was' if merged == 1 else 'facilities were'} the same place as "
                          "another (OSM and list, or an OSM node and its area) and merged: see facilities_merged.csv")
+        lines += self._equity_lines()
         if "units" in s:
             lines += ["", self._unit_lines()]
         for w in s.get("warnings", []) if warnings else []:
@@ -279,6 +290,30 @@ class Analysis:
             gap = "-" if c["gap_pp"] is None else f"{c['gap_pp']:+.1f}"
             check = "-" if c["urban_meets_target"] is None else ("met" if c["urban_meets_target"] else "NOT met")
             lines.append(f"{cat:<14}{pct(c['urban']):>9}{pct(c['rural']):>9}{gap:>10}{check:>12}")
+        return lines
+
+    def _equity_lines(self) -> list[str]:
+        """Supply–demand (2SFCA per 1,000) and its inequality, a line per category and group."""
+        eq = self.equity
+        if eq is None or not len(eq):
+            return []
+        level = "units" if (eq["level"] == "units").any() else "residents"
+        t = eq[(eq.indicator == "access_2sfca") & (eq.level == level)]
+        acc = self.accessibility
+        study = acc[acc.unit == STUDY_AREA].set_index(["category", "group"]) if acc is not None else None
+        lines = ["", f"supply–demand: 2SFCA capacity within {self.config.headline_minutes:g} min per 1,000 people of "
+                     f"the category's demand group, and its inequality across {level} (accessibility.csv, equity.csv):",
+                 f"{'category':<14}{'group':<12}{'per 1,000':>10}{'standard':>10}{'Gini':>7}{'Theil':>7}{'Palma':>7}"
+                 f"{'urban−rural':>13}  lowest unit"]
+
+        def num(v, fmt):
+            return "-" if v is None or v != v else ("inf" if v == float("inf") else format(v, fmt))
+        for r in t.itertuples():
+            std = study.loc[(r.category, r.group), "standard_per_1000"] if study is not None else None
+            lines.append(f"{r.category:<14}{_pad(str(r.group), 12)}{num(r.mean, '.3g'):>10}{num(std, 'g'):>10}"
+                         f"{num(r.gini, '.2f'):>7}{num(r.theil, '.2f'):>7}{num(r.palma, '.2f'):>7}"
+                         f"{num(r.urban_rural_gap, '+.3g'):>13}  "
+                         + ("-" if not isinstance(r.worst_unit, str) else f"{r.worst_unit} {num(r.worst_value, '.3g')}"))
         return lines
 
     def _standard_lines(self) -> list[str]:
@@ -410,6 +445,7 @@ class FacilityInput:
     lon_column: str | None = None
     lat_column: str | None = None
     encoding: str | None = None
+    capacity_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -423,6 +459,7 @@ class PopulationInput:
     lat_column: str | None = None
     m2_per_person: float | None = None
     encoding: str | None = None
+    group_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -434,6 +471,7 @@ class UnitInput:
     name_column: str | None = None
     admin_level: int | str | None = None
     encoding: str | None = None
+    parent_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -456,6 +494,17 @@ class UrbanInput:
 
 
 @dataclass(frozen=True)
+class AccessInput:
+    """Supply–demand options (:mod:`lifecircle.measure.accessibility`): a group's walking speed
+    (``{"age65": 3.0}``), whose people load each category's facilities (``{"elderly_care": "age65"}``)
+    and standard capacities per 1,000 that replace ``data/standards/ratios.toml`` (``{"elderly_care": 30}``)."""
+
+    group_speed_kmh: dict = field(default_factory=dict)
+    demand_groups: dict = field(default_factory=dict)
+    ratio_per_1000: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Inputs:
     """Everything :func:`analyze` reads; each group goes to one read step.
 
@@ -472,6 +521,7 @@ class Inputs:
     units: UnitInput = UnitInput()
     census: CensusInput = CensusInput()
     urban: UrbanInput = UrbanInput()
+    access: AccessInput = AccessInput()
 
 
 @dataclass
@@ -518,6 +568,12 @@ def analyze(
     m2_per_person: float | None = None,
     urban: Any = None,
     urban_column: str | None = None,
+    capacity_column: str | None = None,
+    group_columns: tuple[str, ...] | list[str] = (),
+    group_speed_kmh: dict | None = None,
+    demand_groups: dict | None = None,
+    ratio_per_1000: dict | None = None,
+    unit_parent: str | None = None,
     encoding: str | None = None,
     progress: Callable[[str], None] | None = None,
     walking_times_fn: Callable[..., WalkingTimes] | None = None,
@@ -562,6 +618,20 @@ def analyze(
     clip_units_to_network : bool
         With a census: clip the units to the network's extent and scale each count by the
         residential share kept, instead of the error for units the network does not cover.
+    capacity_column : str, optional
+        A column of the facility list with each facility's capacity (beds, m², doctors) for the
+        supply–demand ratios (default: 1 per facility).
+    group_columns : list of str, optional
+        Columns of the population points counting groups (``age65``…): coverage and accessibility
+        are reported per group too.
+    group_speed_kmh : dict, optional
+        A group's own walking speed, e.g. ``{"age65": 3.0}`` (the distances are reused).
+    demand_groups : dict, optional
+        Whose people load a category's facilities, e.g. ``{"elderly_care": "age65"}`` (default everyone).
+    ratio_per_1000 : dict, optional
+        Standard capacity per 1,000 people by category, replacing ``data/standards/ratios.toml``.
+    unit_parent : str, optional
+        The units' column naming their district (default: found by name), for the Theil decomposition.
     config : AnalysisConfig
         Thresholds, speed, target, snapping distance, categories.
     encoding : str, optional
@@ -589,12 +659,13 @@ def analyze(
     inputs = Inputs(
         NetworkInput(osm, place, network, cache_network),
         FacilityInput(facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
-                      lon_column, lat_column, encoding),
+                      lon_column, lat_column, encoding, capacity_column),
         PopulationInput(population, population_crs, population_column, lon_column, lat_column, m2_per_person,
-                        encoding),
-        UnitInput(units, units_crs, unit_name, admin_level, encoding),
+                        encoding, tuple(group_columns or ())),
+        UnitInput(units, units_crs, unit_name, admin_level, encoding, unit_parent),
         CensusInput(census, census_join, census_population_column, clip_units_to_network),
         UrbanInput(urban, urban_column),
+        AccessInput(dict(group_speed_kmh or {}), dict(demand_groups or {}), dict(ratio_per_1000 or {})),
     )
     return run_analysis(inputs, config=config, taxonomy=taxonomy, progress=progress,
                         walking_times_fn=walking_times_fn)
@@ -621,6 +692,7 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
     """:func:`analyze` on an :class:`Inputs`: read -> measure -> summarise, one stage call each."""
     check_inputs(inputs, taxonomy, config)  # every path and number, before anything is read
     cfg = config or AnalysisConfig()
+    _check_access_options(inputs, cfg)
     say = progress or (lambda msg: log.info(msg))
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     rec = _Log()
@@ -645,6 +717,8 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
     urban_rural = _urban_rural(inputs.urban, inputs.network, unit_layer, residents, cfg, rec)
     tiers = _tier_coverage(standard, wt, facilities_out, residents, cfg) if standard.tiered else None
     service = _service_population(standard, wt, facilities_out, residents, unit_layer, cfg, rec)
+    say("supply–demand and equity")
+    accessibility, equity, access_summary = _supply_demand(inputs, wt, facilities_out, residents, unit_layer, cfg, rec)
     _check_measurement(net, res, fac, wt, inputs, cfg, rec)
     summary = _summary(cfg, tax, inputs, net, residents, facilities_out, cov, census_methods, unit_layer is not None,
                        rec)
@@ -654,12 +728,13 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
         summary["unit_ranking"] = _unit_ranking(cov, unit_layer, cfg).to_dict("records")
     if service is not None:
         summary["service_population"] = _service_summary(service)
+    summary.update(access_summary)
     for w in rec.warnings:
         if w not in rec.logged:
             log.warning(w)
     return Analysis(cfg, net, facilities_out, residents, cov, wt, summary, units=unit_layer,
                     census_methods=census_methods, standard_decisions=decisions, tiers=tiers,
-                    urban_rural=urban_rural, service=service)
+                    urban_rural=urban_rural, service=service, accessibility=accessibility, equity=equity)
 
 
 # --------------------------------------------------------------------------------------------
@@ -696,15 +771,19 @@ def _read_facilities(src: FacilityInput, where: NetworkInput, tax: Taxonomy, cfg
             rec.inputs["facilities"] = _input_record(src.source, crs=str(src.crs or "wgs84"),
                                                      mode="replace" if src.replace_osm else "add",
                                                      category_column=src.category_column,
-                                                     name_column=src.name_column)
+                                                     name_column=src.name_column, capacity_column=src.capacity_column)
             layers.append(facilities_from_file(src.source, category_column=src.category_column,
                                                name_column=src.name_column, lon_column=src.lon_column,
                                                lat_column=src.lat_column, crs=src.crs, taxonomy=tax,
-                                               encoding=src.encoding))
+                                               encoding=src.encoding, capacity_column=src.capacity_column))
             rec.frames["facilities"] = (layers[-1], src.source)
         else:
             given = src.source.copy()
             given.attrs.pop("rejected", None)  # pandas carries a whole file's attrs into any subset of it
+            if src.capacity_column is not None:
+                if src.capacity_column not in given:
+                    raise InputDataError(f"the facilities have no column {src.capacity_column!r}; fix capacity_column")
+                given["capacity"] = pd.to_numeric(given[src.capacity_column], errors="coerce")
             layers.append(given)
     if layers and layers[0] is not rec.frames.get("facilities", (None,))[0]:
         rec.frames["osm_facilities"] = (layers[0], None)  # the names a list is matched against
@@ -733,8 +812,10 @@ def _read_units(src: UnitInput, where: NetworkInput, rec: _Log):
     if src.source is not None:
         if not isinstance(src.source, (str, os.PathLike)):
             return src.source
-        rec.inputs["units"] = _input_record(src.source, crs=str(src.crs or "as declared"), name_column=src.name_column)
-        layer = units_from_file(src.source, name_column=src.name_column, crs=src.crs, encoding=src.encoding)
+        rec.inputs["units"] = _input_record(src.source, crs=str(src.crs or "as declared"), name_column=src.name_column,
+                                            parent_column=src.parent_column)
+        layer = units_from_file(src.source, name_column=src.name_column, crs=src.crs, encoding=src.encoding,
+                                parent_column=src.parent_column)
         rec.frames["units"] = (layer, src.source)
         return layer
     if src.admin_level is None:
@@ -754,6 +835,9 @@ def _read_residents(src: PopulationInput, census: CensusInput, where: NetworkInp
                     unit_layer, rec: _Log):
     """Residents and, with a census, the per-unit spreading methods (else ``None``)."""
     density = {"m2_per_person": src.m2_per_person} if src.m2_per_person is not None else {}
+    if src.group_columns and (census.source is not None or src.source is None):
+        raise InputDataError(f"group columns ({', '.join(src.group_columns)}) are counts per point of a population "
+                             "file: give --population FILE with those columns (not a census or the building estimate)")
     if census.source is not None:
         if src.source is not None:
             raise InputDataError("give either a census table (--census) or a population file (--population), not both")
@@ -776,12 +860,17 @@ def _read_residents(src: PopulationInput, census: CensusInput, where: NetworkInp
         return res, None
     if isinstance(src.source, (str, os.PathLike)):
         rec.inputs["population"] = _input_record(src.source, crs=str(src.crs or "wgs84"),
-                                                 population_column=src.population_column)
+                                                 population_column=src.population_column,
+                                                 group_columns=list(src.group_columns))
         res = residents_from_file(src.source, population_column=src.population_column, lon_column=src.lon_column,
-                                  lat_column=src.lat_column, crs=src.crs, encoding=src.encoding)
+                                  lat_column=src.lat_column, crs=src.crs, encoding=src.encoding,
+                                  group_columns=src.group_columns)
         rec.frames["population"] = (res, src.source)
         return res, None
     res = src.source
+    missing = [g for g in src.group_columns if g not in res]
+    if missing:
+        raise InputDataError(f"the residents have no group column {', '.join(map(repr, missing))}; fix group_columns")
     res.attrs.setdefault("population_source", "points")
     return res, None
 
@@ -1036,6 +1125,160 @@ def _units_below_ratio(service: pd.DataFrame, residents, with_pop) -> pd.DataFra
                                        "below_ratio"])
 
 
+def _supply_demand(inputs: Inputs, wt: WalkingTimes, facilities_out, residents, unit_layer, cfg: AnalysisConfig,
+                   rec: _Log):
+    """2SFCA family per resident and unit, per group, and the equity indices; adds their columns to
+    ``residents`` (``access_<method>_<category>``) and ``facilities_out`` (``capacity``, ``ratio_<method>``).
+
+    Returns ``(accessibility table, equity table, summary blocks)`` (``None, None, {}`` for a tiled run).
+    """
+    from .measure import accessibility as acc
+    from .measure.equity import equity_table
+
+    opts, groups = inputs.access, tuple(inputs.population.group_columns)
+    rec.inputs["access"] = {"capacity_column": inputs.facilities.capacity_column, "group_columns": list(groups),
+                            "group_speed_kmh": dict(opts.group_speed_kmh), "demand_groups": dict(opts.demand_groups),
+                            "ratio_per_1000": dict(opts.ratio_per_1000)}
+    if wt.graph is None:
+        rec.warnings.append("no supply–demand ratios or equity: a tiled run keeps no single access graph")
+        return None, None, {}
+    notes = _fill_capacity(facilities_out, inputs.facilities.capacity_column, cfg, rec)
+    sd = acc.supply_demand(wt, facilities_out, residents, config=cfg, groups=groups,
+                           group_speed_kmh=opts.group_speed_kmh, demand_groups=opts.demand_groups)
+    for col in sd.residents.columns:
+        residents[col] = sd.residents[col].to_numpy()
+    for col in ["demand"] + [f"ratio_{m}" for m in acc.METHODS]:
+        values = np.full(len(facilities_out), np.nan)
+        values[sd.facilities["facility"].to_numpy(int)] = sd.facilities[col].to_numpy(float)
+        facilities_out["catchment_demand" if col == "demand" else col] = values
+    ratios, ratio_notes = _provision_ratios(opts, inputs.facilities.capacity_column, sd, cfg)
+    by_unit = "unit" in residents and unit_layer is not None
+    fac_units = None
+    if by_unit:
+        from .read.units import assign_units
+
+        fac_units = assign_units(facilities_out, unit_layer).to_numpy() if len(facilities_out) else None
+    table = acc.accessibility_table(residents, facilities_out, sd, config=cfg, unit_column="unit" if by_unit else None,
+                                    facility_units=fac_units, ratios=ratios)
+    parents = (dict(zip(unit_layer["unit"], unit_layer["parent"])) if by_unit and "parent" in unit_layer
+               and unit_layer["parent"].nunique() > 1 else None)
+    eq = equity_table(residents, sd.residents, table, categories=cfg.categories, groups=list(sd.groups),
+                      target=cfg.target, standards={c: v[0] for c, v in ratios.items()}, parents=parents)
+    study = table[table.unit == STUDY_AREA]
+    summary = {
+        "accessibility": {
+            "methods": {"2sfca": "Luo & Wang 2003", "e2sfca": "Luo & Qi 2009, weights 1.00/0.68/0.22 by thirds of "
+                        "the threshold", "g2sfca": "Dai 2010, Gaussian decay to 0 at the threshold"},
+            "minutes": cfg.headline_minutes, "groups": sd.groups, "demand_groups": sd.demand_groups,
+            "capacity": inputs.facilities.capacity_column or "1 per facility", "notes": notes + ratio_notes,
+            "study_area": {c: {g: {k: _json_number(r[k]) for k in ("population", "facilities", "capacity",
+                                                                   "capacity_per_1000", "access_2sfca_per_1000",
+                                                                   "coverage_share", "standard_per_1000")}
+                               | {"meets_standard": r["meets_standard"]}
+                               for g, r in gt.set_index("group").iterrows()}
+                           for c, gt in study.groupby("category", sort=False)},
+        },
+        "equity": {c: {g: {ind: {lv: {k: _json_number(r[k]) for k in (
+            "mean", "gini", "theil", "palma", "units_meeting_target_share", "best_worst_gap", "urban_rural_gap",
+            "theil_between_district", "theil_between_urban_rural", "theil_between_unit")}
+            | {"worst_unit": r["worst_unit"] if isinstance(r["worst_unit"], str) else None}
+            for lv, r in it.set_index("level").iterrows()}
+            for ind, it in gt.groupby("indicator", sort=False)} for g, gt in ct.groupby("group", sort=False)}
+            for c, ct in eq.groupby("category", sort=False)},
+    }
+    summary["equity"]["decomposition"] = ("by district (units' parent column)" if parents else
+                                          "no district column on the units: by unit and urban/rural only")
+    return table, eq, summary
+
+
+def _check_access_options(inputs: Inputs, cfg: AnalysisConfig) -> None:
+    """The supply–demand options agree with each other and the categories (one error listing all, up front)."""
+    from .validate import raise_problems
+
+    groups = set(inputs.population.group_columns)
+    opts = inputs.access
+    problems = []
+    for g, v in opts.group_speed_kmh.items():
+        if g not in groups:
+            problems.append(f"--group-speed-kmh {g}={v:g}: {g!r} is not one of --group-columns "
+                            f"({', '.join(sorted(groups)) or 'none given'}); add it there")
+        elif not (isinstance(v, (int, float)) and 0 < v < 1e6):
+            problems.append(f"--group-speed-kmh {g}: {v!r} is not a positive number of km/h; e.g. {g}=3")
+        elif cfg.headline_minutes * v * 1000 / 60 > cfg.max_dist_m + 1e-9:
+            problems.append(f"--group-speed-kmh {g}={v:g} walks beyond the search cut-off ({cfg.cutoff_minutes:g} min "
+                            f"at {cfg.walk_speed_kmh:g} km/h); raise --max-minutes")
+    for cat, g in opts.demand_groups.items():
+        if cat not in cfg.categories:
+            problems.append(f"--demand-group {cat}={g}: {cat!r} is not an analysed category "
+                            f"({', '.join(cfg.categories)})")
+        elif g != "population" and g not in groups:
+            problems.append(f"--demand-group {cat}={g}: {g!r} is not a group column; add it to --group-columns")
+    for cat, v in opts.ratio_per_1000.items():
+        if cat not in cfg.categories:
+            problems.append(f"--ratio-per-1000 {cat}={v:g}: {cat!r} is not an analysed category "
+                            f"({', '.join(cfg.categories)})")
+    raise_problems(problems)
+
+
+def _json_number(v):
+    """A float for summary.json: None for NaN, "inf" for an unbounded Palma."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if isinstance(v, (float, np.floating)) and np.isinf(v):
+        return "inf"
+    return float(v) if isinstance(v, (int, float, np.integer, np.floating)) else v
+
+
+def _fill_capacity(facilities_out, column: str | None, cfg: AnalysisConfig, rec: _Log) -> list[str]:
+    """``capacity`` of every facility: the column's value, else the median of its category's given values
+    (warned), else 1 (a category with no capacity at all counts facilities)."""
+    if column is None or "capacity" not in facilities_out:
+        facilities_out["capacity"] = 1.0
+        return []
+    cap = pd.to_numeric(facilities_out["capacity"], errors="coerce")
+    notes = []
+    for cat in cfg.categories:
+        m = (facilities_out["category"] == cat).to_numpy()
+        given = cap[m].dropna()
+        missing = int(cap[m].isna().sum())
+        if given.empty:
+            cap[m] = 1.0
+            if m.any():
+                notes.append(f"{cat}: no facility has a {column!r} value; each counts 1 (facilities, not capacity)")
+        elif missing:
+            med = float(given.median())
+            cap[m & cap.isna().to_numpy()] = med
+            rec.warnings.append(f"{missing} {cat} facilities (e.g. found in OSM) have no {column!r}: each is given the "
+                                f"median of the others ({med:g}); give them a value, or use only your list "
+                                "(--replace-osm-facilities)")
+    facilities_out["capacity"] = cap.astype(float).to_numpy()
+    return notes
+
+
+def _provision_ratios(opts: AccessInput, capacity_column: str | None, sd, cfg: AnalysisConfig):
+    """``{category: (standard per 1,000, source)}`` that apply to this run, and why others do not."""
+    from .read.standards import load_ratios
+
+    out, notes = {}, []
+    for cat, r in load_ratios().items():
+        if cat not in cfg.categories or cat in opts.ratio_per_1000:
+            continue
+        if r.counts == "capacity" and capacity_column is None:
+            notes.append(f"{cat}: the standard of {r.per_1000:g} per 1,000 counts capacity; give --capacity-column "
+                         "to compare with it")
+        elif r.per == "group" and sd.demand_groups.get(cat) == "population":
+            notes.append(f"{cat}: the standard of {r.per_1000:g} per 1,000 is per 1,000 of a group (e.g. the elderly); "
+                         f"give --group-columns and --demand-group {cat}=COLUMN to compare with it")
+        else:
+            out[cat] = (r.per_1000, f"{r.status + ': ' if r.status else ''}{r.source}")
+    for cat, v in opts.ratio_per_1000.items():
+        if cat not in cfg.categories:
+            raise InputDataError(f"--ratio-per-1000 {cat}={v}: {cat!r} is not an analysed category "
+                                 f"({', '.join(cfg.categories)})")
+        out[cat] = (float(v), "given on the command line (--ratio-per-1000)")
+    return out, notes
+
+
 # --------------------------------------------------------------------------------------------
 # summary.json
 
@@ -1209,7 +1452,8 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
             log.warning("the %s input %s changed since %s was written; using the file as it is now", key, p, folder)
         return str(p)
 
-    fac, pop, units, census = (inputs.get(k) or {} for k in ("facilities", "population", "units", "census"))
+    fac, pop, units, census, access = (inputs.get(k) or {} for k in ("facilities", "population", "units", "census",
+                                                                      "access"))
     opts = params.get("options", {})
     tax = params.get("taxonomy")
     return run_analysis(
@@ -1217,16 +1461,20 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
             NetworkInput(path("osm"), (inputs.get("place") or {}).get("name")),
             FacilityInput(path("facilities"), fac.get("mode") == "replace", fac.get("crs"),
                           fac.get("category_column", "category"), fac.get("name_column"),
-                          opts.get("lon_column"), opts.get("lat_column"), opts.get("encoding")),
+                          opts.get("lon_column"), opts.get("lat_column"), opts.get("encoding"),
+                          access.get("capacity_column")),
             PopulationInput(path("population"), pop.get("crs"), pop.get("population_column"),
                             opts.get("lon_column"), opts.get("lat_column"), opts.get("m2_per_person"),
-                            opts.get("encoding")),
+                            opts.get("encoding"), tuple(access.get("group_columns") or ())),
             UnitInput(path("units"), None if units.get("crs") in (None, "as declared") else units["crs"],
-                      units.get("name_column"), units.get("admin_level"), opts.get("encoding")),
+                      units.get("name_column"), units.get("admin_level"), opts.get("encoding"),
+                      units.get("parent_column")),
             CensusInput(path("census"), census.get("join", "auto"), census.get("population_column"),
                         bool(census.get("clip_to_network", False))),
             UrbanInput(path("urban") or (inputs.get("urban") or {}).get("keyword"),
                        (inputs.get("urban") or {}).get("column")),
+            AccessInput(dict(access.get("group_speed_kmh") or {}), dict(access.get("demand_groups") or {}),
+                        dict(access.get("ratio_per_1000") or {})),
         ),
         config=cfg, taxonomy=path("taxonomy") or (tax if tax and tax != "builtin" else None), progress=progress,
     )

@@ -299,12 +299,12 @@ def test_service_areas_by_category(toy):
 def test_maps_from_folder(toy, tmp_path):
     toy.write(tmp_path)  # isochrones.gpkg from write_isochrones: one layer per (category, minutes)
     paths = maps_from_folder(tmp_path, basemap="amap")
-    assert set(paths) == {"map.html", "coverage_map.png", "coverage_curve.png"}
+    assert set(paths) == {"map.html", "coverage_map.png", "coverage_curve.png", "lorenz.png"}  # lorenz: with units
     html = paths["map.html"].read_text(encoding="utf-8")
     assert "autonavi" in html and "城西社区卫生服务中心" in json.dumps(geojson_layers(html), ensure_ascii=False)
     areas = [layer for layer in geojson_layers(html) if "area" in layer["features"][0]["properties"]]
     assert [len(layer["features"]) for layer in areas] == [3, 3, 3, 3]
-    for name in ("coverage_map.png", "coverage_curve.png"):
+    for name in ("coverage_map.png", "coverage_curve.png", "lorenz.png"):
         assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*tmp*"))
     (tmp_path / "coverage.csv").unlink()

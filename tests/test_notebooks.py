@@ -20,7 +20,7 @@ nbformat = pytest.importorskip("nbformat", reason="the notebook checks need nbfo
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 EXPECTED = ["01_quickstart", "02_shanghai_step_by_step", "03_sensitivity", "04_gaps_and_new_sites",
-            "05_your_own_city"]
+            "05_your_own_city", "06_equity_and_supply_demand"]
 STRIP_HINT = "strip it before committing: nbstripout notebooks/*.ipynb (or jupyter nbconvert --clear-output --inplace)"
 
 

@@ -19,7 +19,7 @@ from ..read.files import atomic_path
 from ..read.osm import OSM_CREDIT
 from .styles import CATEGORY_STYLES, _minutes_class_index, _style, minutes_classes
 
-__all__ = ["coverage_by_minute", "coverage_figure", "coverage_curve", "save_figure"]
+__all__ = ["coverage_by_minute", "coverage_figure", "coverage_curve", "lorenz_curve", "save_figure"]
 
 #: Facility markers of the static map (matplotlib marker codes).
 _MARKERS = {"health": "P", "elderly_care": "D", "culture": "s", "sports": "o"}
@@ -308,6 +308,76 @@ def _scale_bar(ax: Any) -> None:
     text = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
     ax.text(xe - length / 2, ys + 0.012 * (y1 - y0), text, ha="center", va="bottom", fontsize=8, zorder=5,
             bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 1.5})
+
+
+def lorenz_curve(analysis: Any, *, column: str = "access_2sfca_per_1000", group: str = "population",
+                 categories: Iterable[str] | None = None, ax: Any = None):
+    """Lorenz curves of a per-unit measure across units, one per category, with each Gini in the legend.
+
+    Parameters
+    ----------
+    analysis : lifecircle.Analysis
+        With ``accessibility`` per unit (a run with units), ``config`` and ``summary``.
+    column : str
+        A column of ``analysis.accessibility``: ``access_2sfca_per_1000`` (default),
+        ``access_e2sfca_per_1000``, ``access_g2sfca_per_1000``, ``capacity_per_1000``, ``coverage_share``…
+    group : str
+        The population group whose units are drawn (``population`` = everyone).
+    categories : iterable of str, optional
+        Default: every analysed category.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        x: cumulative share of people (units sorted from the lowest value), y: cumulative share of
+        the measure; the diagonal is equality.
+
+    Examples
+    --------
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> fig = lorenz_curve(analyze(toy_town_osm(), admin_level=8))
+    >>> fig.axes[0].get_xlabel()
+    'cumulative share of residents (units from the lowest value up)'
+    """
+    from ..measure.equity import gini, lorenz
+
+    table = getattr(analysis, "accessibility", None)
+    if table is None or not (table["unit"].astype(str) != "study_area").any():
+        raise InputDataError("a Lorenz curve across units needs a run with units (--units FILE or --admin-level 8)")
+    if column not in table.columns:
+        raise InputDataError(f"accessibility has no column {column!r}; choose one of "
+                             f"{', '.join(c for c in table.columns if c.endswith(('_per_1000', '_share')))}")
+    units = table[(table["unit"].astype(str) != "study_area") & (table["group"] == group)]
+    if units.empty:
+        raise InputDataError(f"no group {group!r}; choose one of {', '.join(map(str, table['group'].unique()))}")
+    cats = list(categories) if categories is not None else list(dict.fromkeys(units["category"]))
+    fig, ax, own = _new_axes(ax, (6.4, 6.0))
+    ax.plot([0, 100], [0, 100], color="#888888", ls="--", lw=1, label="equality")
+    for cat in cats:
+        t = units[units["category"] == cat]
+        x, w = t[column].to_numpy(float), t["population"].to_numpy(float)
+        p, l = lorenz(x, w)
+        if not np.isfinite(l).all():
+            continue
+        st = CATEGORY_STYLES.get(cat, _style(cat))
+        ax.plot(p * 100, l * 100, color=st.colour, lw=1.8, marker="o", ms=3,
+                label=f"{_label(cat)} (Gini {gini(x, w):.2f})")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_aspect("equal")
+    ax.set_xlabel("cumulative share of residents (units from the lowest value up)")
+    what = {"access_2sfca_per_1000": "2SFCA capacity within reach", "access_e2sfca_per_1000": "E2SFCA capacity within "
+            "reach", "access_g2sfca_per_1000": "G2SFCA capacity within reach", "capacity_per_1000": "capacity located",
+            "coverage_share": "people covered"}.get(column, column.replace("_", " "))
+    ax.set_ylabel(f"cumulative share of {what} (%)")
+    who = "everyone" if group == "population" else group
+    ax.set_title(f"Inequality between units: {what} ({who}, {analysis.config.headline_minutes:g} min)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    _add_source(fig, analysis, own)
+    return fig
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 150) -> Path:

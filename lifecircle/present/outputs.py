@@ -130,11 +130,11 @@ ANALYSIS_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.
                   "facilities_rejected.csv", "facilities_merged.csv", "gaps.gpkg", "isochrones.gpkg",
                   "facility_isochrones.gpkg",
                   "units.gpkg", "census_methods.csv", "standard_decisions.csv", "tiers.csv", "urban_rural.csv",
-                  "facility_service.csv", "units_service.csv", "units_ranking.csv")
+                  "facility_service.csv", "units_service.csv", "units_ranking.csv", "accessibility.csv", "equity.csv")
 #: What site planning writes (``analyze --sites``, ``gaps``).
 SITE_FILES = ("suggested_sites.csv", "suggested_sites.gpkg", "sites_needed.csv", "suggested_sites_by_unit.csv")
 #: The map and figures (``--map``, ``lifecircle map``).
-MAP_FILES = ("map.html", "coverage_map.png", "coverage_curve.png")
+MAP_FILES = ("map.html", "coverage_map.png", "coverage_curve.png", "lorenz.png")
 #: What ``lifecircle scenario`` writes into its folder.
 SCENARIO_FILES = ("scenario_change.csv", "scenario_coverage.csv", "scenario_facilities.gpkg")
 #: Every name a run folder may hold: in a folder without a manifest (older lifecircle) these count as ours.
@@ -975,6 +975,7 @@ class _FolderAnalysis:
     gaps: Any = None
     sites: Any = None
     network: Any = None
+    accessibility: Any = None
 
 
 def read_analysis_folder(out_dir: str | os.PathLike[str]) -> _FolderAnalysis:
@@ -1016,6 +1017,8 @@ def _read_analysis(rec: RunRecord, need: list[str], files: dict[str, str]) -> _F
             residents[c] = residents[c].astype(float).fillna(np.inf)  # NULL = not reachable
     facilities = gpd.read_file(d / "facilities.gpkg")
     extra = {name: _read_layers(d / f"{stem}.gpkg") for name, stem in files.items() if rec.has(f"{stem}.gpkg")}
+    if rec.has("accessibility.csv"):
+        extra["accessibility"] = read_table_back(d / "accessibility.csv")
     return _FolderAnalysis(cfg, facilities, residents, coverage, summary, **extra)
 
 
@@ -1089,6 +1092,12 @@ def write_maps(analysis: Any, out_dir: str | os.PathLike[str] | OutputRun, *, pn
             save_figure(coverage_curve(analysis), run.path("coverage_curve.png"))
             paths["coverage_map.png"] = run.final("coverage_map.png")
             paths["coverage_curve.png"] = run.final("coverage_curve.png")
+            acc = getattr(analysis, "accessibility", None)
+            if acc is not None and (acc["unit"].astype(str) != "study_area").any():
+                from .figures import lorenz_curve
+
+                save_figure(lorenz_curve(analysis), run.path("lorenz.png"))
+                paths["lorenz.png"] = run.final("lorenz.png")
     return paths
 
 
@@ -1104,7 +1113,8 @@ def _html_target(folder: Path, html_path: str | os.PathLike[str] | None) -> tupl
 
 def _map_replaces(folder: Path, html_path: str | os.PathLike[str] | None, png: bool) -> tuple[str, ...]:
     name, elsewhere = _html_target(folder, html_path)
-    return (() if elsewhere is not None else (name,)) + (("coverage_map.png", "coverage_curve.png") if png else ())
+    return (() if elsewhere is not None else (name,)) + (("coverage_map.png", "coverage_curve.png", "lorenz.png")
+                                                         if png else ())
 
 
 def maps_from_folder(out_dir: str | os.PathLike[str], *, png: bool = True, basemap: str = "osm",

@@ -245,6 +245,7 @@ def facilities_from_file(
     taxonomy: Taxonomy | None = None,
     source: str = "list",
     encoding: str | None = None,
+    capacity_column: str | None = None,
 ):
     """Read facilities from a CSV/XLSX (lon/lat columns), GeoJSON or GeoPackage file.
 
@@ -258,6 +259,10 @@ def facilities_from_file(
     of OSM features) are classified by tags and names like :func:`facilities_from_osm`.
 
     Polygons are reduced to a point inside them.
+
+    ``capacity_column`` names a column of capacities (beds 床位, floor area m², doctors…) kept as
+    ``capacity`` for the supply–demand ratios (:mod:`lifecircle.measure.accessibility`); an empty
+    cell is NaN (filled later, with a warning), text or a negative number is an error naming the row.
     """
     from .files import carry_checks, read_geo
 
@@ -280,6 +285,7 @@ def facilities_from_file(
             "classify; add a 'category' column with health, elderly_care, culture or sports"
         )
     names = gdf[name_col] if name_col else None
+    capacity = _capacity(gdf, capacity_column, Path(path)) if capacity_column else None
     tag_cols = [k for k in tax.keys if k in cols]
     if tag_cols:
         # an export of OSM features (tag columns such as amenity, leisure): classify like OSM
@@ -321,11 +327,32 @@ def facilities_from_file(
     geom = out.geometry
     if not (geom.geom_type == "Point").all():
         out = out.set_geometry(geom.representative_point())
-    keep = ["category", "subcategory", "name", "source"] + [c for c in ("osm_type", "osm_id", *ATTRIBUTE_TAGS)
-                                                            if c in out.columns]
+    if capacity is not None:
+        out["capacity"] = capacity[out.index]
+    keep = ["category", "subcategory", "name", "source"] + [c for c in ("osm_type", "osm_id", *ATTRIBUTE_TAGS,
+                                                                        "capacity") if c in out.columns]
     result = carry_checks(gdf, out[keep + ["geometry"]].reset_index(drop=True))
     result.attrs["rejected"] = rejected.drop(columns="geometry").reset_index(drop=True)
     return result
+
+
+def _capacity(gdf, column: str, path: Path) -> pd.Series:
+    """The capacity column as floats (empty = NaN); text or a negative value is an error naming its row."""
+    from .files import row_name
+
+    if column not in gdf.columns:
+        raise InputDataError(f"facilities {path.name}: no column {column!r} (columns: "
+                             f"{', '.join(map(str, list(gdf.columns)[:-1]))}); fix --capacity-column")
+    raw = gdf[column]
+    empty = raw.isna() | raw.astype(str).str.strip().isin(["", "nan", "None"])
+    values = pd.to_numeric(raw.where(~empty), errors="coerce")
+    bad = (values.isna() & ~empty) | (values < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputDataError(f"facilities {path.name}: {int(bad.sum())} value(s) of the capacity column {column!r} are "
+                             f"not a number >= 0 (first at {row_name(gdf, i)}: {str(raw.iloc[i])!r}); fix them or "
+                             "leave them empty")
+    return values.astype(float)
 
 
 def combine_facilities(*layers, replace: bool = False):

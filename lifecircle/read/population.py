@@ -67,6 +67,7 @@ def residents_from_file(
     crs: Any = None,
     cell_m: float = 100.0,
     encoding: str | None = None,
+    group_columns: tuple[str, ...] | list[str] = (),
 ):
     """Residents from a point or polygon file with a count column, or a GeoTIFF raster.
 
@@ -75,6 +76,9 @@ def residents_from_file(
     files go to :func:`residents_from_raster`. Rows that repeat another row exactly (same
     point, same count) are kept but warned about (``result.attrs["warnings"]``): they are
     usually a copy-paste or a join gone wrong, and count those people twice.
+
+    ``group_columns`` (points only) are counts of population groups per point (``age65``, 户籍…),
+    kept as they are for coverage and accessibility per group; each must be a number >= 0.
 
     Examples
     --------
@@ -108,10 +112,39 @@ def residents_from_file(
         )
     gdf = carry_checks(gdf, gdf.assign(population=pop.astype(float)))
     _warn_duplicates(gdf, label=f"population {p.name}")
+    groups = _group_counts(gdf, group_columns, p, col)
     if (gdf.geometry.geom_type == "Point").all():
         keep = gdf[["population", "geometry"]].copy()
+        for g, values in groups.items():
+            keep.insert(len(keep.columns) - 1, g, values)
         return carry_checks(gdf, _finish(keep, "points"))
+    if groups:
+        raise InputDataError(f"population {p.name}: group columns ({', '.join(groups)}) need a file of points "
+                             "(one count per point); give points, or drop --group-columns")
     return carry_checks(gdf, residents_from_polygons(gdf, population_column="population", cell_m=cell_m))
+
+
+def _group_counts(gdf, columns, p: Path, population_column: str) -> dict[str, np.ndarray]:
+    """Each group column as float counts; a missing column or a bad value is one error naming the row."""
+    from .files import row_name
+
+    out: dict[str, np.ndarray] = {}
+    for g in columns:
+        if g not in gdf.columns:
+            raise InputDataError(f"population {p.name}: no group column {g!r} (columns: "
+                                 f"{', '.join(map(str, list(gdf.columns)[:-1]))}); fix --group-columns")
+        if g in ("population", population_column, "geometry"):
+            raise InputDataError(f"population {p.name}: {g!r} is the population itself, not a group; "
+                                 "fix --group-columns")
+        v = pd.to_numeric(gdf[g], errors="coerce")
+        bad = v.isna() | (v < 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputDataError(f"population {p.name}: {int(bad.sum())} value(s) of the group column {g!r} are "
+                                 f"missing or not a number >= 0 (first at {row_name(gdf, i)}: {str(gdf[g].iloc[i])!r}); "
+                                 "fix them (0 for none)")
+        out[g] = v.to_numpy(dtype=float)
+    return out
 
 
 def _warn_duplicates(gdf, *, label: str) -> None:

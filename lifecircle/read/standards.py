@@ -33,7 +33,7 @@ from ..errors import InputDataError
 log = logging.getLogger("lifecircle")
 
 __all__ = ["ATTRIBUTE_TAGS", "STANDARDS", "FacilityRule", "Standard", "load_standard", "resolve_standard",
-           "apply_standard", "decisions_table"]
+           "apply_standard", "decisions_table", "ProvisionRatio", "load_ratios"]
 
 #: OSM tags kept as facility columns so that a standard can judge a facility (public/private, fee, access).
 ATTRIBUTE_TAGS = ("amenity", "leisure", "healthcare", "social_facility", "sport", "access", "fee", "operator:type")
@@ -295,3 +295,41 @@ def decisions_table(decisions) -> pd.DataFrame:
     t = (decisions.groupby(["category", "subcategory", "kept", "reason"], dropna=False).size()
          .rename("facilities").reset_index())
     return t.sort_values(["category", "kept", "facilities"], ascending=[True, False, False]).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ProvisionRatio:
+    """A standard capacity per 1,000 people (``data/standards/ratios.toml``)."""
+
+    category: str
+    per_1000: float
+    counts: str  # "capacity" (needs a capacity column) or "facilities"
+    per: str  # "group" (the category's demand group) or "population"
+    source: str
+    status: str = ""
+
+
+def load_ratios(path: str | os.PathLike[str] | None = None) -> dict[str, ProvisionRatio]:
+    """Provision ratios by category, from ``ratios.toml`` (shipped) or your own file in its format.
+
+    >>> r = load_ratios()["elderly_care"]
+    >>> r.per_1000, r.counts, r.per, r.status
+    (30.0, 'capacity', 'group', 'example value')
+    """
+    from importlib import resources
+
+    src = Path(path) if path else Path(str(resources.files("lifecircle") / "data" / "standards" / "ratios.toml"))
+    out = {}
+    for i, r in enumerate(read_toml(src, what="ratios").get("ratio", [])):
+        where = f"ratios {src.name} [[ratio]] {i + 1}"
+        cat, value = r.get("category"), r.get("per_1000")
+        if cat not in CATEGORIES:
+            raise InputDataError(f"{where}: category {cat!r} is not one of {', '.join(CATEGORIES)}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            raise InputDataError(f"{where}: per_1000 must be a positive number, not {value!r}")
+        counts, per = r.get("counts", "capacity"), r.get("per", "population")
+        if counts not in ("capacity", "facilities") or per not in ("group", "population"):
+            raise InputDataError(f"{where}: counts must be capacity or facilities and per group or population")
+        out[cat] = ProvisionRatio(cat, float(value), counts, per, " ".join(str(r.get("source", "")).split()),
+                                  str(r.get("status", "")))
+    return out

@@ -19,14 +19,20 @@ __all__ = ["UNIT_NAME_ALIASES", "ADMIN_LEVELS", "units_from_file", "units_from_o
 
 UNIT_NAME_ALIASES = ("name", "unit", "名称", "district", "区", "subdistrict", "街道", "NAME", "adcode")
 UNIT_CODE_ALIASES = ("adcode", "code", "区划代码", "行政区划代码")
+#: Columns naming the district (区) a 街镇 unit belongs to: kept as ``parent`` (equity between/within districts).
+UNIT_PARENT_ALIASES = ("parent_name", "parent", "district", "区", "所属区", "区县", "所属区县")
 #: OSM ``admin_level`` of China's units: 4 province/municipality, 6 district/county (区/县),
 #: 8 subdistrict/town (街道/镇/乡), 10 village/community (村/社区).
 ADMIN_LEVELS = {"district": 6, "subdistrict": 8}
 
 
 def units_from_file(path: str | os.PathLike[str], *, name_column: str | None = None, crs: Any = None,
-                    encoding: str | None = None):
+                    encoding: str | None = None, parent_column: str | None = None):
     """Read unit polygons (GeoJSON, GeoPackage, Shapefile) with a ``unit`` name column, in WGS84.
+
+    ``parent_column`` names the district each unit belongs to (default: the first of
+    :data:`UNIT_PARENT_ALIASES` holding plain names, not the name column), kept as ``parent`` for the
+    between/within-district equity decomposition.
 
     ``crs`` names the coordinates' system when the file does not say it (``gcj02`` for DataV
     boundaries, which claim to be WGS84 but are not). Units without a name or sharing a name
@@ -56,16 +62,36 @@ def units_from_file(path: str | os.PathLike[str], *, name_column: str | None = N
     others = [c for c in gdf.columns if c not in (col, gdf.geometry.name)]
     _check_names(gdf, col, polys, label=f"units {p.name}", others=others)
     code = next((c for c in UNIT_CODE_ALIASES if c in gdf.columns and c != col), None)
-    keep = [col] + ([code] if code else []) + [gdf.geometry.name]
-    out = gdf.loc[polys, keep].rename(columns={col: "unit", **({code: "adcode"} if code else {})})
+    parent = _parent_column(gdf, parent_column, col, p)
+    keep = [col] + ([code] if code else []) + ([parent] if parent else []) + [gdf.geometry.name]
+    out = gdf.loc[polys, keep].rename(columns={col: "unit", **({code: "adcode"} if code else {}),
+                                               **({parent: "parent"} if parent else {})})
     out = carry_checks(gdf, out.reset_index(drop=True))
     out["unit"] = out["unit"].astype(str)
+    if parent:
+        out["parent"] = out["parent"].astype(str)
     if not polys.all():
         first = int(np.flatnonzero(~polys)[0])
         add_warning(out, f"units {p.name}: {int((~polys).sum()):,} features are not polygons (first: "
                          f"{row_name(gdf, first)}, {gdf.geometry.iloc[first].geom_type if gdf.geometry.iloc[first] is not None else 'no geometry'}) "
                          "and are not used; remove them or give their area as polygons")
     return out
+
+
+def _parent_column(gdf, wanted: str | None, name_col: str, p: Path) -> str | None:
+    """The column of the units' district: the one given, or the first alias holding plain names."""
+    if wanted is not None:
+        if wanted not in gdf.columns:
+            raise InputDataError(f"units {p.name}: no column {wanted!r} (columns: "
+                                 f"{', '.join(map(str, list(gdf.columns)[:-1]))}); fix --unit-parent")
+        return wanted
+    for c in UNIT_PARENT_ALIASES:
+        if c in gdf.columns and c != name_col:
+            v = gdf[c].dropna()
+            # DataV's ``parent`` is {"adcode": 310000}: a code of the city, not a district name
+            if len(v) and v.map(lambda x: isinstance(x, str) and not x.lstrip().startswith("{")).all():
+                return c
+    return None
 
 
 def _check_names(gdf, col: str, polys: np.ndarray, *, label: str, others: list[str]) -> None:
