@@ -24,7 +24,8 @@ import numpy as np
 log = logging.getLogger("lifecircle")
 
 __all__ = ["CACHE_FORMAT", "network_cache_dir", "network_cache_path", "save_network", "load_network",
-           "clear_network_cache", "arrays_sha256", "save_arrays", "load_arrays"]
+           "clear_network_cache", "arrays_sha256", "save_arrays", "load_arrays", "LAYER_CACHE_FORMAT",
+           "layer_cache_dir", "layer_cache_path", "save_layer", "load_layer", "clear_layer_cache"]
 
 #: Version of the file layout below; part of every key. 2: the arrays' sha256 inside the file.
 CACHE_FORMAT = 2
@@ -190,6 +191,82 @@ def clear_network_cache() -> int:
     """Delete every cached network; return how many files were removed."""
     n = 0
     for f in network_cache_dir().glob("*.npz"):
+        f.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# the other OSM layers (facilities, buildings, boundaries; lifecircle.read.layers)
+
+#: Version of the layer files' layout; part of every key.
+LAYER_CACHE_FORMAT = 1
+
+
+def layer_cache_dir() -> Path:
+    """Folder holding cached OSM layers (created on first use)."""
+    from .osm import cache_dir
+
+    d = cache_dir() / "layers"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def layer_cache_path(sha256: str, layer: str, *, key: str) -> Path:
+    """Cache file of one OSM layer of the file with this SHA-256; ``key`` names the reader version and options.
+
+    >>> layer_cache_path("ab" * 32, "buildings", key="r1").name
+    'abababababababababababababababababababababababababababababababab-buildings-r1-l1.npz'
+    """
+    return layer_cache_dir() / f"{sha256}-{layer}-{key}-l{LAYER_CACHE_FORMAT}.npz"
+
+
+def save_layer(arrays: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write one layer's plain arrays (no pickles) to ``path`` (temp name, then rename).
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "layer.npz"
+    >>> save_layer({"osm_id": np.array([3, 4])}, f)
+    >>> load_layer(f)["osm_id"].tolist()
+    [3, 4]
+    """
+    from .files import atomic_path
+
+    plain = {name: np.asarray(a) for name, a in arrays.items()}
+    if any(a.dtype.hasobject for a in plain.values()):
+        raise TypeError("a layer array holds Python objects; cache only plain arrays")
+    plain["layer_format"] = np.asarray(LAYER_CACHE_FORMAT)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **plain)
+
+
+def load_layer(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | None:
+    """The arrays written by :func:`save_layer`; ``None`` when there is no such file, or (logged, and the
+    file deleted) when it cannot be read."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+        if int(arrays.pop("layer_format", -1)) != LAYER_CACHE_FORMAT:
+            raise ValueError("another layer cache format")
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError
+        log.warning("ignoring the unreadable OSM layer cache file %s (%s: %s); reading the OSM file again",
+                    p, type(exc).__name__, str(exc)[:100])
+        try:
+            p.unlink()
+        except OSError:
+            pass
+        return None
+    return arrays
+
+
+def clear_layer_cache() -> int:
+    """Delete every cached OSM layer; return how many files were removed."""
+    n = 0
+    for f in layer_cache_dir().glob("*.npz"):
         f.unlink(missing_ok=True)
         n += 1
     return n

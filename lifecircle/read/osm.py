@@ -30,6 +30,7 @@ __all__ = [
     "READER_VERSION",
     "OSMFeatures",
     "OSMLayers",
+    "BOUNDARY_TAGS",
     "read_osm",
     "cache_dir",
     "fetch_extract",
@@ -506,7 +507,7 @@ class OSMLayers:
     >>> from lifecircle.datasets import toy_town_osm
     >>> osm = read_osm(toy_town_osm(), layers=("buildings", "boundaries"))
     >>> osm.network is None, len(osm.buildings), sorted(osm.boundaries["admin_level"])
-    (True, 8, ['6', '8', '8'])
+    (True, 9, ['6', '8', '8'])
     >>> len(osm.landuse)
     1
     """
@@ -520,6 +521,7 @@ class OSMLayers:
     boundaries: object | None = None
     facility_keys: tuple[str, ...] = ()
     facility_keywords: tuple[str, ...] = ()
+    walkable: Callable[[Mapping[str, str]], bool] | None = None
     cached: tuple[str, ...] = ()
 
     @property
@@ -710,7 +712,7 @@ def read_osm(
     >>> from lifecircle.read.network import is_walkable
     >>> osm = read_osm(toy_town_osm(), taxonomy=load_taxonomy(), walkable=is_walkable)
     >>> len(osm.network.u) > 0, len(osm.facilities), len(osm.buildings), len(osm.boundaries)
-    (True, 8, 8, 3)
+    (True, 7, 9, 3)
     """
     import osmium
     import shapely
@@ -826,7 +828,8 @@ def read_osm(
     del text
     return OSMLayers(p, sha, layers, network=out.get("network"), facilities=out.get("facilities"),
                      buildings=out.get("buildings"), boundaries=out.get("boundaries"),
-                     facility_keys=fac_keys_t, facility_keywords=fac_words_t)
+                     facility_keys=fac_keys_t, facility_keywords=fac_words_t,
+                     walkable=walkable if want & _NET else None)
 
 
 
@@ -926,8 +929,6 @@ def _segments_of(sel, w_code, tag_list, ref, lon, lat, counts, starts, missing) 
 def _feature_layers(want, way_id, flags, w_code, tag_list, way_lines, flag_list, ref, lon, lat, counts, starts,
                     missing, node_rows, rel_rows):
     """The facility, building and boundary layers from the pass's arrays (areas as in libosmium)."""
-    import geopandas as gpd
-    import pandas as pd
     import shapely
 
     n_ways = way_id.size
@@ -1070,19 +1071,38 @@ def _feature_layers(want, way_id, flags, w_code, tag_list, way_lines, flag_list,
         sel, lgeoms = lines_for(_BLD)
         a_types, a_ids, a_tags, a_geoms = areas_for(_BLD)
         tags = [tag_list[c] for c in w_code[sel].tolist()] + a_tags
-        rows = list(zip([t.get("building") for t in tags], [t.get("building:levels") for t in tags],
-                        [t.get("landuse") for t in tags], np.concatenate([lgeoms, a_geoms]).tolist()))
-        out["buildings"] = gpd.GeoDataFrame(
-            pd.DataFrame(rows, columns=["building", "building:levels", "landuse", "geometry"]),
-            geometry="geometry", crs=4326)
+        out["buildings"] = _buildings_frame([t.get("building") for t in tags], [t.get("building:levels") for t in tags],
+                                            [t.get("landuse") for t in tags], np.concatenate([lgeoms, a_geoms]))
     if want & _BND:
         a_types, a_ids, a_tags, a_geoms = areas_for(_BND)
-        out["boundaries"] = gpd.GeoDataFrame(
-            {"osm_type": pd.Series(a_types, dtype=object), "osm_id": a_ids,
-             **{k: pd.Series([t.get(k) for t in a_tags], dtype=object)
-                for k in ("admin_level", "name", "name:zh", "ref")}},
-            geometry=gpd.GeoSeries(a_geoms, crs=4326), crs=4326)
+        out["boundaries"] = _boundaries_frame(a_types, a_ids, {k: [t.get(k) for t in a_tags] for k in BOUNDARY_TAGS},
+                                              a_geoms)
     return out
+
+
+#: Tags kept for each administrative boundary.
+BOUNDARY_TAGS = ("admin_level", "name", "name:zh", "ref")
+
+
+def _buildings_frame(building, levels, landuse, geoms):
+    """The buildings layer: ``building``, ``building:levels``, ``landuse`` and the geometry (WGS84)."""
+    import geopandas as gpd
+    import pandas as pd
+
+    rows = list(zip(building, levels, landuse, list(geoms)))
+    return gpd.GeoDataFrame(pd.DataFrame(rows, columns=["building", "building:levels", "landuse", "geometry"]),
+                            geometry="geometry", crs=4326)
+
+
+def _boundaries_frame(osm_type, osm_id, tags: dict[str, list], geoms):
+    """The boundaries layer: ``osm_type``, ``osm_id``, :data:`BOUNDARY_TAGS` and the polygon (WGS84)."""
+    import geopandas as gpd
+    import pandas as pd
+
+    return gpd.GeoDataFrame(
+        {"osm_type": pd.Series(list(osm_type), dtype=object), "osm_id": np.asarray(osm_id, dtype=np.int64),
+         **{k: pd.Series(tags[k], dtype=object) for k in BOUNDARY_TAGS}},
+        geometry=gpd.GeoSeries(list(geoms), crs=4326), crs=4326)
 
 
 def _lines(x, y, which, targets):
