@@ -646,23 +646,21 @@ def _libosmium_areas(lines: list[bytes], relations: list[bytes]):
 
 
 def _decide(raw: bytes, want: int, net_keep, fac_keys, fac_words, fac_has_key) -> tuple[int, dict | None]:
-    """Which layers want an object with these raw OPL tags, and its tags (parsed only when wanted)."""
+    """Which layers want an object with these raw OPL tags, and its tags (parsed only when wanted).
+
+    ``fac_keys`` finds a facility key (or ``name``/``name:zh`` with keywords) in the raw text.
+    """
     if not raw:
         return 0, None
     flags = 0
     tags = None
-    keys_present = None
     if want & _NET and (raw.startswith(b"highway=") or b",highway=" in raw):
         tags = _opl_tags(raw)
         if net_keep(tags):
             flags |= _NET
-    if want & _FAC:
-        if tags is None:
-            tags = _opl_tags(raw)
-        keys_present = set(tags)
-        if fac_keys.intersection(keys_present) and (
-                fac_words is None or fac_words.search(raw) or (fac_has_key is not None and fac_has_key.search(raw))):
-            flags |= _FAC
+    if want & _FAC and fac_keys.search(raw) and (
+            fac_words is None or fac_words.search(raw) or (fac_has_key is not None and fac_has_key.search(raw))):
+        flags |= _FAC  # as libosmium's KeyFilter, then the name keywords, on the raw text
     if want & _BLD and (b"building=" in raw or b"landuse=" in raw):
         if tags is None:
             tags = _opl_tags(raw)
@@ -677,6 +675,8 @@ def _decide(raw: bytes, want: int, net_keep, fac_keys, fac_words, fac_has_key) -
             flags |= _BND
     if flags & (_FAC | _BLD | _BND) and b"area=no" in raw and _AREA_NO.search(raw):
         flags |= _AREA_NO_FLAG
+    if flags and tags is None:
+        tags = _opl_tags(raw)
     return flags, tags
 
 
@@ -743,6 +743,8 @@ def read_osm(
                 fac_has_key = re.compile(rb"(?:^|,)(?:" + b"|".join(re.escape(_opl_escape(k)) for k in fac_keys_t)
                                          + rb")=")
     fac_prefilter = set((*fac_keys_t, *(("name", "name:zh") if fac_words_t else ())))
+    fac_key_re = re.compile(rb"(?:^|,)(?:" + b"|".join(re.escape(_opl_escape(k)) for k in sorted(fac_prefilter))
+                            + rb")=") if fac_prefilter else re.compile(rb"(?!)")
     areas_needed = bool(want & (_FAC | _BLD | _BND))
 
     # -- the one pass: filters run in libosmium, objects come back as OPL text
@@ -766,7 +768,7 @@ def read_osm(
     def code(raw: bytes) -> int:
         c = code_of.get(raw)
         if c is None:
-            f, tags = _decide(raw[1:], want, walkable, fac_prefilter, fac_words, fac_has_key)
+            f, tags = _decide(raw[1:], want, walkable, fac_key_re, fac_words, fac_has_key)
             c = code_of[raw] = len(flag_list)
             flag_list.append(f); tag_list.append(tags); raw_list.append(raw[1:])
         return c
