@@ -645,7 +645,7 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
 
     say("coverage")
     cov = _coverage(residents, cfg, by_unit=unit_layer is not None)
-    urban_rural = _urban_rural(inputs.urban, inputs.network, unit_layer, residents, cfg, rec)
+    urban_rural = _urban_rural(inputs.urban, inputs.network, unit_layer, residents, cfg, rec, osm)
     tiers = _tier_coverage(standard, wt, facilities_out, residents, cfg) if standard.tiered else None
     service = _service_population(standard, wt, facilities_out, residents, unit_layer, cfg, rec)
     _check_measurement(net, res, fac, wt, inputs, cfg, rec)
@@ -684,6 +684,7 @@ def _read_osm_layers(inputs: Inputs, tax: Taxonomy):
         facilities=not (inputs.facilities.replace_osm and inputs.facilities.source is not None),
         buildings=inputs.census.source is not None or inputs.population.source is None,
         boundaries=inputs.units.source is None and inputs.units.admin_level is not None,
+        landuse=isinstance(inputs.urban.source, str) and inputs.urban.source == "landuse",
     )
     if not needed:
         return None
@@ -953,7 +954,7 @@ def _components(net, res, wt: WalkingTimes, cfg: AnalysisConfig, rec: _Log) -> d
 
 
 def _urban_rural(src: UrbanInput, where: NetworkInput, unit_layer, residents, cfg: AnalysisConfig,
-                 rec: _Log) -> pd.DataFrame | None:
+                 rec: _Log, osm=None) -> pd.DataFrame | None:
     """Flag urban residents (``residents["urban"]``) and measure urban and rural coverage side by side."""
     from .read import urban as _urban
 
@@ -983,7 +984,7 @@ def _urban_rural(src: UrbanInput, where: NetworkInput, unit_layer, residents, cf
     elif isinstance(src.source, str) and src.source == "landuse":
         if where.osm is None:
             raise InputDataError("--urban landuse needs an OSM file (--osm) to read the landuse from")
-        built = _urban.built_up_from_osm(where.osm)
+        built = _urban.built_up_from_osm(osm if osm is not None else where.osm)
         if built.empty:
             raise InputDataError("--urban landuse: the OSM file has no residential/commercial/retail/industrial "
                                  "landuse; give an urban-area layer (--urban FILE)")

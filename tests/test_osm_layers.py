@@ -54,6 +54,13 @@ def assert_layers_match_separate_readers(path):
     ref_g = [_geom(f) for f in bld]
     assert len(ref_g) == len(got.buildings)
     assert all(a.geom_type == b.geom_type and a.equals_exact(b, 0) for a, b in zip(ref_g, got.buildings.geometry))
+    # urban landuse: the polygons built_up_from_osm took
+    lnd = [f for f in iter_features(path, lambda t: t.get("landuse") in ("residential", "commercial", "retail",
+                                                                           "industrial"),
+                                    keys=("landuse",), with_geometry=True)
+           if f.wkb and _geom(f).geom_type.endswith("Polygon")]
+    assert got.landuse["landuse"].tolist() == [f.tags["landuse"] for f in lnd]
+    assert all(_geom(f).equals_exact(g, 0) for f, g in zip(lnd, got.landuse.geometry))
     # boundaries: the closed ones, as units_from_osm took them
     bnd = [f for f in iter_features(path, lambda t: t.get("boundary") == "administrative", keys=("boundary",),
                                     with_geometry=True) if f.wkb and _geom(f).geom_type.endswith("Polygon")]
@@ -66,7 +73,7 @@ def test_toy_town_layers_match_the_separate_readers():
     got = assert_layers_match_separate_readers(toy_town_osm())
     # worked out from data/make_toy_town.py: 7 tagged POIs/areas, 8 buildings + 1 residential landuse,
     # 3 boundary relations (one district, two subdistricts)
-    assert (len(got.facilities), len(got.buildings), len(got.landuse), len(got.boundaries)) == (7, 9, 1, 3)
+    assert (len(got.facilities), len(got.buildings), len(got.residential_landuse), len(got.boundaries)) == (7, 9, 1, 3)
     assert sorted(got.boundaries["name"]) == ["城东街道", "城西街道", "小河区"]
 
 
@@ -186,10 +193,11 @@ def _census(tmp_path):
     return f
 
 
-@pytest.mark.parametrize("run", ["default", "admin_level", "census"])
+@pytest.mark.parametrize("run", ["default", "admin_level", "census", "urban_landuse"])
 def test_an_analysis_reads_the_osm_file_once_then_not_at_all(passes, tmp_path, run):
     kwargs = {"default": {}, "admin_level": {"admin_level": 8},
-              "census": {"admin_level": 8, "census": _census(tmp_path)}}[run]
+              "census": {"admin_level": 8, "census": _census(tmp_path)},
+              "urban_landuse": {"admin_level": 8, "urban": "landuse"}}[run]
     first = analyze(toy_town_osm(), **kwargs)
     assert len(passes) == 1
     second = analyze(toy_town_osm(), **kwargs)
@@ -243,7 +251,8 @@ def test_cached_layers_equal_the_read_ones(tmp_path, monkeypatch):
     monkeypatch.setenv("LIFECIRCLE_CACHE", str(tmp_path / "cache"))
     a = read_layers(helsinki_osm())
     b = read_layers(helsinki_osm())
-    assert a.cached == () and b.cached == ("facilities", "buildings", "boundaries")
+    assert a.cached == () and b.cached == ("facilities", "buildings", "landuse", "boundaries")
+    pd.testing.assert_frame_equal(a.landuse, b.landuse)
     pd.testing.assert_frame_equal(a.buildings, b.buildings)
     pd.testing.assert_frame_equal(a.boundaries, b.boundaries)
     assert [(f.osm_type, f.osm_id, f.lon, f.lat, f.tags) for f in a.facilities] == [

@@ -19,22 +19,23 @@ from typing import Any
 import numpy as np
 
 from .osm import (BOUNDARY_TAGS, LAYERS, READER_VERSION, OSMFeatures, OSMLayers, _boundaries_frame,
-                  _buildings_frame, check_osm_path, file_sha256, read_osm)
+                  _buildings_frame, _landuse_frame, check_osm_path, file_sha256, read_osm)
 
 log = logging.getLogger("lifecircle")
 
 __all__ = ["read_layers", "layers_needed"]
 
 
-def layers_needed(*, network: bool, facilities: bool, buildings: bool, boundaries: bool) -> tuple[str, ...]:
+def layers_needed(*, network: bool, facilities: bool, buildings: bool, boundaries: bool,
+                  landuse: bool = False) -> tuple[str, ...]:
     """The layer names for these flags, in :data:`lifecircle.read.osm.LAYERS` order.
 
     >>> layers_needed(network=True, facilities=True, buildings=False, boundaries=True)
     ('network', 'facilities', 'boundaries')
     """
-    want = {"network": network, "facilities": facilities, "buildings": buildings, "landuse": buildings,
+    want = {"network": network, "facilities": facilities, "buildings": buildings, "landuse": landuse,
             "boundaries": boundaries}
-    return tuple(x for x in LAYERS if want[x] and x != "landuse")
+    return tuple(x for x in LAYERS if want[x])
 
 
 def read_layers(path: str | os.PathLike[str], *, layers: tuple[str, ...] = LAYERS, taxonomy=None,
@@ -66,15 +67,14 @@ def read_layers(path: str | os.PathLike[str], *, layers: tuple[str, ...] = LAYER
 
     p = check_osm_path(path)
     tax = taxonomy or load_taxonomy()
-    layers = tuple(x for x in LAYERS if x in layers or (x == "landuse" and "buildings" in layers)
-                   or (x == "buildings" and "landuse" in layers))
+    layers = tuple(x for x in LAYERS if x in layers)
     sha = file_sha256(p)
     found: dict[str, Any] = {}
     if cache:
         try:
             if "network" in layers and _cache.network_cache_path(sha, walk_filter=f"w{WALK_FILTER_VERSION}").is_file():
                 found["network"] = None  # network_from_osm loads it
-            for layer in ("facilities", "buildings", "boundaries"):
+            for layer in _CACHED:
                 if layer in layers:
                     arrays = _cache.load_layer(_cache.layer_cache_path(sha, layer, key=_key(layer, tax)))
                     if arrays is not None:
@@ -82,10 +82,10 @@ def read_layers(path: str | os.PathLike[str], *, layers: tuple[str, ...] = LAYER
         except OSError as exc:  # cache folder not writable: work without it
             log.warning("OSM layer cache unavailable (%s); reading %s", exc, p.name)
             cache, found = False, {}
-    todo = tuple(x for x in layers if x not in found and not (x == "landuse" and "buildings" in found))
+    todo = tuple(x for x in layers if x not in found)
     read = read_osm(p, layers=todo, taxonomy=tax, walkable=is_walkable, sha256=sha) if todo else None
     if read is not None and cache:
-        for layer in ("facilities", "buildings", "boundaries"):
+        for layer in _CACHED:
             value = getattr(read, layer)
             if value is not None:
                 try:
@@ -101,9 +101,12 @@ def read_layers(path: str | os.PathLike[str], *, layers: tuple[str, ...] = LAYER
         return getattr(read, layer) if read is not None else None
 
     return OSMLayers(p, sha, layers, network=pick("network"), facilities=pick("facilities"),
-                     buildings=pick("buildings"), boundaries=pick("boundaries"),
+                     buildings=pick("buildings"), landuse=pick("landuse"), boundaries=pick("boundaries"),
                      facility_keys=tuple(tax.keys), facility_keywords=tuple(tax.keywords),
                      walkable=is_walkable, cached=tuple(found))
+
+
+_CACHED = ("facilities", "buildings", "landuse", "boundaries")  # the network has its own cache
 
 
 def _key(layer: str, tax) -> str:
@@ -157,6 +160,8 @@ def _to_arrays(layer: str, value) -> dict[str, np.ndarray]:
                 **_flat("levels", _strings(value["building:levels"].tolist())),
                 **_flat("landuse", _strings(value["landuse"].tolist())),
                 **_wkb(value.geometry.to_numpy())}
+    if layer == "landuse":
+        return {**_flat("landuse", _strings(value["landuse"].tolist())), **_wkb(value.geometry.to_numpy())}
     out = {"osm_type": np.array(value["osm_type"].tolist(), dtype=str), "osm_id": value["osm_id"].to_numpy()}
     for k in BOUNDARY_TAGS:
         out.update(_flat(k, _strings(value[k].tolist())))
@@ -169,6 +174,8 @@ def _from_arrays(layer: str, a: dict[str, np.ndarray]):
                            lon=a["lon"].astype(float), lat=a["lat"].astype(float),
                            tags=[json.loads(t) for t in a["tags"].tolist()])
     geoms = _unwkb(a)
+    if layer == "landuse":
+        return _landuse_frame(_unstrings(a, "landuse"), geoms)
     if layer == "buildings":
         return _buildings_frame(_unstrings(a, "building"), _unstrings(a, "levels"), _unstrings(a, "landuse"), geoms)
     return _boundaries_frame(a["osm_type"].tolist(), a["osm_id"], {k: _unstrings(a, k) for k in BOUNDARY_TAGS}, geoms)

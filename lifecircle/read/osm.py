@@ -31,6 +31,7 @@ __all__ = [
     "OSMFeatures",
     "OSMLayers",
     "BOUNDARY_TAGS",
+    "URBAN_LANDUSE",
     "read_osm",
     "cache_dir",
     "fetch_extract",
@@ -465,7 +466,11 @@ READER_VERSION = 1
 _MP_TYPES = (("type", "multipolygon"), ("type", "boundary"))
 _AREA_NO = re.compile(rb"(?:^|,)area=no(?:,|$)")
 _NET, _FAC, _BLD, _BND = 1, 2, 4, 8  # layer flags of one tag set
-_AREA_NO_FLAG = 16  # area=no: a closed way that is not an area
+_LND = 16  # urban landuse (URBAN_LANDUSE)
+_AREAS = _FAC | _BLD | _BND | _LND  # the layers made of areas (and lines, points)
+_AREA_NO_FLAG = 32  # area=no: a closed way that is not an area
+#: ``landuse`` values of the landuse layer (built-up land, ``--urban landuse``).
+URBAN_LANDUSE = ("residential", "commercial", "retail", "industrial")
 
 
 @dataclass(frozen=True)
@@ -498,7 +503,8 @@ class OSMLayers:
     ``network`` holds the walkable ways' segments (:class:`WaySegments`); ``facilities`` the objects
     having one of the taxonomy's keys or a name keyword (:class:`OSMFeatures`); ``buildings`` a
     GeoDataFrame of buildings and ``landuse=residential`` areas (columns ``building``,
-    ``building:levels``, ``landuse``; polygons and the odd open way), in file order; ``boundaries``
+    ``building:levels``, ``landuse``; polygons and the odd open way), in file order; ``landuse`` the
+    ``landuse=residential|commercial|retail|industrial`` polygons (:data:`URBAN_LANDUSE`); ``boundaries``
     the ``boundary=administrative`` polygons (``osm_type``, ``osm_id``, ``admin_level``, ``name``,
     ``name:zh``, ``ref``). A layer not read is ``None``. ``sha256`` is the file's checksum.
 
@@ -508,7 +514,7 @@ class OSMLayers:
     >>> osm = read_osm(toy_town_osm(), layers=("buildings", "boundaries"))
     >>> osm.network is None, len(osm.buildings), sorted(osm.boundaries["admin_level"])
     (True, 9, ['6', '8', '8'])
-    >>> len(osm.landuse)
+    >>> len(osm.residential_landuse)
     1
     """
 
@@ -518,6 +524,7 @@ class OSMLayers:
     network: WaySegments | None = None
     facilities: OSMFeatures | None = None
     buildings: object | None = None
+    landuse: object | None = None
     boundaries: object | None = None
     facility_keys: tuple[str, ...] = ()
     facility_keywords: tuple[str, ...] = ()
@@ -525,7 +532,7 @@ class OSMLayers:
     cached: tuple[str, ...] = ()
 
     @property
-    def landuse(self):
+    def residential_landuse(self):
         """The ``landuse=residential`` areas (no ``building`` tag) of the buildings layer."""
         if self.buildings is None:
             return None
@@ -534,8 +541,8 @@ class OSMLayers:
                  & b.geometry.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()]
 
     def has(self, layer: str) -> bool:
-        """Whether ``layer`` was read (``"landuse"`` comes with ``"buildings"``)."""
-        return getattr(self, "buildings" if layer == "landuse" else layer) is not None
+        """Whether ``layer`` was read."""
+        return getattr(self, layer) is not None
 
     def with_layers(self, **layers) -> "OSMLayers":
         """A copy with some layers replaced (e.g. from the cache)."""
@@ -673,7 +680,12 @@ def _decide(raw: bytes, want: int, net_keep, fac_keys, fac_words, fac_has_key) -
             tags = _opl_tags(raw)
         if tags.get("boundary") == "administrative":
             flags |= _BND
-    if flags & (_FAC | _BLD | _BND) and b"area=no" in raw and _AREA_NO.search(raw):
+    if want & _LND and b"landuse=" in raw:
+        if tags is None:
+            tags = _opl_tags(raw)
+        if tags.get("landuse") in URBAN_LANDUSE:
+            flags |= _LND
+    if flags & _AREAS and b"area=no" in raw and _AREA_NO.search(raw):
         flags |= _AREA_NO_FLAG
     if flags and tags is None:
         tags = _opl_tags(raw)
@@ -695,7 +707,7 @@ def read_osm(
     path : path
         .osm.pbf/.osm/.osm.bz2 file.
     layers : tuple of str
-        Any of :data:`LAYERS`; ``"landuse"`` and ``"buildings"`` are one layer (both are read).
+        Any of :data:`LAYERS`.
     taxonomy : Taxonomy
         Its ``keys`` and ``keywords`` pick the facility candidates (needed for ``"facilities"``).
     walkable : callable
@@ -721,11 +733,11 @@ def read_osm(
     unknown = [x for x in layers if x not in LAYERS]
     if unknown:
         raise ValueError(f"unknown OSM layer {unknown[0]!r}; choose from {', '.join(LAYERS)}")
-    layers = tuple(x for x in LAYERS if x in layers or (x == "landuse" and "buildings" in layers)
-                   or (x == "buildings" and "landuse" in layers))
+    layers = tuple(x for x in LAYERS if x in layers)
     sha = sha256 or file_sha256(p)
     want = ((_NET if "network" in layers else 0) | (_FAC if "facilities" in layers else 0)
-            | (_BLD if "buildings" in layers else 0) | (_BND if "boundaries" in layers else 0))
+            | (_BLD if "buildings" in layers else 0) | (_BND if "boundaries" in layers else 0)
+            | (_LND if "landuse" in layers else 0))
     if not want:
         return OSMLayers(p, sha, ())
     if want & _NET and walkable is None:
@@ -745,7 +757,7 @@ def read_osm(
     fac_prefilter = set((*fac_keys_t, *(("name", "name:zh") if fac_words_t else ())))
     fac_key_re = re.compile(rb"(?:^|,)(?:" + b"|".join(re.escape(_opl_escape(k)) for k in sorted(fac_prefilter))
                             + rb")=") if fac_prefilter else re.compile(rb"(?!)")
-    areas_needed = bool(want & (_FAC | _BLD | _BND))
+    areas_needed = bool(want & _AREAS)
 
     # -- the one pass: filters run in libosmium, objects come back as OPL text
     chain = []
@@ -789,7 +801,7 @@ def read_osm(
             rid, raw, mem = line.split(b" ")
             c = code(raw)
             rel_rows.append((int(rid[1:]), c, mem[1:], line))
-            if flag_list[c] & (_FAC | _BLD | _BND):
+            if flag_list[c] & _AREAS:
                 members.update(int(m[1:].split(b"@", 1)[0]) for m in mem[1:].split(b",") if m.startswith(b"w"))
         member_ids = np.fromiter(members, dtype=np.int64, count=len(members))
         node_rows = []
@@ -829,7 +841,7 @@ def read_osm(
                                    counts, starts, missing, node_rows, rel_rows))
     del text
     return OSMLayers(p, sha, layers, network=out.get("network"), facilities=out.get("facilities"),
-                     buildings=out.get("buildings"), boundaries=out.get("boundaries"),
+                     buildings=out.get("buildings"), landuse=out.get("landuse"), boundaries=out.get("boundaries"),
                      facility_keys=fac_keys_t, facility_keywords=fac_words_t,
                      walkable=walkable if want & _NET else None)
 
@@ -934,11 +946,11 @@ def _feature_layers(want, way_id, flags, w_code, tag_list, way_lines, flag_list,
     import shapely
 
     n_ways = way_id.size
-    feat_flags = flags & (_FAC | _BLD | _BND)
+    feat_flags = flags & _AREAS
     # relations: the pass wrote the type=multipolygon|boundary ones, the only ones libosmium assembles
     rels = []  # (relation id, flags, tags without "type", member way ids, OPL line)
     for rid, c, members, line in rel_rows:
-        f, tags = flag_list[c] & (_FAC | _BLD | _BND), tag_list[c]
+        f, tags = flag_list[c] & _AREAS, tag_list[c]
         if f and tags:
             tags = {k: v for k, v in tags.items() if k != "type"}
             if tags:
@@ -1075,6 +1087,9 @@ def _feature_layers(want, way_id, flags, w_code, tag_list, way_lines, flag_list,
         tags = [tag_list[c] for c in w_code[sel].tolist()] + a_tags
         out["buildings"] = _buildings_frame([t.get("building") for t in tags], [t.get("building:levels") for t in tags],
                                             [t.get("landuse") for t in tags], np.concatenate([lgeoms, a_geoms]))
+    if want & _LND:
+        a_types, a_ids, a_tags, a_geoms = areas_for(_LND)
+        out["landuse"] = _landuse_frame([t.get("landuse") for t in a_tags], a_geoms)
     if want & _BND:
         a_types, a_ids, a_tags, a_geoms = areas_for(_BND)
         out["boundaries"] = _boundaries_frame(a_types, a_ids, {k: [t.get(k) for t in a_tags] for k in BOUNDARY_TAGS},
@@ -1094,6 +1109,15 @@ def _buildings_frame(building, levels, landuse, geoms):
     rows = list(zip(building, levels, landuse, list(geoms)))
     return gpd.GeoDataFrame(pd.DataFrame(rows, columns=["building", "building:levels", "landuse", "geometry"]),
                             geometry="geometry", crs=4326)
+
+
+def _landuse_frame(landuse, geoms):
+    """The landuse layer: ``landuse`` and the polygon (WGS84)."""
+    import geopandas as gpd
+    import pandas as pd
+
+    return gpd.GeoDataFrame({"landuse": pd.Series(list(landuse), dtype=object)},
+                            geometry=gpd.GeoSeries(list(geoms), crs=4326), crs=4326)
 
 
 def _boundaries_frame(osm_type, osm_id, tags: dict[str, list], geoms):
