@@ -8,6 +8,9 @@ bytes; :func:`arrays_sha256`), checked on every load: a file that is unreadable,
 altered (even with its structure intact) is logged as a warning, deleted and ignored, and the OSM
 file is parsed again. :func:`save_arrays` and :func:`load_arrays` do this for any dict of arrays. Files live in ``lifecircle.read.osm.cache_dir() / "networks"``; deleting that folder
 is always safe.
+The other OSM layers (facilities, buildings, landuse, boundaries) are kept the same way, checksum
+included, in ``cache_dir() / "layers"`` (:func:`save_layer`, :func:`load_layer`; see
+:mod:`lifecircle.read.layers`).
 """
 
 from __future__ import annotations
