@@ -258,3 +258,22 @@ def test_cached_layers_equal_the_read_ones(tmp_path, monkeypatch):
     assert [(f.osm_type, f.osm_id, f.lon, f.lat, f.tags) for f in a.facilities] == [
         (f.osm_type, f.osm_id, f.lon, f.lat, f.tags) for f in b.facilities]
     assert network_from_osm(a).n_edges == network_from_osm(helsinki_osm(), cache=False).n_edges
+
+
+def test_an_altered_layer_cache_is_not_used(passes, caplog):
+    """A layer file whose arrays were changed (structure intact) fails its checksum and is read again."""
+    import numpy as np_
+
+    from lifecircle.read import cache
+
+    first = analyze(toy_town_osm(), admin_level=8)
+    f = next(p for p in cache.layer_cache_dir().glob("*-boundaries-*.npz"))
+    with np_.load(f) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["osm_id"] = arrays["osm_id"] + 1  # a quiet change, the old checksum kept
+    with open(f, "wb") as fh:
+        np_.savez(fh, **arrays)
+    with caplog.at_level(logging.WARNING, logger="lifecircle"):
+        again = analyze(toy_town_osm(), admin_level=8)
+    assert len(passes) == 2 and "sha256" in caplog.text
+    assert again.units["osm_id"].tolist() == first.units["osm_id"].tolist()

@@ -203,7 +203,7 @@ def clear_network_cache() -> int:
 # the other OSM layers (facilities, buildings, boundaries; lifecircle.read.layers)
 
 #: Version of the layer files' layout; part of every key.
-LAYER_CACHE_FORMAT = 1
+LAYER_CACHE_FORMAT = 2  # 2: with the arrays' sha256 (save_arrays)
 
 
 def layer_cache_dir() -> Path:
@@ -219,13 +219,13 @@ def layer_cache_path(sha256: str, layer: str, *, key: str) -> Path:
     """Cache file of one OSM layer of the file with this SHA-256; ``key`` names the reader version and options.
 
     >>> layer_cache_path("ab" * 32, "buildings", key="r1").name
-    'abababababababababababababababababababababababababababababababab-buildings-r1-l1.npz'
+    'abababababababababababababababababababababababababababababababab-buildings-r1-l2.npz'
     """
     return layer_cache_dir() / f"{sha256}-{layer}-{key}-l{LAYER_CACHE_FORMAT}.npz"
 
 
 def save_layer(arrays: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write one layer's plain arrays (no pickles) to ``path`` (temp name, then rename).
+    """Write one layer's plain arrays (no pickles) and their checksum to ``path`` (:func:`save_arrays`).
 
     >>> import tempfile
     >>> f = Path(tempfile.mkdtemp()) / "layer.npz"
@@ -233,30 +233,21 @@ def save_layer(arrays: dict[str, Any], path: str | os.PathLike[str]) -> None:
     >>> load_layer(f)["osm_id"].tolist()
     [3, 4]
     """
-    from .files import atomic_path
-
-    plain = {name: np.asarray(a) for name, a in arrays.items()}
-    if any(a.dtype.hasobject for a in plain.values()):
-        raise TypeError("a layer array holds Python objects; cache only plain arrays")
-    plain["layer_format"] = np.asarray(LAYER_CACHE_FORMAT)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **plain)
+    save_arrays(path, {**arrays, "layer_format": np.asarray(LAYER_CACHE_FORMAT)})
 
 
 def load_layer(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | None:
     """The arrays written by :func:`save_layer`; ``None`` when there is no such file, or (logged, and the
-    file deleted) when it cannot be read."""
+    file deleted) when it cannot be read or does not match its checksum."""
     p = Path(path)
     if not p.is_file():
         return None
     try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
+        arrays = load_arrays(p)
         if int(arrays.pop("layer_format", -1)) != LAYER_CACHE_FORMAT:
             raise ValueError("another layer cache format")
-    except Exception as exc:  # zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError
-        log.warning("ignoring the unreadable OSM layer cache file %s (%s: %s); reading the OSM file again",
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, KeyError, ValueError (checksum), OSError
+        log.warning("ignoring the unreadable OSM layer cache file %s (%s: %s); deleted, reading the OSM file again",
                     p, type(exc).__name__, str(exc)[:100])
         try:
             p.unlink()
