@@ -151,7 +151,7 @@ def table(rows: list[dict], repeat: int, started: str) -> str:
            "Python and counted (pyosmium reads the file twice for areas); **raw pyosmium, collecting** = the same "
            "loop keeping each object's tags and coordinates (areas as WKB); **before** = the separate readers "
            "lifecircle used (`read_way_segments`, then `iter_features` for facilities, buildings and boundaries: "
-           "7 decodes of the file); **after** = `read_osm`, all four layers from one decode. Every layer of "
+           "up to 10 decodes of the file: one for the network, three for each `iter_features`); **after** = `read_osm`, all four layers from one decode. Every layer of "
            "*after* equals *before* (tests/test_osm_layers.py).", "",
            "| file | MB | nodes | ways | relations | raw osmium (s) | raw pyosmium, counting / collecting (s) "
            "| before: separate passes (s) | after: read_osm (s) | after ÷ raw pyosmium counting / collecting "
