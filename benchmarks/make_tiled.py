@@ -333,6 +333,62 @@ def augment_osm(path: str | Path, *, name: str, out_dir: str | Path | None = Non
     return result
 
 
+# ----------------------------------------------------------------------------------------------
+# any OSM file tiled N×N, every object copied (buildings, landuse, relations: for the reader benchmark)
+
+def tile_osm(path: str | Path, tiles: int, *, name: str, out_dir: str | Path | None = None,
+             gap_m: float = 40.0, force: bool = False) -> Path:
+    """Copy every node, way and relation of an OSM file into a ``tiles``×``tiles`` grid, one .osm.pbf.
+
+    Unlike :func:`make_tiled` (streets only), the copy keeps everything: buildings, landuse,
+    multipolygon and boundary relations, POIs. Each tile shifts the coordinates by the file's extent
+    plus ``gap_m`` and offsets every id (members of relations included), so the file stays sorted
+    (all nodes, then all ways, then all relations, ids ascending). Used by ``osm_read.py``.
+    """
+    import osmium
+    from osmium.osm.mutable import Node, Relation, Way
+
+    from lifecircle.read.files import atomic_path
+
+    src = Path(path)
+    out = Path(out_dir) if out_dir else bench_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    pbf = out / f"{name}_tiled_{tiles}x{tiles}_v{GENERATOR_VERSION}.osm.pbf"
+    if pbf.exists() and not force:
+        return pbf
+    nodes, ways, rels = [], [], []
+    for o in osmium.FileProcessor(str(src)):
+        if o.is_node():
+            if o.location.valid():
+                nodes.append((o.id, o.location.lon, o.location.lat, dict(o.tags)))
+        elif o.is_way():
+            ways.append((o.id, [n.ref for n in o.nodes], dict(o.tags)))
+        else:
+            rels.append((o.id, [(m.type, m.ref, m.role) for m in o.members], dict(o.tags)))
+    lon = np.array([n[1] for n in nodes])
+    lat = np.array([n[2] for n in nodes])
+    kx, ky = _metric(float(lon.mean()), float(lat.mean()))
+    dlon = float(lon.max() - lon.min()) + gap_m / kx
+    dlat = float(lat.max() - lat.min()) + gap_m / ky
+    stride = 10 ** len(str(max(max(n[0] for n in nodes), max(w[0] for w in ways),
+                               max((r[0] for r in rels), default=0)) + 1))
+    with atomic_path(pbf) as tmp:
+        with osmium.SimpleWriter(str(tmp)) as w:
+            for t in range(tiles * tiles):
+                i, j = divmod(t, tiles)
+                for nid, x, y, tags in nodes:
+                    w.add_node(Node(id=nid + t * stride, location=(x + i * dlon, y + j * dlat), tags=tags))
+            for t in range(tiles * tiles):
+                for wid, refs, tags in ways:
+                    w.add_way(Way(id=wid + t * stride, nodes=[r + t * stride for r in refs], tags=tags))
+            for t in range(tiles * tiles):
+                for rid, members, tags in rels:
+                    w.add_relation(Relation(id=rid + t * stride, tags=tags,
+                                            members=[(k, ref + t * stride, role) for k, ref, role in members]))
+    log.info("wrote %s (%d tiles of %s)", pbf.name, tiles * tiles, src.name)
+    return pbf
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tiles", type=int, nargs="+", help="tiles per side (23 ≈ 1,000,000 walkable nodes)")

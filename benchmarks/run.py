@@ -426,6 +426,17 @@ def update_readme(entries: list[dict], info: dict, readme: Path, started: str) -
 
 # ---------------------------------------------------------------------------------------------
 
+def _keep_sections(text: str, path: Path) -> str:
+    """The new report with the sections other scripts keep in RESULTS.md (``osm_read.py``) carried over."""
+    import osm_read
+
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if osm_read.START not in old or osm_read.END not in old:
+        return text
+    section = osm_read.START + old.partition(osm_read.START)[2].partition(osm_read.END)[0] + osm_read.END
+    return osm_read.splice(text, section)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -449,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(args.from_json.read_text())
         info, entries = saved["machine"], saved["entries"]
         started, argv = saved.get("started", "?"), saved.get("argv", argv)
-        args.results.write_text(report(entries, info, argv, started), encoding="utf-8")
+        args.results.write_text(_keep_sections(report(entries, info, argv, started), args.results), encoding="utf-8")
         print(f"wrote {args.results}")
         if args.update_readme and not update_readme(entries, info, args.readme, started):
             print(f"{args.readme} has no {README_START} … {README_END} markers; README not changed", file=sys.stderr)
@@ -512,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    text = report(entries, info, argv, started)
+    text = _keep_sections(report(entries, info, argv, started), args.results)
     args.results.write_text(text, encoding="utf-8")
     print(f"\nwrote {args.results}")
     if args.json:

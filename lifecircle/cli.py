@@ -160,7 +160,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with an [analysis] table of the parameters above.")
 @click.option("--taxonomy", type=click.Path(path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
-@click.option("--no-cache", is_flag=True, help="Parse the OSM file even if its walking network is cached.")
+@click.option("--no-cache", is_flag=True, help="Read the OSM file even if its network and layers are cached.")
 @click.option("--isochrones/--no-isochrones", default=None, help="Write isochrones.gpkg (service areas per category and threshold) [default: yes up to 250,000 network nodes; above, they take minutes and GBs].")
 @click.option("--facility-isochrones", is_flag=True, help="Also write facility_isochrones.gpkg: every facility's own service areas.")
 @click.option("--sites", "plan_sites", is_flag=True, help="Also plan new sites: how many each category (and unit) needs to reach the target, and where (as `lifecircle gaps`).")
@@ -673,14 +673,16 @@ def batch(ctx, plan, workers, scheduler, out_dir, dashboard, allow_outside_plan_
 @cli.command("cache")
 @click.argument("action", type=click.Choice(["info", "clear"]))
 def cache_command(action):
-    """Show or clear the cache of parsed walking networks (safe to delete at any time)."""
-    from .read.cache import clear_network_cache, network_cache_dir
+    """Show or clear the cache of parsed walking networks and OSM layers (safe to delete at any time)."""
+    from .read.cache import clear_layer_cache, clear_network_cache, layer_cache_dir, network_cache_dir
 
     if action == "clear":
         click.echo(f"removed {clear_network_cache()} cached networks from {network_cache_dir()}")
+        click.echo(f"removed {clear_layer_cache()} cached OSM layers from {layer_cache_dir()}")
     else:
-        files = sorted(network_cache_dir().glob("*.npz"))
-        click.echo(f"{network_cache_dir()}: {len(files)} networks, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB")
+        for d, what in ((network_cache_dir(), "networks"), (layer_cache_dir(), "OSM layers")):
+            files = sorted(d.glob("*.npz"))
+            click.echo(f"{d}: {len(files)} {what}, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB")
 
 
 #: Where to report bugs (printed with every internal error).

@@ -412,11 +412,12 @@ def _check_inputs(net, inputs: "Inputs", rec: "_Log") -> dict[str, Any]:
     return checks
 
 
-def _input_record(path: str | os.PathLike[str] | None, **extra: Any) -> dict[str, Any] | None:
+def _input_record(path: str | os.PathLike[str] | None, *, sha256: str | None = None, **extra: Any
+                  ) -> dict[str, Any] | None:
     if path is None:
         return None
     p = Path(path)
-    return {"path": str(p.resolve()), "sha256": file_sha256(p), "bytes": p.stat().st_size, **extra}
+    return {"path": str(p.resolve()), "sha256": sha256 or file_sha256(p), "bytes": p.stat().st_size, **extra}
 
 
 # --------------------------------------------------------------------------------------------
@@ -698,13 +699,15 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
     rec = _Log()
 
     say("reading the walking network")
-    net = _read_network(inputs.network, rec)
+    osm = _read_osm_layers(inputs, tax)  # one pass over the OSM file for every step below
+    net = _read_network(inputs.network, rec, osm)
     say("finding facilities")
-    fac = _read_facilities(inputs.facilities, inputs.network, tax, cfg, rec)
+    fac = _read_facilities(inputs.facilities, inputs.network, tax, cfg, rec, osm)
     standard, fac, decisions = _apply_standard(fac, cfg, net, rec)
-    unit_layer = _read_units(inputs.units, inputs.network, rec)
+    unit_layer = _read_units(inputs.units, inputs.network, rec, osm)
     say("reading residents")
-    res, census_methods = _read_residents(inputs.population, inputs.census, inputs.network, net, unit_layer, rec)
+    res, census_methods = _read_residents(inputs.population, inputs.census, inputs.network, net, unit_layer, rec,
+                                          osm)
     unit_layer = res.attrs.get("clipped_units", unit_layer)  # --clip-units-to-network: the parts inside
 
     _check_swapped_inputs(net, rec)
@@ -714,7 +717,7 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
 
     say("coverage")
     cov = _coverage(residents, cfg, by_unit=unit_layer is not None)
-    urban_rural = _urban_rural(inputs.urban, inputs.network, unit_layer, residents, cfg, rec)
+    urban_rural = _urban_rural(inputs.urban, inputs.network, unit_layer, residents, cfg, rec, osm)
     tiers = _tier_coverage(standard, wt, facilities_out, residents, cfg) if standard.tiered else None
     service = _service_population(standard, wt, facilities_out, residents, unit_layer, cfg, rec)
     say("supply–demand and equity")
@@ -741,27 +744,51 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
 # the read steps
 
 
-def _read_network(src: NetworkInput, rec: _Log) -> WalkNetwork:
+def _read_osm_layers(inputs: Inputs, tax: Taxonomy):
+    """The OSM file's layers that the run needs, in one pass (or from the cache); ``None`` without a file.
+
+    The network unless one is given; facilities unless the list replaces them; buildings for the
+    estimate or a census; boundaries for ``admin_level`` units.
+    """
+    if inputs.network.osm is None:
+        return None
+    from .read.layers import layers_needed, read_layers
+
+    needed = layers_needed(
+        network=inputs.network.network is None,
+        facilities=not (inputs.facilities.replace_osm and inputs.facilities.source is not None),
+        buildings=inputs.census.source is not None or inputs.population.source is None,
+        boundaries=inputs.units.source is None and inputs.units.admin_level is not None,
+        landuse=isinstance(inputs.urban.source, str) and inputs.urban.source == "landuse",
+    )
+    if not needed:
+        return None
+    log.info("reading %s from %s", ", ".join(needed), Path(inputs.network.osm).name)
+    return read_layers(inputs.network.osm, layers=needed, taxonomy=tax, cache=inputs.network.cache)
+
+
+def _read_network(src: NetworkInput, rec: _Log, osm=None) -> WalkNetwork:
     if src.network is not None:
         net = src.network
     elif src.osm is not None:
-        net = network_from_osm(src.osm, cache=src.cache)
+        net = network_from_osm(osm if osm is not None else src.osm, cache=src.cache)
     elif src.place is not None:
         net = network_from_place(src.place)
     else:
         raise InputDataError("no street network: give an OSM file (--osm FILE), a place (--place NAME) or --example")
     if src.osm is not None:
-        rec.inputs["osm"] = _input_record(src.osm)
+        rec.inputs["osm"] = _input_record(src.osm, sha256=osm.sha256 if osm is not None else None)
     if src.place is not None:
         rec.inputs["place"] = {"name": src.place, "source": "Overpass API via OSMnx"}
     return net
 
 
-def _read_facilities(src: FacilityInput, where: NetworkInput, tax: Taxonomy, cfg: AnalysisConfig, rec: _Log):
+def _read_facilities(src: FacilityInput, where: NetworkInput, tax: Taxonomy, cfg: AnalysisConfig, rec: _Log,
+                     osm=None):
     layers = []
     with_osm = not (src.replace_osm and src.source is not None)
     if where.osm is not None and with_osm:
-        layers.append(facilities_from_osm(where.osm, taxonomy=tax))
+        layers.append(facilities_from_osm(osm if osm is not None else where.osm, taxonomy=tax))
     elif where.place is not None and with_osm:
         from .read.facilities import facilities_from_place
 
@@ -806,7 +833,7 @@ def _merge_duplicates(layers, cfg: AnalysisConfig, rec: _Log):
     return fac
 
 
-def _read_units(src: UnitInput, where: NetworkInput, rec: _Log):
+def _read_units(src: UnitInput, where: NetworkInput, rec: _Log, osm=None):
     if src.source is not None and src.admin_level is not None:
         raise InputDataError("give either units (--units FILE) or admin_level (--admin-level), not both")
     if src.source is not None:
@@ -821,7 +848,7 @@ def _read_units(src: UnitInput, where: NetworkInput, rec: _Log):
     if src.admin_level is None:
         return None
     if where.osm is not None:
-        layer = units_from_osm(where.osm, admin_level=src.admin_level)
+        layer = units_from_osm(osm if osm is not None else where.osm, admin_level=src.admin_level)
     elif where.place is not None:
         layer = units_from_place(where.place, admin_level=src.admin_level)
     else:
@@ -832,7 +859,7 @@ def _read_units(src: UnitInput, where: NetworkInput, rec: _Log):
 
 
 def _read_residents(src: PopulationInput, census: CensusInput, where: NetworkInput, net: WalkNetwork,
-                    unit_layer, rec: _Log):
+                    unit_layer, rec: _Log, osm=None):
     """Residents and, with a census, the per-unit spreading methods (else ``None``)."""
     density = {"m2_per_person": src.m2_per_person} if src.m2_per_person is not None else {}
     if src.group_columns and (census.source is not None or src.source is None):
@@ -848,13 +875,13 @@ def _read_residents(src: PopulationInput, census: CensusInput, where: NetworkInp
             rec.inputs["census"] = _input_record(table, join=census.join, population_column=census.population_column,
                                                  clip_to_network=census.clip_to_network)
             table = read_census(table, population_column=census.population_column)
-        res = residents_from_census(unit_layer, table, on=census.join, osm=where.osm, network=net,
-                                    clip_to_network=census.clip_to_network, **density)
+        res = residents_from_census(unit_layer, table, on=census.join, osm=osm if osm is not None else where.osm,
+                                    network=net, clip_to_network=census.clip_to_network, **density)
         return res, res.attrs["census_methods"]
     if src.source is None:
         if where.osm is None:
             raise InputDataError("no population: give --population FILE (points, polygons or a GeoTIFF)")
-        res = residents_from_buildings(where.osm, **density)
+        res = residents_from_buildings(osm if osm is not None else where.osm, **density)
         rec.warnings.append("population is ESTIMATED from OSM residential buildings (footprint × levels ÷ "
                             f"{res.attrs.get('m2_per_person')} m² per person); give --population for real counts")
         return res, None
@@ -1016,7 +1043,7 @@ def _components(net, res, wt: WalkingTimes, cfg: AnalysisConfig, rec: _Log) -> d
 
 
 def _urban_rural(src: UrbanInput, where: NetworkInput, unit_layer, residents, cfg: AnalysisConfig,
-                 rec: _Log) -> pd.DataFrame | None:
+                 rec: _Log, osm=None) -> pd.DataFrame | None:
     """Flag urban residents (``residents["urban"]``) and measure urban and rural coverage side by side."""
     from .read import urban as _urban
 
@@ -1046,7 +1073,7 @@ def _urban_rural(src: UrbanInput, where: NetworkInput, unit_layer, residents, cf
     elif isinstance(src.source, str) and src.source == "landuse":
         if where.osm is None:
             raise InputDataError("--urban landuse needs an OSM file (--osm) to read the landuse from")
-        built = _urban.built_up_from_osm(where.osm)
+        built = _urban.built_up_from_osm(osm if osm is not None else where.osm)
         if built.empty:
             raise InputDataError("--urban landuse: the OSM file has no residential/commercial/retail/industrial "
                                  "landuse; give an urban-area layer (--urban FILE)")

@@ -8,6 +8,9 @@ bytes; :func:`arrays_sha256`), checked on every load: a file that is unreadable,
 altered (even with its structure intact) is logged as a warning, deleted and ignored, and the OSM
 file is parsed again. :func:`save_arrays` and :func:`load_arrays` do this for any dict of arrays. Files live in ``lifecircle.read.osm.cache_dir() / "networks"``; deleting that folder
 is always safe.
+The other OSM layers (facilities, buildings, landuse, boundaries) are kept the same way, checksum
+included, in ``cache_dir() / "layers"`` (:func:`save_layer`, :func:`load_layer`; see
+:mod:`lifecircle.read.layers`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import numpy as np
 log = logging.getLogger("lifecircle")
 
 __all__ = ["CACHE_FORMAT", "network_cache_dir", "network_cache_path", "save_network", "load_network",
-           "clear_network_cache", "arrays_sha256", "save_arrays", "load_arrays"]
+           "clear_network_cache", "arrays_sha256", "save_arrays", "load_arrays", "LAYER_CACHE_FORMAT",
+           "layer_cache_dir", "layer_cache_path", "save_layer", "load_layer", "clear_layer_cache"]
 
 #: Version of the file layout below; part of every key. 2: the arrays' sha256 inside the file.
 CACHE_FORMAT = 2
@@ -190,6 +194,73 @@ def clear_network_cache() -> int:
     """Delete every cached network; return how many files were removed."""
     n = 0
     for f in network_cache_dir().glob("*.npz"):
+        f.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# the other OSM layers (facilities, buildings, boundaries; lifecircle.read.layers)
+
+#: Version of the layer files' layout; part of every key.
+LAYER_CACHE_FORMAT = 2  # 2: with the arrays' sha256 (save_arrays)
+
+
+def layer_cache_dir() -> Path:
+    """Folder holding cached OSM layers (created on first use)."""
+    from .osm import cache_dir
+
+    d = cache_dir() / "layers"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def layer_cache_path(sha256: str, layer: str, *, key: str) -> Path:
+    """Cache file of one OSM layer of the file with this SHA-256; ``key`` names the reader version and options.
+
+    >>> layer_cache_path("ab" * 32, "buildings", key="r1").name
+    'abababababababababababababababababababababababababababababababab-buildings-r1-l2.npz'
+    """
+    return layer_cache_dir() / f"{sha256}-{layer}-{key}-l{LAYER_CACHE_FORMAT}.npz"
+
+
+def save_layer(arrays: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write one layer's plain arrays (no pickles) and their checksum to ``path`` (:func:`save_arrays`).
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "layer.npz"
+    >>> save_layer({"osm_id": np.array([3, 4])}, f)
+    >>> load_layer(f)["osm_id"].tolist()
+    [3, 4]
+    """
+    save_arrays(path, {**arrays, "layer_format": np.asarray(LAYER_CACHE_FORMAT)})
+
+
+def load_layer(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | None:
+    """The arrays written by :func:`save_layer`; ``None`` when there is no such file, or (logged, and the
+    file deleted) when it cannot be read or does not match its checksum."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        arrays = load_arrays(p)
+        if int(arrays.pop("layer_format", -1)) != LAYER_CACHE_FORMAT:
+            raise ValueError("another layer cache format")
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, KeyError, ValueError (checksum), OSError
+        log.warning("ignoring the unreadable OSM layer cache file %s (%s: %s); deleted, reading the OSM file again",
+                    p, type(exc).__name__, str(exc)[:100])
+        try:
+            p.unlink()
+        except OSError:
+            pass
+        return None
+    return arrays
+
+
+def clear_layer_cache() -> int:
+    """Delete every cached OSM layer; return how many files were removed."""
+    n = 0
+    for f in layer_cache_dir().glob("*.npz"):
         f.unlink(missing_ok=True)
         n += 1
     return n

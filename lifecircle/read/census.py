@@ -300,20 +300,20 @@ def _read_osm_homes(path, *, m2_per_person: float, crs):
     """
     import shapely
 
-    from .population import read_building_polygons, residents_from_building_polygons
+    from .population import _osm_name, read_building_polygons, residents_from_building_polygons
 
     gdf = read_building_polygons(path)
     polys = gdf[gdf.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
     land = polys.geometry[(polys["landuse"] == "residential").to_numpy() & polys["building"].isna().to_numpy()]
     try:
-        homes = residents_from_building_polygons(polys, m2_per_person=m2_per_person, label=Path(path).name)
+        homes = residents_from_building_polygons(polys, m2_per_person=m2_per_person, label=_osm_name(path))
         hx, hy = _xy(homes.geometry.to_crs(crs))
         area = homes["floor_area_m2"].to_numpy(dtype=float)
     except EmptyResultError:
         hx, hy, area = np.empty(0), np.empty(0), np.empty(0)
     land_m = shapely.make_valid(land.to_crs(crs).to_numpy()) if len(land) else np.empty(0, dtype=object)
     log.info("census: %s has %d residential buildings and %d residential landuse areas",
-             Path(path).name, area.size, len(land_m))
+             _osm_name(path), area.size, len(land_m))
     return hx, hy, area, land_m
 
 
@@ -340,7 +340,7 @@ def residents_from_census(
     census: pd.DataFrame | str | os.PathLike[str],
     *,
     on: str = "auto",
-    osm: str | os.PathLike[str] | None = None,
+    osm=None,
     network=None,
     m2_per_person: float = 36.5,
     cell_m: float = 100.0,
@@ -389,8 +389,9 @@ def residents_from_census(
         :func:`read_census` output, or a file for it.
     on : {"auto", "code", "name"}
         How to join units to census rows (:func:`match_units`).
-    osm : path, optional
-        OSM file with buildings / landuse (read once).
+    osm : path or OSMLayers, optional
+        OSM file with buildings / landuse (read once), or its
+        :class:`~lifecircle.read.osm.OSMLayers` with the buildings layer (not read again).
     network : WalkNetwork, optional
         Walking network for the ``"streets"`` method.
     m2_per_person : float

@@ -167,12 +167,14 @@ def _empty_facilities():
 
 
 def facilities_from_osm(
-    path: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None
+    path, *, taxonomy: Taxonomy | None = None
 ):
     """Classify the facilities of an OSM file (nodes, ways and relations) into the categories.
 
     Areas (closed ways, multipolygons) become a point inside them. The result has columns
     ``category``, ``subcategory``, ``name``, ``source`` (``"osm"``), ``osm_type``, ``osm_id``.
+    ``path`` is the OSM file or its :class:`~lifecircle.read.osm.OSMLayers` (with the facilities layer
+    read for the same taxonomy keys and keywords).
 
     Examples
     --------
@@ -183,7 +185,7 @@ def facilities_from_osm(
     """
     import geopandas as gpd
 
-    from .osm import iter_features
+    from .osm import OSMLayers, read_osm
 
     tax = taxonomy or load_taxonomy()
     keys = set(tax.keys)
@@ -195,14 +197,21 @@ def facilities_from_osm(
         name = tags.get("name") or tags.get("name:zh")
         return bool(name) and keyword_re is not None and keyword_re.search(name) is not None
 
+    # the reader picks the objects with a taxonomy key or a name keyword; keep() decides exactly
+    layers = path if isinstance(path, OSMLayers) else None
+    if layers is None or layers.facilities is None or not (
+            set(tax.keys) <= set(layers.facility_keys) and set(tax.keywords) <= set(layers.facility_keywords)):
+        layers = read_osm(layers.path if layers is not None else path, layers=("facilities",), taxonomy=tax)
+    feats = layers.facilities
     rows = []
-    # libosmium pre-filters on the tag keys and the name keywords; keep() decides exactly
-    for f in iter_features(path, keep, keys=tax.keys, name_keywords=tax.keywords):
-        hit = tax.classify(f.tags)
+    for t, i, x, y, tags in zip(feats.osm_type.tolist(), feats.osm_id.tolist(), feats.lon.tolist(),
+                                feats.lat.tolist(), feats.tags):
+        if not keep(tags):
+            continue
+        hit = tax.classify(tags)
         if hit is None:
             continue
-        rows.append((hit[0], hit[1], f.tags.get("name"), "osm", f.osm_type, f.osm_id, f.lon, f.lat,
-                     *(f.tags.get(k) for k in ATTRIBUTE_TAGS)))
+        rows.append((hit[0], hit[1], tags.get("name"), "osm", t, i, x, y, *(tags.get(k) for k in ATTRIBUTE_TAGS)))
     if not rows:
         return _empty_facilities()
     df = pd.DataFrame(rows, columns=["category", "subcategory", "name", "source", "osm_type", "osm_id", "lon", "lat",

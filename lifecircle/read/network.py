@@ -335,13 +335,14 @@ class WalkNetwork:
         }
 
 
-def network_from_osm(path: str | os.PathLike[str], *, walkable=is_walkable, cache: bool = True) -> WalkNetwork:
+def network_from_osm(path, *, walkable=is_walkable, cache: bool = True) -> WalkNetwork:
     """Read the walking network from a local OSM file (.osm.pbf, .osm, .osm.bz2).
 
     Parameters
     ----------
-    path : path
-        The OSM file.
+    path : path or OSMLayers
+        The OSM file, or its layers read by :func:`lifecircle.read.layers.read_layers` (the network
+        layer, or nothing when the network is cached; the file is not read again).
     walkable : callable
         ``walkable(tags) -> bool`` deciding which ``highway`` ways are kept; default
         :func:`is_walkable`.
@@ -356,11 +357,12 @@ def network_from_osm(path: str | os.PathLike[str], *, walkable=is_walkable, cach
     >>> net.n_edges > 0 and net.crs.to_epsg() == 32651
     True
     """
-    from .osm import check_osm_path
+    from .osm import OSMLayers, check_osm_path
 
-    p = Path(path)
+    layers = path if isinstance(path, OSMLayers) else None
+    p = layers.path if layers is not None else Path(path)
     check_osm_path(p)
-    sha = file_sha256(p)
+    sha = layers.sha256 if layers is not None else file_sha256(p)
     source = {"osm_file": str(p), "osm_sha256": sha}
     cache_file = None
     if cache and walkable is is_walkable:
@@ -376,7 +378,10 @@ def network_from_osm(path: str | os.PathLike[str], *, walkable=is_walkable, cach
         if net is not None:
             log.info("walking network of %s from the cache (%d nodes, %d edges)", p.name, net.n_nodes, net.n_edges)
             return net
-    segs = read_way_segments(p, walkable)
+    if layers is not None and layers.network is not None and layers.walkable is walkable:
+        segs = layers.network
+    else:
+        segs = read_way_segments(p, walkable)
     if segs.ways_missing_nodes:
         log.info("%d ways reference nodes outside the extract; their outside parts are dropped",
                  segs.ways_missing_nodes)

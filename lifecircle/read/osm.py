@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -25,6 +26,13 @@ __all__ = [
     "read_way_segments",
     "OSMFeature",
     "iter_features",
+    "LAYERS",
+    "READER_VERSION",
+    "OSMFeatures",
+    "OSMLayers",
+    "BOUNDARY_TAGS",
+    "URBAN_LANDUSE",
+    "read_osm",
     "cache_dir",
     "fetch_extract",
     "OSM_CREDIT",
@@ -131,9 +139,9 @@ def _scratch_dir() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
-def _opl_blocks(path: Path, filters: list, *, entities=None, locations: bool = False, block_bytes: int = 1 << 24
-                ) -> Iterator[bytes]:
-    """Run ``filters`` over the file in libosmium; yield the surviving objects as OPL text, whole lines per block.
+@contextlib.contextmanager
+def _opl_dump(path: Path, filters: list, *, entities=None, locations: bool = False) -> Iterator[str]:
+    """Run ``filters`` over the file in libosmium and write what passes as OPL to a scratch file (its path).
 
     Objects keep file order (nodes, ways, relations). With ``locations`` every way node carries its
     coordinates (``n12x121.4y31.2``; ``n12xy`` when the node is not in the file).
@@ -147,7 +155,7 @@ def _opl_blocks(path: Path, filters: list, *, entities=None, locations: bool = F
         fmt = "opl,add_metadata=false" + (",locations_on_ways=true" if locations else "")
         writer = osmium.SimpleWriter(osmium.io.File(tmp, fmt))
         try:
-            fp = osmium.FileProcessor(str(path), entities if entities is not None else osmium.osm.ALL)
+            fp = _open_osm(path, entities)
             if locations:
                 fp = fp.with_locations()
             for f in filters:
@@ -158,6 +166,16 @@ def _opl_blocks(path: Path, filters: list, *, entities=None, locations: bool = F
                 pass
         finally:
             writer.close()
+        yield tmp
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _opl_blocks(path: Path, filters: list, *, entities=None, locations: bool = False, block_bytes: int = 1 << 24
+                ) -> Iterator[bytes]:
+    """:func:`_opl_dump`'s text, whole lines per block."""
+    with _opl_dump(path, filters, entities=entities, locations=locations) as tmp:
         with open(tmp, "rb") as fh:
             rest = b""
             while True:
@@ -171,9 +189,6 @@ def _opl_blocks(path: Path, filters: list, *, entities=None, locations: bool = F
                     yield block[:cut]
             if rest:
                 yield rest + b"\n"
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 _OPL_WAY = re.compile(rb"^w-?\d+ T(\S*) N(\S*)$", re.MULTILINE)
@@ -394,7 +409,7 @@ def iter_features(
         ways_filter.enable_for(osmium.osm.WAY)
         areas_filter = osmium.filter.IdFilter([_area_id(w, 0) for w in way_tags] + [_area_id(r, 1) for r in rel_tags])
         areas_filter.enable_for(osmium.osm.AREA)
-        fp = (osmium.FileProcessor(str(p)).with_locations().with_areas()
+        fp = (_open_osm(p).with_locations().with_areas()
               .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY | osmium.osm.AREA))
               .with_filter(ways_filter).with_filter(areas_filter))
         for o in fp:
@@ -425,6 +440,703 @@ def iter_features(
                                  wkb=shapely.to_wkb(geom) if with_geometry else None)
     except RuntimeError as exc:
         raise _corrupt(p, exc) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# One pass for every layer a run needs (read_osm). libosmium decodes the file ONCE, with node
+# locations: it writes the facility-candidate nodes, every way (with its node coordinates inlined)
+# and the multipolygon/boundary relations as OPL text. Python then cuts that text into layers with
+# regular expressions and numpy. Areas:
+#
+# * a closed way (not a member of a multipolygon/boundary relation) becomes the polygon libosmium's
+#   assembler would make: consecutive repeated locations dropped, the ring starting at its lowest
+#   (lon, lat) vertex, counter-clockwise, as a one-part MultiPolygon — built for all ways at once;
+# * relations, and the rare closed ways whose ring is not a simple polygon (self-touching, spikes,
+#   missing nodes), go to libosmium's own assembler, fed from memory with the member ways' OPL lines
+#   (which already carry their coordinates), so the file is not read a second time.
+#
+# pyosmium's area handler (``FileProcessor.with_areas``) instead decodes the file twice (relations
+# first) and hands every area to Python as an object.
+
+#: Layers :func:`read_osm` can read.
+LAYERS = ("network", "facilities", "buildings", "landuse", "boundaries")
+#: Version of the OSM layer reader; cached layers of another version are not reused.
+READER_VERSION = 1
+
+_MP_TYPES = (("type", "multipolygon"), ("type", "boundary"))
+_AREA_NO = re.compile(rb"(?:^|,)area=no(?:,|$)")
+_NET, _FAC, _BLD, _BND = 1, 2, 4, 8  # layer flags of one tag set
+_LND = 16  # urban landuse (URBAN_LANDUSE)
+_AREAS = _FAC | _BLD | _BND | _LND  # the layers made of areas (and lines, points)
+_AREA_NO_FLAG = 32  # area=no: a closed way that is not an area
+#: ``landuse`` values of the landuse layer (built-up land, ``--urban landuse``).
+URBAN_LANDUSE = ("residential", "commercial", "retail", "industrial")
+
+
+@dataclass(frozen=True)
+class OSMFeatures:
+    """Tagged OSM objects as points (WGS84), one row each: what :func:`iter_features` yields, as arrays.
+
+    ``geometry`` (shapely, optional) holds the area or line the point was taken from.
+    """
+
+    osm_type: np.ndarray
+    osm_id: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    tags: list[dict[str, str]]
+    geometry: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.osm_id)
+
+    def __iter__(self) -> Iterator[OSMFeature]:
+        for t, i, x, y, tags in zip(self.osm_type.tolist(), self.osm_id.tolist(), self.lon.tolist(),
+                                    self.lat.tolist(), self.tags):
+            yield OSMFeature(t, i, x, y, tags)
+
+
+@dataclass(frozen=True)
+class OSMLayers:
+    """Every layer a run needs from one OSM file, read in one pass by :func:`read_osm`.
+
+    ``network`` holds the walkable ways' segments (:class:`WaySegments`); ``facilities`` the objects
+    having one of the taxonomy's keys or a name keyword (:class:`OSMFeatures`); ``buildings`` a
+    GeoDataFrame of buildings and ``landuse=residential`` areas (columns ``building``,
+    ``building:levels``, ``landuse``; polygons and the odd open way), in file order; ``landuse`` the
+    ``landuse=residential|commercial|retail|industrial`` polygons (:data:`URBAN_LANDUSE`); ``boundaries``
+    the ``boundary=administrative`` polygons (``osm_type``, ``osm_id``, ``admin_level``, ``name``,
+    ``name:zh``, ``ref``). A layer not read is ``None``. ``sha256`` is the file's checksum.
+
+    Examples
+    --------
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> osm = read_osm(toy_town_osm(), layers=("buildings", "boundaries"))
+    >>> osm.network is None, len(osm.buildings), sorted(osm.boundaries["admin_level"])
+    (True, 9, ['6', '8', '8'])
+    >>> len(osm.residential_landuse)
+    1
+    """
+
+    path: Path
+    sha256: str
+    layers: tuple[str, ...]
+    network: WaySegments | None = None
+    facilities: OSMFeatures | None = None
+    buildings: object | None = None
+    landuse: object | None = None
+    boundaries: object | None = None
+    facility_keys: tuple[str, ...] = ()
+    facility_keywords: tuple[str, ...] = ()
+    walkable: Callable[[Mapping[str, str]], bool] | None = None
+    cached: tuple[str, ...] = ()
+
+    @property
+    def residential_landuse(self):
+        """The ``landuse=residential`` areas (no ``building`` tag) of the buildings layer."""
+        if self.buildings is None:
+            return None
+        b = self.buildings
+        return b[(b["landuse"] == "residential").to_numpy() & b["building"].isna().to_numpy()
+                 & b.geometry.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()]
+
+    def has(self, layer: str) -> bool:
+        """Whether ``layer`` was read."""
+        return getattr(self, layer) is not None
+
+    def with_layers(self, **layers) -> "OSMLayers":
+        """A copy with some layers replaced (e.g. from the cache)."""
+        from dataclasses import replace
+
+        return replace(self, **layers)
+
+
+def _open_osm(path, entities=None):
+    """The one place lifecircle opens an OSM file for decoding (tests count the calls)."""
+    import osmium
+
+    return osmium.FileProcessor(str(path), entities if entities is not None else osmium.osm.ALL)
+
+
+def _canonical_rings(starts: np.ndarray, counts: np.ndarray, lon: np.ndarray, lat: np.ndarray):
+    """libosmium's ring for each closed way: no repeated consecutive points, lowest vertex first, CCW.
+
+    ``starts``/``counts`` index the way's nodes (first == last) in ``lon``/``lat``. Returns the
+    coordinates of all rings (closed) and their offsets, plus the number of distinct vertices.
+    """
+    n = counts.size
+    ring = np.repeat(np.arange(n), counts - 1)  # drop the closing node
+    pos = np.repeat(starts, counts - 1) + (np.arange(ring.size) - np.repeat(np.cumsum(counts - 1) - (counts - 1),
+                                                                               counts - 1))
+    x, y = lon[pos], lat[pos]
+    # consecutive repeats (cyclic): a point equal to the one before it in its ring
+    prev = np.empty_like(pos)
+    first = np.cumsum(counts - 1) - (counts - 1)
+    prev[1:] = np.arange(ring.size - 1)
+    prev[first] = first + counts - 2
+    keep = (x != x[prev]) | (y != y[prev])
+    ring, x, y = ring[keep], x[keep], y[keep]
+    k = np.bincount(ring, minlength=n)
+    off = np.concatenate([[0], np.cumsum(k)])
+    # rotate each ring to start at its lowest (x, then y) vertex
+    order = np.lexsort((y, x, ring))
+    low = np.full(n, -1, dtype=np.int64)
+    nz = k > 0
+    low[nz] = order[off[:-1][nz]]  # the first in (ring, x, y) order of each ring
+    local = np.arange(ring.size) - off[ring]
+    shift = (local + (low[ring] - off[ring])) % np.maximum(k[ring], 1)
+    src = off[ring] + shift
+    x, y = x[src], y[src]
+    # orientation: signed area around the first vertex (avoids cancellation on large coordinates)
+    x0, y0 = x[off[ring]], y[off[ring]]
+    dx, dy = x - x0, y - y0
+    nxt = np.arange(ring.size) + 1
+    last = off[1:] - 1
+    nxt[last[nz]] = off[:-1][nz]
+    cross = dx * dy[nxt] - dx[nxt] * dy
+    signed = np.bincount(ring, weights=cross, minlength=n)
+    cw = signed < 0
+    # reverse clockwise rings, keeping the first vertex: v0, v_{k-1}, ..., v1
+    rev = cw[ring] & (local > 0)
+    src2 = np.arange(ring.size)
+    src2[rev] = off[ring[rev]] + k[ring[rev]] - local[rev]
+    x, y = x[src2], y[src2]
+    # close the rings
+    cx = np.insert(x, off[1:], x[off[:-1]] if nz.all() else np.where(nz, x[np.minimum(off[:-1], max(x.size - 1, 0))], 0))
+    cy = np.insert(y, off[1:], y[off[:-1]] if nz.all() else np.where(nz, y[np.minimum(off[:-1], max(y.size - 1, 0))], 0))
+    coff = off + np.arange(n + 1)
+    return cx, cy, coff, k
+
+
+def _polygons_from_rings(cx, cy, coff):
+    """One-part MultiPolygons from closed rings (coordinate arrays + offsets), all at once."""
+    import shapely
+
+    n = coff.size - 1
+    coords = np.column_stack([cx, cy])
+    ring_off = coff.astype(np.int64)
+    poly_off = np.arange(n + 1, dtype=np.int64)
+    mp_off = np.arange(n + 1, dtype=np.int64)
+    return shapely.from_ragged_array(shapely.GeometryType.MULTIPOLYGON, coords, (ring_off, poly_off, mp_off))
+
+
+def _libosmium_areas(lines: list[bytes], relations: list[bytes]):
+    """Areas of ways and relations built by libosmium's assembler from OPL lines held in memory.
+
+    ``lines`` are OPL way lines (coordinates inlined), in file order; ``relations`` OPL relation
+    lines. Returns ``[(from_way, orig_id, geometry)]`` in the order libosmium completes them.
+    """
+    import osmium
+    import shapely
+
+    data = b"\n".join([*lines, *relations]) + b"\n"
+    am = osmium.area.AreaManager()
+    with osmium.io.Reader(osmium.io.FileBuffer(data, "opl"), osmium.osm.RELATION) as rd:
+        osmium.apply(rd, am.first_pass_handler())
+    out_it = osmium.BufferIterator()
+    handler = am.second_pass_to_buffer(out_it)
+    wkb_factory = osmium.geom.WKBFactory()
+    out = []
+
+    def drain():
+        for a in out_it:
+            try:
+                geom = shapely.from_wkb(wkb_factory.create_multipolygon(a))
+            except RuntimeError:
+                continue  # broken ring in a clipped extract
+            out.append((a.from_way(), a.orig_id(), geom))
+
+    with osmium.io.Reader(osmium.io.FileBuffer(data, "opl"), osmium.osm.WAY) as rd:
+        osmium.apply(rd, handler)
+    drain()
+    return out
+
+
+def _decide(raw: bytes, want: int, net_keep, fac_keys, fac_words, fac_has_key) -> tuple[int, dict | None]:
+    """Which layers want an object with these raw OPL tags, and its tags (parsed only when wanted).
+
+    ``fac_keys`` finds a facility key (or ``name``/``name:zh`` with keywords) in the raw text.
+    """
+    if not raw:
+        return 0, None
+    flags = 0
+    tags = None
+    if want & _NET and (raw.startswith(b"highway=") or b",highway=" in raw):
+        tags = _opl_tags(raw)
+        if net_keep(tags):
+            flags |= _NET
+    if want & _FAC and fac_keys.search(raw) and (
+            fac_words is None or fac_words.search(raw) or (fac_has_key is not None and fac_has_key.search(raw))):
+        flags |= _FAC  # as libosmium's KeyFilter, then the name keywords, on the raw text
+    if want & _BLD and (b"building=" in raw or b"landuse=" in raw):
+        if tags is None:
+            tags = _opl_tags(raw)
+        b = tags.get("building")
+        if "building" in tags or "landuse" in tags:
+            if (b is not None and b != "no") or tags.get("landuse") == "residential":
+                flags |= _BLD
+    if want & _BND and b"boundary=" in raw:
+        if tags is None:
+            tags = _opl_tags(raw)
+        if tags.get("boundary") == "administrative":
+            flags |= _BND
+    if want & _LND and b"landuse=" in raw:
+        if tags is None:
+            tags = _opl_tags(raw)
+        if tags.get("landuse") in URBAN_LANDUSE:
+            flags |= _LND
+    if flags & _AREAS and b"area=no" in raw and _AREA_NO.search(raw):
+        flags |= _AREA_NO_FLAG
+    if flags and tags is None:
+        tags = _opl_tags(raw)
+    return flags, tags
+
+
+def read_osm(
+    path: str | os.PathLike[str],
+    *,
+    layers: tuple[str, ...] = LAYERS,
+    taxonomy=None,
+    walkable: Callable[[Mapping[str, str]], bool] | None = None,
+    sha256: str | None = None,
+) -> OSMLayers:
+    """Read every requested layer of an OSM file in ONE decoding pass (see the comment above).
+
+    Parameters
+    ----------
+    path : path
+        .osm.pbf/.osm/.osm.bz2 file.
+    layers : tuple of str
+        Any of :data:`LAYERS`.
+    taxonomy : Taxonomy
+        Its ``keys`` and ``keywords`` pick the facility candidates (needed for ``"facilities"``).
+    walkable : callable
+        ``walkable(tags)`` deciding the network layer's ways (needed for ``"network"``), e.g.
+        :func:`lifecircle.read.network.is_walkable`. :func:`lifecircle.read.layers.read_layers`
+        fills both in and adds the cache.
+    sha256 : str, optional
+        The file's SHA-256 if already known (else computed once here).
+
+    Examples
+    --------
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> from lifecircle.read.facilities import load_taxonomy
+    >>> from lifecircle.read.network import is_walkable
+    >>> osm = read_osm(toy_town_osm(), taxonomy=load_taxonomy(), walkable=is_walkable)
+    >>> len(osm.network.u) > 0, len(osm.facilities), len(osm.buildings), len(osm.boundaries)
+    (True, 7, 9, 3)
+    """
+    import osmium
+    import shapely
+
+    p = check_osm_path(path)
+    unknown = [x for x in layers if x not in LAYERS]
+    if unknown:
+        raise ValueError(f"unknown OSM layer {unknown[0]!r}; choose from {', '.join(LAYERS)}")
+    layers = tuple(x for x in LAYERS if x in layers)
+    sha = sha256 or file_sha256(p)
+    want = ((_NET if "network" in layers else 0) | (_FAC if "facilities" in layers else 0)
+            | (_BLD if "buildings" in layers else 0) | (_BND if "boundaries" in layers else 0)
+            | (_LND if "landuse" in layers else 0))
+    if not want:
+        return OSMLayers(p, sha, ())
+    if want & _NET and walkable is None:
+        raise ValueError("the network layer needs walkable= (e.g. lifecircle.read.network.is_walkable)")
+    fac_keys_t: tuple[str, ...] = ()
+    fac_words_t: tuple[str, ...] = ()
+    fac_words = fac_has_key = None
+    if want & _FAC:
+        if taxonomy is None:
+            raise ValueError("the facilities layer needs taxonomy= (lifecircle.read.facilities.load_taxonomy())")
+        fac_keys_t, fac_words_t = tuple(taxonomy.keys), tuple(taxonomy.keywords)
+        if fac_words_t:
+            fac_words = re.compile(b"|".join(re.escape(_opl_escape(w)) for w in fac_words_t))
+            if fac_keys_t:
+                fac_has_key = re.compile(rb"(?:^|,)(?:" + b"|".join(re.escape(_opl_escape(k)) for k in fac_keys_t)
+                                         + rb")=")
+    fac_prefilter = set((*fac_keys_t, *(("name", "name:zh") if fac_words_t else ())))
+    fac_key_re = re.compile(rb"(?:^|,)(?:" + b"|".join(re.escape(_opl_escape(k)) for k in sorted(fac_prefilter))
+                            + rb")=") if fac_prefilter else re.compile(rb"(?!)")
+    areas_needed = bool(want & _AREAS)
+
+    # -- the one pass: filters run in libosmium, objects come back as OPL text
+    chain = []
+    if want & _FAC and fac_prefilter:
+        chain.append(osmium.filter.KeyFilter(*sorted(fac_prefilter)).enable_for(osmium.osm.NODE))
+    else:
+        chain.append(osmium.filter.EntityFilter(osmium.osm.WAY | osmium.osm.RELATION))
+    if not areas_needed:  # the network alone: highway ways only, no relations
+        chain.append(osmium.filter.KeyFilter("highway").enable_for(osmium.osm.WAY))
+        chain.append(osmium.filter.EntityFilter(osmium.osm.NODE | osmium.osm.WAY))
+    else:
+        chain.append(osmium.filter.TagFilter(*_MP_TYPES).enable_for(osmium.osm.RELATION))
+
+    # decisions per distinct tag set (the raw OPL "T" field): layer flags, parsed tags, global code
+    code_of: dict[bytes, int] = {}
+    flag_list: list[int] = []
+    tag_list: list[dict | None] = []
+    raw_list: list[bytes] = []
+
+    def code(raw: bytes) -> int:
+        c = code_of.get(raw)
+        if c is None:
+            f, tags = _decide(raw[1:], want, walkable, fac_key_re, fac_words, fac_has_key)
+            c = code_of[raw] = len(flag_list)
+            flag_list.append(f); tag_list.append(tags); raw_list.append(raw[1:])
+        return c
+
+    try:
+        with _opl_dump(p, chain, locations=True) as tmp:
+            with open(tmp, "rb") as fh:
+                text = fh.read()
+    except RuntimeError as exc:
+        raise _corrupt(p, exc) from None
+    try:
+        kinds, starts_l, ends_l, sp1, sp2 = _opl_lines(text)
+        # relations first (they close the file): their member ways are kept whatever their tags
+        rel_rows = []
+        members: set[int] = set()
+        for a, z in zip(starts_l[kinds == ord("r")].tolist(), ends_l[kinds == ord("r")].tolist()):
+            line = text[a:z]
+            rid, raw, mem = line.split(b" ")
+            c = code(raw)
+            rel_rows.append((int(rid[1:]), c, mem[1:], line))
+            if flag_list[c] & _AREAS:
+                members.update(int(m[1:].split(b"@", 1)[0]) for m in mem[1:].split(b",") if m.startswith(b"w"))
+        member_ids = np.fromiter(members, dtype=np.int64, count=len(members))
+        node_rows = []
+        for a, z in zip(starts_l[kinds == ord("n")].tolist(), ends_l[kinds == ord("n")].tolist()):
+            nid, raw, x, y = text[a:z].split(b" ")
+            c = code(raw)
+            if flag_list[c] & _FAC and len(x) > 1 and len(y) > 1:
+                node_rows.append((int(nid[1:]), float(x[1:]), float(y[1:]), tag_list[c]))
+        is_way = kinds == ord("w")
+        w_start, w_end, w_sp1, w_sp2 = starts_l[is_way], ends_l[is_way], sp1[is_way], sp2[is_way]
+        raws = [text[a:z] for a, z in zip((w_sp1 + 1).tolist(), w_sp2.tolist())]
+        known = list(map(code_of.get, raws))
+        if None in known:
+            known = [code(r) if c is None else c for r, c in zip(raws, known)]
+        codes = np.asarray(known, dtype=np.int64)
+        del raws, known
+        flags0 = np.asarray(flag_list, dtype=np.int64)[codes] if flag_list else np.zeros(0, dtype=np.int64)
+        if member_ids.size or not (flags0 > 0).all():  # ways no layer wants are not parsed
+            w_ids0 = np.fromstring(np.frombuffer(text, dtype=np.uint8)[_ranges(w_start + 1, w_sp1 - w_start)]
+                                   .tobytes(), dtype=np.int64, sep=" ") if w_start.size else np.empty(0, np.int64)
+            keep = (flags0 > 0) | np.isin(w_ids0, member_ids)
+            w_start, w_end, w_sp1, w_sp2, codes = w_start[keep], w_end[keep], w_sp1[keep], w_sp2[keep], codes[keep]
+        way_id, ref, lon, lat, counts, missing = _parse_ways(text, w_start, w_sp1, w_sp2, w_end)
+    except (ValueError, RuntimeError) as exc:  # a line not of the expected form
+        raise _corrupt(p, RuntimeError(f"unexpected OPL text in the dump ({exc})")) from None
+    w_code = codes
+    flags = np.asarray(flag_list, dtype=np.int64)[w_code] if flag_list else np.zeros(0, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if counts.size else counts
+
+    out: dict[str, object] = {}
+    if want & _NET:
+        out["network"] = _segments_of(np.flatnonzero((flags & _NET).astype(bool) & (counts >= 2)),
+                                      w_code, tag_list, ref, lon, lat, counts, starts, missing)
+    if areas_needed:
+        way_lines = (text, w_start, w_end)
+        out.update(_feature_layers(want, way_id, flags, w_code, tag_list, way_lines, flag_list, ref, lon, lat,
+                                   counts, starts, missing, node_rows, rel_rows))
+    del text
+    return OSMLayers(p, sha, layers, network=out.get("network"), facilities=out.get("facilities"),
+                     buildings=out.get("buildings"), landuse=out.get("landuse"), boundaries=out.get("boundaries"),
+                     facility_keys=fac_keys_t, facility_keywords=fac_words_t,
+                     walkable=walkable if want & _NET else None)
+
+
+
+_WAY_NODES_TO_NUMBERS = bytes.maketrans(b"Nnxy,", b"     ")
+
+
+def _opl_lines(text: bytes):
+    """Kind (first byte), start, end and the first two space positions of every OPL line, vectorised.
+
+    OPL escapes spaces inside values, so a way or relation line has exactly two spaces (before its
+    ``T`` and ``N``/``M`` fields) and a node line three.
+    """
+    arr = np.frombuffer(text, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    if arr.size and arr[-1] != 10:
+        ends = np.append(ends, arr.size)
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64) if ends.size else ends
+    keep = ends > starts  # no empty lines
+    starts, ends = starts[keep], ends[keep]
+    kinds = arr[starts] if starts.size else np.empty(0, dtype=np.uint8)
+    spaces = np.flatnonzero(arr == 32)
+    k = np.searchsorted(spaces, starts)
+    spaces = np.append(spaces, [arr.size + 1, arr.size + 2])
+    sp1, sp2 = spaces[k], spaces[k + 1]
+    if ((sp2 >= ends) & (kinds != ord("n"))).any() or not np.isin(kinds, (ord("n"), ord("w"), ord("r"))).all():
+        raise RuntimeError("a line without its fields")
+    return kinds, starts, ends, sp1, sp2
+
+
+def _parse_ways(text: bytes, start, sp1, sp2, end):
+    """Ids, node refs/lon/lat, nodes per way and "a node is missing" per way of OPL way lines
+    (``w<id> T<tags> N<nodes>``, given by their start, space and end offsets in ``text``): the node
+    lists are joined into one text that parses in a single ``numpy.fromstring``."""
+    if start.size == 0:
+        e = np.empty(0, dtype=np.int64)
+        return e, e, np.empty(0), np.empty(0), e, np.empty(0, dtype=bool)
+    arr = np.frombuffer(text, dtype=np.uint8)
+    ids = np.fromstring(arr[_ranges(start + 1, sp1 - start)].tobytes(), dtype=np.int64, sep=" ")
+    if ids.size != start.size or (arr[sp2 + 1] != ord("N")).any():
+        raise RuntimeError("a way line without its id or node list")
+    nodes_text = b"".join([text[a:z] for a, z in zip((sp2 + 1).tolist(), end.tolist())])
+    buf = np.frombuffer(nodes_text, dtype=np.uint8)
+    way_start = np.flatnonzero(buf == ord("N"))
+    tok = np.flatnonzero(buf == ord("n"))
+    counts = np.diff(np.append(np.searchsorted(tok, way_start), tok.size)).astype(np.int64)
+    missing = np.zeros(start.size, dtype=bool)
+    if b"xy" in nodes_text:  # nodes outside the extract: no coordinates
+        xy = np.flatnonzero((buf[:-1] == ord("x")) & (buf[1:] == ord("y")))
+        missing[np.searchsorted(way_start, xy, side="right") - 1] = True
+        nodes_text = nodes_text.replace(b"xy", _MISSING_XY)
+    del buf
+    numbers = np.fromstring(nodes_text.translate(_WAY_NODES_TO_NUMBERS), sep=" ") if tok.size else np.empty(0)
+    if numbers.size != 3 * tok.size:
+        raise RuntimeError("unexpected way node list in the OPL dump")
+    numbers = numbers.reshape(-1, 3)
+    lon = np.ascontiguousarray(numbers[:, 1])
+    lat = np.ascontiguousarray(numbers[:, 2])
+    if missing.any():
+        lon[lon == _MISSING] = np.nan
+        lat[lat == _MISSING] = np.nan
+    return ids, numbers[:, 0].astype(np.int64), lon, lat, counts, missing
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(s, s + c)`` for every (s, c), without a Python loop."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    ends = np.cumsum(counts)
+    return np.repeat(starts - (ends - counts), counts) + np.arange(total)
+
+
+def _segments_of(sel, w_code, tag_list, ref, lon, lat, counts, starts, missing) -> WaySegments:
+    """:class:`WaySegments` of the ways ``sel`` (positions into the pass's way arrays)."""
+    if sel.size == 0:
+        empty_i = np.empty(0, dtype=np.int64)
+        return WaySegments(empty_i, np.empty(0), np.empty(0), empty_i, empty_i, empty_i, [], 0)
+    lengths = counts[sel]
+    pos = _ranges(starts[sel], lengths)
+    all_ref, all_lon, all_lat = ref[pos], lon[pos], lat[pos]
+    way_of_pos = np.repeat(np.arange(len(lengths)), lengths)
+    start = np.ones(len(all_ref), dtype=bool)
+    start[np.cumsum(lengths)[:-1]] = False
+    start[0] = False
+    pair_ok = start[1:] & ~np.isnan(all_lon[:-1]) & ~np.isnan(all_lon[1:])
+    located = ~np.isnan(all_lon)
+    node_id, first_pos, inverse = np.unique(all_ref[located], return_index=True, return_inverse=True)
+    pos_to_node = np.full(len(all_ref), -1, dtype=np.int64)
+    pos_to_node[located] = inverse
+    seg_pos = np.flatnonzero(pair_ok)
+    return WaySegments(
+        node_id=node_id, lon=all_lon[located][first_pos], lat=all_lat[located][first_pos],
+        u=pos_to_node[seg_pos], v=pos_to_node[seg_pos + 1], way_index=way_of_pos[seg_pos],
+        way_tags=[tag_list[c] for c in w_code[sel].tolist()], ways_missing_nodes=int(missing[sel].sum()),
+    )
+
+
+def _feature_layers(want, way_id, flags, w_code, tag_list, way_lines, flag_list, ref, lon, lat, counts, starts,
+                    missing, node_rows, rel_rows):
+    """The facility, building and boundary layers from the pass's arrays (areas as in libosmium)."""
+    import shapely
+
+    n_ways = way_id.size
+    feat_flags = flags & _AREAS
+    # relations: the pass wrote the type=multipolygon|boundary ones, the only ones libosmium assembles
+    rels = []  # (relation id, flags, tags without "type", member way ids, OPL line)
+    for rid, c, members, line in rel_rows:
+        f, tags = flag_list[c] & _AREAS, tag_list[c]
+        if f and tags:
+            tags = {k: v for k, v in tags.items() if k != "type"}
+            if tags:
+                ways_m = [int(m[1:].split(b"@", 1)[0]) for m in members.split(b",") if m.startswith(b"w")]
+                rels.append((rid, f, tags, ways_m, line))
+    order_ids = np.argsort(way_id, kind="stable")
+    sorted_ids = way_id[order_ids]
+
+    def positions(ids) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        k = np.searchsorted(sorted_ids, ids)
+        k = np.minimum(k, max(n_ways - 1, 0))
+        ok = (sorted_ids[k] == ids) if n_ways else np.zeros(ids.size, dtype=bool)
+        return np.where(ok, order_ids[k] if n_ways else -1, -1)
+
+    last = starts + counts - 1
+    first_ref = np.where(counts > 0, ref[np.minimum(starts, max(ref.size - 1, 0))], 0) if ref.size else counts
+    last_ref = np.where(counts > 0, ref[np.maximum(last, 0)], 0) if ref.size else counts
+    closed_id = (counts >= 4) & (first_ref == last_ref)
+    is_line = (feat_flags > 0) & ~closed_id
+    # closed ways that libosmium turns into areas (the assembler decides the doubtful ones)
+    fl, ll = np.where(counts > 0, starts, 0), np.where(counts > 0, last, 0)
+    ends_same = (counts >= 4) & ~np.isnan(lon[fl] if ref.size else np.zeros(n_ways)) & (
+        (lon[fl] == lon[ll]) & (lat[fl] == lat[ll]) if ref.size else np.zeros(n_ways, dtype=bool))
+    area_no = (flags & _AREA_NO_FLAG) > 0
+    cand = (feat_flags > 0) & ends_same & ~area_no
+    simple = cand & closed_id & ~missing
+    doubtful = cand & ~simple
+    cw = np.flatnonzero(simple)
+    way_geom = np.empty(n_ways, dtype=object)
+    if cw.size:
+        cx, cy, coff, k = _canonical_rings(starts[cw], counts[cw], lon, lat)
+        polys = _polygons_from_rings(cx, cy, coff)
+        ok = (k >= 3) & shapely.is_valid(polys)
+        way_geom[cw[ok]] = polys[ok]
+        doubtful[cw[~ok]] = True
+    # libosmium's assembler for relations and doubtful rings, from memory
+    rel_geom: dict[int, object] = {}
+    fallback = np.flatnonzero(doubtful)
+    wanted_members = np.unique(positions([w for r in rels for w in r[3]])) if rels else np.empty(0, np.int64)
+    wanted_members = wanted_members[wanted_members >= 0]
+    rel_done = np.full(len(rels), -1, dtype=np.int64)
+    if rels or fallback.size:
+        need = np.union1d(fallback, wanted_members).astype(np.int64)
+        text, line_start, line_end = way_lines  # the dump's own lines carry the coordinates
+        lines = [text[a:z] for a, z in zip(line_start[need].tolist(), line_end[need].tolist())]
+        # libosmium writes a node without location as "n12xy" but reads it only as "n12"
+        lines = [x if b"xy" not in x else b"%s N%s" % (x.rsplit(b" N", 1)[0], x.rsplit(b" N", 1)[1].replace(b"xy", b""))
+                 for x in lines]
+        for from_way, oid, geom in _libosmium_areas(lines, [r[4] for r in rels]):
+            if from_way:
+                pos = positions([oid])[0]
+                if pos >= 0 and doubtful[pos]:
+                    way_geom[pos] = geom
+            else:
+                rel_geom[oid] = geom
+        for j, r in enumerate(rels):
+            if r[0] in rel_geom:
+                mp = positions(r[3])
+                rel_done[j] = mp.max() if mp.size else -1
+    has_area = np.not_equal(way_geom, None).astype(bool) if n_ways else np.zeros(0, dtype=bool)
+
+    # areas in completion order: way areas at their way, relation areas at their last member way
+    area_pos = np.concatenate([np.flatnonzero(has_area), rel_done[rel_done >= 0]])
+    area_kind = np.concatenate([np.zeros(int(has_area.sum()), dtype=np.int64),
+                                np.ones(int((rel_done >= 0).sum()), dtype=np.int64)])
+    area_ref = np.concatenate([np.flatnonzero(has_area), np.flatnonzero(rel_done >= 0)])
+    order = np.lexsort((-area_kind, area_pos))  # a relation completed by a way comes before the way's own area
+    area_kind, area_ref = area_kind[order], area_ref[order]
+
+    rel_flags = np.array([r[1] for r in rels], dtype=np.int64)
+    area_flags = np.where(area_kind == 0, feat_flags[np.where(area_kind == 0, area_ref, 0)] if n_ways else 0,
+                          rel_flags[np.where(area_kind == 1, area_ref, 0)] if rels else 0)
+
+    def areas_for(flag):
+        """(osm_type, osm_id, tags, geometry) arrays of the areas of one layer, in order."""
+        keep = (area_flags & flag) > 0
+        kind, idx = area_kind[keep], area_ref[keep]
+        is_way = kind == 0
+        types = np.where(is_way, "way", "relation").astype(object)
+        ids = np.where(is_way, way_id[np.where(is_way, idx, 0)] if n_ways else 0,
+                       np.array([r[0] for r in rels], dtype=np.int64)[np.where(is_way, 0, idx)] if rels else 0)
+        codes = w_code[np.where(is_way, idx, 0)] if n_ways else np.zeros(idx.size, dtype=np.int64)
+        tags = [tag_list[c] if w else rels[i][2] for w, c, i in zip(is_way.tolist(), codes.tolist(), idx.tolist())]
+        geoms = np.empty(idx.size, dtype=object)
+        geoms[is_way] = way_geom[idx[is_way]]
+        geoms[~is_way] = [rel_geom[rels[i][0]] for i in idx[~is_way].tolist()]
+        return types, ids.astype(np.int64), tags, geoms
+
+    def lines_for(flag):
+        """Open ways of one layer: ids, tags and their line (or point) through the located nodes."""
+        sel = np.flatnonzero(is_line & ((feat_flags & flag) > 0))
+        pos = _ranges(starts[sel], counts[sel])
+        way_of = np.repeat(np.arange(sel.size), counts[sel])
+        okp = ~np.isnan(lon[pos])
+        pos, way_of = pos[okp], way_of[okp]
+        n_ok = np.bincount(way_of, minlength=sel.size)
+        has = n_ok > 0
+        geoms = np.empty(sel.size, dtype=object)
+        multi = n_ok >= 2
+        if multi.any():
+            m = multi[way_of]
+            geoms[multi] = _lines(lon[pos[m]], lat[pos[m]], way_of[m], np.flatnonzero(multi))
+        single = n_ok == 1
+        if single.any():
+            s = single[way_of]
+            geoms[single] = shapely.points(lon[pos[s]], lat[pos[s]])
+        sel, geoms = sel[has], geoms[has]
+        return sel, geoms
+
+    out: dict[str, object] = {}
+    if want & _FAC:
+        nodes = node_rows
+        sel, lgeoms = lines_for(_FAC)
+        lpts = np.empty(sel.size, dtype=object)
+        if sel.size:
+            is_ls = shapely.get_type_id(lgeoms) == 1
+            lpts[is_ls] = shapely.line_interpolate_point(lgeoms[is_ls], 0.5, normalized=True)
+            lpts[~is_ls] = lgeoms[~is_ls]
+        a_types, a_ids, a_tags, a_geoms = areas_for(_FAC)
+        a_pts = shapely.point_on_surface(a_geoms) if a_geoms.size else np.empty(0, dtype=object)
+        pts_xy = shapely.get_coordinates(np.concatenate([lpts, a_pts])) if (sel.size + a_geoms.size) else \
+            np.empty((0, 2))
+        out["facilities"] = OSMFeatures(
+            osm_type=np.array(["node"] * len(nodes) + ["way"] * sel.size + a_types.tolist(), dtype=object),
+            osm_id=np.array([r[0] for r in nodes] + way_id[sel].tolist() + a_ids.tolist(), dtype=np.int64),
+            lon=np.concatenate([np.array([r[1] for r in nodes], dtype=float), pts_xy[:, 0]]),
+            lat=np.concatenate([np.array([r[2] for r in nodes], dtype=float), pts_xy[:, 1]]),
+            tags=[r[3] for r in nodes] + [tag_list[c] for c in w_code[sel].tolist()] + a_tags,
+        )
+    if want & _BLD:
+        sel, lgeoms = lines_for(_BLD)
+        a_types, a_ids, a_tags, a_geoms = areas_for(_BLD)
+        tags = [tag_list[c] for c in w_code[sel].tolist()] + a_tags
+        out["buildings"] = _buildings_frame([t.get("building") for t in tags], [t.get("building:levels") for t in tags],
+                                            [t.get("landuse") for t in tags], np.concatenate([lgeoms, a_geoms]))
+    if want & _LND:
+        a_types, a_ids, a_tags, a_geoms = areas_for(_LND)
+        out["landuse"] = _landuse_frame([t.get("landuse") for t in a_tags], a_geoms)
+    if want & _BND:
+        a_types, a_ids, a_tags, a_geoms = areas_for(_BND)
+        out["boundaries"] = _boundaries_frame(a_types, a_ids, {k: [t.get(k) for t in a_tags] for k in BOUNDARY_TAGS},
+                                              a_geoms)
+    return out
+
+
+#: Tags kept for each administrative boundary.
+BOUNDARY_TAGS = ("admin_level", "name", "name:zh", "ref")
+
+
+def _buildings_frame(building, levels, landuse, geoms):
+    """The buildings layer: ``building``, ``building:levels``, ``landuse`` and the geometry (WGS84)."""
+    import geopandas as gpd
+    import pandas as pd
+
+    rows = list(zip(building, levels, landuse, list(geoms)))
+    return gpd.GeoDataFrame(pd.DataFrame(rows, columns=["building", "building:levels", "landuse", "geometry"]),
+                            geometry="geometry", crs=4326)
+
+
+def _landuse_frame(landuse, geoms):
+    """The landuse layer: ``landuse`` and the polygon (WGS84)."""
+    import geopandas as gpd
+    import pandas as pd
+
+    return gpd.GeoDataFrame({"landuse": pd.Series(list(landuse), dtype=object)},
+                            geometry=gpd.GeoSeries(list(geoms), crs=4326), crs=4326)
+
+
+def _boundaries_frame(osm_type, osm_id, tags: dict[str, list], geoms):
+    """The boundaries layer: ``osm_type``, ``osm_id``, :data:`BOUNDARY_TAGS` and the polygon (WGS84)."""
+    import geopandas as gpd
+    import pandas as pd
+
+    return gpd.GeoDataFrame(
+        {"osm_type": pd.Series(list(osm_type), dtype=object), "osm_id": np.asarray(osm_id, dtype=np.int64),
+         **{k: pd.Series(tags[k], dtype=object) for k in BOUNDARY_TAGS}},
+        geometry=gpd.GeoSeries(list(geoms), crs=4326), crs=4326)
+
+
+def _lines(x, y, which, targets):
+    """LineStrings through the points of each way (``which`` = its number among ``targets``)."""
+    import shapely
+
+    idx = np.searchsorted(targets, which)
+    return shapely.linestrings(x, y, indices=idx)
 
 
 def cache_dir() -> Path:

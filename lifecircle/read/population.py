@@ -231,10 +231,12 @@ def residents_from_raster(path: str | os.PathLike[str], *, band: int = 1):
 
 
 def residents_from_buildings(
-    path: str | os.PathLike[str], *, m2_per_person: float = DEFAULT_M2_PER_PERSON,
+    path, *, m2_per_person: float = DEFAULT_M2_PER_PERSON,
     default_levels: int = _DEFAULT_LEVELS_OTHER,
 ):
     """Estimate residents from OSM residential buildings: footprint × levels ÷ m² per person.
+
+    ``path`` is the OSM file or its :class:`~lifecircle.read.osm.OSMLayers` with the buildings layer.
 
     Homes are ``building=residential|apartments|house|…`` (:data:`RESIDENTIAL_BUILDINGS`), plus
     ``building=yes`` inside ``landuse=residential``. Levels come from ``building:levels``, else
@@ -250,28 +252,34 @@ def residents_from_buildings(
     """
     gdf = read_building_polygons(path)
     return residents_from_building_polygons(gdf, m2_per_person=m2_per_person, default_levels=default_levels,
-                                            label=Path(path).name)
+                                            label=_osm_name(path))
 
 
-def read_building_polygons(path: str | os.PathLike[str]):
-    """OSM buildings and ``landuse=residential`` areas of a file: ``building``, ``building:levels``,
-    ``landuse`` and the geometry (WGS84), in one pass."""
-    import geopandas as gpd
-    import shapely
+def _osm_name(path) -> str:
+    """The file name of an OSM path or :class:`~lifecircle.read.osm.OSMLayers` (for messages)."""
+    from .osm import OSMLayers
 
-    from .osm import iter_features
+    return (path.path if isinstance(path, OSMLayers) else Path(path)).name
 
-    def keep(tags):
-        b = tags.get("building")
-        return (b is not None and b != "no") or tags.get("landuse") == "residential"
 
-    rows = []
-    for f in iter_features(path, keep, keys=("building", "landuse"), with_geometry=True):
-        if f.wkb is not None:
-            rows.append((f.tags.get("building"), f.tags.get("building:levels"), f.tags.get("landuse"),
-                         shapely.from_wkb(f.wkb)))
-    return gpd.GeoDataFrame(pd.DataFrame(rows, columns=["building", "building:levels", "landuse", "geometry"]),
-                            geometry="geometry", crs=4326)
+def read_building_polygons(path):
+    """OSM buildings and ``landuse=residential`` areas of a file (or of its
+    :class:`~lifecircle.read.osm.OSMLayers`): ``building``, ``building:levels``, ``landuse`` and the
+    geometry (WGS84), in one pass, in file order.
+
+    Examples
+    --------
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> b = read_building_polygons(toy_town_osm())
+    >>> len(b), b.geometry.geom_type.unique().tolist(), int((b["landuse"] == "residential").sum())
+    (9, ['MultiPolygon'], 1)
+    """
+    from .osm import OSMLayers, read_osm
+
+    layers = path if isinstance(path, OSMLayers) and path.buildings is not None else None
+    if layers is None:
+        layers = read_osm(path.path if isinstance(path, OSMLayers) else path, layers=("buildings",))
+    return layers.buildings.copy()
 
 
 def residents_from_building_polygons(

@@ -122,12 +122,13 @@ def _check_names(gdf, col: str, polys: np.ndarray, *, label: str, others: list[s
             f"{choose}, or give each unit its own name (parts of one unit: merge them, e.g. QGIS Dissolve)")
 
 
-def units_from_osm(path: str | os.PathLike[str], *, admin_level: int | str = 8):
+def units_from_osm(path, *, admin_level: int | str = 8):
     """Administrative boundaries of one ``admin_level`` from an OSM file, as units in WGS84.
 
     In China ``admin_level=6`` holds districts and counties (区/县) and ``8`` subdistricts and
     towns (街道/镇/乡). Names come from ``name:zh``, else ``name``; the OSM ``ref`` (often the
-    administrative code) becomes ``adcode`` when present.
+    administrative code) becomes ``adcode`` when present. ``path`` is the OSM file or its
+    :class:`~lifecircle.read.osm.OSMLayers` with the boundaries layer (not read again).
 
     Examples
     --------
@@ -139,35 +140,34 @@ def units_from_osm(path: str | os.PathLike[str], *, admin_level: int | str = 8):
     ['小河区']
     """
     import geopandas as gpd
-    import shapely
 
-    from .osm import iter_features
+    from .osm import OSMLayers, read_osm
 
     level = str(ADMIN_LEVELS.get(str(admin_level), admin_level))
     if not level.isdigit():
         raise InputDataError(f"admin level {admin_level!r} is not a number or one of "
                              f"{', '.join(ADMIN_LEVELS)}; e.g. 6 for 区, 8 for 街道/镇")
-
-    def keep(tags) -> bool:
-        return tags.get("boundary") == "administrative" and tags.get("admin_level") == level
-
+    layers = path if isinstance(path, OSMLayers) and path.boundaries is not None else None
+    if layers is None:
+        layers = read_osm(path.path if isinstance(path, OSMLayers) else path, layers=("boundaries",))
+    name_of = layers.path.name
+    b = layers.boundaries
+    b = b[(b["admin_level"] == level).to_numpy()]
     rows = []
-    for f in iter_features(path, keep, keys=("boundary",), with_geometry=True):
-        geom = shapely.from_wkb(f.wkb) if f.wkb is not None else None
-        if geom is None or geom.geom_type not in ("Polygon", "MultiPolygon"):
-            continue  # an unclosed boundary (clipped extract) cannot hold residents
-        name = f.tags.get("name:zh") or f.tags.get("name") or f"{f.osm_type}/{f.osm_id}"
-        rows.append({"unit": name, "adcode": f.tags.get("ref"), "osm_id": f"{f.osm_type}/{f.osm_id}", "geometry": geom})
+    for t, i, zh, name, ref, geom in zip(b["osm_type"], b["osm_id"].tolist(), b["name:zh"], b["name"], b["ref"],
+                                         b.geometry):
+        # only closed boundaries are in the layer: an unclosed one (clipped extract) cannot hold residents
+        rows.append({"unit": zh or name or f"{t}/{i}", "adcode": ref, "osm_id": f"{t}/{i}", "geometry": geom})
     if not rows:
         raise EmptyResultError(
-            f"no closed administrative boundary with admin_level={level} in {Path(path).name}; "
+            f"no closed administrative boundary with admin_level={level} in {name_of}; "
             "the extract may clip them (use one that contains the whole units, or --units FILE), "
             "or try another level (6 = 区/县, 8 = 街道/镇)"
         )
     out = gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)
     if out["adcode"].isna().all():
         out = out.drop(columns="adcode")
-    log.info("units: %d boundaries with admin_level=%s from %s", len(out), level, Path(path).name)
+    log.info("units: %d boundaries with admin_level=%s from %s", len(out), level, name_of)
     return out
 
 

@@ -101,20 +101,22 @@ def urban_from_polygons(points, polygons) -> np.ndarray:
     return out
 
 
-def built_up_from_osm(path: str | os.PathLike[str], *, widen_m: float = 100.0):
+def built_up_from_osm(path, *, widen_m: float = 100.0):
     """Built-up areas of an OSM file: ``landuse=residential|commercial|retail|industrial`` widened by ``widen_m``.
+
+    ``path`` is the OSM file or its :class:`~lifecircle.read.osm.OSMLayers` with the landuse layer.
 
     Returns a GeoDataFrame of polygons (WGS84), possibly empty.
     """
     import geopandas as gpd
     import shapely
 
-    from .osm import iter_features
+    from .osm import OSMLayers, read_osm
 
-    kinds = {"residential", "commercial", "retail", "industrial"}
-    geoms = [shapely.from_wkb(f.wkb) for f in iter_features(path, lambda t: t.get("landuse") in kinds,
-                                                            keys=("landuse",), with_geometry=True)
-             if f.wkb is not None]
+    layers = path if isinstance(path, OSMLayers) and path.landuse is not None else None
+    if layers is None:
+        layers = read_osm(path.path if isinstance(path, OSMLayers) else path, layers=("landuse",))
+    geoms = layers.landuse.geometry.to_numpy()
     polys = gpd.GeoSeries([g for g in geoms if g.geom_type in ("Polygon", "MultiPolygon")], crs=4326)
     if polys.empty:
         return gpd.GeoDataFrame(geometry=polys)
