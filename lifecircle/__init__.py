@@ -35,29 +35,40 @@ from .errors import (
     InputFileError,
     LifecircleError,
 )
-from .read.facilities import facilities_from_file, facilities_from_osm, load_taxonomy
-from .read.network import (
-    WalkNetwork,
-    is_walkable,
-    network_from_bbox,
-    network_from_graph,
-    network_from_osm,
-    network_from_place,
-    network_from_polygon,
-)
-from .read.population import (
-    residents_from_buildings,
-    residents_from_file,
-    residents_from_polygons,
-    residents_from_raster,
-)
-from .plan.gaps import find_gaps, gap_areas
-from .present.isochrones import facility_service_areas, point_isochrones, service_areas, write_isochrones
-from .pipeline import Analysis, analyze, reanalyze
-from .plan.scenario import Scenario, scenario
-from .plan.sites import SitePlan, plan_sites, sites_needed, suggest_sites
-from .measure.snapping import snap_points
-from .measure.walking_times import build_access_graph, walking_times
+
+#: Public names imported on first use (PEP 562), so that ``lifecircle --help`` and ``import lifecircle``
+#: stay fast: the heavy libraries (geopandas, shapely, scipy, pandas) load only when a name needs them.
+_LAZY = {
+    **dict.fromkeys(("facilities_from_file", "facilities_from_osm", "load_taxonomy"), "read.facilities"),
+    **dict.fromkeys(("WalkNetwork", "is_walkable", "network_from_bbox", "network_from_graph", "network_from_osm",
+                     "network_from_place", "network_from_polygon"), "read.network"),
+    **dict.fromkeys(("residents_from_buildings", "residents_from_file", "residents_from_polygons",
+                     "residents_from_raster"), "read.population"),
+    **dict.fromkeys(("find_gaps", "gap_areas"), "plan.gaps"),
+    **dict.fromkeys(("facility_service_areas", "point_isochrones", "service_areas", "write_isochrones"),
+                    "present.isochrones"),
+    **dict.fromkeys(("Analysis", "analyze", "reanalyze"), "pipeline"),
+    **dict.fromkeys(("Scenario", "scenario"), "plan.scenario"),
+    **dict.fromkeys(("SitePlan", "plan_sites", "sites_needed", "suggest_sites"), "plan.sites"),
+    "snap_points": "measure.snapping",
+    **dict.fromkeys(("build_access_graph", "walking_times"), "measure.walking_times"),
+}
+
+
+def __getattr__(name: str):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'lifecircle' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{target}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "__version__",

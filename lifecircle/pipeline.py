@@ -26,7 +26,6 @@ from .read.facilities import (
     facilities_from_osm,
     load_taxonomy,
 )
-from .read.files import atomic_path
 from .read.network import WalkNetwork, network_from_osm, network_from_place
 from .read.osm import OSM_CREDIT, file_sha256
 from .read.population import residents_from_buildings, residents_from_file
@@ -123,7 +122,8 @@ class Analysis:
         return float(row["share"].iloc[0])
 
     def write(self, out_dir: str | os.PathLike[str] | OutputRun, *, isochrones: bool | str = "auto",
-              gaps: bool = True, facility_isochrones: bool = False) -> dict[str, Path]:
+              gaps: bool = True, facility_isochrones: bool = False, isochrone_layers: str = "one",
+              out_crs: Any = None) -> dict[str, Path]:
         """Write the outputs into ``out_dir`` as one run, committed at once (see :mod:`lifecircle.present.outputs`).
 
         The folder then holds this run's files and no file of an earlier run (your own files stay);
@@ -135,25 +135,32 @@ class Analysis:
         (service areas merge buffers of every reached street: about 200 s and 6 GB for a
         million-node city, while the rest of the run takes seconds). ``gaps=False`` skips ``gaps.gpkg``.
         ``facility_isochrones=True`` adds ``facility_isochrones.gpkg``: each facility's own service
-        areas (layers ``facilities_<category>_<N>min``).
+        areas. Service areas are one layer with ``category`` and ``minutes`` fields;
+        ``isochrone_layers="per-category"`` writes one layer per category and threshold instead.
+        Every layer carries its QGIS style and units.gpkg the shares (see
+        :func:`lifecircle.present.outputs.write_analysis_layers`); ``out_crs="gcj02"`` adds
+        ``residents_gcj02.gpkg`` and ``facilities_gcj02.gpkg`` for AMap users.
 
         Returns ``{file name: final path}``.
         """
         from .present.outputs import output_run
 
         with output_run(out_dir, command="analyze") as run:
-            names = self._write_into(run, isochrones=isochrones, gaps=gaps, facility_isochrones=facility_isochrones)
+            names = self._write_into(run, isochrones=isochrones, gaps=gaps, facility_isochrones=facility_isochrones,
+                                     isochrone_layers=isochrone_layers, out_crs=out_crs)
             paths = {name: run.final(name) for name in names}
         log.info("wrote %s", ", ".join(p.name for p in paths.values()))
         return paths
 
     def _write_into(self, run: OutputRun, *, isochrones: bool | str, gaps: bool,
-                    facility_isochrones: bool) -> list[str]:
+                    facility_isochrones: bool, isochrone_layers: str = "one", out_crs: Any = None) -> list[str]:
         """Stage the outputs in ``run``; returns their names (:data:`OUTPUT_FILES` first)."""
+        from .plan.gaps import find_gaps
+        from .present.isochrones import service_areas
+        from .present.outputs import write_analysis_layers, write_service_areas
+
         written = list(OUTPUT_FILES)
         run.table(self.coverage_for_csv(), "coverage.csv")
-        _write_gpkg(_gpkg_ready(self.residents), run.path("residents.gpkg"), "residents")
-        _write_gpkg(_gpkg_ready(self.facilities), run.path("facilities.gpkg"), "facilities")
         run.table(self.unsnapped(), "unsnapped.csv")
         rejected = self.facilities.attrs.get("rejected")
         if rejected is not None and len(rejected):
@@ -163,14 +170,8 @@ class Analysis:
         if merged is not None and len(merged):
             run.table(merged, "facilities_merged.csv")
             written.append("facilities_merged.csv")
-        from .plan.gaps import find_gaps, write_gaps
-        from .present.isochrones import service_areas, write_isochrones
-
-        if gaps:
-            if self.gaps is None:
-                self.gaps = find_gaps(self)
-            write_gaps(self.gaps, run.path("gaps.gpkg"))
-            written.append("gaps.gpkg")
+        if gaps and self.gaps is None:
+            self.gaps = find_gaps(self)
         if isochrones == "auto":
             isochrones = self.network.n_nodes <= AUTO_ISOCHRONES_MAX_NODES
             if not isochrones:
@@ -179,19 +180,17 @@ class Analysis:
                             "(Analysis.write(isochrones=True))", self.network.n_nodes)
         if isochrones and self.isochrones is None and self.times.graph is not None:
             self.isochrones = service_areas(self)
-        if isochrones and self.isochrones is not None:
-            write_isochrones(self.isochrones, run.path("isochrones.gpkg"))
-            written.append("isochrones.gpkg")
-        elif isochrones:
+        elif isochrones and self.isochrones is None:
             log.info("no isochrones: a tiled run keeps no single access graph")
+        layers = write_analysis_layers(run, self, gaps=self.gaps if gaps else None,
+                                       isochrones=self.isochrones if isochrones else None,
+                                       isochrone_layers=isochrone_layers, out_crs=out_crs)
+        written += [n for n in layers if n not in written]
         if facility_isochrones and self.times.graph is not None:
             from .present.isochrones import facility_service_areas
 
-            write_isochrones(facility_service_areas(self), run.path("facility_isochrones.gpkg"))
+            write_service_areas(run, facility_service_areas(self), "facility_isochrones.gpkg", layers=isochrone_layers)
             written.append("facility_isochrones.gpkg")
-        if self.units is not None:
-            _write_gpkg(_gpkg_ready(self.units), run.path("units.gpkg"), "units")
-            written.append("units.gpkg")
         if self.census_methods is not None:
             run.table(self.census_methods, "census_methods.csv")
             written.append("census_methods.csv")
@@ -354,20 +353,6 @@ def _pad(text: str, width: int) -> str:
 
     cols = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
     return text + " " * max(1, width - cols)
-
-
-def _write_gpkg(gdf, path: Path, layer: str) -> None:
-    with atomic_path(path) as tmp:  # the Arrow path writes large layers about twice as fast
-        gdf.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio", use_arrow=True)
-
-
-def _gpkg_ready(gdf):
-    """inf (not reachable within the cut-off) is written as NULL."""
-    out = gdf.copy()
-    for c in out.columns:
-        if c != "geometry" and pd.api.types.is_float_dtype(out[c]):
-            out[c] = out[c].replace([np.inf, -np.inf], np.nan)
-    return out
 
 
 def _check_swapped_inputs(net, rec: "_Log") -> None:

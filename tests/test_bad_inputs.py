@@ -509,7 +509,7 @@ CASES = [
     C("isochrone-osm-folder", 1, ("--osm", "is a folder"), "isochrone", "--osm", "{root}/files/adir", "--lon",
       "121.4", "--lat", "31.2", "--out", "{root}/i.gpkg"),
     C("isochrone-no-source", 2, "--osm", "isochrone", "--lon", "121.4", "--lat", "31.2"),
-    C("isochrone-crs-unknown", 2, "--crs", "isochrone", "--example", "toy_town", "--lon", "121.4", "--lat", "31.2",
+    C("isochrone-crs-unknown", 1, ("--crs", "ambiguous"), "isochrone", "--example", "toy_town", "--lon", "121.4", "--lat", "31.2",
       "--crs", "mars"),
     C("isochrone-method-unknown", 2, "--method", "isochrone", "--example", "toy_town", "--lon", "121.4", "--lat",
       "31.2", "--method", "circle"),

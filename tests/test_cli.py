@@ -62,9 +62,11 @@ def test_done_means_command(shanghai_pbf, shanghai_csvs, tmp_path):
     # issue 4's 'done means': isochrone layers in QGIS-ready GeoPackage, the offline map and the PNGs
     import pyogrio
 
-    layers = set(pyogrio.list_layers(out / "isochrones.gpkg")[:, 0])
-    assert {f"{c}_{m}min" for c in ("health", "sports") for m in (5, 10, 15)} <= layers
-    iso = gpd.read_file(out / "isochrones.gpkg", layer="health_15min")
+    assert pyogrio.list_layers(out / "isochrones.gpkg").tolist() == [["isochrones", "MultiPolygon"],
+                                                                      ["layer_styles", None]]
+    areas = gpd.read_file(out / "isochrones.gpkg", layer="isochrones")
+    assert {(c, m) for c in ("health", "sports") for m in (5, 10, 15)} <= set(zip(areas.category, areas.minutes))
+    iso = areas[(areas.category == "health") & (areas.minutes == 15)]
     assert iso.crs.to_epsg() == 4326 and iso.area_km2.iloc[0] > 0
     html = (out / "map.html").read_text(encoding="utf-8")
     assert "服务范围 Service areas" in html and "OpenStreetMap contributors" in html
@@ -72,7 +74,7 @@ def test_done_means_command(shanghai_pbf, shanghai_csvs, tmp_path):
     for png in ("coverage_map.png", "coverage_curve.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert s["residents"]["population_source"] == "points" and not s["residents"]["population_is_estimate"]
-    cov = pd.read_csv(out / "coverage.csv")
+    cov = pd.read_csv(out / "coverage.csv", encoding="utf-8-sig")
     assert list(cov.columns[:7]) == ["unit", "category", "minutes", "population", "covered_population", "share", "target"]
     assert len(cov) == 5 * 3
 
@@ -92,7 +94,7 @@ def test_units_per_district(shanghai_pbf, shanghai_csvs, shared, tmp_path):
                  str(shared / "shanghai_districts_datav_v3_gcj02.geojson"), "--units-crs", "gcj02",
                  "--minutes", "10,15", "--speed-kmh", "3", "--out", str(out)])
     assert code == 0
-    cov = pd.read_csv(out / "coverage.csv")
+    cov = pd.read_csv(out / "coverage.csv", encoding="utf-8-sig")
     assert {"静安区", "黄浦区"} <= set(cov.unit)
     s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert s["parameters"]["minutes"] == [10.0, 15.0] and s["parameters"]["speed_kmh"] == 3
@@ -184,14 +186,14 @@ def test_facilities_command_city_wide(shared, tmp_path):
                  "--official-counts", str(shared / "shanghai_community_health_centers_by_district_2024.csv"),
                  "--out", str(out)])
     assert code == 0
-    counts = pd.read_csv(tmp_path / "fac_counts.csv", index_col=0)
+    counts = pd.read_csv(tmp_path / "fac_counts.csv", index_col=0, encoding="utf-8-sig")
     assert len(counts) == 17  # 16 districts + total
     # every district has health and sports points (data README: Chongming health 9, sport 89)
     assert (counts.drop("total")[["health", "sports"]] > 0).all().all()
     assert counts.loc["崇明区", "health"] == 9
-    off = pd.read_csv(tmp_path / "fac_official.csv")
+    off = pd.read_csv(tmp_path / "fac_official.csv", encoding="utf-8-sig")
     assert off.official.iloc[-1] == 247 and len(off) == 17
-    subs = pd.read_csv(tmp_path / "fac_subcategories.csv", index_col=0)
+    subs = pd.read_csv(tmp_path / "fac_subcategories.csv", index_col=0, encoding="utf-8-sig")
     assert {"community_health_centre", "hospital"} <= set(subs.columns)
     assert off.found.iloc[-1] == subs.loc["total", "community_health_centre"]
 
@@ -216,12 +218,12 @@ def test_census_districts_gcj02_list(shanghai_pbf, shanghai_csvs, shared, tmp_pa
     assert "黄浦区" in p.stdout and "静安区" in p.stdout
     s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     census = pd.read_csv(shared / "shanghai_district_population_census2020.csv")
-    methods = pd.read_csv(out / "census_methods.csv").set_index("unit")
+    methods = pd.read_csv(out / "census_methods.csv", encoding="utf-8-sig").set_index("unit")
     kept = methods["kept_share"]
     assert s["census"]["census_total"] == pytest.approx(24_870_895)
     assert s["residents"]["population"] == pytest.approx((census.set_index("district").population_2020 * kept).sum())
     assert s["residents"]["population_source"] == "census_dasymetric"
-    cov = pd.read_csv(out / "coverage.csv")
+    cov = pd.read_csv(out / "coverage.csv", encoding="utf-8-sig")
     rows = cov[(cov.unit != "study_area") & (cov.category == "health") & (cov.minutes == 15)].set_index("unit")
     assert set(rows.index) == {"黄浦区", "静安区"} == set(kept[kept > 0].index)  # the sample clips two districts
     for name, pop in zip(census.district, census.population_2020):
@@ -240,7 +242,7 @@ def test_census_districts_gcj02_list(shanghai_pbf, shanghai_csvs, shared, tmp_pa
     covered = rows[rows.covered_population > 0].index
     assert "黄浦区" in set(covered)
     # the row without coordinates is reported, not dropped silently
-    rejected = pd.read_csv(out / "facilities_rejected.csv")
+    rejected = pd.read_csv(out / "facilities_rejected.csv", encoding="utf-8-sig")
     assert "地址待补社区卫生服务站" in rejected.to_string()
     assert any("not used" in w for w in s["warnings"])
     assert len(methods) == 16 and methods.census_population.sum() == pytest.approx(24_870_895)
@@ -249,7 +251,7 @@ def test_census_districts_gcj02_list(shanghai_pbf, shanghai_csvs, shared, tmp_pa
 def test_admin_boundaries_from_osm(tmp_path):
     out = tmp_path / "tt"
     assert main(["-q", "analyze", "--example", "toy_town", "--admin-level", "subdistrict", "--out", str(out)]) == 0
-    cov = pd.read_csv(out / "coverage.csv")
+    cov = pd.read_csv(out / "coverage.csv", encoding="utf-8-sig")
     assert set(cov.unit) == {"study_area", "城西街道", "城东街道"}
     units = gpd.read_file(out / "units.gpkg")
     assert units.crs.to_epsg() == 4326 and sorted(units.unit) == ["城东街道", "城西街道"]
@@ -284,22 +286,24 @@ def test_gaps_sites_scenario_commands(tmp_path):
     import pyogrio
 
     # the toy town's one health centre: its own service areas are the health layers
-    fac_layers = set(pyogrio.list_layers(out / "facility_isochrones.gpkg")[:, 0])
-    assert {"facilities_health_5min", "facilities_health_15min"} <= fac_layers
-    own = gpd.read_file(out / "facility_isochrones.gpkg", layer="facilities_health_15min")
-    merged = gpd.read_file(out / "isochrones.gpkg", layer="health_15min")
+    assert pyogrio.list_layers(out / "facility_isochrones.gpkg")[:, 0].tolist() == ["facility_isochrones",
+                                                                                    "layer_styles"]
+    own = gpd.read_file(out / "facility_isochrones.gpkg", layer="facility_isochrones")
+    own = own[(own.category == "health") & (own.minutes == 15)]
+    merged = gpd.read_file(out / "isochrones.gpkg", layer="isochrones")
+    merged = merged[(merged.category == "health") & (merged.minutes == 15)]
     assert len(own) == 1 and own.area_km2.iloc[0] == pytest.approx(merged.area_km2.iloc[0], rel=1e-9)
-    needed = pd.read_csv(out / "sites_needed.csv")
+    needed = pd.read_csv(out / "sites_needed.csv", encoding="utf-8-sig")
     health = needed[needed.category == "health"].set_index("unit")
     assert health.loc["study_area", "sites_needed"] == 1 and health.loc["城西街道", "sites_needed"] == 0
-    gaps = gpd.read_file(out / "gaps.gpkg")
+    gaps = gpd.read_file(out / "gaps.gpkg", layer="gaps")
     assert set(gaps.category) == {"health"} and set(gaps.unit) == {"城东街道"}
     assert "缺口 Gaps" in (out / "map.html").read_text(encoding="utf-8")
     assert main(["-q", "gaps", str(out), "--category", "health", "-k", "1", "--no-map"]) == 0
-    sites = pd.read_csv(out / "suggested_sites.csv")
+    sites = pd.read_csv(out / "suggested_sites.csv", encoding="utf-8-sig")
     assert len(sites) == 1 and sites.cumulative_share.iloc[0] == pytest.approx(1.0)
     assert main(["-q", "scenario", str(out), "--add", str(out / "suggested_sites.csv")]) == 0
-    change = pd.read_csv(out / "scenario" / "scenario_change.csv")
+    change = pd.read_csv(out / "scenario" / "scenario_change.csv", encoding="utf-8-sig")
     row = change[(change.unit == "study_area") & (change.category == "health") & (change.minutes == 15)].iloc[0]
     assert row.share_after == pytest.approx(1.0) and row.share_before < 0.85
     assert main(["gaps", str(out), "-k", "0"]) == 1  # a number out of range: user error (not a number: 2)
@@ -318,7 +322,8 @@ def test_isochrone_command(tmp_path):
     out = tmp_path / "iso.gpkg"
     assert main(["-q", "isochrone", "--example", "toy_town", "--lon", str(float(lo)), "--lat", str(float(la)),
                  "--minutes", "5,15", "--out", str(out)]) == 0
-    five = gpd.read_file(out, layer="isochrone_5min")
+    iso = gpd.read_file(out, layer="iso")
+    five = iso[iso.minutes == 5]
     assert five.crs.to_epsg() == 4326 and five.area_km2.iloc[0] > 0
     poly = five.geometry.iloc[0]
     x, y = lonlat(200, 0)   # 200 m along the street: inside
@@ -339,9 +344,9 @@ def test_policy_indicator_command(tmp_path):
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["standard"]["name"] == "gb50180-2018" and summary["parameters"]["standard"] == "gb50180-2018"
-    tiers = pd.read_csv(out / "tiers.csv")
+    tiers = pd.read_csv(out / "tiers.csv", encoding="utf-8-sig")
     assert set(tiers.tier_minutes.dropna()) == {5.0, 10.0, 15.0}
     assert "complete_life_circle" in set(tiers.type)
-    ranking = pd.read_csv(out / "units_ranking.csv")
+    ranking = pd.read_csv(out / "units_ranking.csv", encoding="utf-8-sig")
     assert ranking.unit.tolist() == ["城东街道", "城西街道"] and set(ranking.unit_type) == {"街道"}
     assert (out / "urban_rural.csv").is_file() and (out / "standard_decisions.csv").is_file()

@@ -138,7 +138,7 @@ def test_commit_records_every_file_with_size_and_sha256(tmp_path):
                                             "command": "analyze"}
     for name, rec in m["files"].items():
         assert rec["sha256"] == sha(d / name) and rec["bytes"] == (d / name).stat().st_size
-    assert (d / "coverage.csv").read_text(encoding="utf-8") == "a\n1\n2\n"
+    assert (d / "coverage.csv").read_text(encoding=ENCODING) == "a\n1\n2\n"
     assert leftovers(d) == []  # no staging, no journal, and the lock file went with the lock
 
 
@@ -411,9 +411,9 @@ def test_a_rerun_that_fails_late_leaves_the_old_run_byte_identical(tmp_path, mon
         f"lifecircle: error: disk full while writing {d}: free space or choose another --out"]
     assert snapshot(d) == before
     # the library too: a writer failing half way (a bug) leaves the folder as it was
-    import lifecircle.present.isochrones as iso
+    import lifecircle.present.qgis as qgis
 
-    monkeypatch.setattr(iso, "write_isochrones", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("late")))
+    monkeypatch.setattr(qgis, "write_layer_styles", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("late")))
     with pytest.raises(RuntimeError, match="late"):
         toy.write(d)
     assert snapshot(d) == before
@@ -444,7 +444,7 @@ def test_gaps_and_map_add_to_the_run_and_scenario_writes_its_own(tmp_path):
     assert {n: m["files"][n]["sha256"] for n in analysis} == analysis  # carried over unchanged
     assert m["files"]["suggested_sites.csv"]["command"] == "gaps" and "map.html" not in m["files"]
     assert not (d / "map.html").exists()  # it showed the earlier gaps
-    assert len(pd.read_csv(d / "suggested_sites.csv")) == 1
+    assert len(pd.read_csv(d / "suggested_sites.csv", encoding="utf-8-sig")) == 1
     assert main(["-q", "map", str(d), "--basemap", "none"]) == 0
     assert {"map.html", "coverage_map.png", "coverage_curve.png"} <= set(manifest_of(d)["files"])
     assert main(["-q", "scenario", str(d), "--add", str(d / "suggested_sites.csv")]) == 0
@@ -553,7 +553,7 @@ def test_ctrl_c_removes_the_staging_and_exits_130(tmp_path, monkeypatch, capsys)
     def ctrl_c(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gaps, "write_gaps", ctrl_c)
+    monkeypatch.setattr(gaps, "find_gaps", ctrl_c)
     assert main(["-q", "analyze", "--example", "toy_town", "--minutes", "10", "--out", str(d)]) == 130
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("lifecircle: interrupted")

@@ -412,7 +412,7 @@ def test_write_sites_round_trips_as_a_facility_list(shanghai, tmp_path):
     assert set(paths) == {"suggested_sites.csv", "suggested_sites.gpkg", "sites_needed.csv"}
     back = gpd.read_file(paths["suggested_sites.gpkg"])
     assert back.crs.to_epsg() == 4326 and back["rank"].tolist() == [1, 2, 3]
-    assert pd.read_csv(paths["sites_needed.csv"]).exact_status.eq("not run").all()
+    assert pd.read_csv(paths["sites_needed.csv"], encoding="utf-8-sig").exact_status.eq("not run").all()
     # the CSV is a valid --facilities file: analyzing with it gives the predicted coverage
     listed = facilities_from_file(paths["suggested_sites.csv"])
     assert listed.category.tolist() == ["health"] * 3

@@ -12,7 +12,8 @@ study costs no more than its number of occupied cells.
 Each gap reports its population, the walking time its residents face today (population-weighted
 mean, median and maximum; ``inf`` means at least part of it has no facility within the cut-off,
 and ``population_unreachable`` says how many people), its unit (the ``unit`` holding most of its
-people, when residents have units), a representative location (the resident nearest to the
+people, when residents have units), its name (``largest_name``: the name of its named resident
+point with the most people, e.g. the 小区 most affected, when the residents have names), a representative location (the resident nearest to the
 population-weighted centre, so it always lies in the gap) and its polygon (the union of its cells).
 """
 
@@ -37,7 +38,7 @@ __all__ = ["GAP_COLUMNS", "gap_areas", "find_gaps", "write_gaps", "check_categor
 #: Columns of the tables returned by :func:`gap_areas` / :func:`find_gaps` (plus ``geometry``).
 GAP_COLUMNS = [
     "gap", "category", "minutes", "population", "residents", "share_of_uncovered",
-    "mean_minutes", "median_minutes", "max_minutes", "population_unreachable", "unit",
+    "mean_minutes", "median_minutes", "max_minutes", "population_unreachable", "unit", "largest_name",
     "lon", "lat", "resident_index", "cells", "area_km2",
 ]
 # forward half of the 8-neighbourhood: every touching pair of cells is found exactly once
@@ -50,7 +51,7 @@ def _empty_gaps(crs: Any = 4326):
     cols: dict[str, Any] = {c: pd.Series(dtype=float) for c in GAP_COLUMNS}
     for c in ("gap", "residents", "cells", "resident_index"):
         cols[c] = pd.Series(dtype="int64")
-    for c in ("category", "unit"):
+    for c in ("category", "unit", "largest_name"):
         cols[c] = pd.Series(dtype=object)
     return gpd.GeoDataFrame(cols, geometry=gpd.GeoSeries([], crs=crs))
 
@@ -101,6 +102,7 @@ def gap_areas(
     crs: Any = None,
     category: str | None = None,
     unit_column: str = "unit",
+    name_column: str | None = None,
 ):
     """Group residents farther than ``minutes`` from a facility into contiguous gap areas.
 
@@ -121,6 +123,9 @@ def gap_areas(
         Written into the ``category`` column.
     unit_column : str
         Column naming each resident's unit; ignored when absent.
+    name_column : str, optional
+        Column naming each resident point (a 小区, a building): ``largest_name`` is the name of the
+        gap's named point with the most people (None when none of its points has a name).
 
     Returns
     -------
@@ -142,6 +147,12 @@ def gap_areas(
     ([30.0, 5.0], [2, 1], [20.0, 0.0])
     >>> g["max_minutes"].tolist(), g["median_minutes"].tolist()
     ([inf, 16.0], [inf, 16.0])
+
+    With names, each gap is called by its named point with the most people:
+
+    >>> res["小区名称"] = ["康乐小区", "锦绣苑", None, "绿地"]
+    >>> gap_areas(res, [20.0, np.inf, 16.0, 3.0], minutes=15, name_column="小区名称")["largest_name"].tolist()
+    ['锦绣苑', None]
     """
     import geopandas as gpd
     import shapely
@@ -224,6 +235,14 @@ def gap_areas(
             s = s.sort_values(["g", "w"], ascending=[True, False], kind="stable").drop_duplicates("g")
             units[s["g"].to_numpy()] = s["u"].to_numpy()
 
+    largest = np.full(n_raw, None, dtype=object)
+    if name_column is not None and name_column in residents.columns:
+        names = residents[name_column].to_numpy(dtype=object)[pick]
+        named = np.flatnonzero(pd.notna(names) & (pd.Series(names, dtype=object).astype(str).str.strip() != ""))
+        if named.size:
+            top = named[_first_per_group(lab[named], -w[named])]  # most people first; ties: the first row
+            largest[lab[top]] = names[top]
+
     n_cells = np.bincount(cell_lab, minlength=n_raw)
     boxes = shapely.box(cells[:, 0] * cell_m, cells[:, 1] * cell_m,
                         (cells[:, 0] + 1) * cell_m, (cells[:, 1] + 1) * cell_m)
@@ -242,6 +261,7 @@ def gap_areas(
         "max_minutes": max_m,
         "population_unreachable": unreach_g,
         "unit": units,
+        "largest_name": pd.Series(largest, dtype=object),
         "lon": lon[rep],
         "lat": lat[rep],
         "resident_index": residents.index.to_numpy()[pick][rep],
@@ -314,14 +334,17 @@ def find_gaps(analysis, *, category: str | Iterable[str] | None = None, minutes:
         cats = [category]
     else:
         cats = list(category)
+    from ..read.population import name_column
+
     m = check_minutes(analysis, minutes)
+    names = name_column(analysis.residents)
     tables = []
     for cat in cats:
         check_category(analysis, cat)
         col = minutes_column(cat)
         res = analysis.residents
         table = gap_areas(res, res[col].to_numpy(dtype=float), minutes=m, cell_m=cell_m,
-                          crs=analysis.network.crs, category=cat)
+                          crs=analysis.network.crs, category=cat, name_column=names)
         if table.empty:
             log.info("%s: already 100 %% covered within %g min: no gaps", cat, m)
         tables.append(table)

@@ -79,9 +79,10 @@ __all__ = [
     "sites_as_facilities",
 ]
 
-#: Columns of :func:`suggest_sites` (plus ``geometry``; ``name`` too when the candidates have names).
+#: Columns of :func:`suggest_sites` (plus ``geometry``; ``name`` too when the candidates
+#: have names; from a candidate file also ``lon_input``, ``lat_input``, ``input_crs`` and its own columns).
 SITE_COLUMNS = [
-    "rank", "category", "unit", "lon", "lat", "node", "osm_node_id", "candidate",
+    "rank", "category", "unit", "lon", "lat", "node", "osm_node_id", "candidate", "snap_dist_m",
     "newly_covered_population", "cumulative_covered_population", "cumulative_share",
 ]
 #: Columns of :func:`sites_needed`.
@@ -113,6 +114,12 @@ class Candidates:
     snap: Snap
     name: np.ndarray | None = None
     source: str = "network nodes"
+    #: the candidate file's own columns (parcel name, id, address), one row per candidate
+    columns: pd.DataFrame | None = None
+    #: the candidates' coordinates in the CRS they were given in, and that CRS
+    lon_input: np.ndarray | None = None
+    lat_input: np.ndarray | None = None
+    input_crs: str | None = None
 
     def __len__(self) -> int:
         return len(self.lon)
@@ -165,6 +172,8 @@ def candidates_from_points(network, points, *, crs: Any = None, max_snap_m: floa
         label = Path(points).name
     elif isinstance(points, gpd.GeoDataFrame):
         gdf = to_wgs84(points, crs)
+        gdf.attrs["crs_declared"] = {"crs": crs if crs is not None else
+                                     (points.crs.to_string() if points.crs is not None else "wgs84")}
         label = "candidates"
     else:
         raise InputDataError(f"candidates must be a file path or a GeoDataFrame (got {type(points).__name__}); "
@@ -197,7 +206,29 @@ def candidates_from_points(network, points, *, crs: Any = None, max_snap_m: floa
     snap = Snap(*(a[ok] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
     node = np.where(snap.t <= 0.5, network.u[snap.edge], network.v[snap.edge])
     names = gdf["name"].to_numpy(dtype=object)[ok] if "name" in gdf.columns else None
-    return Candidates(lon[ok], lat[ok], node, gdf.index.to_numpy(dtype=object)[ok], snap, names, label)
+    own, lon_in, lat_in, in_crs = _own_columns(gdf[ok], lon[ok], lat[ok], crs)
+    return Candidates(lon[ok], lat[ok], node, gdf.index.to_numpy(dtype=object)[ok], snap, names, label,
+                      own, lon_in, lat_in, in_crs)
+
+
+def _own_columns(gdf, lon: np.ndarray, lat: np.ndarray, crs: Any):
+    """The candidates' own columns (not the lon/lat ones, not names a site table has: those get ``_input``)
+    and their coordinates in the CRS they were given in (``from_wgs84`` inverts the reading exactly)."""
+    import geopandas as gpd
+
+    from ..read.crs import from_wgs84, parse_crs
+
+    xy = [c for c in gdf.attrs.get("xy_columns", ()) if c in gdf.columns]
+    own = pd.DataFrame(gdf.drop(columns=[*xy, gdf.geometry.name, "name"], errors="ignore")).reset_index(drop=True)
+    taken = set(SITE_COLUMNS) | {"geometry", "name", "lon_input", "lat_input", "input_crs", "snap_dist_m"}
+    own = own.rename(columns={c: f"{c}_input" for c in own.columns if c in taken})
+    declared = crs if crs is not None else (gdf.attrs.get("crs_declared") or {}).get("crs", "wgs84")
+    target = parse_crs(declared)
+    name = target.upper() if isinstance(target, str) else (f"EPSG:{target.to_epsg()}" if target.to_epsg()
+                                                           else target.name)
+    pts = gpd.GeoSeries(gpd.points_from_xy(lon, lat), crs=4326)
+    moved = from_wgs84(pts, target) if name != "EPSG:4326" else pts
+    return own, moved.x.to_numpy(), moved.y.to_numpy(), name
 
 
 # ---------------------------------------------------------------------------- catchments
@@ -621,12 +652,18 @@ def _sites_table(problem: _Problem, analysis, chosen, gains, *, unit_label: str,
         "node": c.node[chosen].astype(np.int64),
         "osm_node_id": analysis.network.node_id[c.node[chosen]].astype(np.int64),
         "candidate": c.ident[chosen],
+        "snap_dist_m": np.round(c.snap.dist_m[chosen], 2),
         "newly_covered_population": gains,
         "cumulative_covered_population": cum,
         "cumulative_share": cum / population if population > 0 else np.full(len(chosen), np.nan),
     }
     if c.name is not None:
         data["name"] = c.name[chosen]
+    if c.lon_input is not None:
+        data.update(lon_input=c.lon_input[chosen], lat_input=c.lat_input[chosen], input_crs=c.input_crs)
+    if c.columns is not None:
+        for col in c.columns.columns:
+            data[col] = c.columns[col].to_numpy()[chosen]
     return gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(c.lon[chosen], c.lat[chosen]), crs=4326)
 
 

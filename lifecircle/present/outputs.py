@@ -117,8 +117,9 @@ __all__ = [
     "write_scenario",
 ]
 
-#: Text encoding of every CSV lifecircle writes (UTF-8 without BOM for now).
-ENCODING = "utf-8"
+#: Text encoding of every CSV lifecircle writes: UTF-8 with a byte-order mark, so that Excel (and WPS) on a
+#: Chinese Windows open 小区名称 as text instead of mojibake; Python readers use ``encoding="utf-8-sig"``.
+ENCODING = "utf-8-sig"
 #: The record of a folder's run; a run beside a chosen file ``x.gpkg`` uses ``x.lifecircle_manifest.json``.
 MANIFEST = "lifecircle_manifest.json"
 _LOCK = ".lifecircle.lock"
@@ -133,6 +134,8 @@ ANALYSIS_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.
                   "facility_service.csv", "units_service.csv", "units_ranking.csv", "accessibility.csv", "equity.csv")
 #: What site planning writes (``analyze --sites``, ``gaps``).
 SITE_FILES = ("suggested_sites.csv", "suggested_sites.gpkg", "sites_needed.csv", "suggested_sites_by_unit.csv")
+#: Copies of the sites in another CRS (``--out-crs gcj02``: ``suggested_sites_gcj02.gpkg``); a pattern of ``replace``.
+SITE_COPIES = "suggested_sites_*.gpkg"
 #: The map and figures (``--map``, ``lifecircle map``).
 MAP_FILES = ("map.html", "coverage_map.png", "coverage_curve.png", "lorenz.png")
 #: What ``lifecircle scenario`` writes into its folder.
@@ -140,7 +143,7 @@ SCENARIO_FILES = ("scenario_change.csv", "scenario_coverage.csv", "scenario_faci
 #: Every name a run folder may hold: in a folder without a manifest (older lifecircle) these count as ours.
 RUN_FILES = (*ANALYSIS_FILES, *SITE_FILES, *MAP_FILES)
 #: What ``lifecircle gaps`` replaces in a run (the map is redrawn with the new gaps, or removed).
-GAPS_REPLACES = ("gaps.gpkg", *SITE_FILES, "map.html")
+GAPS_REPLACES = ("gaps.gpkg", *SITE_FILES, SITE_COPIES, "map.html")
 
 _CMD_HINT = {
     "analyze": "lifecircle analyze ... --out {folder}",
@@ -223,8 +226,8 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, index: bool =
     --------
     >>> import tempfile, os
     >>> p = write_table(pd.DataFrame({"name": ["@SUM(A1)"], "x": [-1.5]}), os.path.join(tempfile.mkdtemp(), "t.csv"))
-    >>> p.read_text(encoding="utf-8")
-    "name,x\\n'@SUM(A1),-1.5\\n"
+    >>> p.read_bytes()[:3] == b"\\xef\\xbb\\xbf", p.read_text(encoding=ENCODING)
+    (True, "name,x\\n'@SUM(A1),-1.5\\n")
     """
     final = Path(path)
     safe = safe_cells(df)
@@ -510,6 +513,23 @@ class OutputRun:
         write_table(df, self.path(name), index=index)
         return self.final(name)
 
+    def vector(self, gdf: Any, name: str, *, layer: str, style: Any = None, crs: Any = None) -> Path:
+        """Write a layer with :func:`lifecircle.present.vectors.write_vector` (the format ``name``'s extension
+        names, with its QGIS style), recording every file the format makes; returns its final path.
+
+        ``crs`` (e.g. ``"gcj02"``): also a GeoPackage copy ``<stem>_<tag>.gpkg`` in that CRS
+        (:func:`lifecircle.present.vectors.write_crs_copy`); nothing for WGS84.
+        """
+        from .vectors import crs_tag, write_crs_copy, write_vector
+
+        for p in write_vector(gdf, self.path(name), layer=layer, style=style):
+            self.path(p.name)
+        tag = crs_tag(crs) if crs is not None else None
+        if tag is not None:
+            copy = f"{Path(name).stem}_{tag}.gpkg"
+            write_crs_copy(gdf, self.path(copy), crs, layer=layer, style=style)
+        return self.final(name)
+
     def json(self, obj: Any, name: str) -> Path:
         """Write JSON (UTF-8, Chinese readable); returns its final path."""
         write_json(obj, self.path(name))
@@ -523,16 +543,23 @@ class OutputRun:
             return {}
         if self.previous is not None:
             keep = {n: r for n, r in self.previous.get("files", {}).items()
-                    if n not in self.replace and n not in self.written}
+                    if not self._replaced(n) and n not in self.written}
             for n, r in keep.items():
                 _check_file(self.folder, n, r, self.previous)
             return keep
         out = {}  # an older folder without a manifest: adopt its known files
         for n in self.legacy:
             p = self.folder / n
-            if n not in self.replace and n not in self.written and p.is_file():
+            if not self._replaced(n) and n not in self.written and p.is_file():
                 out[n] = {"bytes": p.stat().st_size, "sha256": _sha256(p), "command": "analyze"}
         return out
+
+    def _replaced(self, name: str) -> bool:
+        """``name`` is one of ``replace`` (names, or patterns such as ``suggested_sites_*.gpkg``)."""
+        import fnmatch
+
+        return self.replace is not None and (name in self.replace or any(
+            "*" in r and fnmatch.fnmatchcase(name, r) for r in self.replace))
 
     def _obsolete(self, keep: Iterable[str]) -> list[str]:
         keep = set(keep)
@@ -1011,11 +1038,11 @@ def _read_analysis(rec: RunRecord, need: list[str], files: dict[str, str]) -> _F
                              "run `lifecircle analyze --out DIR` again") from None
     coverage = read_table_back(d / "coverage.csv")
     coverage["unit"] = coverage["unit"].astype(str)
-    residents = gpd.read_file(d / "residents.gpkg")
+    residents = _read_layers(d / "residents.gpkg")
     for c in residents.columns:
         if str(c).startswith("minutes_to_"):
             residents[c] = residents[c].astype(float).fillna(np.inf)  # NULL = not reachable
-    facilities = gpd.read_file(d / "facilities.gpkg")
+    facilities = _read_layers(d / "facilities.gpkg")
     extra = {name: _read_layers(d / f"{stem}.gpkg") for name, stem in files.items() if rec.has(f"{stem}.gpkg")}
     if rec.has("accessibility.csv"):
         extra["accessibility"] = read_table_back(d / "accessibility.csv")
@@ -1023,13 +1050,155 @@ def _read_analysis(rec: RunRecord, need: list[str], files: dict[str, str]) -> _F
 
 
 def _read_layers(path: Path):
-    """Every layer of a GeoPackage in one frame (``write_isochrones`` writes one layer per category/minutes)."""
+    """Every geometry layer of a GeoPackage in one frame (one layer, or one per category/minutes as
+    ``--isochrone-layers per-category`` writes them)."""
     import geopandas as gpd
     import pyogrio
 
-    frames = [gpd.read_file(path, layer=name) for name in pyogrio.list_layers(path)[:, 0]]
+    frames = [gpd.read_file(path, layer=name) for name, kind in pyogrio.list_layers(path)
+              if kind is not None]  # layer_styles (the QGIS styles) is a table without geometry
     frames = [f.to_crs(4326) if f.crs is not None else f.set_crs(4326) for f in frames]
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326)
+
+
+# ---------------------------------------------------------------------------- the analysis layers (QGIS-ready)
+
+#: Columns of gaps.gpkg that only wire the computation together.
+INTERNAL_GAP_COLUMNS = ("resident_index",)
+
+
+def units_with_shares(units: Any, coverage: pd.DataFrame, config: AnalysisConfig) -> Any:
+    """The units with their coverage as columns, ready for a QGIS choropleth without a pivot or a join.
+
+    One ``share_<category>_<N>min`` column per reported category (and ``all``) and threshold
+    (:func:`lifecircle.config.share_column`; NULL for a unit without residents), and ``population``
+    and ``population_to_cover`` of the headline share (``all``, or the one category, at the
+    headline minutes): the numbers of coverage.csv's unit rows.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> u = gpd.GeoDataFrame({"unit": ["东区", "西区"]}, geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)],
+    ...                      crs=4326)
+    >>> cov = pd.DataFrame({"unit": ["东区", "东区"], "category": "health", "minutes": [5.0, 15.0],
+    ...                     "population": 10.0, "share": [0.2, 0.9], "population_to_cover": [6.5, 0.0]})
+    >>> t = units_with_shares(u, cov, AnalysisConfig(categories=("health",), minutes=(5, 15)))
+    >>> t[["unit", "share_health_5min", "share_health_15min", "population"]].values.tolist()
+    [['东区', 0.2, 0.9, 10.0], ['西区', nan, nan, nan]]
+    """
+    from ..config import ALL, share_column
+    from ..measure.coverage import STUDY_AREA
+
+    cats = list(config.categories) + ([ALL] if len(config.categories) > 1 else [])
+    rows = coverage[coverage["unit"].astype(str) != STUDY_AREA]
+    names = units["unit"].astype(str)
+    out = units.copy()
+    for cat in cats:
+        for m in config.minutes:
+            sel = rows[(rows["category"] == cat) & np.isclose(rows["minutes"].astype(float), float(m))]
+            sel = sel.drop_duplicates("unit")
+            share = pd.Series(sel["share"].to_numpy(dtype=float), index=sel["unit"].astype(str).to_numpy())
+            out[share_column(cat, m)] = share.reindex(names).to_numpy(dtype=float)
+    head_cat = ALL if len(config.categories) > 1 else config.categories[0]
+    head = rows[(rows["category"] == head_cat) & np.isclose(rows["minutes"].astype(float), config.headline_minutes)]
+    head = head.drop_duplicates("unit")
+    head.index = head["unit"].astype(str)
+    for c in ("population", "population_to_cover"):
+        out[c] = head[c].reindex(names).to_numpy(dtype=float)
+    return out
+
+
+def _headline_field(config: AnalysisConfig, columns: Iterable[str]) -> str:
+    from ..config import ALL, minutes_column
+
+    cols = set(columns)
+    return minutes_column(ALL) if minutes_column(ALL) in cols else minutes_column(config.categories[0])
+
+
+def write_analysis_layers(run: OutputRun, analysis: Any, *, isochrones: Any = None, gaps: Any = None,
+                          isochrone_layers: str = "one", out_crs: Any = None) -> list[str]:
+    """Stage residents.gpkg, facilities.gpkg (and units.gpkg, gaps.gpkg, isochrones.gpkg when given) in ``run``.
+
+    Every layer in EPSG:4326 with its QGIS style (:mod:`lifecircle.present.qgis`) in the
+    GeoPackage's ``layer_styles`` table; units carry their shares (:func:`units_with_shares`);
+    service areas are one layer with ``category`` and ``minutes`` (``isochrone_layers="per-category"``:
+    one layer per category and threshold, as lifecircle 0.1 wrote them). ``out_crs`` (``gcj02``...)
+    adds ``residents_<tag>.gpkg`` and ``facilities_<tag>.gpkg``. Returns the names written.
+    """
+    from ..config import ALL
+    from .qgis import facility_style, resident_style, unit_style
+
+    cfg = analysis.config
+    before = set(run.written)
+    res = analysis.residents
+    run.vector(res, "residents.gpkg", layer="residents", crs=out_crs,
+               style=resident_style(_headline_field(cfg, res.columns), minutes=cfg.minutes,
+                                    cutoff_minutes=cfg.cutoff_minutes))
+    fac = analysis.facilities
+    run.vector(fac, "facilities.gpkg", layer="facilities", crs=out_crs,
+               style=facility_style(fac["category"].astype(str) if "category" in fac else None))
+    if gaps is not None:
+        write_gaps_layer(run, gaps)
+    if isochrones is not None:
+        write_service_areas(run, isochrones, "isochrones.gpkg", layers=isochrone_layers)
+    if getattr(analysis, "units", None) is not None:
+        from ..config import share_column
+
+        units = units_with_shares(analysis.units, analysis.coverage, cfg)
+        head_cat = ALL if len(cfg.categories) > 1 else cfg.categories[0]
+        run.vector(units, "units.gpkg", layer="units",
+                   style=unit_style(share_column(head_cat, cfg.headline_minutes), target=cfg.target))
+    return [n for n in run.written if n not in before]
+
+
+def write_gaps_layer(run: OutputRun, gaps: Any, name: str = "gaps.gpkg") -> Path:
+    """Stage the gap areas (:func:`lifecircle.plan.gaps.find_gaps`) as a styled GeoPackage layer ``gaps``."""
+    from .qgis import gap_style
+
+    out = _for_users(gaps, INTERNAL_GAP_COLUMNS)
+    if "unit" in out:
+        out["unit"] = out["unit"].astype(object).where(out["unit"].notna(), None)
+    top = float(out["population"].max()) if len(out) else 1.0
+    path = run.vector(out, name, layer="gaps", style=gap_style(top))
+    log.info("wrote %s (%d gap areas)", name, len(gaps))
+    return path
+
+
+def write_service_areas(run: OutputRun, areas: Any, name: str, *, layers: str = "one") -> list[str]:
+    """Stage service areas (isochrones) as ONE styled layer with ``category`` and ``minutes`` fields.
+
+    ``layers="per-category"``: one GeoPackage layer per category and threshold (``health_15min``;
+    ``facilities_health_15min`` for facility service areas; ``isochrone_5min`` for a point's),
+    each styled. Returns the layer names.
+    """
+    from ..errors import InputDataError
+    from .qgis import service_area_style
+
+    if layers not in ("one", "per-category"):
+        raise InputDataError(f"isochrone layers {layers!r}: choose one or per-category")
+    cats = list(dict.fromkeys(areas["category"].astype(str))) if "category" in areas else None
+    minutes = areas["minutes"].astype(float).tolist() if "minutes" in areas else []
+    layer = Path(name).stem if "facility_index" not in areas else "facility_isochrones"
+    if layers == "one":
+        run.vector(areas, name, layer=layer, style=service_area_style(cats, minutes, name=layer))
+        return [layer]
+    from .isochrones import write_isochrones
+    from .qgis import write_layer_styles
+
+    if Path(name).suffix.lower() != ".gpkg":
+        raise OutputError(f"{name}: one layer per category needs a GeoPackage (.gpkg); choose a .gpkg name or "
+                          "one layer (--isochrone-layers one)")
+    names = write_isochrones(areas, run.path(name))
+    by = ["category", "minutes"] if "category" in areas else ["minutes"]
+    groups = areas.groupby(by, sort=False)
+    styles = {}
+    for layer_name, (key, _) in zip(names, groups):
+        key = key if isinstance(key, tuple) else (key,)
+        vals = dict(zip(by, key))
+        styles[layer_name] = service_area_style([vals["category"]] if "category" in vals else None,
+                                                [vals["minutes"]], name=layer_name)
+    write_layer_styles(run.path(name), styles)
+    return names
 
 
 # ---------------------------------------------------------------------------- maps, sites, scenario
@@ -1131,20 +1300,33 @@ def maps_from_folder(out_dir: str | os.PathLike[str], *, png: bool = True, basem
                           title=title, tianditu_key=tianditu_key)
 
 
+#: Columns of the sites that only wire the computation together (network node index, candidate row label).
+INTERNAL_SITE_COLUMNS = ("node", "candidate")
+
+
+def _for_users(frame: Any, internal: Iterable[str] = INTERNAL_SITE_COLUMNS) -> Any:
+    """``frame`` without the columns that mean nothing outside lifecircle."""
+    return frame.drop(columns=[c for c in internal if c in frame.columns])
+
+
 def write_sites(sites, out_dir: str | os.PathLike[str] | OutputRun, *, needed: pd.DataFrame | None = None,
-                stem: str = "suggested_sites") -> dict[str, Path]:
+                stem: str = "suggested_sites", out_crs: Any = None) -> dict[str, Path]:
     """Write ``suggested_sites.csv`` and ``.gpkg`` (and ``sites_needed.csv``) into a run.
 
     The CSV has ``category``, ``lon`` and ``lat`` columns, so it can be given straight back as
-    ``--facilities`` (or ``scenario --add``). Given a folder, they replace the site outputs of the
-    run there (the analysis files stay).
+    ``--facilities`` (or ``scenario --add``), and the candidates' own columns (parcel names...)
+    and coordinates in their own CRS (``lon_input``, ``lat_input``, ``input_crs``) when they came
+    from a file. The GeoPackage is styled for QGIS; ``out_crs`` (``gcj02``...) adds a copy
+    ``suggested_sites_gcj02.gpkg``. Given a folder, they replace the site outputs of the run there
+    (the analysis files stay).
     """
-    with output_run(out_dir, command="gaps", replace=SITE_FILES) as run:
-        paths = {f"{stem}.csv": run.table(pd.DataFrame(sites.drop(columns="geometry")), f"{stem}.csv")}
-        gpkg = sites.copy()
-        gpkg["candidate"] = gpkg["candidate"].astype(str)
-        gpkg.to_file(run.path(f"{stem}.gpkg"), layer="sites", driver="GPKG", engine="pyogrio")
-        paths[f"{stem}.gpkg"] = run.final(f"{stem}.gpkg")
+    from .qgis import site_style
+
+    with output_run(out_dir, command="gaps", replace=(*SITE_FILES, SITE_COPIES)) as run:
+        shown = _for_users(sites)
+        paths = {f"{stem}.csv": run.table(pd.DataFrame(shown.drop(columns="geometry")), f"{stem}.csv")}
+        cats = list(dict.fromkeys(shown["category"].astype(str))) if "category" in shown else None
+        paths[f"{stem}.gpkg"] = run.vector(shown, f"{stem}.gpkg", layer="sites", style=site_style(cats), crs=out_crs)
         if needed is not None:
             paths["sites_needed.csv"] = run.table(needed, "sites_needed.csv")
     log.info("wrote %s", ", ".join(p.name for p in paths.values()))
@@ -1154,6 +1336,8 @@ def write_sites(sites, out_dir: str | os.PathLike[str] | OutputRun, *, needed: p
 def write_site_plans(analysis, out_dir: str | os.PathLike[str] | OutputRun, **options: Any
                      ) -> tuple[dict[str, Path], Any, pd.DataFrame | None]:
     """Plan new sites (:func:`lifecircle.plan.sites.site_plans`, same options) and write them into a run.
+
+    ``out_crs=`` (e.g. ``"gcj02"``) also writes ``suggested_sites_<tag>.gpkg`` (see :func:`write_sites`).
 
     Writes ``suggested_sites.csv``/``.gpkg`` (the study area's sites; the CSV works as
     ``--facilities`` or ``scenario --add``), ``sites_needed.csv`` and, with units,
@@ -1177,11 +1361,12 @@ def write_site_plans(analysis, out_dir: str | os.PathLike[str] | OutputRun, **op
     """
     from ..plan.sites import site_plans
 
+    out_crs = options.pop("out_crs", None)
     sites, needed, by_unit = site_plans(analysis, **options)
-    with output_run(out_dir, command="gaps", replace=SITE_FILES) as run:
-        paths = write_sites(sites, run, needed=needed)
+    with output_run(out_dir, command="gaps", replace=(*SITE_FILES, SITE_COPIES)) as run:
+        paths = write_sites(sites, run, needed=needed, out_crs=out_crs)
         if by_unit is not None:
-            paths["suggested_sites_by_unit.csv"] = run.table(by_unit.drop(columns="geometry"),
+            paths["suggested_sites_by_unit.csv"] = run.table(_for_users(by_unit).drop(columns="geometry"),
                                                              "suggested_sites_by_unit.csv")
     return paths, sites, needed
 

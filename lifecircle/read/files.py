@@ -187,7 +187,8 @@ def read_geo(
     (``encoding`` forces one; a shapefile without ``.cpg`` whose attributes are GBK is read as
     GB18030), garbled column names (refused) and values (warned), swapped longitude/latitude
     columns (refused), invalid polygons (repaired with ``shapely.make_valid``, warned). The
-    result's ``attrs`` keep ``warnings``, ``encoding``, ``crs_declared`` and ``crs_hints``
+    result's ``attrs`` keep ``warnings``, ``encoding``, ``crs_declared``, ``xy_columns`` (a table's
+    lon/lat columns) and ``crs_hints``
     (column names or properties that say where the coordinates come from, see
     :func:`lifecircle.read.crs.crs_hints`).
 
@@ -233,6 +234,7 @@ def read_geo(
         gdf = gpd.GeoDataFrame(df, geometry=geom, crs=None)
         carry_checks(df, gdf)
         gdf.attrs["rows"] = "line"
+        gdf.attrs["xy_columns"] = (lon_c, lat_c)
         gdf.attrs["crs_declared"] = {"crs": str(crs) if crs is not None else "wgs84",
                                      "by": "option" if crs is not None else "default (tables are WGS84)"}
         gdf.attrs["crs_hints"] = crs_hints(df, lon_column=lon_c, lat_column=lat_c)
@@ -245,6 +247,8 @@ def read_geo(
             if suffix == ".parquet":
                 gdf = gpd.read_parquet(p)
             else:
+                if not layer and suffix == ".gpkg":
+                    layer = _only_geometry_layer(p)
                 kw = {"layer": layer} if layer else {}
                 if used:
                     kw["encoding"] = used
@@ -284,6 +288,18 @@ def read_geo(
         )
     _check_lonlat_range(gdf, p, what)
     return gdf
+
+
+def _only_geometry_layer(path: Path) -> str | None:
+    """A GeoPackage's one geometry layer when it also holds tables without geometry (QGIS ``layer_styles``)."""
+    import pyogrio
+
+    try:
+        layers = pyogrio.list_layers(path)
+    except Exception:  # unreadable: read_file says why
+        return None
+    spatial = [name for name, kind in layers if kind is not None]
+    return spatial[0] if len(spatial) == 1 and len(layers) > 1 else None
 
 
 def row_name(frame: Any, i: int) -> str:

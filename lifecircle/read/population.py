@@ -28,9 +28,17 @@ __all__ = [
     "residents_from_raster",
     "residents_from_buildings",
     "residents_from_building_polygons",
+    "NAME_ALIASES",
+    "name_column",
 ]
 
 POPULATION_ALIASES = ("population", "pop", "residents", "count", "人口", "常住人口", "人数")
+#: Columns that name a resident point (a 小区, a building): the first one present is ``attrs["name_column"]``,
+#: the name gap areas are called by (:func:`lifecircle.plan.gaps.gap_areas` ``largest_name``).
+NAME_ALIASES = ("name", "名称", "小区名称", "小区名", "小区", "居住区", "楼盘名称", "项目名称", "名字", "building_name")
+#: Columns lifecircle computes for residents; an input column of the same name is kept as ``<name>_input``.
+RESERVED_COLUMNS = ("population", "snapped", "snap_dist_m", "unit", "urban", "geometry")
+_RESERVED_PREFIXES = ("minutes_to_", "within_", "share_")
 #: ``building=*`` values counted as homes everywhere; ``building=yes`` counts inside
 #: ``landuse=residential`` only.
 RESIDENTIAL_BUILDINGS = frozenset(
@@ -58,6 +66,31 @@ def _finish(gdf, source: str):
     return gdf
 
 
+def name_column(frame) -> str | None:
+    """The column naming each resident point: ``attrs["name_column"]``, else the first of :data:`NAME_ALIASES`.
+
+    >>> import pandas as pd
+    >>> name_column(pd.DataFrame({"小区名称": ["康乐小区"], "population": [10]}))
+    '小区名称'
+    """
+    given = frame.attrs.get("name_column")
+    if given in frame.columns:
+        return given
+    lower = {str(c).lower(): c for c in frame.columns}
+    return next((lower[a] for a in NAME_ALIASES if a in lower), None)
+
+
+def _own_columns(gdf, drop: list[str]) -> tuple[Any, dict[str, str]]:
+    """The input's own columns (names, ids, addresses) without ``drop``; clashing names get ``_input``."""
+    own = gdf.drop(columns=[c for c in drop if c in gdf.columns] + [gdf.geometry.name])
+    renames = {c: f"{c}_input" for c in own.columns
+               if str(c) in RESERVED_COLUMNS or str(c).startswith(_RESERVED_PREFIXES)}
+    if renames:
+        log.info("residents: input columns %s kept as %s (lifecircle computes columns of these names)",
+                 ", ".join(map(str, renames)), ", ".join(renames.values()))
+    return own.rename(columns=renames), renames
+
+
 def residents_from_file(
     path: str | os.PathLike[str],
     *,
@@ -80,6 +113,12 @@ def residents_from_file(
     ``group_columns`` (points only) are counts of population groups per point (``age65``, 户籍…),
     kept as they are for coverage and accessibility per group; each must be a number >= 0.
 
+    The file's own columns (小区名称, 地址, ids) are kept on every point (a polygon's on each of
+    its points), except the count (now ``population``) and the lon/lat columns (now the
+    geometry); one named like a column lifecircle computes (``unit``, ``minutes_to_*``...) is
+    kept as ``<name>_input``. ``attrs["name_column"]`` names the points' name column
+    (:data:`NAME_ALIASES`), if any.
+
     Examples
     --------
     >>> import tempfile, os
@@ -88,7 +127,13 @@ def residents_from_file(
     >>> r = residents_from_file(f)
     >>> r["population"].tolist(), r.attrs["population_source"]
     ([120.0, 80.0], 'points')
+    >>> _ = open(f, "w").write("小区名称,lng,lat,人口\\n康乐小区,121.47,31.23,120\\n")
+    >>> r = residents_from_file(f)
+    >>> list(r.columns), r.attrs["name_column"]
+    (['population', '小区名称', 'geometry'], '小区名称')
     """
+    import geopandas as gpd
+
     from .files import carry_checks, find_column, read_geo
 
     p = Path(path)
@@ -110,18 +155,31 @@ def residents_from_file(
             f"population {p.name}: {int(no_xy.sum())} rows have no coordinates "
             f"({pop[no_xy].sum():.0f} people); give them coordinates or remove them"
         )
+    xy = list(gdf.attrs.get("xy_columns", ()))
+    own, _ = _own_columns(gdf, [col, "population", *xy])
     gdf = carry_checks(gdf, gdf.assign(population=pop.astype(float)))
     _warn_duplicates(gdf, label=f"population {p.name}")
     groups = _group_counts(gdf, group_columns, p, col)
     if (gdf.geometry.geom_type == "Point").all():
-        keep = gdf[["population", "geometry"]].copy()
-        for g, values in groups.items():
-            keep.insert(len(keep.columns) - 1, g, values)
-        return carry_checks(gdf, _finish(keep, "points"))
-    if groups:
-        raise InputDataError(f"population {p.name}: group columns ({', '.join(groups)}) need a file of points "
-                             "(one count per point); give points, or drop --group-columns")
-    return carry_checks(gdf, residents_from_polygons(gdf, population_column="population", cell_m=cell_m))
+        own = own.drop(columns=[g for g in groups if g in own.columns])
+        keep = gpd.GeoDataFrame(pd.DataFrame(gdf[["population"]]).assign(**groups).join(own),
+                                geometry=gdf.geometry.values, crs=gdf.crs)
+        out = carry_checks(gdf, _finish(keep, "points"))
+    else:
+        if groups:
+            raise InputDataError(f"population {p.name}: group columns ({', '.join(groups)}) need a file of points "
+                                 "(one count per point); give points, or drop --group-columns")
+        spread = residents_from_polygons(gdf.assign(_polygon_row=np.arange(len(gdf))), population_column="population",
+                                         cell_m=cell_m)
+        rows = spread.pop("_polygon_row").to_numpy()
+        extra = own.iloc[rows].reset_index(drop=True)
+        out = carry_checks(gdf, gpd.GeoDataFrame(pd.DataFrame(spread[["population"]]).join(extra),
+                                                 geometry=spread.geometry.values, crs=spread.crs))
+        out.attrs["population_source"] = "polygons"
+    name = name_column(out)
+    if name is not None:
+        out.attrs["name_column"] = name
+    return out
 
 
 def _group_counts(gdf, columns, p: Path, population_column: str) -> dict[str, np.ndarray]:
@@ -183,8 +241,9 @@ def residents_from_polygons(polygons, *, population_column: str = "population", 
     c = poly.geometry.union_all().centroid if len(poly) else None
     utm = local_utm_crs(c.x, c.y)
     pm = poly.to_crs(utm)
-    xs, ys, ws = [], [], []
-    for geom, pop in zip(pm.geometry, pm[population_column].to_numpy(dtype=float)):
+    xs, ys, ws, rows = [], [], [], []
+    row_ids = pm["_polygon_row"].to_numpy() if "_polygon_row" in pm else np.arange(len(pm))
+    for row, geom, pop in zip(row_ids, pm.geometry, pm[population_column].to_numpy(dtype=float)):
         if geom is None or geom.is_empty or pop <= 0:
             continue
         minx, miny, maxx, maxy = geom.bounds
@@ -196,10 +255,13 @@ def residents_from_polygons(polygons, *, population_column: str = "population", 
             gx, gy = np.array([rp.x]), np.array([rp.y])
         else:
             gx, gy = gx[inside], gy[inside]
-        xs.append(gx); ys.append(gy); ws.append(np.full(gx.size, pop / gx.size))
+        xs.append(gx); ys.append(gy); ws.append(np.full(gx.size, pop / gx.size)); rows.append(np.full(gx.size, row))
     if not xs:
         raise EmptyResultError("population polygons hold no people (all counts are zero or geometries empty)")
-    pts = gpd.GeoDataFrame({"population": np.concatenate(ws)},
+    columns = {"population": np.concatenate(ws)}
+    if "_polygon_row" in pm:  # residents_from_file carries each polygon's own columns onto its points
+        columns["_polygon_row"] = np.concatenate(rows)
+    pts = gpd.GeoDataFrame(columns,
                            geometry=gpd.points_from_xy(np.concatenate(xs), np.concatenate(ys)), crs=utm)
     return _finish(pts.to_crs(4326), "polygons")
 

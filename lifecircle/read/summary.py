@@ -154,7 +154,7 @@ def check_analysis_folder(folder: str | os.PathLike[str], *, option: str = "OUT_
 
 def _coverage_problems(f: Path) -> list[str]:
     try:
-        with open(f, encoding="utf-8") as fh:
+        with open(f, encoding="utf-8-sig") as fh:  # lifecircle writes CSVs with a BOM (for Excel)
             header = fh.readline()
     except (UnicodeDecodeError, OSError) as exc:
         return [f"{f} is unreadable ({type(exc).__name__})"]

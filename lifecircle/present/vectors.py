@@ -1,0 +1,187 @@
+"""Vector outputs in the format their file name asks for (.gpkg, .geojson, .shp, .parquet, .fgb), styled for QGIS.
+
+:func:`write_vector` writes a layer in EPSG:4326 (``inf`` minutes as NULL) in the format of its
+extension (:data:`VECTOR_FORMATS`; another extension is a one-line :class:`OutputError`) and
+gives it its QGIS style (:mod:`lifecircle.present.qgis`): inside a GeoPackage, elsewhere as a
+``.qml`` file beside it. :func:`write_crs_copy` adds a copy in another CRS, e.g. GCJ-02 for AMap
+users (``residents_gcj02.gpkg``). Write into an :class:`~lifecircle.present.outputs.OutputRun`
+with ``run.vector(...)``, which records every file a format makes (a shapefile's .shx, .dbf...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import OutputError
+
+log = logging.getLogger("lifecircle")
+
+__all__ = ["VECTOR_FORMATS", "vector_format_problem", "vector_driver", "write_vector", "crs_tag", "write_crs_copy"]
+
+#: File extension -> GDAL driver (``Parquet``: GeoParquet, written by geopandas).
+VECTOR_FORMATS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".shp": "ESRI Shapefile", ".fgb": "FlatGeobuf",
+                  ".parquet": "Parquet"}
+#: The files a shapefile is made of (besides ``.shp``).
+_SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg")
+
+
+def vector_format_problem(path: str | os.PathLike[str] | None, option: str = "--out") -> str | None:
+    """One line when ``path`` does not end in an extension lifecircle writes vectors as, else None.
+
+    >>> vector_format_problem("iso.geojson") is None
+    True
+    >>> vector_format_problem("iso.kml")
+    "--out iso.kml: lifecircle cannot write '.kml' files; end the name in .gpkg (GeoPackage, QGIS), .geojson, .shp, .parquet (GeoParquet) or .fgb (FlatGeobuf), e.g. --out iso.gpkg"
+    """
+    if path is None:
+        return None
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in VECTOR_FORMATS:
+        return None
+    what = f"{suffix!r} files" if suffix else "files without an extension"
+    return (f"{option} {p.name}: lifecircle cannot write {what}; end the name in .gpkg (GeoPackage, QGIS), "
+            f".geojson, .shp, .parquet (GeoParquet) or .fgb (FlatGeobuf), e.g. {option} {p.stem or 'out'}.gpkg")
+
+
+def vector_driver(path: str | os.PathLike[str], option: str = "--out") -> str:
+    """The GDAL driver of ``path``'s extension; :class:`OutputError` for an extension not in :data:`VECTOR_FORMATS`."""
+    problem = vector_format_problem(path, option)
+    if problem:
+        raise OutputError(problem)
+    return VECTOR_FORMATS[Path(path).suffix.lower()]
+
+
+def _ready(gdf):
+    """EPSG:4326, ``inf`` as NULL, mixed-type text columns as text (every driver takes them)."""
+    import numpy as np
+    import pandas as pd
+
+    out = gdf.to_crs(4326) if gdf.crs is not None else gdf.set_crs(4326)
+    geom = out.geometry.name
+    for c in out.columns:
+        if c == geom:
+            continue
+        col = out[c]
+        if pd.api.types.is_float_dtype(col):
+            if np.isinf(col.to_numpy(dtype=float, na_value=np.nan)).any():
+                out[c] = col.replace([np.inf, -np.inf], np.nan)
+        elif col.dtype == object:
+            values = col.dropna()
+            if len(values) and not values.map(lambda v: isinstance(v, str)).all():
+                out[c] = col.where(col.isna(), col.astype(str)).astype(object)
+    return out
+
+
+def write_vector(gdf, path: str | os.PathLike[str], *, layer: str, style: Any = None,
+                 extra_styles: dict[str, Any] | None = None) -> list[Path]:
+    """Write ``gdf`` to ``path`` in the format its extension names, with its QGIS style.
+
+    Parameters
+    ----------
+    gdf : GeoDataFrame
+        Reprojected to EPSG:4326; ``inf`` becomes NULL.
+    path : path
+        ``.gpkg``, ``.geojson``, ``.shp``, ``.parquet`` or ``.fgb`` (see :data:`VECTOR_FORMATS`).
+    layer : str
+        The layer name (GeoPackage; the other formats hold one layer named after the file).
+    style : lifecircle.present.qgis.LayerStyle, optional
+        Stored in the GeoPackage's ``layer_styles`` table, or written as ``<stem>.qml`` beside the file.
+
+    Returns
+    -------
+    list of Path
+        Every file written, ``path`` first (a shapefile's parts, the ``.qml``).
+
+    Examples
+    --------
+    >>> import tempfile, geopandas as gpd, shapely, pyogrio
+    >>> g = gpd.GeoDataFrame({"minutes": [5.0]}, geometry=[shapely.Point(121.4, 31.2).buffer(0.01)], crs=4326)
+    >>> d = tempfile.mkdtemp()
+    >>> [p.name for p in write_vector(g, os.path.join(d, "iso.geojson"), layer="isochrones")]
+    ['iso.geojson']
+    >>> pyogrio.read_info(os.path.join(d, "iso.geojson"))["driver"]
+    'GeoJSON'
+    """
+    from .qgis import write_layer_styles, write_qml_beside
+
+    p = Path(path)
+    driver = vector_driver(p)
+    out = _ready(gdf)
+    if driver == "Parquet":
+        out.to_parquet(p, index=False)
+    else:
+        kw: dict[str, Any] = {"driver": driver, "engine": "pyogrio"}
+        if driver == "GPKG":
+            kw.update(layer=layer, use_arrow=True)
+        elif driver == "ESRI Shapefile":
+            kw["encoding"] = "UTF-8"
+        if driver in ("GPKG", "FlatGeobuf", "ESRI Shapefile") and len(out):
+            kinds = set(out.geometry.geom_type.dropna())
+            if kinds and (kinds <= {"Polygon", "MultiPolygon"} or kinds <= {"LineString", "MultiLineString"}):
+                kw["promote_to_multi"] = True
+        out.to_file(p, **kw)
+    written = [p]
+    if driver == "ESRI Shapefile":
+        written += [q for q in (p.with_suffix(s) for s in _SHAPEFILE_PARTS) if q.exists()]
+    styles = dict(extra_styles or {})
+    if style is not None:
+        styles[layer] = style
+    if styles:
+        if driver == "GPKG":
+            write_layer_styles(p, styles)
+        elif style is not None:
+            written.append(write_qml_beside(p, style))
+    return written
+
+
+def crs_tag(crs: Any) -> str | None:
+    """The file-name tag of a CRS copy (``gcj02``, ``bd09``, ``epsg4547``), None for WGS84 (no copy needed).
+
+    >>> crs_tag("amap"), crs_tag("baidu"), crs_tag("wgs84"), crs_tag("EPSG:4547")
+    ('gcj02', 'bd09', None, 'epsg4547')
+    """
+    from ..read.crs import parse_crs
+
+    target = parse_crs(crs)
+    if isinstance(target, str):
+        return target
+    code = target.to_epsg()
+    if code == 4326:
+        return None
+    if code is None:
+        raise OutputError(f"--out-crs {crs!r} has no EPSG code to name the copies with; give an EPSG code "
+                          "(e.g. --out-crs 4547) or gcj02/bd09")
+    return f"epsg{code}"
+
+
+def write_crs_copy(gdf, path: str | os.PathLike[str], crs: Any, *, layer: str, style: Any = None) -> list[Path]:
+    """A GeoPackage copy of ``gdf`` in ``crs`` (GCJ-02/BD-09 keep the EPSG:4326 label: do not reproject them).
+
+    Point layers get their converted coordinates as ``lon_<tag>``/``lat_<tag>`` columns too, to copy
+    into AMap/Baidu tools.
+    """
+    import geopandas as gpd
+
+    from ..read.crs import from_wgs84, parse_crs
+
+    tag = crs_tag(crs)
+    src = _ready(gdf)
+    moved = from_wgs84(src, crs)
+    if len(moved) and (moved.geometry.geom_type == "Point").all():
+        moved[f"lon_{tag}"] = moved.geometry.x.round(7 if moved.crs is None or moved.crs.is_geographic else 3)
+        moved[f"lat_{tag}"] = moved.geometry.y.round(7 if moved.crs is None or moved.crs.is_geographic else 3)
+    p = Path(path)
+    kw: dict[str, Any] = {"layer": layer, "driver": "GPKG", "engine": "pyogrio"}
+    gpd.GeoDataFrame(moved, geometry=moved.geometry.name, crs=moved.crs).to_file(p, **kw)
+    if style is not None:
+        from .qgis import write_layer_styles
+
+        target = parse_crs(crs)
+        note = (f"lifecircle: coordinates in {target.upper()} (labelled EPSG:4326, as AMap/Baidu tools expect)"
+                if isinstance(target, str) else f"lifecircle: coordinates in EPSG:{target.to_epsg()}")
+        write_layer_styles(p, {layer: style}, description=note)
+    return [p]
