@@ -123,7 +123,18 @@ def write_vector(gdf, path: str | os.PathLike[str], *, layer: str, style: Any = 
             kinds = set(out.geometry.geom_type.dropna())
             if kinds and (kinds <= {"Polygon", "MultiPolygon"} or kinds <= {"LineString", "MultiLineString"}):
                 kw["promote_to_multi"] = True
-        out.to_file(p, **kw)
+        if driver == "ESRI Shapefile":
+            import warnings
+
+            cut = [str(c) for c in out.columns if c != out.geometry.name and len(str(c).encode("utf-8")) > 10]
+            if cut:
+                log.warning("%s: a shapefile keeps 10 characters of a field name (%s...); write .gpkg to keep them",
+                            p.name, ", ".join(cut[:4]))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # said once above, in one line
+                out.to_file(p, **kw)
+        else:
+            out.to_file(p, **kw)
     written = [p]
     if driver == "ESRI Shapefile":
         written += [q for q in (p.with_suffix(s) for s in _SHAPEFILE_PARTS) if q.exists()]

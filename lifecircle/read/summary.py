@@ -130,7 +130,7 @@ def check_analysis_folder(folder: str | os.PathLike[str], *, option: str = "OUT_
             problems.append(f"{f} is empty")
         elif name.endswith(".gpkg"):
             try:
-                pyogrio.read_info(f)
+                pyogrio.read_info(f, layer=Path(name).stem)  # its one layer (beside QGIS's layer_styles)
             except Exception as exc:  # GDAL says "malformed", "not recognized", ... in many types
                 text = str(exc)
                 why = ("the database is malformed: truncated or overwritten?" if "malformed" in text else
