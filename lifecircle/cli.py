@@ -175,6 +175,7 @@ class _Steps:
         if self.bar is not None:
             self.bar.set_description_str(msg, refresh=False)
             self.bar.update(self.done - self.bar.n)
+            self.bar.refresh()  # every step shows, however quick
         elif self.lines and not self.quiet:
             click.echo(f"[{self.done}/{self.total} {time.perf_counter() - self.t0:5.1f}s] {msg}…", err=True)
 
@@ -541,7 +542,7 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_
     \b
     Examples:
       lifecircle gaps out/sh                         # sites each category and district needs for 85 %
-      lifecircle gaps out/sh --category health -k 5  # the 5 best new health sites
+      lifecircle gaps out/sh --categories health -k 5  # the 5 best new health sites (or 卫生)
       lifecircle gaps out/sh --candidates parcels.csv --candidates-crs gcj02
     """
     from .plan.gaps import find_gaps

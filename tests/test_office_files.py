@@ -330,3 +330,40 @@ def test_qgis_opens_every_layer_with_its_colours(toy_run):
     for layer, (name, valid, crs, renderer, *colours) in rows.items():
         assert valid == "True" and crs == "EPSG:4326" and renderer == "RuleRenderer", rows[layer]
     assert "#d62728" in rows["facilities"][4] and "#1a9850" in rows["units"][4]  # health red; meets the target
+
+
+def _stderr_on_a_terminal(args: list[str]) -> str:
+    """Run the CLI with stderr on a pseudo-terminal (120 columns); what it wrote there."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    p = subprocess.Popen([sys.executable, "-m", "lifecircle", *args], stdout=subprocess.DEVNULL, stderr=slave,
+                         cwd=REPO)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert p.wait(timeout=120) == 0
+    os.close(master)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_progress_bar_on_a_terminal_reaches_its_end_and_q_silences_it(tmp_path):
+    text = _stderr_on_a_terminal(["analyze", "--example", "toy_town", "--no-png", "--out", str(tmp_path / "a")])
+    frames = [f for f in text.split("\r") if "/7]" in f]
+    assert any(f.startswith("reading the walking network [1/7]") for f in frames), frames
+    assert any(f.startswith("drawing the map [7/7]") for f in frames), frames
+    assert "[1/7 " not in text  # a bar, not the log lines written off a terminal
+    quiet = _stderr_on_a_terminal(["analyze", "-q", "--example", "toy_town", "--no-map", "--out", str(tmp_path / "b")])
+    assert quiet.strip() == ""

@@ -55,10 +55,20 @@ happened while it read) reads again.
 
 CSV and Excel cells
 -------------------
+Every CSV is UTF-8 with a byte-order mark (:data:`ENCODING`), so Excel and WPS on a Chinese Windows
+read 小区名称 as text; Python readers use ``encoding="utf-8-sig"`` (or :func:`read_table_back`).
 Every table goes through :func:`write_table`: text cells beginning with ``=``, ``+``, ``-``, ``@``,
 a tab or a carriage return (names from OSM or from your lists) get a leading ``'`` so that Excel
 and WPS show them instead of running them as formulas (OWASP "CSV injection"); numbers stay
 numbers. :func:`read_table_back` undoes it for lifecircle's own reading.
+
+Layers
+------
+Vector layers go through :meth:`OutputRun.vector` (:mod:`lifecircle.present.vectors`): EPSG:4326, the
+format their extension names, the QGIS style of :mod:`lifecircle.present.qgis` in the GeoPackage's
+``layer_styles`` table (written with sqlite3 into the staged file, so it commits with the run);
+:func:`write_analysis_layers` stages an analysis' layers (units with their shares, service areas in
+one layer), optionally with copies in another CRS (``--out-crs gcj02``).
 """
 
 from __future__ import annotations
