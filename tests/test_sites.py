@@ -410,7 +410,7 @@ def test_write_sites_round_trips_as_a_facility_list(shanghai, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "lifecircle_manifest.json", "sites_needed.csv", "suggested_sites.csv", "suggested_sites.gpkg"]
     assert set(paths) == {"suggested_sites.csv", "suggested_sites.gpkg", "sites_needed.csv"}
-    back = gpd.read_file(paths["suggested_sites.gpkg"])
+    back = gpd.read_file(paths["suggested_sites.gpkg"], layer="sites")
     assert back.crs.to_epsg() == 4326 and back["rank"].tolist() == [1, 2, 3]
     assert pd.read_csv(paths["sites_needed.csv"], encoding="utf-8-sig").exact_status.eq("not run").all()
     # the CSV is a valid --facilities file: analyzing with it gives the predicted coverage
