@@ -252,7 +252,7 @@ def test_cli_writes_accessibility_and_equity(tmp_path, capsys):
     printed = capsys.readouterr()
     assert rc == 0, printed.err
     assert "supply–demand: 2SFCA" in printed.out and "elderly_care  age65" in printed.out
-    acc = pd.read_csv(out / "accessibility.csv")
+    acc = pd.read_csv(out / "accessibility.csv", encoding="utf-8-sig")
     study = acc[(acc.unit == "study_area") & (acc.category == "elderly_care")].set_index("group")
     assert study.loc["age65", "population"] == 180 and study.loc["age65", "capacity"] == 90
     assert np.isclose(study.loc["age65", "access_2sfca_per_1000"], 500.0)
@@ -260,7 +260,7 @@ def test_cli_writes_accessibility_and_equity(tmp_path, capsys):
     assert study.loc["age65", "standard_per_1000"] == 30 and bool(study.loc["age65", "meets_standard"])
     assert np.isnan(study.loc["population", "standard_per_1000"])  # the standard is per 1,000 elderly
     assert set(acc.unit) == {"study_area", "城东街道", "城西街道"}
-    eq = pd.read_csv(out / "equity.csv")
+    eq = pd.read_csv(out / "equity.csv", encoding="utf-8-sig")
     assert {"residents", "units"} == set(eq.level)
     row = eq[(eq.category == "elderly_care") & (eq.group == "age65") & (eq.indicator == "access_2sfca")
              & (eq.level == "units")].iloc[0]

@@ -263,7 +263,7 @@ def test_cli_batch_command(tmp_path):
     plan.write_text(f'[[area]]\nname = "toy"\nosm = "{toy_town_osm().as_posix()}"\n'
                     f'[[area]]\nname = "bad"\nosm = "{bad.as_posix()}"\n')
     assert cli.main(["batch", str(plan), "--workers", "0", "--out", str(tmp_path / "out")]) == 1  # one failed
-    table = pd.read_csv(tmp_path / "out" / RESULTS_FILE)
+    table = pd.read_csv(tmp_path / "out" / RESULTS_FILE, encoding="utf-8-sig")
     assert table["status"].tolist() == ["ok", "failed"]
     assert cli.main(["batch", str(plan), "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]) == 2  # usage
     (tmp_path / "typo.toml").write_text('[[area]]\nname = "x"\n')

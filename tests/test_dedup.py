@@ -55,7 +55,7 @@ def test_osm_and_list_pair_is_merged_and_reported(tmp_path):
     s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert s["facilities"]["merged_duplicates"] == 1
     assert s["facilities"]["by_category"]["health"] == 1 and s["facilities"]["by_category"]["sports"] == 3
-    m = pd.read_csv(out / "facilities_merged.csv")
+    m = pd.read_csv(out / "facilities_merged.csv", encoding="utf-8-sig")
     assert len(m) == 1
     row = m.iloc[0]
     assert (row.kept_name, row.dropped_name, row.kept_source, row.dropped_source) == (

@@ -128,7 +128,7 @@ def test_adding_the_suggested_sites_gives_the_predicted_share(shanghai, tmp_path
     written = write_scenario(s, tmp_path / "scen")
     assert sorted(p.name for p in (tmp_path / "scen").iterdir()) == sorted(
         ["lifecircle_manifest.json", *(written_name.name for written_name in written.values())])
-    assert len(gpd.read_file(written["scenario_facilities.gpkg"])) == len(a.facilities) + 4
+    assert len(gpd.read_file(written["scenario_facilities.gpkg"], layer="facilities")) == len(a.facilities) + 4
     assert "sports" in s.report()
 
 

@@ -114,7 +114,7 @@ def test_out_option_may_be_anywhere_and_replaces_the_plans_out_dir(plan_dir, mon
     monkeypatch.chdir(outside)
     assert main(["-q", "batch", str(plan), "--workers", "0", "--out", "chosen"]) == 0  # relative to the current folder
     assert (outside / "chosen" / "toy" / "base" / "summary.json").is_file()
-    assert pd.read_csv(outside / "chosen" / RESULTS_FILE)["status"].tolist() == ["ok"]
+    assert pd.read_csv(outside / "chosen" / RESULTS_FILE, encoding="utf-8-sig")["status"].tolist() == ["ok"]
     assert not Path("/somewhere").exists()
 
 

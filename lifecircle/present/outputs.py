@@ -1393,7 +1393,10 @@ def write_scenario(s: Any, out_dir: str | os.PathLike[str] | OutputRun) -> dict[
         for c in fac.columns:
             if c != "geometry" and fac[c].dtype == object:
                 fac[c] = fac[c].where(fac[c].isna(), fac[c].astype(str))
-        fac.to_file(run.path("scenario_facilities.gpkg"), layer="facilities", driver="GPKG", engine="pyogrio")
-        paths["scenario_facilities.gpkg"] = run.final("scenario_facilities.gpkg")
+        from .qgis import facility_style
+
+        paths["scenario_facilities.gpkg"] = run.vector(
+            fac, "scenario_facilities.gpkg", layer="facilities",
+            style=facility_style(fac["category"].astype(str) if "category" in fac else None))
     log.info("wrote %s", ", ".join(p.name for p in paths.values()))
     return paths
