@@ -267,6 +267,9 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--png/--no-png", default=True, show_default=True, help="With --map: also coverage_map.png and coverage_curve.png (matplotlib).")
 @click.option("--basemap", type=click.Choice(["osm", "amap", "gaode", "tianditu", "none"]), default="osm", show_default=True,
               help="Background tiles of the map; amap/gaode are GCJ-02 and the overlays are shifted to match.")
+@click.option("--no-report", is_flag=True, help="Skip report.html/.pdf/.docx (results.xlsx is still written).")
+@click.option("--lang", type=click.Choice(["zh", "en"]), help="Language of the report, results.xlsx and units_chart.png [default: zh when the unit or facility names are Chinese, else en].")
+@click.option("--pdf/--no-pdf", default=True, show_default=True, help="Print report.pdf with headless Chromium (when installed).")
 @click.pass_context
 def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facilities_crs, category_column, name_column,
             population, population_column, population_crs, m2_per_person, units, unit_name, units_crs, admin_level,
@@ -275,7 +278,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             categories, urban, urban_column, capacity_column, group_columns, group_speed_kmh, demand_group,
             ratio_per_1000, unit_parent, standard,
             config_file, taxonomy, out_dir, out_crs,
-            no_cache, isochrones, isochrone_layers, facility_isochrones, plan_sites, make_map, png, basemap):
+            no_cache, isochrones, isochrone_layers, facility_isochrones, plan_sites, make_map, png, basemap, no_report, lang, pdf):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
 
     \b
@@ -334,7 +337,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
 
     # the folder is locked from the start (a second run into it stops at once) and written in one commit
     with output_folder(out_dir, command="analyze") as out, \
-            _Steps(ctx, 7 + plan_sites + make_map, "analyze", lines=True) as progress:
+            _Steps(ctx, 8 + plan_sites + make_map, "analyze", lines=True) as progress:
         result = run(osm, place=place, facilities=facilities, replace_osm_facilities=replace_osm_facilities,
                      population=population, units=units, config=cfg, taxonomy=taxonomy,
                      facilities_crs=facilities_crs, population_crs=population_crs, units_crs=units_crs,
@@ -352,7 +355,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
         paths = result.write(out, isochrones="auto" if isochrones is None else isochrones,
                              facility_isochrones=facility_isochrones, isochrone_layers=isochrone_layers,
                              out_crs=out_crs)
-        sites = None
+        sites = needed = None
         if plan_sites:
             from .present.outputs import write_site_plans
 
@@ -364,6 +367,11 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
 
             progress("drawing the map")
             paths.update(write_maps(result, out, png=png, basemap=basemap, sites=sites))
+        from .present.report import write_report_files
+
+        progress("writing results.xlsx" + ("" if no_report else " and the report"))
+        paths.update(write_report_files(result, out, lang=lang, report=not no_report, pdf=pdf, chart=make_map and png,
+                                        tables={"sites": sites, "sites_needed": needed}))
         paths.update({n: out.final(n) for n in out.written if n not in paths and not n.startswith(".")})
     if not quiet:
         click.echo(result.report(warnings=False))
@@ -784,6 +792,34 @@ def map_command(ctx, out_dir, html_path, png, basemap, title):
     with _Steps(ctx, 1, "map") as steps:
         steps("drawing the map")
         paths = maps_from_folder(out_dir, png=png, basemap=basemap, html_path=html_path, title=title)
+    if not ctx.obj["quiet"]:
+        click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@cli.command("report")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--lang", type=click.Choice(["zh", "en"]), help="Language [default: zh when the unit or facility names are Chinese, else en].")
+@click.option("--pdf/--no-pdf", default=True, show_default=True, help="Print report.pdf with headless Chromium (when installed).")
+@click.option("--official-counts", type=click.Path(path_type=Path), help="Official counts of community health centres per unit (district,count), shown beside those found.")
+@click.pass_context
+def report_command(ctx, out_dir, lang, pdf, official_counts):
+    """Rebuild report.html/.pdf/.docx, results.xlsx and units_chart.png of a folder written by `lifecircle analyze --out`.
+
+    \b
+    Examples:
+      lifecircle report out/sh
+      lifecircle report out/sh --lang en --no-pdf
+      lifecircle report out/sh --official-counts shanghai_community_health_centers_by_district_2024.csv
+    """
+    from .present.report import report_from_folder
+    from .read.summary import check_analysis_folder
+
+    problems = Problems()
+    with problems.collect():
+        check_analysis_folder(out_dir)
+    problems.files(official_counts=official_counts)
+    problems.raise_if_any()
+    paths = report_from_folder(out_dir, lang=lang, pdf=pdf, official_counts=official_counts)
     if not ctx.obj["quiet"]:
         click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 

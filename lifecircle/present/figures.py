@@ -1,4 +1,4 @@
-"""Static PNG figures: the coverage map and coverage share against walking minutes (matplotlib)."""
+"""Static PNG figures: the coverage map, coverage share against walking minutes, coverage per unit (matplotlib)."""
 
 # matplotlib is imported inside the functions, and only its object API is used (matplotlib.figure.Figure,
 # drawn by the Agg renderer on savefig): pyplot and the user's global backend are never touched.
@@ -19,7 +19,8 @@ from ..read.files import atomic_path
 from ..read.osm import OSM_CREDIT
 from .styles import CATEGORY_STYLES, _minutes_class_index, _style, minutes_classes
 
-__all__ = ["coverage_by_minute", "coverage_figure", "coverage_curve", "lorenz_curve", "save_figure"]
+__all__ = ["coverage_by_minute", "coverage_figure", "coverage_curve", "lorenz_curve", "units_bar_chart",
+           "save_figure"]
 
 #: Facility markers of the static map (matplotlib marker codes).
 _MARKERS = {"health": "P", "elderly_care": "D", "culture": "s", "sports": "o"}
@@ -377,6 +378,105 @@ def lorenz_curve(analysis: Any, *, column: str = "access_2sfca_per_1000", group:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     _add_source(fig, analysis, own)
+    return fig
+
+
+#: Bar colours of the per-unit chart: meets the target / below it.
+UNIT_BAR_COLOURS = ("#1a9850", "#d73027")
+
+
+def units_bar_chart(analysis: Any, *, category: str = ALL, minutes: float | None = None, lang: str = "zh",
+                    max_units: int = 40, ax: Any = None):
+    """Horizontal bars of each unit's coverage share, lowest first, against the target (a dashed line).
+
+    Parameters
+    ----------
+    analysis : lifecircle.Analysis
+        Or the folder view (:func:`lifecircle.present.outputs.read_analysis_folder`): anything with a
+        ``coverage`` table that has unit rows, ``config`` and ``summary``.
+    category : str
+        ``all`` (every category within the minutes) or one category.
+    minutes : float, optional
+        Default: the headline threshold (15).
+    lang : {"zh", "en"}
+        Words of the labels; unit names are drawn as given (Chinese with the bundled Noto Sans CJK).
+    max_units : int
+        Above this many units only the lowest ``max_units`` are drawn (the title says so), so the
+        names stay readable on an A4 page.
+    ax : matplotlib Axes, optional
+        Draw here; otherwise a new figure (constrained layout) is made.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Bars green when the unit meets the target, red below it; the dashed target line is labelled
+        ``85 % 目标`` (``85 % target``).
+
+    Examples
+    --------
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> a = analyze(toy_town_osm(), admin_level=8)
+    >>> fig = units_bar_chart(a)
+    >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    ['城东街道', '城西街道']
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from .fonts import use_cjk_font
+    from .wording import category_name, text
+
+    cfg = analysis.config
+    m = cfg.headline_minutes if minutes is None else float(minutes)
+    cov = analysis.coverage
+    rows = cov[(cov["unit"].astype(str) != "study_area") & (cov["category"] == category)
+               & np.isclose(cov["minutes"].astype(float), m)]
+    if rows.empty:
+        raise InputDataError(f"no per-unit coverage of {category!r} at {m:g} min: analyse with --units FILE or "
+                             "--admin-level 6|8 (and a category and minutes that were analysed)")
+    use_cjk_font()
+    rows = rows.sort_values(["share", "population"], ascending=[True, False])
+    n_all = len(rows)
+    rows = rows.head(max_units)
+    n = len(rows)
+    target = float(cfg.target)
+    fig, ax, own = _new_axes(ax, (7.5, 1.9 + 0.27 * n))
+    share = rows["share"].to_numpy(dtype=float) * 100
+    meets = share >= target * 100 - 1e-9
+    y = np.arange(n)
+    ax.barh(y, share, color=np.where(meets, UNIT_BAR_COLOURS[0], UNIT_BAR_COLOURS[1]), height=0.7, zorder=2)
+    for yi, v in zip(y, share):
+        ax.text(v + 1.0, yi, f"{v:.1f}%", va="center", ha="left", fontsize=7.5, color="#333333", zorder=3)
+    ax.set_yticks(y, [str(u) for u in rows["unit"]], fontsize=8 if n <= 25 else 7)
+    ax.invert_yaxis()  # the lowest share on top
+    ax.set_xlim(0, 112)
+    ax.set_xticks(np.arange(0, 101, 20))
+    ax.set_ylim(n - 0.5, -0.5)
+    target_label = text("chart_target", lang, target=f"{target * 100:g} %")
+    ax.axvline(target * 100, color="#222222", ls="--", lw=1.3, zorder=4)
+    suffix = "_all" if category == ALL else ""
+    cat = category_name(category, lang)
+    ax.set_xlabel(text("chart_xlabel" + suffix, lang, m=f"{m:g}", category=cat), fontsize=9)
+    title = text("chart_title" + suffix, lang, category=cat, m=f"{m:g}")
+    if n < n_all:
+        title += (f"（最低 {n} 个，共 {n_all} 个）" if lang == "zh" else f" (lowest {n} of {n_all})")
+    ax.grid(axis="x", alpha=0.3, zorder=0)
+    handles = [Patch(color=UNIT_BAR_COLOURS[0], label=text("chart_meets", lang)),
+               Patch(color=UNIT_BAR_COLOURS[1], label=text("chart_below", lang)),
+               Line2D([], [], color="#222222", ls="--", lw=1.3, label=target_label)]
+    if own:
+        ax.set_title(title, fontsize=11)
+        fig.legend(handles=handles, loc="outside upper center", ncols=3, fontsize=8, frameon=False)
+        line = _source_line(analysis)
+        if lang == "zh":
+            s = getattr(analysis, "summary", None) or {}
+            line = (f"lifecircle {s.get('lifecircle_version', '')} {str(s.get('created', ''))[:10]} · "
+                    f"OSM 路网步行 {cfg.walk_speed_kmh:g} km/h · {OSM_CREDIT}")
+        fig.supxlabel(line, x=0.005, ha="left", fontsize=6.5, color="#555555")
+    else:
+        ax.set_title(title, fontsize=11)
+        ax.legend(handles=handles, loc="lower right", fontsize=8)
     return fig
 
 

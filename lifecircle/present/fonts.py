@@ -82,7 +82,7 @@ def font_face_css(text: str, *, family: str = FONT_FAMILY) -> str:
     """
     from fontTools import subset
 
-    chars = sorted({c for c in text if ord(c) > 32})
+    chars = sorted({c for c in text if ord(c) >= 32})  # the space too, or the browser takes it from another font
     options = subset.Options()
     options.layout_features = ["*"]  # keep locl, so lang="zh-CN" gets the simplified-Chinese forms
     options.name_IDs = ["*"]  # keep the licence fields of the name table

@@ -109,6 +109,7 @@ __all__ = [
     "ENCODING",
     "MANIFEST",
     "RUN_FILES",
+    "REPORT_FILES",
     "OutputRun",
     "RunRecord",
     "output_folder",
@@ -150,8 +151,10 @@ SITE_COPIES = "suggested_sites_*.gpkg"
 MAP_FILES = ("map.html", "coverage_map.png", "coverage_curve.png", "lorenz.png")
 #: What ``lifecircle scenario`` writes into its folder.
 SCENARIO_FILES = ("scenario_change.csv", "scenario_coverage.csv", "scenario_facilities.gpkg")
+#: The report, the workbook and the per-unit chart (``analyze``, ``lifecircle report``).
+REPORT_FILES = ("report.html", "report.pdf", "report.docx", "results.xlsx", "units_chart.png")
 #: Every name a run folder may hold: in a folder without a manifest (older lifecircle) these count as ours.
-RUN_FILES = (*ANALYSIS_FILES, *SITE_FILES, *MAP_FILES)
+RUN_FILES = (*ANALYSIS_FILES, *SITE_FILES, *MAP_FILES, *REPORT_FILES)
 #: What ``lifecircle gaps`` replaces in a run (the map is redrawn with the new gaps, or removed).
 GAPS_REPLACES = ("gaps.gpkg", *SITE_FILES, SITE_COPIES, "map.html")
 
@@ -160,6 +163,7 @@ _CMD_HINT = {
     "batch": "lifecircle batch PLAN",
     "gaps": "lifecircle gaps {folder}",
     "map": "lifecircle map {folder}",
+    "report": "lifecircle report {folder}",
     "scenario": "lifecircle scenario ... --out {folder}",
 }
 
