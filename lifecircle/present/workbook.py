@@ -111,7 +111,7 @@ def results_sheets(analysis: Any, *, lang: str | None = None,
     >>> from lifecircle import analyze
     >>> from lifecircle.datasets import toy_town_osm
     >>> sorted(results_sheets(analyze(toy_town_osm(), admin_level=8), lang="en"))
-    ['categories', 'completeness', 'coverage', 'gaps', 'standard decisions', 'units']
+    ['categories', 'completeness', 'coverage', 'standard decisions', 'units']
     """
     lang = lang or detect_lang(analysis)
     t = analysis_tables(analysis, tables)
