@@ -1088,7 +1088,12 @@ def _official(view: Any, official: Any) -> pd.DataFrame:
         fac = fac.copy()
         fac["unit"] = assign_units(fac, view.units).to_numpy()
     table = compare_with_official(fac, official)
-    # the comparison joins on normalised names (城西街道 -> 城西): show the units' own names
-    names = {normalise_unit_name(u): str(u) for u in fac["unit"].dropna().unique()}
-    table["unit"] = [names.get(u, u) for u in table["unit"]]
-    return table
+    # the comparison joins on normalised names (城西街道 -> 城西): show the units' own names, and only the
+    # units of this analysis (an official table of the whole city lists districts the study area lacks)
+    analysed = [u for u in view.coverage["unit"].astype(str).unique() if u != STUDY_AREA]
+    names = {normalise_unit_name(u): u for u in analysed}
+    rows = table[table["unit"].isin(list(names))].copy()
+    rows["unit"] = rows["unit"].map(names)
+    total = pd.DataFrame({"unit": ["total"], "found": [rows["found"].sum()], "official": [rows["official"].sum()]})
+    total["found_share"] = (total["found"] / total["official"]).round(3)
+    return pd.concat([rows, total], ignore_index=True)
