@@ -267,7 +267,7 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("--png/--no-png", default=True, show_default=True, help="With --map: also coverage_map.png and coverage_curve.png (matplotlib).")
 @click.option("--basemap", type=click.Choice(["osm", "amap", "gaode", "tianditu", "none"]), default="osm", show_default=True,
               help="Background tiles of the map; amap/gaode are GCJ-02 and the overlays are shifted to match.")
-@click.option("--no-report", is_flag=True, help="Skip report.html/.pdf/.docx (results.xlsx is still written).")
+@click.option("--no-report", is_flag=True, help="Skip report.html/.pdf/.docx and results.xlsx.")
 @click.option("--lang", type=click.Choice(["zh", "en"]), help="Language of the report, results.xlsx and units_chart.png [default: zh when the unit or facility names are Chinese, else en].")
 @click.option("--pdf/--no-pdf", default=True, show_default=True, help="Print report.pdf with headless Chromium (when installed).")
 @click.pass_context
@@ -369,7 +369,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             paths.update(write_maps(result, out, png=png, basemap=basemap, sites=sites))
         from .present.report import write_report_files
 
-        progress("writing results.xlsx" + ("" if no_report else " and the report"))
+        progress("the units chart" if no_report else "writing results.xlsx and the report")
         paths.update(write_report_files(result, out, lang=lang, report=not no_report, pdf=pdf, chart=make_map and png,
                                         tables={"sites": sites, "sites_needed": needed}))
         paths.update({n: out.final(n) for n in out.written if n not in paths and not n.startswith(".")})

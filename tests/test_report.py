@@ -275,13 +275,32 @@ def test_no_units_no_report_flags(tmp_path):
     out = tmp_path / "plain"
     assert main(["-q", "analyze", "--example", "toy_town", "--no-report", "--out", str(out)]) == 0
     names = {p.name for p in out.iterdir()}
-    assert "results.xlsx" in names and not names & {"report.html", "report.pdf", "report.docx", "units_chart.png"}
+    assert "coverage.csv" in names and not names & {"report.html", "report.pdf", "report.docx", "results.xlsx",
+                                                     "units_chart.png"}
+    assert main(["-q", "report", str(out), "--no-pdf"]) == 0
     import openpyxl
 
     assert "分单元" not in openpyxl.load_workbook(out / "results.xlsx").sheetnames
-    assert main(["-q", "report", str(out), "--no-pdf"]) == 0
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "分单元排名" not in html and "未给出统计单元" not in html and len(_sections(html)) == 8
+
+
+def test_same_analysis_same_bytes(toy, tmp_path):
+    """Rebuilding the report of a folder gives byte-identical files (dated by the analysis, not the clock),
+    so the folder's manifest keeps the same sha256."""
+    import hashlib
+    import time
+
+    out = tmp_path / "again"
+    shutil.copytree(toy, out)
+    names = ["report.html", "report.docx", "results.xlsx"] + (["report.pdf"] if CHROMIUM else [])
+    assert main(["-q", "report", str(out)]) == 0
+    first = {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in names}
+    time.sleep(1.1)  # a second later: zip members and PDF dates would differ if they took the clock
+    assert main(["-q", "report", str(out)]) == 0
+    assert {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in names} == first
+    manifest = json.loads((out / "lifecircle_manifest.json").read_text(encoding="utf-8"))
+    assert {n: manifest["files"][n]["sha256"] for n in names} == first
 
 
 def _boxes_inside(fig):

@@ -38,7 +38,7 @@ from ..read.files import atomic_path
 from ..read.osm import OSM_CREDIT
 from .fonts import FONT_CREDIT, FONT_FAMILY, font_face_css
 from .wording import category_name, detect_lang, header, text
-from .workbook import analysis_tables, coverage_table, folder_tables, write_results_xlsx
+from .workbook import analysis_tables, coverage_table, fixed_zip, folder_tables, report_date, write_results_xlsx
 
 log = logging.getLogger("lifecircle")
 
@@ -121,6 +121,7 @@ class Report:
     title: str
     subtitle: str
     sections: list[Section]
+    date: str = "1980-01-01"
 
     def words(self) -> str:
         """Every character the report shows (for the font subset)."""
@@ -261,7 +262,7 @@ def report_content(analysis: Any, *, lang: str | None = None, tables: Mapping[st
     sections.append(Section(title("s_completeness"), _completeness_blocks(analysis, s, cfg, lang, t)))
     sections.append(Section(title("s_method"), _method_blocks(s, cfg, lang)))
     sections.append(Section(title("s_sources"), _source_blocks(s, lang, folder_name)))
-    return Report(lang, text("title", lang), subtitle, sections)
+    return Report(lang, text("title", lang), subtitle, sections, report_date(s))
 
 
 def _head_row(cov: pd.DataFrame, category: str, head: float, unit: str = STUDY_AREA):
@@ -801,6 +802,18 @@ def write_report_html(analysis: Any, path: str | os.PathLike[str], *, lang: str 
 # PDF (headless Chromium)
 
 
+def _fixed_pdf_dates(data: bytes, date: str) -> bytes:
+    """Chromium's /CreationDate and /ModDate set to ``date`` at 00:00 (same length: the xref stays valid)."""
+    stamp = "D:" + date.replace("-", "") + "000000"
+
+    def sub(m: re.Match) -> bytes:
+        old = m.group(2)
+        new = (stamp + old[len(stamp):].decode("latin-1")).encode("latin-1") if len(old) >= len(stamp) else old
+        return m.group(1) + new + b")"
+
+    return re.sub(rb"(/(?:CreationDate|ModDate) \()(D:\d{14}[^)]*)\)", sub, data)
+
+
 def chromium_path() -> str | None:
     """Debian's ``chromium`` (or ``chromium-browser``, ``google-chrome``) if installed, else None."""
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
@@ -811,10 +824,11 @@ def chromium_path() -> str | None:
 
 
 def write_report_pdf(html_path: str | os.PathLike[str], pdf_path: str | os.PathLike[str], *,
-                     timeout_s: float = 120.0) -> Path | None:
+                     date: str | None = None, timeout_s: float = 120.0) -> Path | None:
     """Print ``report.html`` to A4 PDF with headless Chromium, networking off; None when Chromium is absent.
 
-    The page's embedded font goes into the PDF, so its text layer holds the Chinese text.
+    The page's embedded font goes into the PDF, so its text layer holds the Chinese text. ``date``
+    (YYYY-MM-DD, the analysis date) replaces the print time in the PDF's metadata.
     """
     exe = chromium_path()
     if exe is None:
@@ -839,6 +853,8 @@ def write_report_pdf(html_path: str | os.PathLike[str], pdf_path: str | os.PathL
             tail = " ".join(p.stderr.split()[-30:])
             raise LifecircleError(f"Chromium could not print {html_path.name} (exit {p.returncode}: {tail[:300]}); "
                                   "use --no-pdf, or print report.html from a browser")
+        if date is not None:
+            Path(tmp).write_bytes(_fixed_pdf_dates(Path(tmp).read_bytes(), date))
     return pdf_path
 
 
@@ -952,7 +968,7 @@ def render_docx(report: Report) -> bytes:
                 doc.add_paragraph()
     buf = io.BytesIO()
     doc.save(buf)
-    return buf.getvalue()
+    return fixed_zip(buf.getvalue(), report.date)
 
 
 def write_report_docx(analysis: Any, path: str | os.PathLike[str], *, lang: str | None = None,
@@ -993,7 +1009,7 @@ def write_report(analysis: Any, path_html: str | os.PathLike[str], *, lang: str 
     report = report_content(analysis, lang=lang, tables=tables, figures=figs, folder_name=str(path_html.parent))
     out = {path_html.name: write_report_html(analysis, path_html, report=report)}
     if pdf:
-        p = write_report_pdf(path_html, path_html.with_suffix(".pdf"))
+        p = write_report_pdf(path_html, path_html.with_suffix(".pdf"), date=report.date)
         if p is not None:
             out[p.name] = p
     if docx:
@@ -1018,8 +1034,8 @@ def _run_figures(run: Any) -> dict[str, bytes]:
 def write_report_files(analysis: Any, out_dir: str | os.PathLike[str] | Any, *, lang: str | None = None,
                        report: bool = True, pdf: bool = True, chart: bool = True,
                        tables: Mapping[str, Any] | None = None) -> dict[str, Path]:
-    """What ``lifecircle analyze`` adds to its folder: ``units_chart.png`` (with units and ``chart``),
-    ``results.xlsx``, and (with ``report``) ``report.html``/``.pdf``/``.docx``.
+    """What ``lifecircle analyze`` adds to its folder: ``units_chart.png`` (with units and ``chart``) and,
+    with ``report``, ``results.xlsx`` and ``report.html``/``.pdf`` (with ``pdf``)/``.docx``.
 
     ``out_dir`` is a folder (the files replace the earlier report of the run there, in one commit) or an
     open :class:`lifecircle.present.outputs.OutputRun` (they join it). The report embeds the run's figures.
@@ -1044,14 +1060,14 @@ def write_report_files(analysis: Any, out_dir: str | os.PathLike[str] | Any, *, 
             cat = ALL if ALL in set(cov.category) else analysis.config.categories[0]
             save_figure(units_bar_chart(analysis, category=cat, lang=lang), run.path("units_chart.png"))
             paths["units_chart.png"] = run.final("units_chart.png")
-        write_results_xlsx(analysis, run.path("results.xlsx"), lang=lang, tables=tables)
-        paths["results.xlsx"] = run.final("results.xlsx")
         if report:
+            write_results_xlsx(analysis, run.path("results.xlsx"), lang=lang, tables=tables)
+            paths["results.xlsx"] = run.final("results.xlsx")
             content = report_content(analysis, lang=lang, tables=tables, figures=_run_figures(run),
                                      folder_name=str(run.folder))
             html_path = write_report_html(analysis, run.path("report.html"), report=content)
             paths["report.html"] = run.final("report.html")
-            if pdf and write_report_pdf(html_path, run.path("report.pdf")) is not None:
+            if pdf and write_report_pdf(html_path, run.path("report.pdf"), date=content.date) is not None:
                 paths["report.pdf"] = run.final("report.pdf")
             write_report_docx(analysis, run.path("report.docx"), report=content)
             paths["report.docx"] = run.final("report.docx")

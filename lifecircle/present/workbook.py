@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,7 +17,8 @@ from ..errors import LifecircleError
 from ..read.files import atomic_path
 from .wording import category_name, detect_lang, header, text
 
-__all__ = ["analysis_tables", "coverage_table", "folder_tables", "results_sheets", "write_results_xlsx"]
+__all__ = ["analysis_tables", "coverage_table", "folder_tables", "results_sheets", "write_results_xlsx",
+           "report_date", "fixed_zip"]
 
 STUDY_AREA = "study_area"
 #: Columns shown as percentages.
@@ -76,6 +79,33 @@ def coverage_table(analysis: Any) -> pd.DataFrame:
     cov["unit"] = cov["unit"].astype(str)
     cov["minutes"] = cov["minutes"].astype(float)
     return cov
+
+
+def report_date(summary: Mapping[str, Any]) -> str:
+    """The analysis date (YYYY-MM-DD): the report's files carry it instead of the time they were written,
+    so the same analysis gives the same bytes (stable sha256 in the folder's manifest)."""
+    d = str(summary.get("created", ""))[:10]
+    return d if re.fullmatch(r"\d{4}-\d{2}-\d{2}", d) else "1980-01-01"
+
+
+def fixed_zip(data: bytes, date: str) -> bytes:
+    """An Office file (zip) with every member dated ``date`` and its core properties' times set to it."""
+    import zipfile
+
+    when = tuple(int(x) for x in date.split("-")) + (0, 0, 0)
+    iso = f"{date}T00:00:00Z"
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            blob = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                blob = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)", rb"\g<1>" + iso.encode()
+                              + rb"\g<2>", blob)
+            z = zipfile.ZipInfo(info.filename, date_time=when)
+            z.compress_type = zipfile.ZIP_DEFLATED
+            z.external_attr = info.external_attr
+            dst.writestr(z, blob)
+    return out.getvalue()
 
 
 def _units_sheet(cov: pd.DataFrame, cfg: Any, summary: Mapping[str, Any], lang: str) -> pd.DataFrame | None:
@@ -245,8 +275,10 @@ def write_results_xlsx(analysis: Any, path: str | os.PathLike[str], *, lang: str
         ws.freeze_panes = "C2" if name == text("sheet_units", lang) else "A2"
         if ws.max_row > 1:
             ws.auto_filter.ref = ws.dimensions
-    with atomic_path(Path(path)) as tmp:
-        wb.save(tmp)
+    buf = io.BytesIO()
+    wb.save(buf)
+    with atomic_path(Path(path)) as tmp:  # dated by the analysis, not the clock: the same analysis, the same bytes
+        Path(tmp).write_bytes(fixed_zip(buf.getvalue(), report_date(analysis.summary)))
     return Path(path)
 
 
