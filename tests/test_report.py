@@ -62,7 +62,9 @@ def test_default_run_writes_the_report_files(toy):
     assert not re.search(r"url\(\s*['\"]?(https?:)?//", html, re.I)
     assert "<script" not in html.lower()
     assert "@font-face" in html and "data:font/otf;base64," in html
-    assert html.count("data:image/png;base64,") == 3  # coverage map, units chart, coverage curve
+    pngs = sorted(p.name for p in toy.glob("*.png"))
+    assert {"coverage_map.png", "units_chart.png", "coverage_curve.png"} <= set(pngs)
+    assert html.count("data:image/png;base64,") == len(pngs)  # every figure of the run, embedded
     assert "© OpenStreetMap contributors (ODbL 1.0)" in html and "SIL Open Font License" in html
     assert "沪府发〔2021〕5号" in html
     s = json.loads((toy / "summary.json").read_text(encoding="utf-8"))
@@ -104,10 +106,10 @@ def test_report_html_in_offline_chromium(toy):
         assert loaded >= 1
         imgs = driver.execute_script("return Array.from(document.images).map(function (i) "
                                      "{ return [i.complete, i.naturalWidth]; });")
-        assert len(imgs) == 3 and all(ok and w > 100 for ok, w in imgs)
+        assert len(imgs) == len(list(toy.glob("*.png"))) and all(ok and w > 100 for ok, w in imgs)
         headings = driver.execute_script("return Array.from(document.querySelectorAll('section > h2'))"
                                          ".map(function (h) { return h.textContent; });")
-        assert headings[0] == "一、结论" and headings[-1] == "九、数据来源与版权"
+        assert headings[0] == "一、结论" and headings[-1].endswith("、数据来源与版权") and len(headings) >= 9
         # nothing wider than the page: no table overflows its column on screen
         over = driver.execute_script("return Array.from(document.querySelectorAll('table')).filter(function (t) "
                                      "{ return t.scrollWidth > t.parentElement.clientWidth + 1; }).length;")
@@ -125,7 +127,7 @@ def test_pdf_pages_font_and_chinese_text(toy):
     # followed by the charts' page (one forced break inside the maps section)
     expected = len(titles) + len(re.findall(r'class="[^"]*\blc-newpage\b', html))
     reader = pypdf.PdfReader(toy / "report.pdf")
-    assert len(reader.pages) == expected == 10
+    assert len(reader.pages) == expected
     for page in reader.pages:  # A4 portrait, in points
         assert float(page.mediabox.width) == pytest.approx(595.3, abs=1) and \
             float(page.mediabox.height) == pytest.approx(841.9, abs=1)

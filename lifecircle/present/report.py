@@ -254,11 +254,12 @@ def report_content(analysis: Any, *, lang: str | None = None, tables: Mapping[st
                                                                         target=f"{cfg.target * 100:g}%"),
                                     "units_chart.png"))
         sections.append(Section(title("s_units"), blocks))
+    equity_figs = {"lorenz.png": figs.pop("lorenz.png")} if s.get("equity") and "lorenz.png" in figs else {}
     sections.append(Section(title("s_maps"), _figure_blocks(figs, cfg, lang)))
     sections.append(Section(title("s_gaps"), _gap_blocks(analysis, cfg, head, lang)))
     sections.append(Section(title("s_sites"), _site_blocks(t, lang)))
     if s.get("equity"):
-        sections.append(Section(title("s_equity"), _equity_blocks(s["equity"], lang)))
+        sections.append(Section(title("s_equity"), _equity_blocks(s, equity_figs, lang)))
     sections.append(Section(title("s_completeness"), _completeness_blocks(analysis, s, cfg, lang, t)))
     sections.append(Section(title("s_method"), _method_blocks(s, cfg, lang)))
     sections.append(Section(title("s_sources"), _source_blocks(s, lang, folder_name)))
@@ -518,22 +519,38 @@ def _site_blocks(t, lang) -> list[Any]:
                   wrap=[False, False, True, True, False, False, False])]
 
 
-def _equity_blocks(eq: Mapping[str, Any], lang: str) -> list[Any]:
-    """A flat view of summary.json ``equity`` (category → group → indicator → level → value)."""
+def _equity_blocks(s: Mapping[str, Any], figs: dict[str, bytes], lang: str) -> list[Any]:
+    """Supply and demand (2SFCA capacity within reach per 1,000) and its inequality, per category and group."""
+    eq = s.get("equity") or {}
+    acc = (s.get("accessibility") or {}).get("study_area") or {}
+    cols = [text("category", lang), text("group", lang), text("eq_capacity", lang), text("eq_access", lang),
+            text("eq_standard", lang), "Gini", "Theil", "Palma", text("eq_worst_unit", lang)]
     rows = []
+    for cat in [c for c in CATEGORIES if c in eq]:
+        for group, by in eq[cat].items():
+            r = ((by.get("access_2sfca") or {}).get("residents")) or {}
+            u = ((by.get("access_2sfca") or {}).get("units")) or {}
+            a = (acc.get(cat) or {}).get(group) or {}
 
-    def walk(prefix: list[str], v: Any) -> None:
-        if isinstance(v, Mapping):
-            for k, sub in v.items():
-                walk(prefix + [str(k)], sub)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            rows.append([" · ".join(category_name(p, lang) for p in prefix), f"{v:.4g}"])
-        elif isinstance(v, str):
-            rows.append([" · ".join(category_name(p, lang) for p in prefix), v])
+            def num(v, digits=2):
+                try:
+                    f = float(v)
+                except (TypeError, ValueError):
+                    return "—"
+                return "∞" if f == float("inf") else ("—" if f != f else f"{f:.{digits}f}")
 
-    walk([], eq)
-    return [Para(text("equity_note", lang), "note"),
-            Table([text("indicator", lang), text("value", lang)], rows[:60], [False, True], kind="kv")]
+            rows.append([category_name(cat, lang), text("everyone", lang) if group == "population" else str(group),
+                         num(a.get("capacity_per_1000")), num(a.get("access_2sfca_per_1000")),
+                         num(a.get("standard_per_1000")), num(r.get("gini")), num(r.get("theil")),
+                         num(r.get("palma")), _str(u.get("worst_unit"))])
+    blocks: list[Any] = [Para(text("equity_note", lang), "note"),
+                         Table(cols, rows, [False, False] + [True] * 6 + [False])]
+    if "lorenz.png" in figs:
+        blocks.append(Figure(figs.pop("lorenz.png"), text("fig_lorenz", lang), "lorenz.png"))
+    notes = (s.get("accessibility") or {}).get("notes") or []
+    if notes:
+        blocks.append(Items([str(n) for n in notes]))
+    return blocks
 
 
 def _completeness_blocks(analysis, s, cfg, lang, t) -> list[Any]:

@@ -186,8 +186,18 @@ TEXT: dict[str, tuple[str, str]] = {
                       "Reproduce: lifecircle report {dir} rebuilds this report from the folder; summary.json "
                       "holds every parameter."),
     # equity
-    "equity_note": ("供需比（2SFCA）与不平等指数见 accessibility.csv、equity.csv。",
-                    "Supply–demand ratios (2SFCA) and inequality indices: accessibility.csv, equity.csv."),
+    "group": ("人群", "Group"),
+    "everyone": ("全部居民", "everyone"),
+    "eq_capacity": ("容量/千人", "Capacity per 1,000"),
+    "eq_access": ("可达容量/千人（2SFCA）", "Within reach per 1,000 (2SFCA)"),
+    "eq_standard": ("标准/千人", "Standard per 1,000"),
+    "eq_worst_unit": ("最低单元", "Lowest unit"),
+    "fig_lorenz": ("各单元可达容量的洛伦兹曲线", "Lorenz curves of capacity within reach across units"),
+    "equity_note": ("研究区整体：每千人设施容量、步行 15 分钟内可达的容量（两步移动搜索法 2SFCA）及其在居民间的不平等"
+                    "（Gini、Theil、Palma）；分单元与分人群明细见 accessibility.csv、equity.csv。",
+                    "Study area: facility capacity per 1,000 residents, the capacity within a 15-minute walk (two-step "
+                    "floating catchment, 2SFCA) and its inequality between residents (Gini, Theil, Palma); per unit "
+                    "and group in accessibility.csv and equity.csv."),
     "indicator": ("指标", "Indicator"),
     # chart
     "chart_target": ("{target} 目标", "{target} target"),
