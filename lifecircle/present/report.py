@@ -166,6 +166,13 @@ def _mins(v: Any) -> str:
     return "—" if not math.isfinite(f) else f"{f:.1f}"
 
 
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
 def _str(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
         return ""
@@ -479,13 +486,15 @@ def _gap_blocks(analysis, cfg, head, lang) -> list[Any]:
     g = pd.DataFrame(gaps.drop(columns="geometry", errors="ignore")).sort_values("population", ascending=False)
     g = g.head(TOP_GAPS).reset_index(drop=True)
     near = _near_names(g, analysis, lang)
+    if "largest_name" in g:  # the gap's own most populous named resident point (小区) comes first
+        near = [_str(n) or fallback for n, fallback in zip(g["largest_name"], near)]
     cols = [text("gap", lang), text("category", lang), text("unit", lang), text("population", lang),
             text("median_minutes", lang), text("near", lang), text("lonlat", lang)]
     rows = []
     for r, n in zip(g.itertuples(), near):
         med = getattr(r, "median_minutes", float("nan"))
         rows.append([str(r.gap), category_name(r.category, lang), _str(getattr(r, "unit", "")), _num(r.population),
-                     _mins(med) if med == med else text("unreachable", lang), n, f"{r.lon:.5f}, {r.lat:.5f}"])
+                     _mins(med) if _finite(med) else text("unreachable", lang), n, f"{r.lon:.5f}, {r.lat:.5f}"])
     cells = "100 m" if "cells" in g else ""
     return [Para(text("gaps_note", lang, m=f"{head:g}", cells=cells), "note"),
             Table(cols, rows, [True, False, False, True, True, False, False],
