@@ -797,6 +797,7 @@ def map_command(ctx, out_dir, html_path, png, basemap, title):
 
 
 @cli.command("report")
+@_common
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--lang", type=click.Choice(["zh", "en"]), help="Language [default: zh when the unit or facility names are Chinese, else en].")
 @click.option("--pdf/--no-pdf", default=True, show_default=True, help="Print report.pdf with headless Chromium (when installed).")
