@@ -55,6 +55,7 @@ __all__ = [
     "units_map",
     "coverage_map",
     "hex_cells",
+    "hex_size_for",
     "overlay_names",
     "render_html",
     "gaps_map",
@@ -452,6 +453,27 @@ def _nice_size_m(raw: float) -> float:
     return float(steps[min(i, len(steps) - 1)])
 
 
+def hex_size_for(width_m: float, height_m: float, *, n_cells: int = 1500, min_across: int = 20) -> float:
+    """Hexagon circumradius (m) for an extent: about ``n_cells`` hexagons, a round size, but never so
+    large that the extent spans fewer than ``min_across`` hexagons along its shorter side.
+
+    >>> hex_size_for(10_000, 10_000)  # a 10 km square: ~1,500 cells of 160 m, rounded to 200 m
+    200.0
+    >>> hex_size_for(300, 200)  # a tiny area: 200 m / 20 hexagons across (width 2 * 0.866 * r) -> r <= 5.8 m
+    5.0
+    """
+    side = max(min(width_m, height_m), 1.0)
+    cap = side / min_across / np.sqrt(3)  # a pointy-top hexagon is sqrt(3) * r wide, 1.5 * r tall per row
+    area = max(width_m * height_m, 1.0)
+    size = _nice_size_m(np.sqrt(area / n_cells / (1.5 * np.sqrt(3))))
+    if size <= cap:
+        return size
+    steps = np.array([1, 2, 5, 10, 20, 25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000,
+                      3000, 5000])
+    fit = steps[steps <= cap]
+    return float(fit[-1]) if len(fit) else float(cap)
+
+
 def hex_cells(x: np.ndarray, y: np.ndarray, size_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Axial coordinates (q, r) of the pointy-top hexagon (circumradius ``size_m``) holding each point.
 
@@ -588,7 +610,7 @@ def residents_map(residents: Any, *, category: str, m: folium.Map | None = None,
     cutoff_minutes : float, optional
         Walks above it are "not reachable" (default: twice the largest threshold).
     hex_size_m : float, optional
-        Hexagon circumradius; default: chosen so that the extent holds about 1,500 hexagons.
+        Hexagon circumradius; default: :func:`hex_size_for` the extent (about 1,500 hexagons, at least 20 across).
 
     Examples
     --------
@@ -625,8 +647,7 @@ def residents_map(residents: Any, *, category: str, m: folium.Map | None = None,
         lonlat = shapely.get_coordinates(gdf.geometry.to_numpy())
         x, y = pyproj.Transformer.from_crs(4326, crs, always_xy=True).transform(lonlat[:, 0], lonlat[:, 1])
         if hex_size_m is None:
-            area = max((x.max() - x.min()) * (y.max() - y.min()), 1.0)
-            hex_size_m = _nice_size_m(np.sqrt(area / 1500 / (1.5 * np.sqrt(3))))
+            hex_size_m = hex_size_for(float(np.ptp(x)), float(np.ptp(y)))
         q, r = hex_cells(x, y, hex_size_m)
         span = int(r.max() - r.min()) + 1
         cell, inv = np.unique((q - q.min()) * span + (r - r.min()), return_inverse=True)  # one int per cell
