@@ -255,7 +255,7 @@ def _hexagons(ax: Any, x: np.ndarray, y: np.ndarray, mins: np.ndarray, pop: np.n
 
 def _north_arrow(ax: Any) -> None:
     ax.annotate("N", xy=(0.965, 0.965), xytext=(0.965, 0.885), xycoords="axes fraction", ha="center",
-                va="center", fontsize=10, fontweight="bold", zorder=6,
+                va="center", fontsize=11, zorder=6,
                 arrowprops={"facecolor": "black", "edgecolor": "black", "width": 3, "headwidth": 9,
                             "headlength": 9}, path_effects=_halo())
 
