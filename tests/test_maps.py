@@ -84,6 +84,7 @@ def toy_html(toy):
 def test_layers_legend_title_credit(toy, toy_html):
     m, html = toy_html
     assert overlay_names(m) == [
+        "街道 streets",
         "单元 Units · 全部 all within 15 min (target 85 %)",
         "服务范围 Service areas · 卫生 health (5/10/15 min)",
         "服务范围 Service areas · 养老 elderly care (5/10/15 min)",
@@ -421,3 +422,49 @@ def test_coverage_figure(toy):
     assert fig.legends[0].get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # outside the map
     with pytest.raises(InputDataError, match="minutes_to_parks"):
         coverage_figure(toy, category="parks")
+
+
+def _layer(m, name):
+    return next(c for c in m._children.values() if getattr(c, "layer_name", None) == name)
+
+
+@pytest.mark.parametrize("basemap, shown", [("none", True), ("osm", False)])
+def test_streets_layer(toy, basemap, shown):
+    from lifecircle.present.maps import streets_map
+
+    m = coverage_map(toy, basemap=basemap)
+    assert overlay_names(m)[0] == "街道 streets"  # drawn first: under every other layer
+    layer = _layer(m, "街道 streets")
+    assert layer.show is shown  # on by default only without tiles
+    coords = np.concatenate([shapely.get_coordinates(shapely.geometry.shape(f["geometry"]))
+                             for f in layer.data["features"]])
+    assert np.abs(coords * 1e5 - np.round(coords * 1e5)).max() < 1e-6  # rounded to 1e-5 degrees
+    # every street of the network is on the layer: each edge's midpoint within ~2 m of a polyline
+    net = toy.network
+    lines = shapely.MultiLineString([shapely.geometry.shape(f["geometry"]) for f in layer.data["features"]])
+    mid = shapely.points((net.lon[net.u] + net.lon[net.v]) / 2, (net.lat[net.u] + net.lat[net.v]) / 2)
+    assert shapely.distance(lines, mid).max() < 2e-5
+    assert len(layer.data["features"]) < net.n_edges  # merged into polylines
+    # a path of three nodes (0 - 1 - 2) is one polyline
+    from lifecircle.read.network import WalkNetwork
+
+    path = WalkNetwork.from_lonlat([121.47, 121.471, 121.472], [31.23, 31.23, 31.231], [0, 1], [1, 2])
+    one = _layer(streets_map(path, basemap="none"), "街道 streets").data["features"]
+    assert len(one) == 1 and len(one[0]["geometry"]["coordinates"]) == 3
+
+
+def test_hexagons_never_larger_than_a_tiny_area():
+    from lifecircle.present.maps import hex_size_for
+
+    # a 200 m x 120 m block of 2,000 residents: hexagons (sqrt(3) r wide) must fit 20 across the 120 m side
+    rng = np.random.default_rng(3)
+    x_m, y_m = rng.uniform(0, 200, 2000), rng.uniform(0, 120, 2000)
+    lon, lat = lonlat(x_m, y_m)
+    r = gpd.GeoDataFrame({"population": np.ones(2000), "minutes_to_health": rng.uniform(0, 20, 2000)},
+                         geometry=gpd.points_from_xy(lon, lat), crs=4326)
+    m = residents_map(r, category="health", basemap="none", max_points=100)
+    size = float(re.search(r"hexagons ([0-9.]+) m", overlay_names(m)[0]).group(1))
+    assert size * np.sqrt(3) * 20 <= 120 + 1e-9 and size == 2.0  # 120 / 20 / 1.732 = 3.46 m -> the round 2 m
+    assert hex_size_for(120, 200) == 2.0
+    # a large area keeps the ~1,500-cell rule: 20 km x 20 km -> sqrt(4e8 / 1500 / 2.598) = 320 m -> 400 m
+    assert hex_size_for(20_000, 20_000) == 400.0
