@@ -57,6 +57,8 @@ __all__ = [
     "hex_cells",
     "hex_size_for",
     "streets_map",
+    "scenario_map",
+    "point_map",
     "overlay_names",
     "render_html",
     "gaps_map",
@@ -594,7 +596,7 @@ def _tenths(minutes: np.ndarray) -> list[int]:
 def residents_map(residents: Any, *, category: str, m: folium.Map | None = None, basemap: str = "osm",
                   minutes: Iterable[float] = (5, 10, 15), cutoff_minutes: float | None = None,
                   max_points: int = MAX_POINTS, hex_size_m: float | None = None, show: bool = True,
-                  tianditu_key: str | None = None) -> folium.Map:
+                  name: str | None = None, tianditu_key: str | None = None) -> folium.Map:
     """Residents coloured by walking minutes to the nearest facility of ``category`` (or ``all``).
 
     With more than ``max_points`` points they are aggregated into hexagons coloured by the
@@ -612,6 +614,8 @@ def residents_map(residents: Any, *, category: str, m: folium.Map | None = None,
         Walks above it are "not reachable" (default: twice the largest threshold).
     hex_size_m : float, optional
         Hexagon circumradius; default: :func:`hex_size_for` the extent (about 1,500 hexagons, at least 20 across).
+    name : str, optional
+        Layer name; default "居民 Walking minutes · <category label>".
 
     Examples
     --------
@@ -639,7 +643,7 @@ def residents_map(residents: Any, *, category: str, m: folium.Map | None = None,
     mins = np.where(np.isnan(mins), np.inf, mins)
     pop = gdf["population"].to_numpy(dtype=float) if "population" in gdf else np.ones(len(gdf))
     m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
-    name = f"居民 Walking minutes · {_style(category).label}"
+    name = name or f"居民 Walking minutes · {_style(category).label}"
     data: dict[str, Any] = {"colours": [c[2] for c in classes], "unreachable": f"> {cutoff:g} min (not reachable)"}
     if len(gdf) > max_points:
         import pyproj
@@ -933,4 +937,110 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
         m.add_child(st.info)
     else:
         st.info.html = info
+    return _finish(m)
+
+
+def _points_layer(m: folium.Map, points: Any, *, name: str, colour: str, what: str) -> None:
+    """Facilities as circle markers in one layer, the category and name in the tooltip."""
+    gdf = _wgs84(points, what)
+    group = folium.FeatureGroup(name=name, show=True)
+    import shapely
+
+    shapely_coords = shapely.get_coordinates(_map_geoms(m, gdf.geometry.to_numpy()))
+    cats = gdf["category"].astype(str).tolist() if "category" in gdf else [""] * len(gdf)
+    names = _text(gdf["name"], "(未命名 unnamed)") if "name" in gdf else [""] * len(gdf)
+    for (x, y), cat, nm in zip(shapely_coords, cats, names):
+        folium.CircleMarker([y, x], radius=7, color=colour, weight=3, fill=True, fill_color=_style(cat).colour,
+                            fill_opacity=0.9, tooltip=f"{_html.escape(_style(cat).label)} · {nm}").add_to(group)
+    group.add_to(m)
+
+
+def scenario_map(scenario: Any, *, before: Any = None, basemap: str = "osm", m: folium.Map | None = None,
+                 max_points: int = MAX_POINTS, tianditu_key: str | None = None) -> folium.Map:
+    """The map of a what-if scenario: facilities added and removed, residents before and after.
+
+    Parameters
+    ----------
+    scenario : lifecircle.plan.scenario.Scenario
+        ``added``, ``removed``, ``residents`` (after), ``headline_minutes``.
+    before : lifecircle.Analysis, optional
+        The analysis the scenario changes: its residents are the "before" layer (off when the page
+        opens) and its network the streets layer.
+
+    Examples
+    --------
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> from lifecircle.plan.scenario import scenario
+    >>> a = analyze(toy_town_osm())
+    >>> s = scenario(a, remove=[0])
+    >>> overlay_names(scenario_map(s, before=a, basemap="none"))  # doctest: +NORMALIZE_WHITESPACE
+    ['街道 streets', '居民 之前 Before · 全部 all', '居民 之后 After · 全部 all', '关闭设施 Removed (1)']
+    """
+    res = scenario.residents
+    cfg = getattr(before, "config", None)
+    minutes = cfg.minutes if cfg is not None else (5, 10, 15)
+    cutoff = cfg.cutoff_minutes if cfg is not None else None
+    cols = [c for c in res.columns if str(c).startswith("minutes_to_")]
+    cat = ALL if minutes_column(ALL) in cols else (cols[0][len("minutes_to_"):] if cols else None)
+    if cat is None:
+        raise InputDataError("the scenario residents have no minutes_to_<category> column: pass the result of "
+                             "lifecircle.plan.scenario.scenario()")
+    frames = [_wgs84(f, "layer") for f in (res, scenario.added, scenario.removed) if f is not None and len(f)]
+    m = m if m is not None else base_map(basemap=basemap, bounds=_bounds(*frames), tianditu_key=tianditu_key)
+    if before is not None:
+        _add_streets(m, getattr(before, "network", None), res)
+    label = _style(cat).label
+    if before is not None and minutes_column(cat) in before.residents.columns:
+        residents_map(before.residents, category=cat, m=m, minutes=minutes, cutoff_minutes=cutoff,
+                      max_points=max_points, show=False, name=f"居民 之前 Before · {label}")
+    residents_map(res, category=cat, m=m, minutes=minutes, cutoff_minutes=cutoff, max_points=max_points,
+                  name=f"居民 之后 After · {label}")
+    if scenario.added is not None and len(scenario.added):
+        _points_layer(m, scenario.added, name=f"新增设施 Added ({len(scenario.added)})", colour="#1a9850",
+                      what="added facilities")
+    if scenario.removed is not None and len(scenario.removed):
+        _points_layer(m, scenario.removed, name=f"关闭设施 Removed ({len(scenario.removed)})", colour="#000000",
+                      what="removed facilities")
+    title = "情景 Scenario: 之前 before → 之后 after"
+    m.get_root().header.add_child(_Raw(f"<title>{_html.escape(title)}</title>"), name="lc_title")
+    st = _state(m)
+    if st.info is None:
+        st.info = _Box(_info_html(title, {}, cfg, BASEMAPS.get(st.basemap)), position="topleft", css_class="lc-title")
+        m.add_child(st.info)
+    return _finish(m)
+
+
+def point_map(isochrones: Any, lon: float, lat: float, *, network: Any = None, basemap: str = "osm",
+              m: folium.Map | None = None, tianditu_key: str | None = None) -> folium.Map:
+    """The map of ``lifecircle isochrone``: the walkable areas from one point, and the point.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> iso = gpd.GeoDataFrame({"minutes": [5.0, 15.0], "area_km2": [0.2, 1.8]},
+    ...     geometry=[shapely.Point(121.47, 31.23).buffer(0.003), shapely.Point(121.47, 31.23).buffer(0.008)],
+    ...     crs=4326)
+    >>> overlay_names(point_map(iso, 121.47, 31.23, basemap="none"))
+    ['服务范围 Service areas · 步行 walk from the point (5/15 min)', '起点 Start point']
+    """
+    gdf = _wgs84(isochrones, "isochrones").copy()
+    gdf["category"] = "步行 walk from the point"
+    m = m if m is not None else base_map(basemap=basemap, bounds=_bounds(gdf), tianditu_key=tianditu_key)
+    if network is not None:
+        _add_streets(m, network, gdf)
+    service_areas_map(gdf, m=m, show=True)
+    import shapely
+
+    (x, y), = shapely.get_coordinates(_map_geoms(m, np.array([shapely.Point(lon, lat)])))
+    group = folium.FeatureGroup(name="起点 Start point", show=True)
+    folium.CircleMarker([y, x], radius=7, color="#000000", weight=2, fill=True, fill_color="#ffffff",
+                        fill_opacity=1.0, tooltip=f"{lon:.6f}, {lat:.6f}").add_to(group)
+    group.add_to(m)
+    title = "步行可达范围 Walkable from here"
+    m.get_root().header.add_child(_Raw(f"<title>{_html.escape(title)}</title>"), name="lc_title")
+    st = _state(m)
+    if st.info is None:
+        st.info = _Box(_info_html(title, {}, None, BASEMAPS.get(st.basemap)), position="topleft", css_class="lc-title")
+        m.add_child(st.info)
     return _finish(m)
