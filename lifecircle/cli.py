@@ -668,7 +668,7 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_c
         with read_options(encoding=encoding, lon_column=lon_column, lat_column=lat_column):
             s = what_if(a, add=add, add_crs=add_crs, remove=remove or (list(remove_index) or None),
                         remove_crs=remove_crs, match_m=match_m)
-        paths = write_scenario(s, run)
+        paths = write_scenario(s, run, before=a)
     if not ctx.obj["quiet"]:
         click.echo(s.report())
         click.echo(f"wrote {', '.join(p.name for p in paths.values())} to {out}/")
@@ -739,11 +739,20 @@ def isochrone(ctx, lon, lat, point_crs, osm, place, example, minutes, speed_kmh,
                                walk_speed_kmh=speed_kmh, buffer_m=buffer_m, max_snap_m=max_snap_m, method=method)
         steps(f"writing {out_file}")
         layers = write_service_areas(out, iso, out_file.name)
+        _isochrone_map(out, out_file, iso, lon, lat, net)
     if not ctx.obj["quiet"]:
         for row in iso.itertuples():
             click.echo(f"{row.minutes:g} min ({row.minutes * speed_kmh * 1000 / 60:,.0f} m): {row.area_km2:.3f} km²")
-        click.echo(f"wrote {out_file} (layer {', '.join(layers)}) in {time.perf_counter() - t0:.1f}s; "
+        click.echo(f"wrote {out_file} (layer {', '.join(layers)}) and {out_file.with_suffix('.html').name} "
+                   f"in {time.perf_counter() - t0:.1f}s; "
                    f"the point is {iso.snap_dist_m.iloc[0]:.0f} m from the street")
+
+
+def _isochrone_map(out, out_file: Path, iso, lon: float, lat: float, net) -> None:
+    """``<stem>.html`` beside the GeoPackage: the isochrones, the point and the streets."""
+    from .present.maps import point_map, save_map
+
+    save_map(point_map(iso, lon, lat, network=net), out.path(f"{out_file.stem}.html"))
 
 
 def _is_projected(crs) -> bool:

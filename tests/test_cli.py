@@ -306,6 +306,14 @@ def test_gaps_sites_scenario_commands(tmp_path):
     change = pd.read_csv(out / "scenario" / "scenario_change.csv", encoding="utf-8-sig")
     row = change[(change.unit == "study_area") & (change.category == "health") & (change.minutes == 15)].iloc[0]
     assert row.share_after == pytest.approx(1.0) and row.share_before < 0.85
+    # the scenario's own map: the added site, residents before (off) and after, the streets
+    html = (out / "scenario" / "map.html").read_text(encoding="utf-8")
+    for layer in ("街道 streets", "居民 之前 Before · 全部 all", "居民 之后 After · 全部 all", "新增设施 Added (1)"):
+        assert json.dumps(layer) in html, layer
+    assert json.dumps("关闭设施")[1:-1] not in html  # nothing removed
+    site = pd.read_csv(out / "suggested_sites.csv").iloc[0]
+    assert f"[{round(site.lat, 6)}, {round(site.lon, 6)}]" in html  # the added site's marker
+    assert "map.html" in json.loads((out / "scenario" / "lifecircle_manifest.json").read_text())["files"]
     assert main(["gaps", str(out), "-k", "0"]) == 1  # a number out of range: user error (not a number: 2)
     assert main(["gaps", str(tmp_path / "missing")]) == 1  # checked by lifecircle, with the fix
     assert main(["scenario", str(out)]) == 2
@@ -330,6 +338,13 @@ def test_isochrone_command(tmp_path):
     assert poly.contains(shapely.Point(float(x), float(y)))
     x, y = lonlat(0, 380)   # 380 m > 333 m: outside
     assert not poly.contains(shapely.Point(float(x), float(y)))
+    # the map beside it, <stem>.html, recorded in the same manifest
+    html = (tmp_path / "iso.html").read_text(encoding="utf-8")
+    for layer in ("服务范围 Service areas · 步行 walk from the point (5/15 min)", "起点 Start point", "街道 streets"):
+        assert json.dumps(layer) in html, layer
+    assert f"[{round(float(la), 6)}, {round(float(lo), 6)}]" in html  # the start point
+    manifest = json.loads((tmp_path / "iso.lifecircle_manifest.json").read_text())
+    assert set(manifest["files"]) == {"iso.gpkg", "iso.html"}
     assert main(["isochrone", "--lon", "121.4", "--lat", "31.2"]) == 2  # no network source
     assert main(["-q", "isochrone", "--example", "toy_town", "--lon", "121.6", "--lat", "31.3",
                  "--out", str(tmp_path / "far.gpkg")]) == 1

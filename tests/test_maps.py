@@ -6,6 +6,7 @@ import json
 import re
 
 import geopandas as gpd
+import matplotlib.colors
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,6 +84,7 @@ def toy_html(toy):
 def test_layers_legend_title_credit(toy, toy_html):
     m, html = toy_html
     assert overlay_names(m) == [
+        "街道 streets",
         "单元 Units · 全部 all within 15 min (target 85 %)",
         "服务范围 Service areas · 卫生 health (5/10/15 min)",
         "服务范围 Service areas · 养老 elderly care (5/10/15 min)",
@@ -347,31 +349,122 @@ def test_coverage_by_minute_agrees_with_coverage_table(toy):
 def test_coverage_curve_figure(toy):
     from lifecircle.present.figures import coverage_curve
 
-    fig = coverage_curve(toy)
+    fig = coverage_curve(toy, lang="en")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "walking time to the nearest facility (minutes)"
     assert ax.get_ylabel() == "residents covered (% of population)"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["health", "elderly care", "culture", "sports", "all four", "target 85 % within 15 min"]
+    assert labels == ["health", "elderly care", "culture", "sports", "all four"]
     lines = {line.get_label(): line for line in ax.get_lines()}
     x, y = lines["health"].get_data()
     # by hand from the toy town: the 5 residents' minutes to health and their population
     r = toy.residents
     at15 = r.population[r.minutes_to_health <= 15].sum() / r.population.sum() * 100
     assert y[list(x).index(15)] == pytest.approx(at15)
-    assert lines["target 85 % within 15 min"].get_ydata()[0] == pytest.approx(85)
+    target = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(target) == 1 and target[0].get_ydata()[0] == pytest.approx(85)
+    label = [t for t in ax.texts if "target" in t.get_text()]
+    assert [t.get_text() for t in label] == ["85 % target (within 15 min)"] and label[0].get_position()[1] > 85
     assert "OpenStreetMap contributors" in fig._supxlabel.get_text()
+    zh = coverage_curve(toy).axes[0]
+    assert [t.get_text() for t in zh.get_legend().get_texts()] == ["卫生", "养老", "文化", "体育", "全部四类"]
+    assert any(t.get_text() == "85 % 目标（15 分钟内）" for t in zh.texts)
+    assert zh.get_xlabel() == "步行到最近设施的时间（分钟）"
 
 
 def test_coverage_figure(toy):
+    from matplotlib.collections import LineCollection, PolyCollection
+
     from lifecircle.present.figures import coverage_figure
 
-    fig = coverage_figure(toy, isochrones=buffered_isochrones(toy.facilities), units=toy_units())
+    fig = coverage_figure(toy, isochrones=buffered_isochrones(toy.facilities), units=toy_units(), lang="en")
     ax = fig.axes[0]
-    residents = ax.collections[0]
-    assert len(residents.get_offsets()) == len(toy.residents)
     assert f"{toy.category_share('all') * 100:.1f} % of residents within 15 min" in ax.get_title()
-    assert ax.get_xlabel() == "easting (m, WGS 84 / UTM zone 51N)"
-    assert any(t.get_text() in ("100 m", "200 m", "500 m") for t in ax.texts)  # scale bar
+    assert ax.get_xticks().size == 0 and ax.get_yticks().size == 0  # no UTM metres
+    texts = [t.get_text() for t in ax.texts]
+    assert any(t in ("100 m", "200 m", "500 m") for t in texts)  # scale bar
+    assert "N" in texts  # north arrow
+    assert {"西区", "东区"} <= set(texts)  # toy_units() names, at a point inside each unit
+    # hexagons: each filled with the class of its population-weighted median walk, checked resident by resident
+    hexes = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(hexes) == 1
+    classes = minutes_classes(toy.config.minutes, cutoff_minutes=toy.config.cutoff_minutes)
+    crs = toy.network.crs
+    pts = toy.residents.geometry.to_crs(crs)
+    seen = 0
+    for path, face in zip(hexes[0].get_paths(), hexes[0].get_facecolors()):
+        ring = shapely.Polygon(path.vertices[:6])
+        inside = np.flatnonzero(shapely.contains_xy(ring, pts.x.to_numpy(), pts.y.to_numpy()))
+        assert len(inside) >= 1
+        seen += len(inside)
+        mins = toy.residents.minutes_to_all.to_numpy()[inside]
+        pop = toy.residents.population.to_numpy()[inside]
+        order = np.argsort(mins)
+        cum = np.cumsum(pop[order])
+        median = mins[order][np.searchsorted(cum, cum[-1] / 2)]
+        want = next(c for upper, _, c in classes if median <= upper)
+        assert matplotlib.colors.to_hex(face[:3]) == want
+    assert seen == len(toy.residents)
+    streets = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(streets) == 1 and 0 < len(streets[0].get_segments()) <= toy.network.n_edges
+    assert matplotlib.colors.to_hex(streets[0].get_colors()[0]) == "#8c8c8c"
+    # legend beside the map and the title inside the canvas: nothing clipped
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig.set_dpi(150)  # as save_figure writes it
+    agg = FigureCanvasAgg(fig)
+    agg.draw()
+    renderer = agg.get_renderer()
+    canvas = fig.bbox
+    for artist in (fig.legends[0], ax.title, fig._supxlabel):
+        box = artist.get_window_extent(renderer)
+        assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0 and box.y1 <= canvas.y1
+    assert fig.legends[0].get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # outside the map
     with pytest.raises(InputDataError, match="minutes_to_parks"):
         coverage_figure(toy, category="parks")
+
+
+def _layer(m, name):
+    return next(c for c in m._children.values() if getattr(c, "layer_name", None) == name)
+
+
+@pytest.mark.parametrize("basemap, shown", [("none", True), ("osm", False)])
+def test_streets_layer(toy, basemap, shown):
+    from lifecircle.present.maps import streets_map
+
+    m = coverage_map(toy, basemap=basemap)
+    assert overlay_names(m)[0] == "街道 streets"  # drawn first: under every other layer
+    layer = _layer(m, "街道 streets")
+    assert layer.show is shown  # on by default only without tiles
+    coords = np.concatenate([shapely.get_coordinates(shapely.geometry.shape(f["geometry"]))
+                             for f in layer.data["features"]])
+    assert np.abs(coords * 1e5 - np.round(coords * 1e5)).max() < 1e-6  # rounded to 1e-5 degrees
+    # every street of the network is on the layer: each edge's midpoint within ~2 m of a polyline
+    net = toy.network
+    lines = shapely.MultiLineString([shapely.geometry.shape(f["geometry"]) for f in layer.data["features"]])
+    mid = shapely.points((net.lon[net.u] + net.lon[net.v]) / 2, (net.lat[net.u] + net.lat[net.v]) / 2)
+    assert shapely.distance(lines, mid).max() < 2e-5
+    assert len(layer.data["features"]) < net.n_edges  # merged into polylines
+    # a path of three nodes (0 - 1 - 2) is one polyline
+    from lifecircle.read.network import WalkNetwork
+
+    path = WalkNetwork.from_lonlat([121.47, 121.471, 121.472], [31.23, 31.23, 31.231], [0, 1], [1, 2])
+    one = _layer(streets_map(path, basemap="none"), "街道 streets").data["features"]
+    assert len(one) == 1 and len(one[0]["geometry"]["coordinates"]) == 3
+
+
+def test_hexagons_never_larger_than_a_tiny_area():
+    from lifecircle.present.maps import hex_size_for
+
+    # a 200 m x 120 m block of 2,000 residents: hexagons (sqrt(3) r wide) must fit 20 across the 120 m side
+    rng = np.random.default_rng(3)
+    x_m, y_m = rng.uniform(0, 200, 2000), rng.uniform(0, 120, 2000)
+    lon, lat = lonlat(x_m, y_m)
+    r = gpd.GeoDataFrame({"population": np.ones(2000), "minutes_to_health": rng.uniform(0, 20, 2000)},
+                         geometry=gpd.points_from_xy(lon, lat), crs=4326)
+    m = residents_map(r, category="health", basemap="none", max_points=100)
+    size = float(re.search(r"hexagons ([0-9.]+) m", overlay_names(m)[0]).group(1))
+    assert size * np.sqrt(3) * 20 <= 120 + 1e-9 and size == 2.0  # 120 / 20 / 1.732 = 3.46 m -> the round 2 m
+    assert hex_size_for(120, 200) == 2.0
+    # a large area keeps the ~1,500-cell rule: 20 km x 20 km -> sqrt(4e8 / 1500 / 2.598) = 320 m -> 400 m
+    assert hex_size_for(20_000, 20_000) == 400.0

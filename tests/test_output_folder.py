@@ -459,7 +459,7 @@ def test_isochrone_and_facilities_commands_commit_their_files(tmp_path):
     iso = tmp_path / "iso.gpkg"
     args = ["-q", "isochrone", "--example", "toy_town", "--lon", str(float(lo)), "--lat", str(float(la))]
     assert main([*args, "--out", str(iso)]) == 0
-    assert set(manifest_of(tmp_path, "iso")["files"]) == {"iso.gpkg"}
+    assert set(manifest_of(tmp_path, "iso")["files"]) == {"iso.gpkg", "iso.html"}  # the map beside it
     before = snapshot(tmp_path)
     assert main(["-q", "isochrone", "--example", "toy_town", "--lon", "121.6", "--lat", "31.3", "--out",
                  str(iso)]) == 1  # too far from the streets: the earlier iso.gpkg stays

@@ -108,7 +108,39 @@ def coverage_by_minute(residents: pd.DataFrame, *, categories: Iterable[str],
     return pd.DataFrame(out, index=pd.Index(grid, name="minutes"))
 
 
-def coverage_curve(analysis: Any, *, max_minutes: float | None = None, ax: Any = None):
+def _lang(lang: str) -> str:
+    key = str(lang).lower()
+    if key not in ("zh", "en"):
+        raise InputDataError(f"unknown figure language {lang!r}: use lang='zh' (Chinese) or lang='en' (English)")
+    try:  # in English too: unit and facility names are often Chinese
+        from .fonts import use_cjk_font
+
+        use_cjk_font()
+    except LifecircleError as exc:  # the figure still draws; Chinese glyphs show as boxes
+        import logging
+
+        logging.getLogger("lifecircle").warning("figures: %s", exc)
+    return key
+
+
+def _cat_name(category: str, lang: str) -> str:
+    """卫生 / health … from the bilingual style labels; ``all`` is 全部四类 / all four."""
+    if category == ALL:
+        return "全部四类" if lang == "zh" else "all four"
+    label = _style(category).label
+    zh, _, en = label.partition(" ")
+    if not en:  # a category without a bilingual label
+        return label.replace("_", " ")
+    return zh if lang == "zh" else en
+
+
+def _class_label(label: str, lang: str) -> str:
+    if lang != "zh":
+        return label
+    return label.replace(" or not reachable", " 或不可达").replace("min", "分钟")
+
+
+def coverage_curve(analysis: Any, *, max_minutes: float | None = None, lang: str = "zh", ax: Any = None):
     """Line chart of the population share within 1..``max_minutes`` minutes, per category, with the target.
 
     Parameters
@@ -117,21 +149,28 @@ def coverage_curve(analysis: Any, *, max_minutes: float | None = None, ax: Any =
         Anything with ``residents`` (``population``, ``minutes_to_*``), ``config`` and ``summary``.
     max_minutes : float, optional
         Default: the search cut-off (twice the largest threshold).
+    lang : {"zh", "en"}
+        Words of the title, axes and legend (Chinese drawn with the bundled Noto Sans CJK).
     ax : matplotlib Axes, optional
         Draw here; otherwise a new figure is made.
 
     Returns
     -------
     matplotlib.figure.Figure
+        The dashed target line is labelled on the chart (``85 % 目标``).
 
     Examples
     --------
     >>> from lifecircle import analyze
     >>> from lifecircle.datasets import toy_town_osm
-    >>> fig = coverage_curve(analyze(toy_town_osm()))
-    >>> fig.axes[0].get_ylabel()
+    >>> a = analyze(toy_town_osm())
+    >>> coverage_curve(a).axes[0].get_ylabel()
+    '覆盖居民（占人口 %）'
+    >>> coverage_curve(a, lang="en").axes[0].get_ylabel()
     'residents covered (% of population)'
     """
+    lang = _lang(lang)
+    zh = lang == "zh"
     cfg = analysis.config
     fig, ax, own = _new_axes(ax, (7.5, 4.8))
     top = cfg.cutoff_minutes if max_minutes is None else float(max_minutes)
@@ -142,18 +181,23 @@ def coverage_curve(analysis: Any, *, max_minutes: float | None = None, ax: Any =
         y = np.concatenate([[0.0], table[cat].to_numpy()]) * 100
         style = CATEGORY_STYLES.get(cat, _style(cat))
         ax.plot(x, y, color=style.colour, lw=2.6 if cat == ALL else 1.6, marker="o", ms=2.5,
-                ls="-" if cat == ALL else "-", label=_label(cat), zorder=3 if cat == ALL else 2)
-    ax.axhline(cfg.target * 100, color="#444444", ls="--", lw=1.2,
-               label=f"target {cfg.target * 100:g} % within {cfg.headline_minutes:g} min")
+                label=_cat_name(cat, lang), zorder=3 if cat == ALL else 2)
+    target = cfg.target * 100
+    ax.axhline(target, color="#444444", ls="--", lw=1.2, zorder=1)
+    ax.text(0.01 * top, target + 1.2, f"{target:g} % 目标（{cfg.headline_minutes:g} 分钟内）" if zh
+            else f"{target:g} % target (within {cfg.headline_minutes:g} min)", ha="left", va="bottom",
+            fontsize=8, color="#444444", zorder=4,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.0})
     for m in cfg.minutes:
         ax.axvline(m, color="#bbbbbb", lw=0.8, ls=":", zorder=1)
     ax.set_xlim(0, top)
     ax.set_ylim(0, 100)
-    ax.set_xlabel("walking time to the nearest facility (minutes)")
-    ax.set_ylabel("residents covered (% of population)")
-    ax.set_title(f"Population within walking time, {analysis.config.walk_speed_kmh:g} km/h", fontsize=11)
+    ax.set_xlabel("步行到最近设施的时间（分钟）" if zh else "walking time to the nearest facility (minutes)")
+    ax.set_ylabel("覆盖居民（占人口 %）" if zh else "residents covered (% of population)")
+    ax.set_title(f"步行时间内可达设施的居民比例（步行 {cfg.walk_speed_kmh:g} km/h）" if zh
+                 else f"Population within walking time, {cfg.walk_speed_kmh:g} km/h", fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8, title="设施类别" if zh else "facility category", title_fontsize=8)
     _add_source(fig, analysis, own)
     return fig
 
@@ -168,38 +212,103 @@ def _metric_crs(analysis: Any, frames: Sequence[Any]):
     return local_utm_crs((b[:, 0].min() + b[:, 2].max()) / 2, (b[:, 1].min() + b[:, 3].max()) / 2)
 
 
+def _halo():
+    """White outline of text drawn on maps, so names read on any fill."""
+    from matplotlib import patheffects
+
+    return [patheffects.withStroke(linewidth=2.6, foreground="white")]
+
+
+def _streets(ax: Any, net: Any, xlim: tuple[float, float], ylim: tuple[float, float]) -> int:
+    """The walking network as light grey lines under everything; only edges touching the view."""
+    from matplotlib.collections import LineCollection
+
+    x, y, u, v = (np.asarray(getattr(net, k)) for k in ("x", "y", "u", "v"))
+    inside = (x >= xlim[0]) & (x <= xlim[1]) & (y >= ylim[0]) & (y <= ylim[1])
+    keep = inside[u] | inside[v]
+    seg = np.stack([np.column_stack([x[u[keep]], y[u[keep]]]), np.column_stack([x[v[keep]], y[v[keep]]])], axis=1)
+    ax.add_collection(LineCollection(seg, colors="#8c8c8c", linewidths=0.6, zorder=1, capstyle="round"))
+    return int(keep.sum())
+
+
+def _hexagons(ax: Any, x: np.ndarray, y: np.ndarray, mins: np.ndarray, pop: np.ndarray, classes: Sequence,
+              size_m: float) -> int:
+    """Residents aggregated to hexagons, each filled with the class of its population-weighted median walk."""
+    from matplotlib.collections import PolyCollection
+
+    from .maps import _weighted_median, hex_cells
+
+    q, r = hex_cells(x, y, size_m)
+    span = int(r.max() - r.min()) + 1
+    cell, inv = np.unique((q - q.min()) * span + (r - r.min()), return_inverse=True)
+    inv = inv.ravel()
+    kq, kr = cell // span + q.min(), cell % span + r.min()
+    med = _weighted_median(inv, mins, pop, len(cell))
+    k = _minutes_class_index(med, classes)
+    cx, cy = size_m * np.sqrt(3) * (kq + kr / 2), size_m * 1.5 * kr
+    ang = np.radians(60 * np.arange(6) - 30)
+    verts = np.stack([cx[:, None] + size_m * np.cos(ang), cy[:, None] + size_m * np.sin(ang)], axis=-1)
+    colours = [classes[i][2] for i in k]
+    ax.add_collection(PolyCollection(verts, facecolors=colours, edgecolors="white", linewidths=0.3, alpha=0.6,
+                                     zorder=2))
+    return len(cell)
+
+
+def _north_arrow(ax: Any) -> None:
+    ax.annotate("N", xy=(0.965, 0.965), xytext=(0.965, 0.885), xycoords="axes fraction", ha="center",
+                va="center", fontsize=11, zorder=6,
+                arrowprops={"facecolor": "black", "edgecolor": "black", "width": 3, "headwidth": 9,
+                            "headlength": 9}, path_effects=_halo())
+
+
 def coverage_figure(analysis: Any, *, category: str = ALL, isochrones: Any = None, units: Any = None,
-                    ax: Any = None):
-    """Static coverage map: residents coloured by walking minutes, service areas, facilities, units.
+                    lang: str = "zh", hex_size_m: float | None = None, ax: Any = None):
+    """Static coverage map: residents aggregated to hexagons coloured by walking minutes, on the streets.
 
     Parameters
     ----------
     analysis : lifecircle.Analysis
         Anything with ``residents``, ``facilities``, ``config`` and ``summary`` (``network`` gives the
-        metric CRS; otherwise the local UTM zone is used).
+        metric CRS and the streets; otherwise the local UTM zone is used and no streets are drawn).
     category : str
-        Whose walking minutes colour the residents (default ``all``).
-    isochrones, units : GeoDataFrame, optional
-        Service areas (outlined) and unit polygons (outlined); default ``analysis.isochrones`` /
-        ``analysis.units`` if present.
+        Whose walking minutes colour the hexagons (default ``all``: the slowest of the four).
+    isochrones : GeoDataFrame, optional
+        Service areas; for one category its headline (15-minute) area is outlined (a legend entry
+        says so). Default ``analysis.isochrones``.
+    units : GeoDataFrame, optional
+        Unit polygons, drawn as thin outlines with their names (column ``unit`` or ``name``) at a
+        representative point. Default ``analysis.units``.
+    lang : {"zh", "en"}
+        Words of the title and legend.
+    hex_size_m : float, optional
+        Hexagon circumradius; default :func:`lifecircle.present.maps.hex_size_for` the extent at
+        ~600 cells (at least 20 across).
     ax : matplotlib Axes, optional
 
     Returns
     -------
     matplotlib.figure.Figure
-        Axes in metres of the metric CRS, with a scale bar and the OSM credit.
+        No coordinate axes (the metric CRS stays internal): a scale bar, a north arrow, the legend
+        outside the map on the right, the OSM credit at the bottom.
 
     Examples
     --------
     >>> from lifecircle import analyze
     >>> from lifecircle.datasets import toy_town_osm
     >>> fig = coverage_figure(analyze(toy_town_osm()))
-    >>> fig.axes[0].get_xlabel()
-    'easting (m, WGS 84 / UTM zone 51N)'
+    >>> fig.axes[0].get_title().splitlines()[0]
+    '步行到最近的各类设施（全部四类：完整生活圈）'
+    >>> coverage_figure(analyze(toy_town_osm()), lang="en").legends[0].get_title().get_text()
+    'walking minutes (median per hexagon)'
     """
     import shapely
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
+    from .maps import hex_size_for
+
+    lang = _lang(lang)
+    zh = lang == "zh"
     cfg = analysis.config
     res = analysis.residents
     col = minutes_column(category)
@@ -210,78 +319,112 @@ def coverage_figure(analysis: Any, *, category: str = ALL, isochrones: Any = Non
     isochrones = isochrones if isochrones is not None else getattr(analysis, "isochrones", None)
     units = units if units is not None else getattr(analysis, "units", None)
     crs = _metric_crs(analysis, [res, fac])
-    fig, ax, own = _new_axes(ax, (10, 8))
 
     pts = res.geometry.to_crs(crs)
     if not (pts.geom_type == "Point").all():
         pts = pts.representative_point()
     x, y = pts.x.to_numpy(), pts.y.to_numpy()
-    frames_x = [x]
-    frames_y = [y]
+    frames_x, frames_y = [x], [y]
     if fac is not None and len(fac):
         f = fac.geometry.to_crs(crs)
         frames_x.append(f.x.to_numpy())
         frames_y.append(f.y.to_numpy())
-    ax_x = np.concatenate(frames_x)
-    ax_y = np.concatenate(frames_y)
-    pad = 0.04 * max(np.ptp(ax_x) if len(ax_x) else 1, np.ptp(ax_y) if len(ax_y) else 1, 100)
-    xlim = (ax_x.min() - pad, ax_x.max() + pad) if len(ax_x) else None
-    ylim = (ax_y.min() - pad, ax_y.max() + pad) if len(ax_y) else None
+    ax_x, ax_y = np.concatenate(frames_x), np.concatenate(frames_y)
+    if not len(ax_x):
+        raise InputDataError("nothing to draw: the analysis has no residents and no facilities")
+    pad = 0.04 * max(np.ptp(ax_x), np.ptp(ax_y), 100)
+    xlim = (ax_x.min() - pad, ax_x.max() + pad)
+    ylim = (ax_y.min() - pad, ax_y.max() + pad)
+    # the page follows the area's shape (map 7 in wide, legend beside it), so wide towns leave no blank bands
+    tall = (ylim[1] - ylim[0]) / (xlim[1] - xlim[0])
+    fig, ax, own = _new_axes(ax, (10, float(np.clip(7 * tall + 1.4, 4.5, 10))))
 
-    if units is not None and len(units):
-        for geom in units.geometry.to_crs(crs):
-            for ring in shapely.get_parts(shapely.boundary(geom)):
-                c = shapely.get_coordinates(ring)
-                ax.plot(c[:, 0], c[:, 1], color="#333333", lw=1.0, zorder=1)
-    if isochrones is not None and len(isochrones):
-        iso = isochrones.to_crs(crs)
-        if category == ALL:
-            iso = iso[np.isclose(iso["minutes"].astype(float), cfg.headline_minutes)]
-        else:
-            iso = iso[iso["category"] == category]
-        for cat, mins, geom in zip(iso["category"], iso["minutes"], iso.geometry):
-            colour = _style(str(cat)).colour
-            for ring in shapely.get_parts(shapely.boundary(geom)):
-                c = shapely.get_coordinates(ring)
-                ax.plot(c[:, 0], c[:, 1], color=colour, lw=1.0, alpha=0.9, zorder=2,
-                        ls="-" if float(mins) == cfg.headline_minutes else "--")
-
+    net = getattr(analysis, "network", None)
+    if net is not None and hasattr(net, "u"):
+        _streets(ax, net, xlim, ylim)
+    handles: list[Any] = []
     classes = minutes_classes(cfg.minutes, cutoff_minutes=cfg.cutoff_minutes)
     mins = res[col].to_numpy(dtype=float)
-    k = _minutes_class_index(mins, classes)
-    colours = np.array([c[2] for c in classes], dtype=object)[k]
-    order = np.argsort(-k, kind="stable")  # reachable (green) residents on top
-    ax.scatter(x[order], y[order], c=list(colours[order]), s=9, linewidths=0.2, edgecolors="#555555", zorder=3)
+    mins = np.where(np.isnan(mins), np.inf, mins)
+    pop = res["population"].to_numpy(dtype=float) if "population" in res else np.ones(len(res))
+    if len(x):
+        size = hex_size_m or hex_size_for(float(np.ptp(x)) or 1.0, float(np.ptp(y)) or 1.0, n_cells=600)
+        _hexagons(ax, x, y, mins, pop, classes, size)
+    handles += [Patch(facecolor=c, edgecolor="white", alpha=0.6, label=_class_label(lab, lang))
+                for _, lab, c in classes]
 
-    handles = [Line2D([], [], ls="", marker="o", ms=6, mfc=c, mec="#555555", label=lab) for _, lab, c in classes]
+    if units is not None and len(units):
+        ug = units.to_crs(crs)
+        for geom in ug.geometry:
+            for ring in shapely.get_parts(shapely.boundary(geom)):
+                c = shapely.get_coordinates(ring)
+                ax.plot(c[:, 0], c[:, 1], color="#555555", lw=0.9, zorder=3)
+        name_col = next((c for c in ("unit", "name") if c in ug.columns), None)
+        if name_col is not None:
+            view = shapely.box(xlim[0], ylim[0], xlim[1], ylim[1])
+            for name, geom in zip(ug[name_col].astype(str), ug.geometry):
+                part = shapely.intersection(geom, view)  # name the part inside the map, not a far centre
+                if part.is_empty:
+                    continue
+                p = shapely.point_on_surface(part)
+                ax.text(p.x, p.y, name, ha="center", va="center", fontsize=9, color="#222222", zorder=6,
+                        path_effects=_halo(), clip_on=True)
+        handles.append(Line2D([], [], color="#555555", lw=0.9, label="统计单元边界" if zh else "unit boundary"))
+    if category != ALL and isochrones is not None and len(isochrones):
+        iso = isochrones.to_crs(crs)
+        iso = iso[(iso["category"] == category) & np.isclose(iso["minutes"].astype(float), cfg.headline_minutes)]
+        colour = _style(category).colour
+        for geom in iso.geometry:
+            for ring in shapely.get_parts(shapely.boundary(geom)):
+                c = shapely.get_coordinates(ring)
+                ax.plot(c[:, 0], c[:, 1], color=colour, lw=1.1, ls="--", zorder=4)
+        if len(iso):
+            handles.append(Line2D([], [], color=colour, lw=1.1, ls="--",
+                                  label=f"{cfg.headline_minutes:g} 分钟服务范围" if zh
+                                  else f"{cfg.headline_minutes:g}-min service area"))
+    if net is not None and hasattr(net, "u"):
+        handles.append(Line2D([], [], color="#8c8c8c", lw=1.0, label="步行路网" if zh else "walking network"))
+
     if fac is not None and len(fac):
         fcrs = fac.to_crs(crs)
         shown = fcrs if category == ALL else fcrs[fcrs["category"] == category]
         for cat in [c for c in CATEGORY_STYLES if c in set(shown["category"])]:
             g = shown[shown["category"] == cat].geometry
             st = _style(cat)
-            ax.scatter(g.x, g.y, marker=_MARKERS.get(cat, "^"), s=70, c=st.colour, edgecolors="white",
-                       linewidths=0.9, zorder=4)
+            ax.scatter(g.x, g.y, marker=_MARKERS.get(cat, "^"), s=60, c=st.colour, edgecolors="white",
+                       linewidths=0.9, zorder=5)
             handles.append(Line2D([], [], ls="", marker=_MARKERS.get(cat, "^"), ms=8, mfc=st.colour, mec="white",
-                                  label=f"{_label(cat)} facility ({len(g)})"))
-    if xlim is not None:
-        ax.set_xlim(*xlim)
-        ax.set_ylim(*ylim)
+                                  label=(f"{_cat_name(cat, lang)}设施（{len(g)}）" if zh
+                                         else f"{_cat_name(cat, lang)} facility ({len(g)})")))
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
     ax.set_aspect("equal")
-    ax.ticklabel_format(style="plain", useOffset=False)
-    ax.tick_params(labelsize=7)
-    ax.set_xlabel(f"easting (m, {crs.name})", fontsize=8)
-    ax.set_ylabel("northing (m)", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color("#888888")
     _scale_bar(ax)
+    _north_arrow(ax)
     share = _share(analysis, category)
-    title = ("Walk to the nearest facility of every category (complete life circle)" if category == ALL
-             else f"Walk to the nearest {_label(category)} facility")
-    if share is not None:
-        title += (f"\n{share * 100:.1f} % of residents within {cfg.headline_minutes:g} min "
-                  f"(target {cfg.target * 100:g} %)")
+    if zh:
+        title = ("步行到最近的各类设施（全部四类：完整生活圈）" if category == ALL
+                 else f"步行到最近的{_cat_name(category, lang)}设施")
+        if share is not None:
+            title += (f"\n{cfg.headline_minutes:g} 分钟内可达的居民 {share * 100:.1f} %"
+                      f"（目标 {cfg.target * 100:g} %）")
+    else:
+        title = ("Walk to the nearest facility of every category (complete life circle)" if category == ALL
+                 else f"Walk to the nearest {_cat_name(category, lang)} facility")
+        if share is not None:
+            title += (f"\n{share * 100:.1f} % of residents within {cfg.headline_minutes:g} min "
+                      f"(target {cfg.target * 100:g} %)")
     ax.set_title(title, fontsize=11)
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
-              title="walking minutes", title_fontsize=8, alignment="left")
+    legend = {"handles": handles, "fontsize": 8, "frameon": False, "title_fontsize": 8, "alignment": "left",
+              "title": "步行时间（每个六边形的中位数）" if zh else "walking minutes (median per hexagon)"}
+    if own:  # beside the map; constrained layout makes room for it, so nothing is clipped
+        fig.legend(loc="outside right upper", **legend)
+    else:  # the caller's layout: inside the map, in a corner
+        ax.legend(loc="upper left", **legend)
     _add_source(fig, analysis, own)
     return fig
 
@@ -305,10 +448,11 @@ def _scale_bar(ax: Any) -> None:
     length = max(s * exp for s in (1, 2, 5) if s * exp <= want)
     xe = x1 - 0.04 * (x1 - x0)
     ys = y0 + 0.04 * (y1 - y0)
-    ax.plot([xe - length, xe], [ys, ys], color="black", lw=3, solid_capstyle="butt", zorder=5)
+    ax.plot([xe - length, xe], [ys, ys], color="black", lw=3, solid_capstyle="butt", zorder=6,
+            path_effects=_halo())
     text = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
-    ax.text(xe - length / 2, ys + 0.012 * (y1 - y0), text, ha="center", va="bottom", fontsize=8, zorder=5,
-            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 1.5})
+    ax.text(xe - length / 2, ys + 0.012 * (y1 - y0), text, ha="center", va="bottom", fontsize=8, zorder=6,
+            path_effects=_halo())
 
 
 def lorenz_curve(analysis: Any, *, column: str = "access_2sfca_per_1000", group: str = "population",

@@ -55,6 +55,10 @@ __all__ = [
     "units_map",
     "coverage_map",
     "hex_cells",
+    "hex_size_for",
+    "streets_map",
+    "scenario_map",
+    "point_map",
     "overlay_names",
     "render_html",
     "gaps_map",
@@ -452,6 +456,27 @@ def _nice_size_m(raw: float) -> float:
     return float(steps[min(i, len(steps) - 1)])
 
 
+def hex_size_for(width_m: float, height_m: float, *, n_cells: int = 1500, min_across: int = 20) -> float:
+    """Hexagon circumradius (m) for an extent: about ``n_cells`` hexagons, a round size, but never so
+    large that the extent spans fewer than ``min_across`` hexagons along its shorter side.
+
+    >>> hex_size_for(10_000, 10_000)  # a 10 km square: ~1,500 cells of 160 m, rounded to 200 m
+    200.0
+    >>> hex_size_for(300, 200)  # a tiny area: 200 m / 20 hexagons across (width 2 * 0.866 * r) -> r <= 5.8 m
+    5.0
+    """
+    side = max(min(width_m, height_m), 1.0)
+    cap = side / min_across / np.sqrt(3)  # a pointy-top hexagon is sqrt(3) * r wide, 1.5 * r tall per row
+    area = max(width_m * height_m, 1.0)
+    size = _nice_size_m(np.sqrt(area / n_cells / (1.5 * np.sqrt(3))))
+    if size <= cap:
+        return size
+    steps = np.array([1, 2, 5, 10, 20, 25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000,
+                      3000, 5000])
+    fit = steps[steps <= cap]
+    return float(fit[-1]) if len(fit) else float(cap)
+
+
 def hex_cells(x: np.ndarray, y: np.ndarray, size_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Axial coordinates (q, r) of the pointy-top hexagon (circumradius ``size_m``) holding each point.
 
@@ -571,7 +596,7 @@ def _tenths(minutes: np.ndarray) -> list[int]:
 def residents_map(residents: Any, *, category: str, m: folium.Map | None = None, basemap: str = "osm",
                   minutes: Iterable[float] = (5, 10, 15), cutoff_minutes: float | None = None,
                   max_points: int = MAX_POINTS, hex_size_m: float | None = None, show: bool = True,
-                  tianditu_key: str | None = None) -> folium.Map:
+                  name: str | None = None, tianditu_key: str | None = None) -> folium.Map:
     """Residents coloured by walking minutes to the nearest facility of ``category`` (or ``all``).
 
     With more than ``max_points`` points they are aggregated into hexagons coloured by the
@@ -588,7 +613,9 @@ def residents_map(residents: Any, *, category: str, m: folium.Map | None = None,
     cutoff_minutes : float, optional
         Walks above it are "not reachable" (default: twice the largest threshold).
     hex_size_m : float, optional
-        Hexagon circumradius; default: chosen so that the extent holds about 1,500 hexagons.
+        Hexagon circumradius; default: :func:`hex_size_for` the extent (about 1,500 hexagons, at least 20 across).
+    name : str, optional
+        Layer name; default "居民 Walking minutes · <category label>".
 
     Examples
     --------
@@ -616,7 +643,7 @@ def residents_map(residents: Any, *, category: str, m: folium.Map | None = None,
     mins = np.where(np.isnan(mins), np.inf, mins)
     pop = gdf["population"].to_numpy(dtype=float) if "population" in gdf else np.ones(len(gdf))
     m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
-    name = f"居民 Walking minutes · {_style(category).label}"
+    name = name or f"居民 Walking minutes · {_style(category).label}"
     data: dict[str, Any] = {"colours": [c[2] for c in classes], "unreachable": f"> {cutoff:g} min (not reachable)"}
     if len(gdf) > max_points:
         import pyproj
@@ -625,8 +652,7 @@ def residents_map(residents: Any, *, category: str, m: folium.Map | None = None,
         lonlat = shapely.get_coordinates(gdf.geometry.to_numpy())
         x, y = pyproj.Transformer.from_crs(4326, crs, always_xy=True).transform(lonlat[:, 0], lonlat[:, 1])
         if hex_size_m is None:
-            area = max((x.max() - x.min()) * (y.max() - y.min()), 1.0)
-            hex_size_m = _nice_size_m(np.sqrt(area / 1500 / (1.5 * np.sqrt(3))))
+            hex_size_m = hex_size_for(float(np.ptp(x)), float(np.ptp(y)))
         q, r = hex_cells(x, y, hex_size_m)
         span = int(r.max() - r.min()) + 1
         cell, inv = np.unique((q - q.min()) * span + (r - r.min()), return_inverse=True)  # one int per cell
@@ -769,6 +795,68 @@ def _info_html(title: str, summary: dict, config: AnalysisConfig | None, basemap
     return "".join(lines)
 
 
+def streets_map(network: Any, *, m: folium.Map | None = None, basemap: str = "osm", show: bool | None = None,
+                bounds: Sequence[float] | None = None, tianditu_key: str | None = None) -> folium.Map:
+    """The walking network as one light grey polyline layer "街道 streets", for maps without tiles.
+
+    Edges are merged into polylines, simplified and rounded to 1e-5° (about 1 m), so a city's
+    streets stay a few hundred KB; overlays then sit on streets rather than float on grey.
+
+    Parameters
+    ----------
+    network : lifecircle.WalkNetwork
+        ``lon``, ``lat`` of the nodes and edges ``u``, ``v``.
+    show : bool, optional
+        Whether the layer is on when the page opens; default: only on a map without tiles
+        (``basemap="none"``), where it is the only geography.
+    bounds : (west, south, east, north), optional
+        Only edges with an end inside (WGS84); default every edge.
+
+    Examples
+    --------
+    A 3-node path (0 — 1 — 2) is one polyline of 3 points:
+
+    >>> from lifecircle.read.network import WalkNetwork
+    >>> net = WalkNetwork.from_lonlat([121.47, 121.471, 121.472], [31.23, 31.23, 31.231], [0, 1], [1, 2])
+    >>> m = streets_map(net, basemap="none")
+    >>> overlay_names(m)
+    ['街道 streets']
+    """
+    import shapely
+
+    lon, lat = np.asarray(network.lon, dtype=float), np.asarray(network.lat, dtype=float)
+    u, v = np.asarray(network.u), np.asarray(network.v)
+    if bounds is not None:
+        w, s, e, n = bounds
+        inside = (lon >= w) & (lon <= e) & (lat >= s) & (lat <= n)
+        keep = inside[u] | inside[v]
+        u, v = u[keep], v[keep]
+    if m is None:
+        b = bounds if bounds is not None else (lon.min(), lat.min(), lon.max(), lat.max())
+        m = base_map(basemap=basemap, bounds=b, tianditu_key=tianditu_key)
+    st = _state(m)
+    if show is None:
+        show = st.basemap == "none"
+    seg = np.stack([np.column_stack([lon[u], lat[u]]), np.column_stack([lon[v], lat[v]])], axis=1)
+    lines = shapely.get_parts(shapely.line_merge(shapely.multilinestrings(shapely.linestrings(seg))))
+    lines = _map_geoms(m, shapely.simplify(lines, _SIMPLIFY_DEG))
+    lines = shapely.transform(lines, lambda c: np.round(c, 5))
+    fc = _feature_collection(lines, pd.DataFrame(index=range(len(lines))))
+    folium.GeoJson(fc, name="街道 streets", show=bool(show), interactive=False, smooth_factor=1.0,
+                   style_function=lambda feature: {"color": "#9e9e9e", "weight": 1.0, "opacity": 0.7}).add_to(m)
+    log.debug("streets layer: %d edges in %d polylines", len(u), len(lines))
+    return _finish(m)
+
+
+def _add_streets(m: folium.Map, network: Any, *frames: Any) -> None:
+    """The streets layer of the study area (its extent plus ~500 m), when the analysis has its network."""
+    if network is None or not hasattr(network, "u"):
+        return
+    b = _bounds(*[_wgs84(f, "layer") for f in frames if f is not None and len(f)])
+    pad = 0.005
+    streets_map(network, m=m, bounds=None if b is None else (b[0] - pad, b[1] - pad, b[2] + pad, b[3] + pad))
+
+
 def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, gaps: Any = None, sites: Any = None,
                  basemap: str = "osm", m: folium.Map | None = None, title: str | None = None, max_points: int = MAX_POINTS,
                  tianditu_key: str | None = None) -> folium.Map:
@@ -801,7 +889,7 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
     >>> from lifecircle.datasets import toy_town_osm
     >>> m = coverage_map(analyze(toy_town_osm()), basemap="none")
     >>> overlay_names(m)[:2]
-    ['居民 Walking minutes · 卫生 health', '居民 Walking minutes · 养老 elderly care']
+    ['街道 streets', '居民 Walking minutes · 卫生 health']
     """
     cfg: AnalysisConfig = analysis.config
     summary = getattr(analysis, "summary", None) or {}
@@ -826,6 +914,7 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
         m = base_map(basemap=basemap, bounds=_bounds(*frames), tianditu_key=tianditu_key)
     st = _state(m)
     head = cfg.headline_minutes
+    _add_streets(m, getattr(analysis, "network", None), residents, facilities)
     if units is not None and len(units):
         cat = ALL if ALL in cats else cats[0]
         units_map(units, analysis.coverage, category=cat, minutes=head, target=cfg.target, m=m)
@@ -848,4 +937,110 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
         m.add_child(st.info)
     else:
         st.info.html = info
+    return _finish(m)
+
+
+def _points_layer(m: folium.Map, points: Any, *, name: str, colour: str, what: str) -> None:
+    """Facilities as circle markers in one layer, the category and name in the tooltip."""
+    gdf = _wgs84(points, what)
+    group = folium.FeatureGroup(name=name, show=True)
+    import shapely
+
+    shapely_coords = shapely.get_coordinates(_map_geoms(m, gdf.geometry.to_numpy()))
+    cats = gdf["category"].astype(str).tolist() if "category" in gdf else [""] * len(gdf)
+    names = _text(gdf["name"], "(未命名 unnamed)") if "name" in gdf else [""] * len(gdf)
+    for (x, y), cat, nm in zip(shapely_coords, cats, names):
+        folium.CircleMarker([y, x], radius=7, color=colour, weight=3, fill=True, fill_color=_style(cat).colour,
+                            fill_opacity=0.9, tooltip=f"{_html.escape(_style(cat).label)} · {nm}").add_to(group)
+    group.add_to(m)
+
+
+def scenario_map(scenario: Any, *, before: Any = None, basemap: str = "osm", m: folium.Map | None = None,
+                 max_points: int = MAX_POINTS, tianditu_key: str | None = None) -> folium.Map:
+    """The map of a what-if scenario: facilities added and removed, residents before and after.
+
+    Parameters
+    ----------
+    scenario : lifecircle.plan.scenario.Scenario
+        ``added``, ``removed``, ``residents`` (after), ``headline_minutes``.
+    before : lifecircle.Analysis, optional
+        The analysis the scenario changes: its residents are the "before" layer (off when the page
+        opens) and its network the streets layer.
+
+    Examples
+    --------
+    >>> from lifecircle import analyze
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> from lifecircle.plan.scenario import scenario
+    >>> a = analyze(toy_town_osm())
+    >>> s = scenario(a, remove=[0])
+    >>> overlay_names(scenario_map(s, before=a, basemap="none"))  # doctest: +NORMALIZE_WHITESPACE
+    ['街道 streets', '居民 之前 Before · 全部 all', '居民 之后 After · 全部 all', '关闭设施 Removed (1)']
+    """
+    res = scenario.residents
+    cfg = getattr(before, "config", None)
+    minutes = cfg.minutes if cfg is not None else (5, 10, 15)
+    cutoff = cfg.cutoff_minutes if cfg is not None else None
+    cols = [c for c in res.columns if str(c).startswith("minutes_to_")]
+    cat = ALL if minutes_column(ALL) in cols else (cols[0][len("minutes_to_"):] if cols else None)
+    if cat is None:
+        raise InputDataError("the scenario residents have no minutes_to_<category> column: pass the result of "
+                             "lifecircle.plan.scenario.scenario()")
+    frames = [_wgs84(f, "layer") for f in (res, scenario.added, scenario.removed) if f is not None and len(f)]
+    m = m if m is not None else base_map(basemap=basemap, bounds=_bounds(*frames), tianditu_key=tianditu_key)
+    if before is not None:
+        _add_streets(m, getattr(before, "network", None), res)
+    label = _style(cat).label
+    if before is not None and minutes_column(cat) in before.residents.columns:
+        residents_map(before.residents, category=cat, m=m, minutes=minutes, cutoff_minutes=cutoff,
+                      max_points=max_points, show=False, name=f"居民 之前 Before · {label}")
+    residents_map(res, category=cat, m=m, minutes=minutes, cutoff_minutes=cutoff, max_points=max_points,
+                  name=f"居民 之后 After · {label}")
+    if scenario.added is not None and len(scenario.added):
+        _points_layer(m, scenario.added, name=f"新增设施 Added ({len(scenario.added)})", colour="#1a9850",
+                      what="added facilities")
+    if scenario.removed is not None and len(scenario.removed):
+        _points_layer(m, scenario.removed, name=f"关闭设施 Removed ({len(scenario.removed)})", colour="#000000",
+                      what="removed facilities")
+    title = "情景 Scenario: 之前 before → 之后 after"
+    m.get_root().header.add_child(_Raw(f"<title>{_html.escape(title)}</title>"), name="lc_title")
+    st = _state(m)
+    if st.info is None:
+        st.info = _Box(_info_html(title, {}, cfg, BASEMAPS.get(st.basemap)), position="topleft", css_class="lc-title")
+        m.add_child(st.info)
+    return _finish(m)
+
+
+def point_map(isochrones: Any, lon: float, lat: float, *, network: Any = None, basemap: str = "osm",
+              m: folium.Map | None = None, tianditu_key: str | None = None) -> folium.Map:
+    """The map of ``lifecircle isochrone``: the walkable areas from one point, and the point.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> iso = gpd.GeoDataFrame({"minutes": [5.0, 15.0], "area_km2": [0.2, 1.8]},
+    ...     geometry=[shapely.Point(121.47, 31.23).buffer(0.003), shapely.Point(121.47, 31.23).buffer(0.008)],
+    ...     crs=4326)
+    >>> overlay_names(point_map(iso, 121.47, 31.23, basemap="none"))
+    ['服务范围 Service areas · 步行 walk from the point (5/15 min)', '起点 Start point']
+    """
+    gdf = _wgs84(isochrones, "isochrones").copy()
+    gdf["category"] = "步行 walk from the point"
+    m = m if m is not None else base_map(basemap=basemap, bounds=_bounds(gdf), tianditu_key=tianditu_key)
+    if network is not None:
+        _add_streets(m, network, gdf)
+    service_areas_map(gdf, m=m, show=True)
+    import shapely
+
+    (x, y), = shapely.get_coordinates(_map_geoms(m, np.array([shapely.Point(lon, lat)])))
+    group = folium.FeatureGroup(name="起点 Start point", show=True)
+    folium.CircleMarker([y, x], radius=7, color="#000000", weight=2, fill=True, fill_color="#ffffff",
+                        fill_opacity=1.0, tooltip=f"{lon:.6f}, {lat:.6f}").add_to(group)
+    group.add_to(m)
+    title = "步行可达范围 Walkable from here"
+    m.get_root().header.add_child(_Raw(f"<title>{_html.escape(title)}</title>"), name="lc_title")
+    st = _state(m)
+    if st.info is None:
+        st.info = _Box(_info_html(title, {}, None, BASEMAPS.get(st.basemap)), position="topleft", css_class="lc-title")
+        m.add_child(st.info)
     return _finish(m)

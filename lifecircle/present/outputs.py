@@ -150,7 +150,7 @@ SITE_COPIES = "suggested_sites_*.gpkg"
 #: The map and figures (``--map``, ``lifecircle map``).
 MAP_FILES = ("map.html", "coverage_map.png", "coverage_curve.png", "lorenz.png")
 #: What ``lifecircle scenario`` writes into its folder.
-SCENARIO_FILES = ("scenario_change.csv", "scenario_coverage.csv", "scenario_facilities.gpkg")
+SCENARIO_FILES = ("scenario_change.csv", "scenario_coverage.csv", "scenario_facilities.gpkg", "map.html")
 #: The report, the workbook and the per-unit chart (``analyze``, ``lifecircle report``).
 REPORT_FILES = ("report.html", "report.pdf", "report.docx", "results.xlsx", "units_chart.png")
 #: Every name a run folder may hold: in a folder without a manifest (older lifecircle) these count as ours.
@@ -1385,10 +1385,13 @@ def write_site_plans(analysis, out_dir: str | os.PathLike[str] | OutputRun, **op
     return paths, sites, needed
 
 
-def write_scenario(s: Any, out_dir: str | os.PathLike[str] | OutputRun) -> dict[str, Path]:
+def write_scenario(s: Any, out_dir: str | os.PathLike[str] | OutputRun, *, before: Any = None,
+                   basemap: str = "osm") -> dict[str, Path]:
     """Write ``scenario_change.csv``, ``scenario_coverage.csv`` and ``scenario_facilities.gpkg`` as one run.
 
     ``s`` is a :class:`lifecircle.plan.scenario.Scenario`; a folder's earlier scenario is replaced whole.
+    With ``before`` (the analysis it changes) also ``map.html``: facilities added/removed, residents
+    before and after (:func:`lifecircle.present.maps.scenario_map`).
     """
     with output_run(out_dir, command="scenario") as run:
         paths = {"scenario_change.csv": run.table(s.change, "scenario_change.csv"),
@@ -1402,5 +1405,10 @@ def write_scenario(s: Any, out_dir: str | os.PathLike[str] | OutputRun) -> dict[
         paths["scenario_facilities.gpkg"] = run.vector(
             fac, "scenario_facilities.gpkg", layer="facilities",
             style=facility_style(fac["category"].astype(str) if "category" in fac else None))
+        if before is not None:
+            from .maps import save_map, scenario_map
+
+            save_map(scenario_map(s, before=before, basemap=basemap), run.path("map.html"))
+            paths["map.html"] = run.final("map.html")
     log.info("wrote %s", ", ".join(p.name for p in paths.values()))
     return paths
