@@ -259,7 +259,8 @@ def cli(ctx, verbose: int, quiet: bool) -> None:
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("out"), show_default=True, help="Output folder.")
 @click.option("--out-crs", help="Also write copies of facilities, residents and suggested sites in this CRS: gcj02 (for AMap/Gaode users: facilities_gcj02.gpkg...), bd09 or an EPSG code. The main outputs stay WGS84.")
 @click.option("--no-cache", is_flag=True, help="Read the OSM file even if its network and layers are cached.")
-@click.option("--isochrones/--no-isochrones", default=None, help="Write isochrones.gpkg (service areas per category and threshold) [default: yes up to 250,000 network nodes; above, they take minutes and GBs].")
+@click.option("--isochrones/--no-isochrones", default=None, help="Write isochrones.gpkg (service areas per category and threshold) [default: yes].")
+@click.option("--isochrone-method", type=click.Choice(["grid", "exact"]), default="grid", show_default=True, help="Service areas from a grid (seconds at city scale, areas within 2 % of exact) or as the exact union of buffered streets (minutes and GBs above ~250,000 nodes).")
 @click.option("--isochrone-layers", type=click.Choice(["one", "per-category"]), default="one", show_default=True, help="isochrones.gpkg as one layer with category and minutes fields, or one layer per category and threshold (health_15min, ...).")
 @click.option("--facility-isochrones", is_flag=True, help="Also write facility_isochrones.gpkg: every facility's own service areas.")
 @click.option("--sites", "plan_sites", is_flag=True, help="Also plan new sites: how many each category (and unit) needs to reach the target, and where (as `lifecircle gaps`).")
@@ -278,7 +279,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             categories, urban, urban_column, capacity_column, group_columns, group_speed_kmh, demand_group,
             ratio_per_1000, unit_parent, standard,
             config_file, taxonomy, out_dir, out_crs,
-            no_cache, isochrones, isochrone_layers, facility_isochrones, plan_sites, make_map, png, basemap, no_report, lang, pdf):
+            no_cache, isochrones, isochrone_method, isochrone_layers, facility_isochrones, plan_sites, make_map, png, basemap, no_report, lang, pdf):
     """Walking coverage of health, elderly-care, culture and sports facilities vs the 85 % target.
 
     \b
@@ -352,6 +353,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                      demand_groups=demand_group, ratio_per_1000=ratio_per_1000, unit_parent=unit_parent,
                      progress=progress, cache_network=not no_cache)
         progress(f"writing {out_dir}")
+        result.isochrone_method = isochrone_method
         paths = result.write(out, isochrones="auto" if isochrones is None else isochrones,
                              facility_isochrones=facility_isochrones, isochrone_layers=isochrone_layers,
                              out_crs=out_crs)
@@ -687,8 +689,9 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_c
 @click.option("--minutes", multiple=True, callback=_floats, help="Thresholds in minutes [default: 5,10,15].")
 @click.option("--speed-kmh", type=float, default=DEFAULT_WALK_SPEED_KMH, show_default=True, help="Walking speed.")
 @click.option("--buffer-m", type=float, default=25.0, show_default=True, help="Walkable width each side of a reached street.")
-@click.option("--method", type=click.Choice(["network", "concave"]), default="network", show_default=True,
-              help="network: buffered reachable streets; concave: a smoother hull (for display only).")
+@click.option("--method", type=click.Choice(["grid", "exact", "network", "concave"]), default="grid", show_default=True,
+              help="grid: within 25 m of the reachable streets, from a 5-20 m grid (areas within 2 % of exact); exact: the "
+                   "union of the buffered streets (network is its old name); concave: a smoother hull (for display only).")
 @click.option("--max-snap-m", type=float, default=500.0, show_default=True, help="Farthest the point may be from a walkable street.")
 @click.option("-o", "--out", "out_file", type=click.Path(path_type=Path), default=Path("isochrone.gpkg"),
               show_default=True, help="File to write, in the format its extension names (.gpkg, .geojson, .shp, "

@@ -41,9 +41,6 @@ log = logging.getLogger("lifecircle")
 __all__ = ["Analysis", "analyze", "run_analysis", "reanalyze", "Inputs", "NetworkInput", "FacilityInput",
            "PopulationInput", "UnitInput", "CensusInput", "AccessInput", "OUTPUT_FILES"]
 
-#: Above this many network nodes :meth:`Analysis.write` skips the service areas unless asked.
-AUTO_ISOCHRONES_MAX_NODES = 250_000
-
 #: Files :meth:`Analysis.write` always writes (plus gaps.gpkg, isochrones.gpkg, units.gpkg, census_methods.csv,
 #: facilities_rejected.csv, facilities_merged.csv and facility_isochrones.gpkg when they apply).
 OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv")
@@ -92,6 +89,9 @@ class Analysis:
     equity : DataFrame or None
         Gini, Theil (decomposed), Palma, gaps across residents and units
         (:func:`lifecircle.measure.equity.equity_table`).
+    isochrone_method : str
+        How :meth:`write` draws the service areas: ``"grid"`` (default) or ``"exact"``
+        (see :mod:`lifecircle.present.isochrones`).
     """
 
     config: AnalysisConfig
@@ -111,6 +111,7 @@ class Analysis:
     service: pd.DataFrame | None = None
     accessibility: pd.DataFrame | None = None
     equity: pd.DataFrame | None = None
+    isochrone_method: str = "grid"
 
     def category_share(self, category: str, minutes: float | None = None, unit: str = STUDY_AREA) -> float:
         """Coverage share of a category (or ``all``) at ``minutes`` (default: the headline threshold)."""
@@ -130,10 +131,9 @@ class Analysis:
         an error or interruption leaves the earlier run as it was. ``out_dir`` may also be an open
         :class:`~lifecircle.present.outputs.OutputRun`, to add more files (maps, sites) to the same commit.
 
-        ``isochrones``: ``True`` / ``False`` write or skip ``isochrones.gpkg``; ``"auto"`` writes it
-        for networks up to :data:`AUTO_ISOCHRONES_MAX_NODES` nodes and says how to ask for it above
-        (service areas merge buffers of every reached street: about 200 s and 6 GB for a
-        million-node city, while the rest of the run takes seconds). ``gaps=False`` skips ``gaps.gpkg``.
+        ``isochrones``: ``True`` / ``False`` write or skip ``isochrones.gpkg``; ``"auto"`` writes it at
+        every size (drawn by :attr:`isochrone_method`: the grid takes seconds for a million-node city).
+        ``gaps=False`` skips ``gaps.gpkg``.
         ``facility_isochrones=True`` adds ``facility_isochrones.gpkg``: each facility's own service
         areas. Service areas are one layer with ``category`` and ``minutes`` fields;
         ``isochrone_layers="per-category"`` writes one layer per category and threshold instead.
@@ -172,14 +172,9 @@ class Analysis:
             written.append("facilities_merged.csv")
         if gaps and self.gaps is None:
             self.gaps = find_gaps(self)
-        if isochrones == "auto":
-            isochrones = self.network.n_nodes <= AUTO_ISOCHRONES_MAX_NODES
-            if not isochrones:
-                log.warning("isochrones.gpkg skipped: service areas of a %d-node network take minutes and several "
-                            "GB (1M nodes: ~200 s, 6 GB); ask for them with --isochrones "
-                            "(Analysis.write(isochrones=True))", self.network.n_nodes)
+        isochrones = bool(isochrones)  # "auto": at every size
         if isochrones and self.isochrones is None and self.times.graph is not None:
-            self.isochrones = service_areas(self)
+            self.isochrones = service_areas(self, method=self.isochrone_method)
         elif isochrones and self.isochrones is None:
             log.info("no isochrones: a tiled run keeps no single access graph")
         layers = write_analysis_layers(run, self, gaps=self.gaps if gaps else None,
@@ -189,7 +184,8 @@ class Analysis:
         if facility_isochrones and self.times.graph is not None:
             from .present.isochrones import facility_service_areas
 
-            write_service_areas(run, facility_service_areas(self), "facility_isochrones.gpkg", layers=isochrone_layers)
+            write_service_areas(run, facility_service_areas(self, method=self.isochrone_method),
+                                "facility_isochrones.gpkg", layers=isochrone_layers)
             written.append("facility_isochrones.gpkg")
         if self.census_methods is not None:
             run.table(self.census_methods, "census_methods.csv")

@@ -365,3 +365,22 @@ def test_policy_indicator_command(tmp_path):
     ranking = pd.read_csv(out / "units_ranking.csv", encoding="utf-8-sig")
     assert ranking.unit.tolist() == ["城东街道", "城西街道"] and set(ranking.unit_type) == {"街道"}
     assert (out / "urban_rural.csv").is_file() and (out / "standard_decisions.csv").is_file()
+
+
+def test_isochrone_method_option(tmp_path):
+    """--isochrone-method exact|grid: the same service areas, the grid within its stated tolerance; by default
+    (no --isochrones) they are written at every network size."""
+    from lifecircle.present.isochrones import GRID_TOLERANCE
+
+    areas = {}
+    for method in ("grid", "exact"):
+        out = tmp_path / method
+        args = ["-q", "analyze", "--example", "toy_town", "--no-map", "--out", str(out)]
+        assert main(args + (["--isochrone-method", method] if method == "exact" else [])) == 0
+        iso = gpd.read_file(out / "isochrones.gpkg", layer="isochrones")
+        areas[method] = float(iso[(iso.category == "culture") & (iso.minutes == 10)].area_km2.iloc[0])
+    assert areas["grid"] == pytest.approx(areas["exact"], rel=GRID_TOLERANCE)
+    assert areas["grid"] != areas["exact"]  # two methods indeed
+    p = subprocess.run([sys.executable, "-m", "lifecircle", "analyze", "--example", "toy_town", "--isochrone-method",
+                        "fast", "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert p.returncode == 2 and "'fast' is not one of 'grid', 'exact'" in p.stderr

@@ -468,3 +468,45 @@ def test_hexagons_never_larger_than_a_tiny_area():
     assert hex_size_for(120, 200) == 2.0
     # a large area keeps the ~1,500-cell rule: 20 km x 20 km -> sqrt(4e8 / 1500 / 2.598) = 320 m -> 400 m
     assert hex_size_for(20_000, 20_000) == 400.0
+
+
+def test_service_areas_over_budget_become_an_image(monkeypatch):
+    """A service-area layer over MAX_LAYER_VERTICES is drawn as one embedded PNG: filled inside, clear in its hole."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from lifecircle.present import maps
+
+    ring = shapely.Point(121.47, 31.23).buffer(0.01, quad_segs=256)  # ~1,000 vertices
+    hole = shapely.Point(121.47, 31.23).buffer(0.004, quad_segs=256)
+    areas = gpd.GeoDataFrame({"category": ["health"], "minutes": [15.0], "area_km2": [1.0]},
+                             geometry=[ring.difference(hole)], crs=4326)
+    html = maps.render_html(maps.service_areas_map(areas, basemap="none", show=True))
+    assert "L.imageOverlay(" not in html and "(image)" not in html  # within budget: vectors
+    monkeypatch.setattr(maps, "MAX_LAYER_VERTICES", 100)
+    monkeypatch.setattr(maps, "IMAGE_MAX_PX", 200)
+    m = maps.service_areas_map(areas, basemap="none", show=True)
+    assert maps.overlay_names(m) == ["服务范围 Service areas · 卫生 health (15 min) (image)"]
+    html = maps.render_html(m)
+    png = base64.b64decode(re.search(r'L\.imageOverlay\(\s*"data:image/png;base64,([A-Za-z0-9+/=]+)', html).group(1))
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+    assert max(img.shape[:2]) == 200
+    h, w = img.shape[:2]
+    assert img[h // 2, w // 2, 3] == 0  # the hole
+    assert img[h // 2, int(w * 0.15), 3] > 0 and img[h // 2, int(w * 0.15), 0] == 0xd6  # the ring, health red
+    assert img[2, 2, 3] == 0  # outside the disc (corner of its bounding box)
+
+
+def test_display_polygons_ring_wise_simplification():
+    """Simplified ring by ring (no topology-preserving pass), valid, area kept, far fewer vertices."""
+    from lifecircle.present.maps import _display_polygons
+
+    disc = shapely.Point(121.47, 31.23).buffer(0.01, quad_segs=2048)
+    poly = disc.difference(shapely.box(121.468, 31.228, 121.472, 31.232))
+    (out,), tol = _display_polygons(np.array([poly]))
+    assert tol == 1e-5 and out.is_valid and len(out.geoms[0].interiors) == 1
+    assert out.area == pytest.approx(poly.area, rel=1e-3)
+    assert shapely.get_num_coordinates(out) < shapely.get_num_coordinates(poly) / 5

@@ -24,6 +24,9 @@ __all__ = ["coverage_by_minute", "coverage_figure", "coverage_curve", "lorenz_cu
 
 #: Facility markers of the static map (matplotlib marker codes).
 _MARKERS = {"health": "P", "elderly_care": "D", "culture": "s", "sports": "o"}
+#: Above this many facilities shown, :func:`coverage_figure` draws them as small dots (a city's thousands
+#: of markers would bury the map).
+MAX_FIGURE_MARKERS = 1000
 
 
 def _new_axes(ax: Any, figsize: tuple[float, float]):
@@ -353,12 +356,10 @@ def coverage_figure(analysis: Any, *, category: str = ALL, isochrones: Any = Non
     handles += [Patch(facecolor=c, edgecolor="white", alpha=0.6, label=_class_label(lab, lang))
                 for _, lab, c in classes]
 
+    span = max(xlim[1] - xlim[0], ylim[1] - ylim[0])
     if units is not None and len(units):
         ug = units.to_crs(crs)
-        for geom in ug.geometry:
-            for ring in shapely.get_parts(shapely.boundary(geom)):
-                c = shapely.get_coordinates(ring)
-                ax.plot(c[:, 0], c[:, 1], color="#555555", lw=0.9, zorder=3)
+        _outlines(ax, ug.geometry.to_numpy(), span, color="#555555", lw=0.9, zorder=3)
         name_col = next((c for c in ("unit", "name") if c in ug.columns), None)
         if name_col is not None:
             view = shapely.box(xlim[0], ylim[0], xlim[1], ylim[1])
@@ -374,10 +375,7 @@ def coverage_figure(analysis: Any, *, category: str = ALL, isochrones: Any = Non
         iso = isochrones.to_crs(crs)
         iso = iso[(iso["category"] == category) & np.isclose(iso["minutes"].astype(float), cfg.headline_minutes)]
         colour = _style(category).colour
-        for geom in iso.geometry:
-            for ring in shapely.get_parts(shapely.boundary(geom)):
-                c = shapely.get_coordinates(ring)
-                ax.plot(c[:, 0], c[:, 1], color=colour, lw=1.1, ls="--", zorder=4)
+        _outlines(ax, iso.geometry.to_numpy(), span, color=colour, lw=1.1, ls="--", zorder=4)
         if len(iso):
             handles.append(Line2D([], [], color=colour, lw=1.1, ls="--",
                                   label=f"{cfg.headline_minutes:g} 分钟服务范围" if zh
@@ -388,11 +386,12 @@ def coverage_figure(analysis: Any, *, category: str = ALL, isochrones: Any = Non
     if fac is not None and len(fac):
         fcrs = fac.to_crs(crs)
         shown = fcrs if category == ALL else fcrs[fcrs["category"] == category]
+        small = len(shown) > MAX_FIGURE_MARKERS
         for cat in [c for c in CATEGORY_STYLES if c in set(shown["category"])]:
             g = shown[shown["category"] == cat].geometry
             st = _style(cat)
-            ax.scatter(g.x, g.y, marker=_MARKERS.get(cat, "^"), s=60, c=st.colour, edgecolors="white",
-                       linewidths=0.9, zorder=5)
+            ax.scatter(g.x, g.y, marker=_MARKERS.get(cat, "^"), s=6 if small else 60, c=st.colour,
+                       edgecolors="white", linewidths=0.2 if small else 0.9, zorder=5)
             handles.append(Line2D([], [], ls="", marker=_MARKERS.get(cat, "^"), ms=8, mfc=st.colour, mec="white",
                                   label=(f"{_cat_name(cat, lang)}设施（{len(g)}）" if zh
                                          else f"{_cat_name(cat, lang)} facility ({len(g)})")))
@@ -427,6 +426,21 @@ def coverage_figure(analysis: Any, *, category: str = ALL, isochrones: Any = Non
         ax.legend(loc="upper left", **legend)
     _add_source(fig, analysis, own)
     return fig
+
+
+def _outlines(ax: Any, geoms: np.ndarray, span: float, **style: Any) -> None:
+    """The rings of ``geoms`` as one LineCollection, simplified to a fifth of a 2,000-pixel figure's pixel."""
+    import shapely
+    from matplotlib.collections import LineCollection
+
+    rings = shapely.get_rings(shapely.get_parts(geoms))
+    rings = shapely.simplify(rings, span / 10_000)
+    xy, ring = shapely.get_coordinates(rings, return_index=True)
+    if not len(xy):
+        return
+    cuts = np.flatnonzero(np.diff(ring)) + 1
+    ls = style.pop("ls", "-")
+    ax.add_collection(LineCollection(np.split(xy, cuts), linestyles=ls, **style))
 
 
 def _share(analysis: Any, category: str) -> float | None:

@@ -44,6 +44,8 @@ __all__ = [
     "CATEGORY_STYLES",
     "MAX_POINTS",
     "MAX_ICONS",
+    "MAX_LAYER_VERTICES",
+    "IMAGE_MAX_PX",
     "Basemap",
     "CategoryStyle",
     "minutes_classes",
@@ -153,27 +155,136 @@ def _wgs84(gdf: Any, what: str):
     return gdf[keep.to_numpy()]
 
 
-#: Polygons are simplified by ~1 m before drawing: invisible at street zoom, and buffered service
-#: areas shrink about five-fold (60,000 -> 11,000 vertices on the Shanghai sample).
+#: Polygons are simplified by at least 1e-5° (~1 m) before drawing: invisible at street zoom, and buffered
+#: service areas shrink about five-fold (60,000 -> 11,000 vertices on the Shanghai sample).
 _SIMPLIFY_DEG = 1e-5
+#: The size budget of map.html: a polygon layer (a category's service areas, gap areas, units) keeps at most
+#: this many vertices as vectors (~2 MB of the file). A layer of service areas above it (a city-wide one:
+#: a million-node city has ~30,000 rings per threshold) is drawn instead as one image of
+#: :data:`IMAGE_MAX_PX` pixels; its polygons stay in isochrones.gpkg.
+MAX_LAYER_VERTICES = 100_000
+#: Longest side of a service-area image layer, in pixels (4096 px over 56 km: 14 m pixels).
+IMAGE_MAX_PX = 4096
+#: Decimals of the drawn polygons' coordinates: 1e-5° is about 1 m.
+_POLYGON_DECIMALS = 5
+#: Simplification tolerances tried before a layer is over budget (degrees: ~1 m, ~4 m).
+_TOLERANCES = (_SIMPLIFY_DEG, 4 * _SIMPLIFY_DEG)
+
+
+def _display_polygons(geoms: np.ndarray, *, budget: int | None = None) -> tuple[np.ndarray | None, float]:
+    """Polygons simplified to the display scale, and the tolerance used (degrees).
+
+    Each ring is simplified on its own (Douglas-Peucker, ``preserve_topology=False``): GEOS's polygon
+    simplification repairs every polygon as it goes, which takes minutes on a city-wide service area
+    (1.4 million vertices, thousands of holes); the ring-wise pass takes a second or two. The parts left
+    invalid are repaired with ``make_valid`` (their polygonal parts). With a vertex ``budget``: the
+    tolerances :data:`_TOLERANCES` are tried in turn, and ``None`` is returned when none fits.
+    """
+    import shapely
+
+    geoms = np.asarray(geoms, dtype=object)
+    parts, owner = shapely.get_parts(geoms, return_index=True)
+    if not len(parts) or not (shapely.get_type_id(parts) == 3).all():  # not only polygons: GEOS's own
+        return shapely.simplify(geoms, _SIMPLIFY_DEG, preserve_topology=False), _SIMPLIFY_DEG
+    if budget is not None and int(shapely.get_num_coordinates(parts).sum()) > 4 * budget:
+        return None, _TOLERANCES[-1]  # simplifying by a few metres halves a grid contour at most: over budget
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    cur, tol = rings, 0.0
+    for tol in _TOLERANCES if budget is not None else _TOLERANCES[:1]:
+        cur = shapely.simplify(cur, tol)
+        if budget is None or int(shapely.get_num_coordinates(cur).sum()) <= budget:
+            break
+    else:
+        return None, tol
+    polys = shapely.polygons(cur, indices=ring_part)
+    poly_owner = owner
+    bad = np.flatnonzero(~shapely.is_valid(polys))
+    if bad.size:
+        fixed, fix_owner = shapely.get_parts(shapely.make_valid(polys[bad]), return_index=True)
+        polygonal = shapely.get_type_id(fixed) == 3
+        good = np.setdiff1d(np.arange(len(polys)), bad)
+        polys = np.concatenate([polys[good], fixed[polygonal]])
+        poly_owner = np.concatenate([owner[good], owner[bad][fix_owner[polygonal]]])
+    out = np.array([shapely.MultiPolygon()] * len(geoms), dtype=object)
+    if len(polys):
+        order = np.argsort(poly_owner, kind="stable")
+        has = np.unique(poly_owner)
+        out[has] = shapely.multipolygons(polys[order], indices=np.searchsorted(has, poly_owner[order]))
+    return out, tol
 
 
 def _map_geoms(m: folium.Map, geoms: np.ndarray, *, simplify: bool = False) -> np.ndarray:
-    """Shapely geometries (WGS84) as drawn on ``m``: shifted on GCJ-02 basemaps, rounded to 1e-6°."""
-    import shapely
+    """Shapely geometries (WGS84) as drawn on ``m``: shifted on GCJ-02 basemaps, rounded to 1e-6°.
 
+    ``simplify=True`` (polygons): simplified by ~1 m (:func:`_display_polygons`) and rounded to 1e-5°.
+    """
     if simplify:
-        geoms = shapely.simplify(geoms, _SIMPLIFY_DEG)
+        geoms, _ = _display_polygons(geoms)
+    return _shift_round(m, geoms, _POLYGON_DECIMALS if simplify else 6)
+
+
+def _shift_round(m: folium.Map, geoms: np.ndarray, digits: int) -> np.ndarray:
+    import shapely
 
     if _state(m).datum == "gcj02":
         from ..read.crs import wgs84_to_gcj02
 
         def shift(c: np.ndarray) -> np.ndarray:
             x, y = wgs84_to_gcj02(c[:, 0], c[:, 1])
-            return np.round(np.column_stack([x, y]), 6)
+            return np.round(np.column_stack([x, y]), digits)
 
         return shapely.transform(geoms, shift)
-    return shapely.transform(geoms, lambda c: np.round(c, 6))
+    return shapely.transform(geoms, lambda c: np.round(c, digits))
+
+
+def _image_layer(m: folium.Map, geoms: np.ndarray, colour: str, *, name: str, show: bool,
+                 alpha: float = 0.2) -> None:
+    """Polygons drawn as one transparent PNG (embedded), each with ``alpha``, so overlaps look darker.
+
+    Drawn by matplotlib's Agg renderer straight from the vertex arrays (no per-vertex Python), in Web
+    Mercator, as Leaflet stretches an image overlay; at most :data:`IMAGE_MAX_PX` pixels on a side.
+    """
+    import base64
+    import io
+
+    import pyproj
+    import shapely
+    from matplotlib.collections import PathCollection
+    from matplotlib.figure import Figure
+    from matplotlib.path import Path as MplPath
+
+    to_merc = pyproj.Transformer.from_crs(4326, 3857, always_xy=True)
+    merc = shapely.transform(geoms, lambda c: np.column_stack(to_merc.transform(c[:, 0], c[:, 1])))
+    x0, y0, x1, y1 = shapely.total_bounds(merc)
+    px = max(x1 - x0, y1 - y0, 1.0) / IMAGE_MAX_PX
+    width, height = max(int(np.ceil((x1 - x0) / px)), 2), max(int(np.ceil((y1 - y0) / px)), 2)
+    x1, y0 = x0 + width * px, y1 - height * px
+    fig = Figure(figsize=(width / 100, height / 100), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    paths = []
+    for g in merc:  # shells counter-clockwise, holes clockwise: the non-zero rule leaves the holes open
+        rings, _ = shapely.get_rings(shapely.orient_polygons(shapely.get_parts(g)), return_index=True)
+        if not len(rings):
+            continue
+        xy, ring = shapely.get_coordinates(rings, return_index=True)
+        codes = np.full(len(xy), MplPath.LINETO, dtype=np.uint8)
+        codes[np.r_[0, np.flatnonzero(np.diff(ring)) + 1]] = MplPath.MOVETO
+        paths.append(MplPath(xy, codes))
+    # one collection, without autoscaling (which walks every vertex in Python); no antialiasing: few
+    # distinct pixel values, so the PNG stays small
+    ax.add_collection(PathCollection(paths, facecolors=colour, edgecolors="none", alpha=alpha, linewidths=0,
+                                     antialiaseds=False), autolim=False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, transparent=True)
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    back = pyproj.Transformer.from_crs(3857, 4326, always_xy=True)
+    (w, e), (s_, n) = back.transform([x0, x1], [y0, y1])
+    (w, e), (s_, n) = shapely.get_coordinates(_shift_round(m, shapely.points([w, e], [s_, n]), 6)).T
+    folium.raster_layers.ImageOverlay(url, bounds=[[s_, w], [n, e]], name=name, show=show,
+                                      pixelated=False).add_to(m)
 
 
 def _feature_collection(geoms: np.ndarray, props: pd.DataFrame) -> dict:
@@ -334,7 +445,15 @@ def service_areas_map(areas: Any, *, m: folium.Map | None = None, basemap: str =
             "size": [f"{a:,.2f} km²" if np.isfinite(a) else "" for a in area],
             "rank": np.arange(len(sub))[::-1],  # 0 = smallest threshold
         })
-        fc = _feature_collection(_map_geoms(m, sub.geometry.to_numpy(), simplify=True), props)
+        label = "/".join(f"{mm:g}" for mm in sorted(mins))
+        name = f"服务范围 Service areas · {st.label} ({label} min)"
+        drawn, _ = _display_polygons(sub.geometry.to_numpy(), budget=MAX_LAYER_VERTICES)
+        if drawn is None:  # city scale: one image, the smaller thresholds darker
+            log.info("map: the %s service areas are drawn as an image (over %s vertices)", cat,
+                     f"{MAX_LAYER_VERTICES:,}")
+            _image_layer(m, sub.geometry.to_numpy(), st.colour, name=name + " (image)", show=show)
+            continue
+        fc = _feature_collection(_shift_round(m, drawn, _POLYGON_DECIMALS), props)
         colour = st.colour
 
         def style(feature: dict, colour: str = colour) -> dict:
@@ -342,8 +461,7 @@ def service_areas_map(areas: Any, *, m: folium.Map | None = None, basemap: str =
             return {"color": colour, "weight": 2.0 if r == 0 else 1.2, "fillColor": colour,
                     "fillOpacity": 0.12, "dashArray": None if r == 0 else "5 4"}
 
-        label = "/".join(f"{mm:g}" for mm in sorted(mins))
-        folium.GeoJson(fc, name=f"服务范围 Service areas · {st.label} ({label} min)", show=show,
+        folium.GeoJson(fc, name=name, show=show,
                        style_function=style,
                        tooltip=folium.GeoJsonTooltip(fields=["area", "size"], labels=False)).add_to(m)
     _legend(m).sections["areas"] = ('<div class="lc-sec">服务范围 Service areas</div><div class="lc-small">'
