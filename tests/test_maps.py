@@ -405,9 +405,12 @@ def test_coverage_figure(toy):
         want = next(c for upper, _, c in classes if median <= upper)
         assert matplotlib.colors.to_hex(face[:3]) == want
     assert seen == len(toy.residents)
-    streets = [c for c in ax.collections if isinstance(c, LineCollection)]
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    streets = [c for c in lines if matplotlib.colors.to_hex(c.get_colors()[0]) == "#8c8c8c"]
     assert len(streets) == 1 and 0 < len(streets[0].get_segments()) <= toy.network.n_edges
-    assert matplotlib.colors.to_hex(streets[0].get_colors()[0]) == "#8c8c8c"
+    # the units' outlines: one collection (not a plot call per ring) with the two unit boxes
+    (outlines,) = [c for c in lines if matplotlib.colors.to_hex(c.get_colors()[0]) == "#555555"]
+    assert len(outlines.get_segments()) == 2
     # legend beside the map and the title inside the canvas: nothing clipped
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
