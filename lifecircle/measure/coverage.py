@@ -84,7 +84,7 @@ def coverage_table(
             mins = df[minutes_column(cat)].to_numpy(dtype=float)[mask]
             for m in thresholds:
                 covered = float(p[mins <= m].sum())
-                share = covered / total if total > 0 else float("nan")
+                share = min(covered / total, 1.0) if total > 0 else float("nan")  # summation order can give 1 + 1e-16
                 need = max(0.0, math.ceil(target * total - covered - 1e-9)) if total > 0 else 0.0
                 rows.append((unit, cat, m, total, covered, share, target,
                              bool(total > 0 and share >= target - 1e-12), float(need)))
