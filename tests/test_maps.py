@@ -513,3 +513,32 @@ def test_display_polygons_ring_wise_simplification():
     assert tol == 1e-5 and out.is_valid and len(out.geoms[0].interiors) == 1
     assert out.area == pytest.approx(poly.area, rel=1e-3)
     assert shapely.get_num_coordinates(out) < shapely.get_num_coordinates(poly) / 5
+
+
+def test_city_streets_become_an_image(toy, monkeypatch):
+    """A network over the vertex budget is drawn as one PNG of its streets (a city's polylines: ~40 MB)."""
+    import base64
+    import io
+    import re
+
+    import folium
+    from PIL import Image
+
+    from lifecircle.present import maps
+
+    monkeypatch.setattr(maps, "MAX_LAYER_VERTICES", 2)
+    monkeypatch.setattr(maps, "IMAGE_MAX_PX", 400)
+    m = maps.streets_map(toy.network, basemap="none")
+    (layer,) = [c for c in m._children.values() if isinstance(c, folium.raster_layers.ImageOverlay)]
+    assert layer.layer_name == "街道 streets"
+    html = maps.render_html(m)
+    png = base64.b64decode(re.search(r'L\.imageOverlay\(\s*"data:image/png;base64,([A-Za-z0-9+/=]+)', html).group(1))
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+    assert max(img.shape[:2]) == 400
+    drawn = img[..., 3] > 0
+    assert 0.01 < drawn.mean() < 0.5 and (img[drawn][:, 0] == 0x9e).all()  # thin grey lines, not a fill
+    # the image spans the network: its bounds are the nodes' extent, to a pixel (~2 m here)
+    (s, w), (n, e) = layer.bounds
+    net = toy.network
+    assert (w, e) == pytest.approx((net.lon.min(), net.lon.max()), abs=3e-5)
+    assert (s, n) == pytest.approx((net.lat.min(), net.lat.max()), abs=3e-5)

@@ -238,10 +238,11 @@ def _shift_round(m: folium.Map, geoms: np.ndarray, digits: int) -> np.ndarray:
 
 
 def _image_layer(m: folium.Map, geoms: np.ndarray, colour: str, *, name: str, show: bool,
-                 alpha: float = 0.2) -> None:
-    """Polygons drawn as one transparent PNG (embedded), each with ``alpha``, so overlaps look darker.
+                 alpha: float = 0.2, line_px: float | None = None) -> None:
+    """Polygons (or, with ``line_px``, lines that wide) drawn as one transparent PNG embedded in the map.
 
-    Drawn by matplotlib's Agg renderer straight from the vertex arrays (no per-vertex Python), in Web
+    Polygons get ``alpha`` each, so overlaps look darker. Drawn by matplotlib's Agg renderer straight from
+    the vertex arrays (no per-vertex Python, no antialiasing: few distinct pixels, a small PNG), in Web
     Mercator, as Leaflet stretches an image overlay; at most :data:`IMAGE_MAX_PX` pixels on a side.
     """
     import base64
@@ -249,7 +250,7 @@ def _image_layer(m: folium.Map, geoms: np.ndarray, colour: str, *, name: str, sh
 
     import pyproj
     import shapely
-    from matplotlib.collections import PathCollection
+    from matplotlib.collections import LineCollection, PathCollection
     from matplotlib.figure import Figure
     from matplotlib.path import Path as MplPath
 
@@ -264,19 +265,28 @@ def _image_layer(m: folium.Map, geoms: np.ndarray, colour: str, *, name: str, sh
     ax.set_axis_off()
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
-    paths = []
-    for g in merc:  # shells counter-clockwise, holes clockwise: the non-zero rule leaves the holes open
-        rings, _ = shapely.get_rings(shapely.orient_polygons(shapely.get_parts(g)), return_index=True)
-        if not len(rings):
-            continue
-        xy, ring = shapely.get_coordinates(rings, return_index=True)
-        codes = np.full(len(xy), MplPath.LINETO, dtype=np.uint8)
-        codes[np.r_[0, np.flatnonzero(np.diff(ring)) + 1]] = MplPath.MOVETO
-        paths.append(MplPath(xy, codes))
-    # one collection, without autoscaling (which walks every vertex in Python); no antialiasing: few
-    # distinct pixel values, so the PNG stays small
-    ax.add_collection(PathCollection(paths, facecolors=colour, edgecolors="none", alpha=alpha, linewidths=0,
-                                     antialiaseds=False), autolim=False)
+    if line_px is not None:
+        parts = shapely.get_parts(merc)
+        xy, part = shapely.get_coordinates(parts, return_index=True)
+        if len(xy) == 2 * len(parts):  # straight segments (a network's edges): one (n, 2, 2) array
+            segs = xy.reshape(-1, 2, 2)
+        else:
+            segs = np.split(xy, np.flatnonzero(np.diff(part)) + 1) if len(xy) else []
+        # one collection, without autoscaling (which would walk every vertex in Python)
+        ax.add_collection(LineCollection(segs, colors=colour, linewidths=line_px * 0.72, alpha=alpha,
+                                         antialiaseds=False), autolim=False)
+    else:
+        paths = []
+        for g in merc:  # shells counter-clockwise, holes clockwise: the non-zero rule leaves the holes open
+            rings, _ = shapely.get_rings(shapely.orient_polygons(shapely.get_parts(g)), return_index=True)
+            if not len(rings):
+                continue
+            xy, ring = shapely.get_coordinates(rings, return_index=True)
+            codes = np.full(len(xy), MplPath.LINETO, dtype=np.uint8)
+            codes[np.r_[0, np.flatnonzero(np.diff(ring)) + 1]] = MplPath.MOVETO
+            paths.append(MplPath(xy, codes))
+        ax.add_collection(PathCollection(paths, facecolors=colour, edgecolors="none", alpha=alpha, linewidths=0,
+                                         antialiaseds=False), autolim=False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, transparent=True)
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -917,8 +927,10 @@ def streets_map(network: Any, *, m: folium.Map | None = None, basemap: str = "os
                 bounds: Sequence[float] | None = None, tianditu_key: str | None = None) -> folium.Map:
     """The walking network as one light grey polyline layer "街道 streets", for maps without tiles.
 
-    Edges are merged into polylines, simplified and rounded to 1e-5° (about 1 m), so a city's
-    streets stay a few hundred KB; overlays then sit on streets rather than float on grey.
+    Edges are merged into polylines, simplified and rounded to 1e-5° (about 1 m), so a district's
+    streets stay a few hundred KB; overlays then sit on streets rather than float on grey. Above
+    200,000 edges (2 × :data:`MAX_LAYER_VERTICES` ends) the streets are one image instead
+    (:data:`IMAGE_MAX_PX` pixels; a million-node city's polylines would be ~40 MB).
 
     Parameters
     ----------
@@ -956,6 +968,11 @@ def streets_map(network: Any, *, m: folium.Map | None = None, basemap: str = "os
     if show is None:
         show = st.basemap == "none"
     seg = np.stack([np.column_stack([lon[u], lat[u]]), np.column_stack([lon[v], lat[v]])], axis=1)
+    if 2 * len(u) > 4 * MAX_LAYER_VERTICES:  # a city's streets: one image (merged polylines would be tens of MB)
+        _image_layer(m, shapely.linestrings(seg), "#9e9e9e", name="街道 streets", show=bool(show), alpha=0.8,
+                     line_px=1.0)
+        log.debug("streets layer: %d edges drawn as an image", len(u))
+        return _finish(m)
     lines = shapely.get_parts(shapely.line_merge(shapely.multilinestrings(shapely.linestrings(seg))))
     lines = _map_geoms(m, shapely.simplify(lines, _SIMPLIFY_DEG))
     lines = shapely.transform(lines, lambda c: np.round(c, 5))
