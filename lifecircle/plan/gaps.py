@@ -84,6 +84,63 @@ def _label_cells(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
     return label
 
 
+def _unique_cells(ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique`` of the (ix, iy) rows (same lexicographic order) and each row's cell, via one int64 key."""
+    x0, y0 = int(ix.min()), int(iy.min())
+    width = int(iy.max()) - y0 + 1
+    key = (ix - x0) * width + (iy - y0)
+    uk, cell_of = np.unique(key, return_inverse=True)
+    cells = np.column_stack([uk // width + x0, uk % width + y0])
+    return cells, cell_of.ravel()
+
+
+def _cell_polygons(cells: np.ndarray, label: np.ndarray, n_labels: int, cell_m: float) -> np.ndarray:
+    """The union of the cells of each label 0..n_labels-1 (shapely polygons in grid metres).
+
+    Cells are first joined into runs along each grid row (a run is one rectangle whose long sides
+    keep a vertex at every cell corner, so that runs of neighbouring rows share their vertices
+    exactly, as a coverage must); the runs of each label are then merged with
+    ``shapely.coverage_union_all(..., axis=1)`` on a padded 2-D array, one call per bucket of
+    labels with a similar number of runs (never one call per label).
+    """
+    import shapely
+
+    order = np.lexsort((cells[:, 0], label, cells[:, 1]))
+    cx, cy, lab = cells[order, 0], cells[order, 1], label[order]
+    start = np.ones(len(cx), dtype=bool)
+    start[1:] = (cy[1:] != cy[:-1]) | (lab[1:] != lab[:-1]) | (cx[1:] != cx[:-1] + 1)
+    s = np.flatnonzero(start)
+    length = np.diff(np.append(s, len(cx)))  # cells per run
+    # ring of a run of L cells from (x, y): bottom x..x+L, top x+L..x, back to the start (2L + 3 points)
+    n_pts = 2 * length + 3
+    ring = np.repeat(np.arange(len(s)), n_pts)
+    k = np.arange(int(n_pts.sum())) - np.repeat(np.cumsum(n_pts) - n_pts, n_pts)
+    L = length[ring]
+    x0, y0 = cx[s][ring], cy[s][ring]
+    bottom = k <= L
+    top = ~bottom & (k <= 2 * L + 1)
+    px = np.where(bottom, x0 + k, np.where(top, x0 + 2 * L + 1 - k, x0))
+    py = np.where(top, y0 + 1, y0)
+    runs = shapely.polygons(shapely.linearrings(np.column_stack([px * cell_m, py * cell_m]), indices=ring))
+    run_lab = lab[s]
+    by = np.argsort(run_lab, kind="stable")
+    runs, run_lab = runs[by], run_lab[by]
+    count = np.bincount(run_lab, minlength=n_labels)
+    first = np.cumsum(count) - count
+    slot = np.arange(len(runs)) - first[run_lab]
+    bucket = np.ceil(np.log2(np.maximum(count, 1))).astype(np.int64)  # widths within 2x: padding < half
+    out = np.empty(n_labels, dtype=object)
+    for b in np.unique(bucket[count > 0]):
+        labs = np.flatnonzero((bucket == b) & (count > 0))
+        row = np.full(n_labels, -1, dtype=np.int64)
+        row[labs] = np.arange(len(labs))
+        mine = row[run_lab] >= 0
+        grid = np.full((len(labs), int(count[labs].max())), None, dtype=object)
+        grid[row[run_lab[mine]], slot[mine]] = runs[mine]
+        out[labs] = shapely.coverage_union_all(grid, axis=1)
+    return out
+
+
 def _first_per_group(group: np.ndarray, sort_key: np.ndarray) -> np.ndarray:
     """Position (in the original arrays) of the smallest ``sort_key`` of each group 0..g-1."""
     order = np.lexsort((sort_key, group))
@@ -186,8 +243,7 @@ def gap_areas(
 
     cx_all = np.floor(x / cell_m).astype(np.int64)
     cy_all = np.floor(y / cell_m).astype(np.int64)
-    cells, cell_of = np.unique(np.column_stack([cx_all, cy_all]), axis=0, return_inverse=True)
-    cell_of = cell_of.ravel()
+    cells, cell_of = _unique_cells(cx_all, cy_all)
     cell_label = _label_cells(cells[:, 0], cells[:, 1])
     raw = cell_label[cell_of]
 
@@ -207,10 +263,13 @@ def gap_areas(
     n_res = np.bincount(lab, minlength=n_raw)
     wm = np.bincount(lab, weights=w * np.where(finite, m, 0.0), minlength=n_raw)
     mean = np.where(unreach_g > 0, np.inf, wm / pop_g)
-    max_m = np.full(n_raw, -np.inf)
-    np.maximum.at(max_m, lab, m)
-    # population-weighted median: smallest time at which half of the gap's people are reached
+    # one sort by (gap, minutes) gives the maximum (each gap's last) and the median
     srt = np.lexsort((m, lab))
+    last = np.ones(len(srt), dtype=bool)
+    last[:-1] = lab[srt][1:] != lab[srt][:-1]
+    max_m = np.empty(n_raw)
+    max_m[lab[srt][last]] = m[srt][last]
+    # population-weighted median: smallest time at which half of the gap's people are reached
     within = pd.Series(w[srt]).groupby(lab[srt]).cumsum().to_numpy()  # restarts at each gap
     sel = np.flatnonzero(within >= 0.5 * pop_g[lab[srt]] * (1 - 1e-12))
     g_sel = lab[srt][sel]
@@ -244,10 +303,7 @@ def gap_areas(
             largest[lab[top]] = names[top]
 
     n_cells = np.bincount(cell_lab, minlength=n_raw)
-    boxes = shapely.box(cells[:, 0] * cell_m, cells[:, 1] * cell_m,
-                        (cells[:, 0] + 1) * cell_m, (cells[:, 1] + 1) * cell_m)
-    polys = gpd.GeoDataFrame({"g": cell_lab}, geometry=boxes, crs=crs).dissolve(by="g", method="coverage")
-    polys = polys.reindex(np.arange(n_raw)).geometry.to_crs(4326)
+    polys = gpd.GeoSeries(_cell_polygons(cells, cell_lab, n_raw, cell_m), crs=crs).to_crs(4326)
 
     out = gpd.GeoDataFrame({
         "gap": np.arange(1, n_raw + 1, dtype=np.int64),

@@ -57,6 +57,7 @@ from ..measure.coverage import STUDY_AREA
 from ..errors import CRSError, InputDataError
 from .gaps import check_category, check_minutes
 from ..measure.snapping import Snap, snap_points
+from .catchments import TILE_M, local_dijkstra, pairs_within
 
 log = logging.getLogger("lifecircle")
 
@@ -91,7 +92,6 @@ NEEDED_COLUMNS = [
     "reachable", "exact_sites", "gap", "exact_status", "note",
 ]
 _SHARE_TOL = 1e-12  # as coverage.coverage_table: a share within 1e-12 of the target meets it
-_CHUNK_CELLS = 10_000_000  # float64 cells of one dijkstra chunk (80 MB)
 
 
 # ---------------------------------------------------------------------------- candidates
@@ -285,59 +285,96 @@ def _attach(graph, network, snap: Snap, *, outward: bool) -> tuple[sp.csr_matrix
     return mat, cand_node
 
 
-def _search(mat, sources, targets, *, limit_m: float, chunk_cells: int):
-    """Bounded Dijkstra from ``sources`` in row chunks: (row, column, metres) of targets within ``limit_m``."""
-    step = max(1, int(chunk_cells // mat.shape[0]))
-    rows, cols, dist = [], [], []
-    for start in range(0, len(sources), step):
-        d = dijkstra(mat, directed=True, indices=sources[start:start + step], limit=limit_m)[:, targets]
-        r, c = np.nonzero(np.isfinite(d))
-        rows.append(r + start)
-        cols.append(c)
-        dist.append(d[r, c])
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(dist)
+def _access_positions(graph, network, snap: Snap) -> tuple[np.ndarray, np.ndarray]:
+    """Metric position of every node of :func:`_attach`'s graph: a point node sits at its projection."""
+    def along(edge, t):
+        u, v = network.u[edge], network.v[edge]
+        return (network.x[u] + t * (network.x[v] - network.x[u]), network.y[u] + t * (network.y[v] - network.y[u]))
+
+    px, py = along(np.asarray(graph.proj_edge, dtype=np.int64), np.asarray(graph.proj_t, dtype=float))
+    cx, cy = along(snap.edge, snap.t)
+    return np.concatenate([network.x, px, px, cx]), np.concatenate([network.y, py, py, cy])
+
+
+def _remeasure(analysis, candidates: Candidates, cand, res_nodes, *, limit_m: float) -> np.ndarray:
+    """Metres from candidate ``cand[i]`` to resident node ``res_nodes[i]``, measured as the pipeline does.
+
+    From the candidate, on the access graph with the candidate attached (a local Dijkstra: only
+    the nodes within ``limit_m``); ``inf`` beyond ``limit_m``.
+    """
+    graph = analysis.times.graph
+    out = np.full(len(cand), np.inf)
+    if len(cand) == 0:
+        return out
+    mat, cand_nodes = _attach(graph, analysis.network, candidates.snap, outward=True)
+    x, y = _access_positions(graph, analysis.network, candidates.snap)
+    which = np.unique(cand)
+    row_of = np.full(len(candidates), -1, dtype=np.int64)
+    for pos, nodes, d in local_dijkstra(mat, x, y, graph.n_nodes, cand_nodes[which], limit_m=limit_m):
+        row_of[which[pos]] = np.arange(len(pos))
+        sel = np.flatnonzero(row_of[cand] >= 0)
+        col = np.searchsorted(nodes, res_nodes[sel])
+        found = (col < len(nodes)) & (nodes[np.minimum(col, len(nodes) - 1)] == res_nodes[sel])
+        out[sel[found]] = d[row_of[cand[sel[found]]], col[found]]
+        row_of[which[pos]] = -1
+    return out
 
 
 def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, minutes: float,
-                    search_from: str = "auto", chunk_cells: int = _CHUNK_CELLS) -> sp.csr_matrix:
+                    search_from: str = "auto", tile_m: float = TILE_M) -> sp.csr_matrix:
     """Boolean sparse matrix: candidate ``i`` covers resident ``resident_positions[j]`` within ``minutes``.
 
-    One bounded :func:`scipy.sparse.csgraph.dijkstra` call from all candidate nodes (in chunks
-    of rows so that a chunk holds at most ``chunk_cells`` distances). Walks are symmetric, so
-    when fewer residents than candidates are to be covered the search starts from the residents
-    instead; pairs within 1e-9 of the threshold are then measured again from the candidate, so
-    that the answer is the pipeline's to the last bit (``search_from`` forces ``"candidates"``
-    or ``"residents"``). Residents are given by position in ``analysis.residents``; unsnapped
-    ones are never covered.
+    Walks are measured on the street network from every resident to every candidate (or the
+    other way round, ``search_from``; by default from whichever is fewer) by a bounded local
+    Dijkstra that only looks at the streets within the walk's reach
+    (:func:`lifecircle.plan.catchments.pairs_within`). A candidate covers a resident when
+    ``metres / metres_per_minute <= minutes`` (the pipeline's own test); pairs within 1e-9 of the
+    threshold are measured again from the candidate on the access graph, as the pipeline measures
+    them, so that the answer is the pipeline's to the last bit. Residents are given by position
+    in ``analysis.residents``; unsnapped ones are never covered.
     """
     if search_from not in ("auto", "candidates", "residents"):
         raise InputDataError(f"search_from must be auto, candidates or residents (got {search_from!r})")
     graph = analysis.times.graph
     mpm = analysis.config.walk_speed_kmh * 1000.0 / 60.0  # exactly as walking_times
-    res_nodes = graph.point_node[: analysis.times.n_residents][np.asarray(resident_positions, dtype=np.int64)]
+    positions = np.asarray(resident_positions, dtype=np.int64)
+    res_nodes = graph.point_node[: analysis.times.n_residents][positions]
     m = len(candidates)
     ok_cols = np.flatnonzero(res_nodes >= 0)
     if m == 0 or ok_cols.size == 0:
         return sp.csr_matrix((m, len(res_nodes)), dtype=bool)
-    limit = minutes * mpm * (1 + 1e-8) + 1e-6  # a hair beyond; the pipeline's own test below decides
-    if search_from == "residents" or (search_from == "auto" and ok_cols.size < m):
-        mat, cand_nodes = _attach(graph, analysis.network, candidates.snap, outward=False)
-        c, r, d = _search(mat, res_nodes[ok_cols], cand_nodes, limit_m=limit, chunk_cells=chunk_cells)
-        near = np.abs(d / mpm - minutes) <= 1e-9 * minutes
-        recheck = np.unique(r[near])
-        if recheck.size:  # the walk back may differ in the last bit: measure as the pipeline does
-            keep = ~np.isin(r, recheck)
-            mat, cand_nodes = _attach(graph, analysis.network, candidates.snap, outward=True)
-            r2, c2, d2 = _search(mat, cand_nodes[recheck], res_nodes[ok_cols], limit_m=limit,
-                                 chunk_cells=chunk_cells)
-            r = np.concatenate([r[keep], recheck[r2]])
-            c = np.concatenate([c[keep], c2])
-            d = np.concatenate([d[keep], d2])
-    else:
-        mat, cand_nodes = _attach(graph, analysis.network, candidates.snap, outward=True)
-        r, c, d = _search(mat, cand_nodes, res_nodes[ok_cols], limit_m=limit, chunk_cells=chunk_cells)
-    hit = d / mpm <= minutes
-    cov = sp.csr_matrix((np.ones(int(hit.sum()), dtype=bool), (r[hit], ok_cols[c[hit]])), shape=(m, len(res_nodes)))
+    rs = analysis.times.resident_snap
+    res_pts = (rs.edge[positions[ok_cols]], rs.t[positions[ok_cols]], rs.dist_m[positions[ok_cols]])
+    cs = candidates.snap
+    cand_pts = (cs.edge, cs.t, cs.dist_m)
+    band = 1e-9 * minutes
+    limit = (minutes + band) * mpm * (1 + 1e-12)  # a hair beyond the band; the pipeline's test below decides
+    from_res = search_from == "residents" or (search_from == "auto" and ok_cols.size < m)
+    rows, cols, near_r, near_c = [], [], [], []
+    src, dst = (res_pts, cand_pts) if from_res else (cand_pts, res_pts)
+    for i, j, d in pairs_within(analysis.network, src, dst, limit_m=limit, tile_m=tile_m):
+        c, r = (j, i) if from_res else (i, j)
+        mins = d / mpm
+        sure = mins <= minutes - band
+        rows.append(c[sure].astype(np.int32))
+        cols.append(r[sure].astype(np.int32))
+        close = np.abs(mins - minutes) <= band
+        near_c.append(c[close])
+        near_r.append(r[close])
+    near_c = np.concatenate(near_c) if near_c else np.zeros(0, dtype=np.int64)
+    near_r = np.concatenate(near_r) if near_r else np.zeros(0, dtype=np.int64)
+    if near_c.size:  # the walk measured the other way (or on the unsplit street) may differ in the last bit
+        d = _remeasure(analysis, candidates, near_c, res_nodes[ok_cols[near_r]], limit_m=limit)
+        hit = d / mpm <= minutes
+        rows.append(near_c[hit].astype(np.int32))
+        cols.append(near_r[hit].astype(np.int32))
+        log.debug("coverage_matrix: %d pairs within %g min of the threshold measured again", near_c.size, band)
+    r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
+    c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int32)
+    del rows, cols
+    cov = sp.csr_matrix((np.ones(len(r), dtype=bool), (r, ok_cols[c] if ok_cols.size < len(res_nodes) else c)),
+                        shape=(m, len(res_nodes)))
+    cov.sum_duplicates()
     cov.sort_indices()
     return cov
 

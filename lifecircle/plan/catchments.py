@@ -1,0 +1,417 @@
+"""Catchments of candidate sites: which residents each can reach within a walk, by a bounded local Dijkstra.
+
+A walk of at most ``L`` metres never leaves the disc of radius ``L`` around its start: every
+edge of the network is a straight segment as long as the line between its ends, and every access
+leg is as long as the line from the point to its projection. So the search from one point needs
+only the part of the network within ``L`` of it. :func:`local_dijkstra` groups the starting
+points by square tiles of ``tile_m`` metres and, for each tile, runs one
+:func:`scipy.sparse.csgraph.dijkstra` call (``limit=L``) on the subgraph of the nodes within
+``L`` of the tile's points; its cost grows with the number of points, not with the size of the
+city. The geometry only chooses the subgraph; exactness does not rest on it: a search that gets
+within ``L`` of leaving the subgraph (the distance to a border node plus its shortest edge out)
+is run again on the whole graph.
+
+:func:`pairs_within` measures point-to-point walks on the plain street network: a point joins
+the streets at its projection on its edge, so its walk to anything beyond that edge starts with
+``leg + t * length`` to the edge's first end or ``leg + (1 - t) * length`` to the second, and two
+points on the same edge can also walk straight along it. The sums match the access graph that
+:func:`lifecircle.measure.walking_times.walking_times` builds (which splits edges at every point)
+up to the last bits, so callers re-measure pairs within a hair of their threshold the way the
+pipeline does (:func:`lifecircle.plan.sites.coverage_matrix`).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import dijkstra
+
+log = logging.getLogger("lifecircle")
+
+__all__ = ["Chains", "chains", "local_dijkstra", "pairs_within"]
+
+#: Side of the square tiles the starting points are grouped by (metres).
+TILE_M = 500.0
+
+
+def _tile_keys(x: np.ndarray, y: np.ndarray, tile_m: float, pad: int):
+    """Integer tile coordinates (shifted to start at ``pad``) and the row width of a row-major key."""
+    tx = np.floor(x / tile_m).astype(np.int64)
+    ty = np.floor(y / tile_m).astype(np.int64)
+    tx -= tx.min() - pad
+    ty -= ty.min() - pad
+    width = int(tx.max()) + pad + 1
+    return tx, ty, width
+
+
+def local_dijkstra(
+    matrix: sp.csr_matrix,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_pool: int,
+    sources: np.ndarray,
+    *,
+    limit_m: float,
+    tile_m: float = TILE_M,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Bounded Dijkstra from every source, one small subgraph per tile of sources.
+
+    Parameters
+    ----------
+    matrix : csr_matrix
+        Directed edge lengths (metres) over ``n_pool`` *pool* nodes followed by extra nodes
+        (e.g. candidate sites) whose edges only lead out of them; explicit zeros are edges.
+    x, y : ndarray
+        Metric position of every node of ``matrix``: a walk of ``d`` metres must not take
+        a node farther than ``d`` from its start (else the search is only slower, never wrong).
+    n_pool : int
+        Nodes ``0..n_pool-1`` can be on a path; the others only start one.
+    sources : ndarray
+        Node of each search, each one of the extra nodes (``>= n_pool``), each once.
+    limit_m : float
+        Longest walk measured.
+
+    Yields
+    ------
+    (positions, nodes, metres)
+        Positions in ``sources`` of a batch, the sorted nodes of its subgraph, and the dense
+        ``len(positions) x len(nodes)`` walks (``inf`` beyond ``limit_m``), exact for every
+        walk up to ``limit_m``.
+
+    Examples
+    --------
+    A street 0 — 1 — 2 — 3 of 300 m blocks and a source 4 joined to node 1 by 50 m; walks of at
+    most 500 m from it:
+
+    >>> m = sp.csr_matrix((np.r_[np.full(6, 300.0), 50], ([0, 1, 1, 2, 2, 3, 4], [1, 0, 2, 1, 3, 2, 1])),
+    ...                   shape=(5, 5))
+    >>> xs = np.array([0.0, 300, 600, 900, 300])
+    >>> [(p.tolist(), s.tolist(), d.tolist()) for p, s, d in local_dijkstra(m, xs, 0 * xs, 4, np.array([4]),
+    ...                                                                    limit_m=500)]
+    [([0], [0, 1, 2, 4], [[350.0, 50.0, 350.0, 0.0]])]
+    """
+    sources = np.asarray(sources, dtype=np.int64)
+    if sources.size == 0:
+        return
+    reach = float(limit_m) * (1 + 1e-9) + 1e-6
+    r = int(np.ceil(reach / tile_m))
+    # tile coordinates shared by pool nodes and sources (one origin)
+    all_x = np.concatenate([x[:n_pool], x[sources]])
+    all_y = np.concatenate([y[:n_pool], y[sources]])
+    tx, ty, width = _tile_keys(all_x, all_y, tile_m, r)
+    key = ty * width + tx
+    pool_key = key[:n_pool]
+    pool_order = np.argsort(pool_key, kind="stable")
+    pool_sorted = pool_key[pool_order]
+    src_key = key[n_pool:]
+    src_order = np.argsort(src_key, kind="stable")
+    src_sorted = src_key[src_order]
+    starts = np.flatnonzero(np.r_[True, src_sorted[1:] != src_sorted[:-1]])
+    ends = np.r_[starts[1:], len(src_sorted)]
+    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+    local = np.full(matrix.shape[0], -1, dtype=np.int64)
+    rows_dy = np.arange(-r, r + 1)
+    n_fallback = 0
+    for a, b in zip(starts, ends):
+        pos = src_order[a:b]
+        src = sources[pos]
+        cy, cx = divmod(int(src_sorted[a]), width)
+        lo = np.searchsorted(pool_sorted, (cy + rows_dy) * width + cx - r, side="left")
+        hi = np.searchsorted(pool_sorted, (cy + rows_dy) * width + cx + r, side="right")
+        cand = pool_order[np.concatenate([np.arange(p, q) for p, q in zip(lo, hi)])]
+        sx, sy = x[src], y[src]
+        px, py = x[cand], y[cand]
+        inside = ((px >= sx.min() - reach) & (px <= sx.max() + reach)
+                  & (py >= sy.min() - reach) & (py <= sy.max() + reach))
+        nodes = np.concatenate([np.sort(cand[inside]), np.sort(src)])  # sources follow the pool
+        n = len(nodes)
+        local[nodes] = np.arange(n)
+        st = indptr[nodes]
+        ln = indptr[nodes + 1] - st
+        ent = np.repeat(st - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
+        row = np.repeat(np.arange(n), ln)
+        col = local[indices[ent]]
+        w = data[ent]
+        keep = col >= 0
+        sub = sp.csr_matrix((w[keep], col[keep], np.r_[0, np.cumsum(np.bincount(row[keep], minlength=n))]),
+                            shape=(n, n))
+        out_w = np.full(n, np.inf)
+        np.minimum.at(out_w, row[~keep], w[~keep])
+        d = dijkstra(sub, directed=True, indices=local[src], limit=reach)
+        local[nodes] = -1
+        border = np.flatnonzero(np.isfinite(out_w))
+        bad = (d[:, border] + out_w[border] <= reach).any(axis=1) if border.size else np.zeros(len(src), bool)
+        if bad.any():  # a walk within the limit could leave the subgraph: measure on the whole graph
+            n_fallback += int(bad.sum())
+            for i in np.flatnonzero(bad):
+                full = dijkstra(matrix, directed=True, indices=src[i:i + 1], limit=reach)[0]
+                reached = np.flatnonzero(np.isfinite(full))
+                yield pos[i:i + 1], reached, full[reached][None, :]
+            good = ~bad
+            pos, d = pos[good], d[good]
+        if len(pos):
+            yield pos, nodes, d
+    if n_fallback:
+        log.debug("local_dijkstra: %d of %d searches measured on the whole graph", n_fallback, len(sources))
+
+
+@dataclass(frozen=True, eq=False)
+class Chains:
+    """The street network with its chains of degree-2 nodes contracted into single edges.
+
+    Junctions are the nodes whose degree is not 2 (plus one node of each ring of degree-2 nodes).
+    Every network edge lies on one *chain* between junctions ``a[c]`` and ``b[c]`` (indices into
+    ``junction``), ``length_m[c]`` long; the edge starts ``edge_s[e]`` metres from ``a`` and runs
+    away from it when ``edge_fwd[e]``. ``matrix`` joins the junctions by their shortest chain.
+    Searches on it settle about a third of the nodes of the full network.
+    """
+
+    junction: np.ndarray
+    matrix: sp.csr_matrix
+    a: np.ndarray
+    b: np.ndarray
+    length_m: np.ndarray
+    edge_chain: np.ndarray
+    edge_s: np.ndarray
+    edge_fwd: np.ndarray
+
+    def locate(self, network, edge, t):
+        """Chain and metres from its end ``a`` of points at ``t`` along network edges ``edge``."""
+        chain = self.edge_chain[edge]
+        along = np.where(self.edge_fwd[edge], t, 1.0 - t) * network.length_m[edge]
+        return chain, self.edge_s[edge] + along
+
+
+_CHAINS: "weakref.WeakKeyDictionary[Any, Chains]" = weakref.WeakKeyDictionary()
+
+
+def chains(network) -> Chains:
+    """The :class:`Chains` of a network (computed once per network, vectorised).
+
+    Examples
+    --------
+    A street 0 — 1 — 2 — 3 (95 m blocks) with a 111 m side street 1 — 4: the junctions are
+    0, 1, 3 and 4, and node 2 lies inside the 191 m chain 1 — 2 — 3:
+
+    >>> from lifecircle import WalkNetwork
+    >>> net = WalkNetwork.from_lonlat([121.40, 121.401, 121.402, 121.403, 121.401],
+    ...                               [31.20, 31.20, 31.20, 31.20, 31.201], [0, 1, 2, 1], [1, 2, 3, 4])
+    >>> ch = chains(net)
+    >>> ch.junction.tolist(), np.round(ch.length_m).tolist()
+    ([0, 1, 3, 4], [191.0, 95.0, 111.0])
+    """
+    cached = _CHAINS.get(network)
+    if cached is not None:
+        return cached
+    from scipy.sparse.csgraph import connected_components
+
+    n, u, v, w = network.n_nodes, network.u.astype(np.int64), network.v.astype(np.int64), network.length_m
+    deg = np.bincount(u, minlength=n) + np.bincount(v, minlength=n)
+    is_j = deg != 2
+    for _ in range(2):  # the second pass only after promoting one node of each ring
+        inner = ~is_j[u] & ~is_j[v]
+        g = sp.csr_matrix((np.ones(int(inner.sum())), (u[inner], v[inner])), shape=(n, n))
+        _, comp = connected_components(g, directed=False)
+        mixed = is_j[u] != is_j[v]
+        has_end = np.zeros(n, dtype=bool)
+        has_end[comp[np.where(is_j[u[mixed]], v[mixed], u[mixed])]] = True
+        ring = ~is_j & ~has_end[comp]
+        if not ring.any():
+            break
+        first = np.full(n, n, dtype=np.int64)
+        np.minimum.at(first, comp[ring], np.flatnonzero(ring))
+        is_j[first[first < n]] = True
+    junction = np.flatnonzero(is_j)
+    jpos = np.full(n, -1, dtype=np.int64)
+    jpos[junction] = np.arange(len(junction))
+    # chain of every edge: the component of its degree-2 end, or its own for junction-junction edges
+    direct = is_j[u] & is_j[v]
+    inner_comp = np.where(is_j[u], comp[v], comp[u])
+    used, chain_of_comp = np.unique(inner_comp[~direct], return_inverse=True)
+    n_inner = len(used)
+    edge_chain = np.empty(len(u), dtype=np.int64)
+    edge_chain[~direct] = chain_of_comp.ravel()
+    edge_chain[direct] = n_inner + np.arange(int(direct.sum()))
+    n_chains = n_inner + int(direct.sum())
+    # the two edges of an inner chain that touch a junction: the lower-numbered one starts it
+    boundary = np.flatnonzero(mixed)
+    bc = edge_chain[boundary]
+    order = np.lexsort((boundary, bc))
+    boundary, bc = boundary[order], bc[order]
+    is_start = np.r_[True, bc[1:] != bc[:-1]] if len(bc) else np.zeros(0, dtype=bool)
+    start_edge, end_edge = boundary[is_start], boundary[~is_start]
+    a = np.empty(n_chains, dtype=np.int64)
+    b = np.empty(n_chains, dtype=np.int64)
+    a[bc[is_start]] = np.where(is_j[u[start_edge]], u[start_edge], v[start_edge])
+    b[bc[~is_start]] = np.where(is_j[u[end_edge]], u[end_edge], v[end_edge])
+    a[n_inner:], b[n_inner:] = u[direct], v[direct]
+    # metres along each inner chain: one search from a private copy of each chain's start
+    s_node, e_node = n + np.arange(n_chains), n + n_chains + np.arange(n_chains)
+    uu, vv = u.copy(), v.copy()
+    for ends, virt in ((start_edge, s_node), (end_edge, e_node)):
+        ju = is_j[u[ends]]
+        uu[ends] = np.where(ju, virt[edge_chain[ends]], u[ends])
+        vv[ends] = np.where(ju, v[ends], virt[edge_chain[ends]])
+    keep = ~direct
+    size = n + 2 * n_chains
+    g = sp.csr_matrix((np.r_[w[keep], w[keep]], (np.r_[uu[keep], vv[keep]], np.r_[vv[keep], uu[keep]])),
+                      shape=(size, size))
+    starts = s_node[:n_inner]
+    off = dijkstra(g, directed=True, indices=starts, min_only=True) if n_inner else np.full(size, np.inf)
+    length = np.empty(n_chains)
+    length[:n_inner] = off[e_node[:n_inner]]
+    length[n_inner:] = w[direct]
+    ou, ov = off[uu], off[vv]
+    edge_s = np.where(direct, 0.0, np.minimum(ou, ov))
+    edge_fwd = np.where(direct, True, ou <= ov)
+    # the contracted graph: the shortest chain between two junctions, both ways, rings dropped
+    ja, jb = jpos[a], jpos[b]
+    loop = ja == jb
+    r = np.r_[ja[~loop], jb[~loop]]
+    c = np.r_[jb[~loop], ja[~loop]]
+    d = np.r_[length[~loop], length[~loop]]
+    o = np.lexsort((d, c, r))
+    r, c, d = r[o], c[o], d[o]
+    first = np.r_[True, (r[1:] != r[:-1]) | (c[1:] != c[:-1])]
+    r, c, d = r[first], c[first], d[first]
+    nj = len(junction)
+    mat = sp.csr_matrix((d, c, np.r_[0, np.cumsum(np.bincount(r, minlength=nj))]), shape=(nj, nj))
+    out = Chains(junction, mat, ja, jb, length, edge_chain, edge_s, edge_fwd)
+    _CHAINS[network] = out
+    return out
+
+
+def _points(network, ch: Chains, edge, t, dist_m):
+    """Where points join the contracted graph: chain, metres along it, and (junction, metres) to each end.
+
+    A point at an end of its chain keeps only that end: the other is never shorter.
+    """
+    chain, s = ch.locate(network, edge, t)
+    length = ch.length_m[chain]
+    a = np.where(s >= length, -1, ch.a[chain])
+    b = np.where(s <= 0.0, -1, ch.b[chain])
+    return chain, s, a, dist_m + s, b, dist_m + (length - s)
+
+
+def _virtual_sources(network, ch: Chains, edge, t, dist_m):
+    """The contracted matrix plus one node per source point with edges out to the ends of its chain."""
+    A = ch.matrix
+    n = A.shape[0]
+    m = len(edge)
+    chain, s, a, off_a, b, off_b = _points(network, ch, edge, t, dist_m)
+    a, b = ch.a[chain], ch.b[chain]
+    idx = A.indices.dtype
+    indptr = np.concatenate([A.indptr, A.indptr[-1] + 2 * np.arange(1, m + 1, dtype=A.indptr.dtype)])
+    indices = np.concatenate([A.indices, np.column_stack([a, b]).ravel().astype(idx)])
+    data = np.concatenate([A.data, np.column_stack([off_a, off_b]).ravel()])
+    mat = sp.csr_matrix((data, indices, indptr), shape=(n + m, n + m))
+    ux, uy = network.x[network.u[edge]], network.y[network.u[edge]]
+    vx, vy = network.x[network.v[edge]], network.y[network.v[edge]]
+    x = np.concatenate([network.x[ch.junction], ux + t * (vx - ux)])
+    y = np.concatenate([network.y[ch.junction], uy + t * (vy - uy)])
+    return mat, x, y, n + np.arange(m)
+
+
+def _same_chain_pairs(src, dst, hi_m: float):
+    """Pairs of points on the same chain and their straight walk along it (at most ``hi_m``).
+
+    ``src``/``dst`` are (chain, metres along it, access leg).
+    """
+    sc, dc = src[0], dst[0]
+    so, do = np.argsort(sc, kind="stable"), np.argsort(dc, kind="stable")
+    d_sorted = dc[do]
+    lo = np.searchsorted(d_sorted, sc[so], side="left")
+    hi = np.searchsorted(d_sorted, sc[so], side="right")
+    cnt = hi - lo
+    total = int(cnt.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    si = np.repeat(so, cnt)
+    di = do[np.repeat(lo - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)]
+    dist = src[2][si] + np.abs(src[1][si] - dst[1][di]) + dst[2][di]
+    ok = dist <= hi_m
+    return si[ok], di[ok], dist[ok]
+
+
+def pairs_within(
+    network,
+    src: tuple[np.ndarray, np.ndarray, np.ndarray],
+    dst: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    limit_m: float,
+    tile_m: float = TILE_M,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every (source, target) pair of snapped points at most ``limit_m`` apart on foot.
+
+    Parameters
+    ----------
+    network : WalkNetwork
+    src, dst : (edge, t, dist_m)
+        Where each point joins the network (as :class:`~lifecircle.measure.snapping.Snap`):
+        its edge, the position ``t`` along it and its access leg. Every point must be snapped.
+    limit_m : float
+        Longest walk reported.
+
+    Yields
+    ------
+    (source, target, metres)
+        Indices into ``src`` and ``dst`` and the walk, in batches. A pair may come more than
+        once, with different walks (through either end of the target's edge, or straight along a
+        shared edge); the shortest of them is the pair's walk.
+
+    Examples
+    --------
+    A 1 km street with a point 10 m off it at 100 m and two at 400 m and 900 m on it:
+
+    >>> from lifecircle import WalkNetwork
+    >>> net = WalkNetwork.from_lonlat([121.40, 121.4105], [31.20, 31.20], [0], [1])
+    >>> L = float(net.length_m[0])
+    >>> src = (np.array([0]), np.array([100 / L]), np.array([10.0]))
+    >>> dst = (np.array([0, 0]), np.array([400 / L, 900 / L]), np.array([0.0, 0.0]))
+    >>> [(s.tolist(), t.tolist(), np.round(d).tolist()) for s, t, d in pairs_within(net, src, dst, limit_m=500)]
+    [([0], [0], [310.0])]
+    """
+    s_edge, s_t, s_leg = (np.asarray(a) for a in src)
+    d_edge, d_t, d_leg = (np.asarray(a) for a in dst)
+    s_edge = s_edge.astype(np.int64)
+    d_edge = d_edge.astype(np.int64)
+    s_t, s_leg, d_t, d_leg = (np.asarray(a, dtype=float) for a in (s_t, s_leg, d_t, d_leg))
+    if len(s_edge) == 0 or len(d_edge) == 0:
+        return
+    hi_m = float(limit_m)
+    ch = chains(network)
+    n = len(ch.junction)
+    mat, x, y, src_nodes = _virtual_sources(network, ch, s_edge, s_t, s_leg)
+    d_chain, d_s, a, off_a, b, off_b = _points(network, ch, d_edge, d_t, d_leg)
+    # every way onto the network by node: node -> (target, metres from the node to it)
+    ends = np.concatenate([a, b])
+    ok = ends >= 0
+    by_node = np.argsort(ends[ok], kind="stable")
+    tgt_of = np.concatenate([np.arange(len(a)), np.arange(len(b))])[ok][by_node]
+    off_of = np.concatenate([off_a, off_b])[ok][by_node]
+    node_ptr = np.r_[0, np.cumsum(np.bincount(ends[ok], minlength=n))]
+    for pos, nodes, d in local_dijkstra(mat, x, y, n, src_nodes, limit_m=hi_m, tile_m=tile_m):
+        i, k = np.nonzero(d <= hi_m)
+        node = nodes[k]
+        pool = node < n
+        i, k, node = i[pool], k[pool], node[pool]
+        st = node_ptr[node]
+        cnt = node_ptr[node + 1] - st
+        total = int(cnt.sum())
+        if total == 0:
+            continue
+        e = np.repeat(st - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
+        src_i = np.repeat(i, cnt)
+        walk = np.repeat(d[i, k], cnt) + off_of[e]
+        hit = walk <= hi_m
+        if hit.any():
+            yield pos[src_i[hit]], tgt_of[e[hit]], walk[hit]
+    s_chain, s_s = ch.locate(network, s_edge, s_t)
+    si, di, dist = _same_chain_pairs((s_chain, s_s, s_leg), (d_chain, d_s, d_leg), hi_m)
+    if si.size:
+        yield si, di, dist
