@@ -51,3 +51,20 @@ def shanghai_facilities(shared):
     g = gpd.read_file(shared / "shanghai_facilities_osm_20260519.geojson",
                       bbox=(121.4611262, 31.2196145, 121.4863121, 31.2411914))
     return g
+
+
+@pytest.fixture(scope="session")
+def shanghai_tiled(shanghai_pbf, tmp_path_factory):
+    """The real Shanghai sample tiled 3 x 3 (benchmarks/make_tiled.py: ~17,000 nodes, synthetic
+    facilities and residents), analysed with the default settings."""
+    import sys
+
+    from lifecircle import analyze
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from make_tiled import make_tiled
+    finally:
+        sys.path.pop(0)
+    b = make_tiled(3, out_dir=tmp_path_factory.mktemp("tiled"), base=shanghai_pbf)
+    return analyze(str(b.osm), population=str(b.residents))

@@ -171,3 +171,76 @@ def test_shanghai_gaps_hold_every_uncovered_person(shanghai_network, shanghai_fa
     unreachable = np.isinf(g.max_minutes.to_numpy())
     assert back.max_minutes.isna().to_numpy().tolist() == unreachable.tolist()
     assert back.population_unreachable.tolist() == pytest.approx(g.population_unreachable.tolist())
+
+
+def reference_gaps(res, minutes, *, threshold, cell_m, crs):
+    """Gap areas the plain way: a dict of cells, networkx components, pandas per gap, shapely union."""
+    import networkx as nx
+    import pyproj
+
+    mins = np.where(np.isnan(minutes), np.inf, minutes)
+    pop = res.population.to_numpy(dtype=float)
+    pick = np.flatnonzero(~(mins <= threshold) & (pop > 0))
+    lon, lat = res.geometry.x.to_numpy()[pick], res.geometry.y.to_numpy()[pick]
+    x, y = pyproj.Transformer.from_crs(4326, crs, always_xy=True).transform(lon, lat)
+    cell = [(int(i), int(j)) for i, j in zip(np.floor(np.asarray(x) / cell_m), np.floor(np.asarray(y) / cell_m))]
+    g = nx.Graph()
+    g.add_nodes_from(set(cell))
+    for i, j in set(cell):
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                if (i + di, j + dj) in g and (di, dj) != (0, 0):
+                    g.add_edge((i, j), (i + di, j + dj))
+    comp = {c: min(part) for part in nx.connected_components(g) for c in part}  # a gap is named by its first cell
+    t = pd.DataFrame({"key": [comp[c] for c in cell], "w": pop[pick], "m": mins[pick], "lon": lon, "lat": lat,
+                      "x": np.asarray(x), "y": np.asarray(y), "index": res.index.to_numpy()[pick]})
+    rows = []
+    for key, p in t.groupby("key"):
+        p = p.sort_values("m", kind="stable")
+        half = np.flatnonzero(p.w.cumsum().to_numpy() >= 0.5 * p.w.sum() * (1 - 1e-12))[0]
+        cx, cy = (p.w * p.x).sum() / p.w.sum(), (p.w * p.y).sum() / p.w.sum()
+        near = p.iloc[np.argmin((p.x - cx) ** 2 + (p.y - cy) ** 2)]
+        cells = sorted(c for c in g.nodes if comp[c] == key)
+        boxes = [shapely.box(i * cell_m, j * cell_m, (i + 1) * cell_m, (j + 1) * cell_m) for i, j in cells]
+        unreach = p.w[~np.isfinite(p.m)].sum()
+        rows.append({"key": key, "population": p.w.sum(), "residents": len(p), "population_unreachable": unreach,
+                     "mean_minutes": np.inf if unreach > 0 else (p.w * p.m).sum() / p.w.sum(),
+                     "median_minutes": p.m.iloc[half], "max_minutes": p.m.max(), "cells": len(cells),
+                     "resident_index": near["index"], "lon": near.lon, "lat": near.lat,
+                     "geometry": shapely.union_all(boxes)})
+    out = pd.DataFrame(rows).sort_values(["population", "population_unreachable", "key"],
+                                         ascending=[False, False, True], kind="stable", ignore_index=True)
+    return out
+
+
+@pytest.mark.parametrize("where", ["sample", "tiled"])
+def test_gap_areas_equal_a_plain_reference(where, shanghai_network, shanghai_facilities, shanghai_tiled):
+    if where == "sample":
+        f = shanghai_facilities[shanghai_facilities.category == "health"]
+        fac = gpd.GeoDataFrame({"category": "health", "source": "osm", "name": f.name.to_numpy()},
+                               geometry=f.geometry.to_numpy(), crs=4326)
+        rng = np.random.default_rng(5)
+        res = gpd.GeoDataFrame({"population": rng.integers(0, 60, 2500).astype(float)},
+                               geometry=gpd.points_from_xy(rng.uniform(121.4611, 121.4863, 2500),
+                                                           rng.uniform(31.2196, 31.2412, 2500)), crs=4326)
+        a = analyze(network=shanghai_network, facilities=fac, population=res,
+                    config=AnalysisConfig(minutes=(5,), categories=("health",)))
+        cases = [("health", 5.0, 40.0)]
+    else:
+        a = shanghai_tiled
+        cases = [("health", 15.0, CELL), ("sports", 10.0, CELL)]
+    for cat, threshold, cell in cases:
+        mins = a.residents[f"minutes_to_{cat}"].to_numpy()
+        got = gap_areas(a.residents, mins, minutes=threshold, cell_m=cell, crs=a.network.crs)
+        ref = reference_gaps(a.residents, mins, threshold=threshold, cell_m=cell, crs=a.network.crs)
+        assert len(got) == len(ref) > 3
+        for col in ("population", "population_unreachable", "mean_minutes", "median_minutes", "max_minutes",
+                    "lon", "lat"):
+            np.testing.assert_allclose(got[col].to_numpy(), ref[col].to_numpy(), rtol=1e-12, atol=0, err_msg=col)
+        for col in ("residents", "cells", "resident_index"):
+            assert got[col].tolist() == ref[col].tolist(), col
+        assert got.gap.tolist() == list(range(1, len(got) + 1))
+        mine = got.to_crs(a.network.crs).geometry.to_numpy()
+        # the same shapes: no area in one and not the other (to the float precision of the reprojection)
+        sym = shapely.area(shapely.symmetric_difference(mine, ref.geometry.to_numpy()))
+        assert (sym < 1e-3).all() and np.allclose(shapely.area(mine), got.cells * cell * cell, rtol=1e-9)

@@ -429,3 +429,152 @@ def test_tiled_run_says_it_has_no_access_graph():
     a.times = dataclasses.replace(a.times, graph=None)
     with pytest.raises(InputDataError, match="tiled run"):
         suggest_sites(a, category="health", k=1)
+
+
+# ------------------------------------------------------------------ catchments: local search vs full rows
+
+
+def full_row_catchments(a, cands, positions, minutes):
+    """Today's method, written out: one unbounded-size scipy Dijkstra row per candidate on the access
+    graph with the candidate attached, and the pipeline's test on every resident."""
+    from scipy.sparse.csgraph import dijkstra
+
+    from lifecircle.plan.sites import _attach
+
+    mat, nodes = _attach(a.times.graph, a.network, cands.snap, outward=True)
+    mpm = a.config.walk_speed_kmh * 1000 / 60
+    res_nodes = a.times.graph.point_node[: a.times.n_residents][positions]
+    out = np.zeros((len(cands), len(positions)), dtype=bool)
+    for start in range(0, len(cands), 200):
+        d = dijkstra(mat, directed=True, indices=nodes[start:start + 200], limit=minutes * mpm * 1.01)
+        hit = d[:, np.maximum(res_nodes, 0)] / mpm <= minutes
+        out[start:start + 200] = hit & (res_nodes >= 0)
+    return out
+
+
+@pytest.mark.parametrize("where", ["toy", "sample", "tiled"])
+def test_catchments_equal_full_dijkstra_rows(where, toy, shanghai, shanghai_tiled):
+    from lifecircle.plan.sites import candidates_from_nodes
+
+    rng = np.random.default_rng(8)
+    if where == "toy":
+        net, fac = toy
+        a = analyze(network=net, facilities=fac, replace_osm_facilities=True, population=random_residents(rng, 200),
+                    config=AnalysisConfig(minutes=(4,), categories=("health",)))
+        minutes = 4.0
+    else:
+        a = shanghai[0] if where == "sample" else shanghai_tiled
+        minutes = 15.0 if where == "sample" else 10.0
+    net = a.network
+    positions = np.arange(len(a.residents))
+    if where == "tiled":
+        positions = np.sort(rng.choice(positions, 1500, replace=False))
+    nodes = np.arange(net.n_nodes) if where != "tiled" else np.sort(rng.choice(net.n_nodes, 1500, replace=False))
+    # node candidates, and points anywhere: on edges, beside them, on the residents themselves
+    lo, la = net.lon.min(), net.lat.min()
+    span_lo, span_la = net.lon.max() - lo, net.lat.max() - la
+    pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(
+        np.r_[lo + rng.random(150) * span_lo, a.residents.geometry.x.to_numpy()[positions[:20]]],
+        np.r_[la + rng.random(150) * span_la, a.residents.geometry.y.to_numpy()[positions[:20]]]), crs=4326)
+    for cands in (candidates_from_nodes(net, nodes), candidates_from_points(net, pts)):
+        ref = full_row_catchments(a, cands, positions, minutes)
+        for way in ("residents", "candidates"):
+            got = coverage_matrix(a, cands, positions, minutes=minutes, search_from=way)
+            assert got.shape == ref.shape and got.has_canonical_format
+            assert np.array_equal(got.toarray(), ref), (where, way, int((got.toarray() != ref).sum()))
+        assert ref.sum() > 10 * len(cands) ** 0.5  # not a trivially empty comparison
+
+
+def test_chains_keep_every_walk():
+    """pairs_within on the contracted network against networkx on the network with the points inserted:
+    a grid with streets missing, a dead-end spur, a ring of degree-2 nodes on its own and a lollipop."""
+    import networkx as nx
+
+    from lifecircle.measure.snapping import snap_points
+    from lifecircle.measure.walking_times import build_access_graph
+    from lifecircle.plan.catchments import chains, pairs_within
+
+    rng = np.random.default_rng(2)
+    xy, edges = [], []
+    for i in range(8):
+        for j in range(8):
+            xy.append((i * 100.0 + rng.normal(0, 5), j * 100.0 + rng.normal(0, 5)))
+    for i in range(8):
+        for j in range(8):
+            k = i * 8 + j
+            if i < 7 and rng.random() < 0.8:
+                edges.append((k, k + 8))
+            if j < 7 and rng.random() < 0.8:
+                edges.append((k, k + 1))
+    base = len(xy)
+    ring = [(1200 + 150 * np.cos(t), 300 + 150 * np.sin(t)) for t in np.linspace(0, 2 * np.pi, 9)[:-1]]
+    xy += ring
+    edges += [(base + q, base + (q + 1) % 8) for q in range(8)]
+    stick = [(800.0, 350.0), (900.0, 350.0), (950.0, 300.0), (1000.0, 350.0), (950.0, 400.0)]
+    xy += stick
+    s0 = base + 8
+    edges += [(7 * 8 + 3, s0), (s0, s0 + 1), (s0 + 1, s0 + 2), (s0 + 2, s0 + 3), (s0 + 3, s0 + 4), (s0 + 4, s0 + 1)]
+    lo, la = lonlat([p[0] for p in xy], [p[1] for p in xy])
+    net = WalkNetwork.from_lonlat(lo, la, [e[0] for e in edges], [e[1] for e in edges])
+    ch = chains(net)
+    assert len(ch.junction) < net.n_nodes and ch.length_m.sum() == pytest.approx(net.length_m.sum())
+    plo, pla = lonlat(rng.uniform(-50, 1400, 120), rng.uniform(-50, 750, 120))
+    snap = snap_points(net, plo, pla)
+    ok = np.flatnonzero(snap.snapped)
+    pts = (snap.edge[ok], snap.t[ok], snap.dist_m[ok])
+    src, dst = slice(0, 50), slice(50, None)
+    got = {}
+    for i, j, d in pairs_within(net, tuple(p[src] for p in pts), tuple(p[dst] for p in pts), limit_m=700):
+        for a_, b_, w in zip(i.tolist(), j.tolist(), d.tolist()):
+            got[a_, b_] = min(w, got.get((a_, b_), np.inf))
+    g = build_access_graph(net, snap).to_networkx()
+    nodes = build_access_graph(net, snap).point_node[ok]
+    want = {}
+    for a_, n_a in enumerate(nodes[src]):
+        dist = nx.single_source_dijkstra_path_length(g, int(n_a), cutoff=700, weight="length")
+        for b_, n_b in enumerate(nodes[dst]):
+            if int(n_b) in dist:
+                want[a_, b_] = dist[int(n_b)]
+    assert set(got) == set(want) and len(want) > 200
+    np.testing.assert_allclose([got[k] for k in want], list(want.values()), rtol=1e-12, atol=1e-9)
+
+
+# ------------------------------------------------------------------ the exact check keeps its time limit
+
+
+def test_exact_check_stops_at_its_time_limit():
+    import time
+
+    rng = np.random.default_rng(0)
+    cov = sp.random(400, 2000, density=0.01, random_state=rng, format="csr").astype(bool)
+    w = rng.integers(1, 50, 2000).astype(float)
+    need = 0.5 * w[np.asarray(cov.sum(axis=0)).ravel() > 0].sum()
+    t = time.perf_counter()
+    e = solve_min_sites(cov, w, need=need, time_limit_s=1.0)
+    assert time.perf_counter() - t < 5.0  # a deadline contract (1 s + the worker's start), not a speed test
+    assert e.status == "time limit"  # HiGHS needs far longer for this one
+    t = time.perf_counter()
+    m = solve_max_cover(cov, w, k=30, time_limit_s=1.0)
+    assert time.perf_counter() - t < 5.0 and m.status == "time limit"
+    if len(m.chosen):  # the best plan found so far, when the solver had one
+        assert len(m.chosen) <= 30 and m.covered_weight > 0
+
+
+def test_a_solver_that_ignores_its_limit_is_stopped():
+    import time
+
+    from lifecircle.plan.deadline import TimedOut, call_with_deadline
+
+    t = time.perf_counter()
+    with pytest.raises(TimedOut, match="within 0.5 s"):
+        call_with_deadline(time.sleep, 60, time_limit_s=0.5)
+    assert time.perf_counter() - t < 4.0
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        call_with_deadline(divmod, 1, 0, time_limit_s=30)
+
+
+def test_sites_needed_says_not_solved_within_the_limit(shanghai_tiled):
+    t = sites_needed(shanghai_tiled, category="health", time_limit_s=1.0)
+    r = t.iloc[0]
+    assert r.reachable and r.sites_needed > 20
+    assert r.exact_status == "not solved within 1 s" and pd.isna(r.exact_sites) and pd.isna(r.gap)

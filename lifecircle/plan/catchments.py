@@ -360,9 +360,9 @@ def pairs_within(
     Yields
     ------
     (source, target, metres)
-        Indices into ``src`` and ``dst`` and the walk, in batches. A pair may come more than
-        once, with different walks (through either end of the target's edge, or straight along a
-        shared edge); the shortest of them is the pair's walk.
+        Indices into ``src`` and ``dst`` and the walk, in batches. A pair of points on the
+        same chain comes twice: around (through the chain's ends) and straight along it; the
+        shorter is the pair's walk.
 
     Examples
     --------
@@ -388,13 +388,19 @@ def pairs_within(
     n = len(ch.junction)
     mat, x, y, src_nodes = _virtual_sources(network, ch, s_edge, s_t, s_leg)
     d_chain, d_s, a, off_a, b, off_b = _points(network, ch, d_edge, d_t, d_leg)
-    # every way onto the network by node: node -> (target, metres from the node to it)
+    # every way onto the network by junction: the target, the metres from the junction to it, and
+    # the other end (so that a target reached through both ends is reported once, by its first)
+    nt = len(a)
     ends = np.concatenate([a, b])
     ok = ends >= 0
     by_node = np.argsort(ends[ok], kind="stable")
-    tgt_of = np.concatenate([np.arange(len(a)), np.arange(len(b))])[ok][by_node]
+    tgt_of = np.concatenate([np.arange(nt), np.arange(nt)]).astype(np.int32)[ok][by_node]
     off_of = np.concatenate([off_a, off_b])[ok][by_node]
+    other_of = np.concatenate([b, a]).astype(np.int32)[ok][by_node]
+    other_off = np.concatenate([off_b, off_a])[ok][by_node]
+    primary = np.concatenate([np.ones(nt, dtype=bool), a < 0])[ok][by_node]  # b is first when a is not there
     node_ptr = np.r_[0, np.cumsum(np.bincount(ends[ok], minlength=n))]
+    local = np.full(n + 1, -1, dtype=np.int32)  # junction -> column of this batch; the last stays -1
     for pos, nodes, d in local_dijkstra(mat, x, y, n, src_nodes, limit_m=hi_m, tile_m=tile_m):
         i, k = np.nonzero(d <= hi_m)
         node = nodes[k]
@@ -408,9 +414,17 @@ def pairs_within(
         e = np.repeat(st - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
         src_i = np.repeat(i, cnt)
         walk = np.repeat(d[i, k], cnt) + off_of[e]
-        hit = walk <= hi_m
-        if hit.any():
-            yield pos[src_i[hit]], tgt_of[e[hit]], walk[hit]
+        hit = np.flatnonzero(walk <= hi_m)
+        e, src_i, walk = e[hit], src_i[hit], walk[hit]
+        local[nodes[nodes < n]] = np.arange(int((nodes < n).sum()), dtype=np.int32)
+        col = local[other_of[e]]  # other_of is -1 for single-end targets: local[-1] is the spare -1
+        local[nodes[nodes < n]] = -1
+        found = col >= 0
+        walk_other = np.full(len(e), np.inf)
+        walk_other[found] = d[src_i[found], col[found]] + other_off[e[found]]
+        once = primary[e] | ~(walk_other <= hi_m)
+        if once.any():
+            yield pos[src_i[once]], tgt_of[e[once]], np.minimum(walk, walk_other)[once]
     s_chain, s_s = ch.locate(network, s_edge, s_t)
     si, di, dist = _same_chain_pairs((s_chain, s_s, s_leg), (d_chain, d_s, d_leg), hi_m)
     if si.size:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -58,6 +59,7 @@ from ..errors import CRSError, InputDataError
 from .gaps import check_category, check_minutes
 from ..measure.snapping import Snap, snap_points
 from .catchments import TILE_M, local_dijkstra, pairs_within
+from .deadline import TimedOut, call_with_deadline
 
 log = logging.getLogger("lifecircle")
 
@@ -320,6 +322,56 @@ def _remeasure(analysis, candidates: Candidates, cand, res_nodes, *, limit_m: fl
     return out
 
 
+class _RowsBuilder:
+    """Collects (source, target) pairs in batches and lays them out as the CSR rows of the candidates.
+
+    A batch's pairs come grouped by source. With ``by_source`` the sources are the candidates
+    (the rows); otherwise the targets are. Only the targets (int32) and the runs of sources are
+    kept until :meth:`finish`, which writes the column indices straight into their rows: about
+    9 bytes per pair at the peak instead of the 16+ of a COO matrix and its conversion.
+    """
+
+    def __init__(self, n_rows: int, *, by_source: bool):
+        self.n_rows, self.by_source = n_rows, by_source
+        self.count = np.zeros(n_rows, dtype=np.int64)
+        self.batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, source: np.ndarray, target: np.ndarray) -> None:
+        if len(source) == 0:
+            return
+        source = np.asarray(source, dtype=np.int64)
+        tgt = np.asarray(target, dtype=np.int32)
+        start = np.flatnonzero(np.r_[True, source[1:] != source[:-1]])
+        if self.by_source and len(np.unique(source[start])) < len(start):  # one run per row, please
+            order = np.argsort(source, kind="stable")
+            source, tgt = source[order], tgt[order]
+            start = np.flatnonzero(np.r_[True, source[1:] != source[:-1]])
+        runs = np.diff(np.r_[start, len(source)])
+        self.count += np.bincount(source if self.by_source else tgt, minlength=self.n_rows)
+        self.batches.append((source[start], runs, tgt))
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        indptr = np.r_[0, np.cumsum(self.count)]
+        indices = np.empty(int(indptr[-1]), dtype=np.int32)
+        nxt = indptr[:-1].copy()
+        while self.batches:
+            run_src, runs, tgt = self.batches.pop(0)
+            if self.by_source:  # rows come in runs: each run fills the next slots of its row
+                pos = np.repeat(nxt[run_src] - (np.cumsum(runs) - runs), runs) + np.arange(len(tgt))
+                indices[pos] = tgt
+                nxt[run_src] += runs
+            else:  # rows are the targets: order them, then number the pairs within each row
+                src = np.repeat(run_src, runs).astype(np.int32)
+                order = np.argsort(tgt, kind="stable")
+                row = tgt[order]
+                first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+                size = np.diff(np.r_[first, len(row)])
+                rank = np.arange(len(row)) - np.repeat(first, size)
+                indices[nxt[row] + rank] = src[order]
+                nxt[row[first]] += size
+        return indptr, indices
+
+
 def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, minutes: float,
                     search_from: str = "auto", tile_m: float = TILE_M) -> sp.csr_matrix:
     """Boolean sparse matrix: candidate ``i`` covers resident ``resident_positions[j]`` within ``minutes``.
@@ -349,33 +401,30 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
     cand_pts = (cs.edge, cs.t, cs.dist_m)
     band = 1e-9 * minutes
     limit = (minutes + band) * mpm * (1 + 1e-12)  # a hair beyond the band; the pipeline's test below decides
+    sure_m = (minutes - band) * mpm * (1 - 1e-12)  # walks this short are covered whichever way they are summed
     from_res = search_from == "residents" or (search_from == "auto" and ok_cols.size < m)
-    rows, cols, near_r, near_c = [], [], [], []
+    build = _RowsBuilder(m, by_source=not from_res)
+    near_r, near_c = [], []
     src, dst = (res_pts, cand_pts) if from_res else (cand_pts, res_pts)
     for i, j, d in pairs_within(analysis.network, src, dst, limit_m=limit, tile_m=tile_m):
+        sure = d <= sure_m
+        build.add(i[sure], j[sure])
         c, r = (j, i) if from_res else (i, j)
-        mins = d / mpm
-        sure = mins <= minutes - band
-        rows.append(c[sure].astype(np.int32))
-        cols.append(r[sure].astype(np.int32))
-        close = np.abs(mins - minutes) <= band
-        near_c.append(c[close])
-        near_r.append(r[close])
+        near_c.append(c[~sure])
+        near_r.append(r[~sure])
     near_c = np.concatenate(near_c) if near_c else np.zeros(0, dtype=np.int64)
     near_r = np.concatenate(near_r) if near_r else np.zeros(0, dtype=np.int64)
     if near_c.size:  # the walk measured the other way (or on the unsplit street) may differ in the last bit
         d = _remeasure(analysis, candidates, near_c, res_nodes[ok_cols[near_r]], limit_m=limit)
         hit = d / mpm <= minutes
-        rows.append(near_c[hit].astype(np.int32))
-        cols.append(near_r[hit].astype(np.int32))
+        build.add(*((near_r[hit], near_c[hit]) if from_res else (near_c[hit], near_r[hit])))
         log.debug("coverage_matrix: %d pairs within %g min of the threshold measured again", near_c.size, band)
-    r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
-    c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int32)
-    del rows, cols
-    cov = sp.csr_matrix((np.ones(len(r), dtype=bool), (r, ok_cols[c] if ok_cols.size < len(res_nodes) else c)),
-                        shape=(m, len(res_nodes)))
-    cov.sum_duplicates()
+    indptr, indices = build.finish()
+    if ok_cols.size < len(res_nodes):
+        indices = ok_cols.astype(indices.dtype)[indices]
+    cov = sp.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr), shape=(m, len(res_nodes)))
     cov.sort_indices()
+    cov.sum_duplicates()
     return cov
 
 
@@ -449,8 +498,9 @@ def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None 
 class Exact:
     """An exact (MILP) answer: the chosen rows, the weight they cover, and the solver's status.
 
-    ``status`` is ``"optimal"``, ``"time limit"`` (``chosen`` is then the best found, not
-    proven), ``"infeasible"`` or ``"failed"``.
+    ``status`` is ``"optimal"``, ``"time limit"`` (not solved within the time limit: ``chosen``
+    is the best plan found, not proven, or empty when the solver was stopped before it had one),
+    ``"infeasible"`` or ``"failed"``.
     """
 
     chosen: np.ndarray
@@ -488,12 +538,13 @@ def _reduce(coverage, weights):
     return sp.csr_matrix(cov_g[rows], dtype=float), gw, rows
 
 
-def _milp(c, A_rows, lb, ub, n_x, n_y, time_limit_s):
+def _milp(c, A_rows, lb, ub, n_x, n_y, deadline: float):
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     integrality = np.concatenate([np.ones(n_x), np.zeros(n_y)])
+    left = max(0.01, deadline - time.monotonic() - 0.05)
     res = milp(c, constraints=[LinearConstraint(A_rows, lb, ub)], integrality=integrality,
-               bounds=Bounds(0, 1), options={"time_limit": float(time_limit_s), "mip_rel_gap": 1e-9})
+               bounds=Bounds(0, 1), options={"time_limit": left, "mip_rel_gap": 1e-9})
     status = {0: "optimal", 1: "time limit", 2: "infeasible"}.get(res.status, "failed")
     x = None if res.x is None else np.round(res.x[:n_x]).astype(bool)
     return status, x
@@ -507,8 +558,61 @@ def _covered_weight(coverage, weights, rows) -> float:
     return float(np.asarray(weights, dtype=float)[hit].sum())
 
 
+def _max_cover_rows(coverage, weights, k: int, deadline: float):
+    """(status, chosen rows or None) of the MCLP MILP; runs in the deadline worker."""
+    red, gw, rows = _reduce(coverage, weights)
+    n_x, n_y = red.shape
+    if n_x == 0:
+        return "optimal", np.zeros(0, dtype=np.int64)
+    scale = gw.sum()
+    # variables [x (rows), y (point groups)]: max sum w y  s.t.  y_g <= sum_{rows covering g} x,  sum x <= k
+    a1 = sp.hstack([-red.T, sp.identity(n_y)])
+    a2 = sp.hstack([sp.csr_matrix(np.ones((1, n_x))), sp.csr_matrix((1, n_y))])
+    A = sp.vstack([a1, a2]).tocsr()
+    lb = np.full(n_y + 1, -np.inf)
+    ub = np.concatenate([np.zeros(n_y), [min(int(k), n_x)]])
+    c = np.concatenate([np.zeros(n_x), -gw / scale])
+    status, x = _milp(c, A, lb, ub, n_x, n_y, deadline)
+    return status, None if x is None else rows[x]
+
+
+def _min_sites_rows(coverage, weights, need: float, max_sites: int | None, deadline: float):
+    """(status, chosen rows or None) of the fewest-sites MILP; runs in the deadline worker."""
+    red, gw, rows = _reduce(coverage, weights)
+    n_x, n_y = red.shape
+    if gw.sum() < need * (1 - 1e-12) or n_x == 0:
+        return "infeasible", None
+    scale = gw.sum()
+    a1 = sp.hstack([-red.T, sp.identity(n_y)])
+    a2 = sp.hstack([sp.csr_matrix((1, n_x)), sp.csr_matrix(gw[None, :] / scale)])
+    blocks = [a1, a2]
+    lb = [np.full(n_y, -np.inf), [need / scale * (1 - 1e-12)]]
+    ub = [np.zeros(n_y), [np.inf]]
+    if max_sites is not None:
+        blocks.append(sp.hstack([sp.csr_matrix(np.ones((1, n_x))), sp.csr_matrix((1, n_y))]))
+        lb.append([-np.inf])
+        ub.append([float(max_sites)])
+    A = sp.vstack(blocks).tocsr()
+    c = np.concatenate([np.ones(n_x), np.zeros(n_y)])
+    status, x = _milp(c, A, np.concatenate(lb), np.concatenate(ub), n_x, n_y, deadline)
+    return status, None if x is None else rows[x]
+
+
+def _exact(fn, *args, time_limit_s: float):
+    """Run an exact solver in the deadline worker: (status, rows); ``time limit`` when it was stopped."""
+    try:
+        return call_with_deadline(fn, *args, time.monotonic() + time_limit_s, time_limit_s=time_limit_s)
+    except TimedOut:
+        log.info("the exact check was stopped at its %g s time limit", time_limit_s)
+        return "time limit", None
+
+
 def solve_max_cover(coverage, weights, *, k: int, time_limit_s: float = 10.0) -> Exact:
     """The exact maximal covering location problem: the ``k`` rows covering the most weight (MILP).
+
+    The MILP (HiGHS) runs in a worker process that is stopped at ``time_limit_s`` whatever the
+    solver does (:func:`lifecircle.plan.deadline.call_with_deadline`): the call returns within
+    the limit plus half a second, with status ``"time limit"`` when it was not solved.
 
     Examples
     --------
@@ -524,28 +628,17 @@ def solve_max_cover(coverage, weights, *, k: int, time_limit_s: float = 10.0) ->
     """
     if k is None or int(k) < 1:
         raise InputDataError(f"k must be at least 1 (got {k!r})")
-    red, gw, rows = _reduce(coverage, weights)
-    n_x, n_y = red.shape
-    if n_x == 0:
-        return Exact(np.zeros(0, dtype=np.int64), 0.0, "optimal")
-    scale = gw.sum()
-    # variables [x (rows), y (point groups)]: max sum w y  s.t.  y_g <= sum_{rows covering g} x,  sum x <= k
-    a1 = sp.hstack([-red.T, sp.identity(n_y)])
-    a2 = sp.hstack([sp.csr_matrix(np.ones((1, n_x))), sp.csr_matrix((1, n_y))])
-    A = sp.vstack([a1, a2]).tocsr()
-    lb = np.full(n_y + 1, -np.inf)
-    ub = np.concatenate([np.zeros(n_y), [min(int(k), n_x)]])
-    c = np.concatenate([np.zeros(n_x), -gw / scale])
-    status, x = _milp(c, A, lb, ub, n_x, n_y, time_limit_s)
-    if x is None:
+    status, chosen = _exact(_max_cover_rows, coverage, weights, int(k), time_limit_s=time_limit_s)
+    if chosen is None:
         return Exact(np.zeros(0, dtype=np.int64), 0.0, status)
-    chosen = rows[x]
     return Exact(chosen, _covered_weight(coverage, weights, chosen), status)
 
 
 def solve_min_sites(coverage, weights, *, need: float, time_limit_s: float = 10.0,
                     max_sites: int | None = None) -> Exact:
     """The fewest rows that together cover at least ``need`` weight (MILP); ``infeasible`` if none can.
+
+    Runs, like :func:`solve_max_cover`, in a worker stopped at ``time_limit_s``.
 
     Examples
     --------
@@ -558,26 +651,9 @@ def solve_min_sites(coverage, weights, *, need: float, time_limit_s: float = 10.
     """
     if need <= 0:
         return Exact(np.zeros(0, dtype=np.int64), 0.0, "optimal")
-    red, gw, rows = _reduce(coverage, weights)
-    n_x, n_y = red.shape
-    if gw.sum() < need * (1 - 1e-12) or n_x == 0:
-        return Exact(np.zeros(0, dtype=np.int64), 0.0, "infeasible")
-    scale = gw.sum()
-    a1 = sp.hstack([-red.T, sp.identity(n_y)])
-    a2 = sp.hstack([sp.csr_matrix((1, n_x)), sp.csr_matrix(gw[None, :] / scale)])
-    blocks = [a1, a2]
-    lb = [np.full(n_y, -np.inf), [need / scale * (1 - 1e-12)]]
-    ub = [np.zeros(n_y), [np.inf]]
-    if max_sites is not None:
-        blocks.append(sp.hstack([sp.csr_matrix(np.ones((1, n_x))), sp.csr_matrix((1, n_y))]))
-        lb.append([-np.inf])
-        ub.append([float(max_sites)])
-    A = sp.vstack(blocks).tocsr()
-    c = np.concatenate([np.ones(n_x), np.zeros(n_y)])
-    status, x = _milp(c, A, np.concatenate(lb), np.concatenate(ub), n_x, n_y, time_limit_s)
-    if x is None:
+    status, chosen = _exact(_min_sites_rows, coverage, weights, float(need), max_sites, time_limit_s=time_limit_s)
+    if chosen is None:
         return Exact(np.zeros(0, dtype=np.int64), 0.0, status)
-    chosen = rows[x]
     covered = _covered_weight(coverage, weights, chosen)
     if covered < need * (1 - 1e-9):  # the solver's feasibility tolerance let a short plan through
         return Exact(chosen, covered, "failed")
@@ -858,7 +934,9 @@ def plan_sites(
         ``sites_needed`` is <NA> when the target is not reachable with the candidates
         (``reachable`` False; ``share_after`` then gives the best share the candidates reach, with
         every useful site). ``exact_sites`` and ``gap`` (greedy minus exact) are filled when the
-        MILP was solved to optimality. ``sites``: every area's sites (:data:`SITE_COLUMNS`,
+        MILP was solved to optimality; ``exact_status`` says ``optimal``, ``not solved within
+        N s`` (the MILP is stopped at ``time_limit_s``, whatever the solver does), ``infeasible``,
+        ``failed`` or ``not run``. ``sites``: every area's sites (:data:`SITE_COLUMNS`,
         ``unit`` = the area whose plan it belongs to; a site may appear in several plans).
 
     Examples
@@ -914,7 +992,7 @@ def plan_sites(
                 note = (f"not reachable with the candidates: at most {best:.1%} with {len(chosen)} sites")
             elif exact:
                 e = solve_min_sites(sub, w, need=need, time_limit_s=time_limit_s, max_sites=len(chosen))
-                status = e.status
+                status = e.status if e.status != "time limit" else f"not solved within {time_limit_s:g} s"
                 if e.optimal:
                     exact_sites = int(len(e.chosen))
         share_after = (before + float(gains.sum())) / population if population > 0 else float("nan")
