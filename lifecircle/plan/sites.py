@@ -600,6 +600,8 @@ def _min_sites_rows(coverage, weights, need: float, max_sites: int | None, deadl
 
 def _exact(fn, *args, time_limit_s: float):
     """Run an exact solver in the deadline worker: (status, rows); ``time limit`` when it was stopped."""
+    import scipy.optimize  # noqa: F401  (imported here once, so that forked workers start with it)
+
     try:
         return call_with_deadline(fn, *args, time.monotonic() + time_limit_s, time_limit_s=time_limit_s)
     except TimedOut:
@@ -974,7 +976,7 @@ def plan_sites(
         before = float(pop[area & covered_now].sum())
         share_before = before / population if population > 0 else float("nan")
         cols = np.flatnonzero(area[problem.target_pos])
-        sub = problem.coverage[:, cols]
+        sub = problem.coverage if len(cols) == problem.coverage.shape[1] else problem.coverage[:, cols]  # no copy
         w = problem.weights[cols]
         need = goal * population * (1 - _SHARE_TOL) - before
         coverable = float(w[np.asarray(sub.sum(axis=0)).ravel() > 0].sum())

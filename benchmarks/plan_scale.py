@@ -1,0 +1,155 @@
+"""Gap areas and site planning at city scale: seconds and peak memory on the tiled Shanghai sample.
+
+For each size (``benchmarks/make_tiled.py``: the real Shanghai sample tiled N×N), a fresh Python
+process runs ``lifecircle.analyze`` (network from the cache), then what ``Analysis.write`` adds
+for the gaps (:func:`lifecircle.plan.gaps.find_gaps`, every category) and what ``--sites`` adds
+(:func:`lifecircle.plan.sites.write_site_plans`: for each category the candidates, their
+catchments, greedy per area and the exact MILP check with its default 10 s limit). The stages
+inside ``write_site_plans`` are timed by wrapping the module's own functions.
+
+Usage::
+
+    python benchmarks/plan_scale.py 4 10 16 23 --results benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BEGIN, END = "<!-- plan_scale: begin -->", "<!-- plan_scale: end -->"
+
+
+def _rss_mb(who=resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # kB on Linux
+
+
+def worker(tiles: int) -> dict:
+    sys.path.insert(0, str(HERE))
+    from make_tiled import make_tiled
+
+    import lifecircle
+    from lifecircle.plan import gaps, sites
+
+    b = make_tiled(tiles)
+    lifecircle.analyze(str(b.osm), population=str(b.residents))  # fills the network cache (not timed)
+    t0 = time.perf_counter()
+    a = lifecircle.analyze(str(b.osm), population=str(b.residents))
+    core_s = time.perf_counter() - t0
+    rss_core = _rss_mb()
+    t0 = time.perf_counter()
+    g = gaps.find_gaps(a)
+    gaps_s = time.perf_counter() - t0
+
+    spent: dict[str, float] = {"candidates": 0.0, "catchments": 0.0, "greedy": 0.0, "milp": 0.0}
+    statuses: list[str] = []
+    sizes: list[tuple[int, int, int]] = []
+
+    def timed(name, fn, after=None):
+        def run(*args, **kwargs):
+            t = time.perf_counter()
+            out = fn(*args, **kwargs)
+            spent[name] += time.perf_counter() - t
+            if after:
+                after(out)
+            return out
+        return run
+
+    orig_cov, orig_build = sites.coverage_matrix, sites._build
+
+    def build(*args, **kwargs):
+        t = time.perf_counter()
+        before = spent["catchments"]
+        p = orig_build(*args, **kwargs)
+        spent["candidates"] += time.perf_counter() - t - (spent["catchments"] - before)
+        sizes.append((len(p.candidates), len(p.target_pos), int(p.coverage.nnz)))
+        return p
+
+    sites.coverage_matrix = timed("catchments", orig_cov)
+    sites._build = build
+    sites.greedy_cover = timed("greedy", sites.greedy_cover)
+    sites.solve_min_sites = timed("milp", sites.solve_min_sites, after=lambda e: statuses.append(e.status))
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        _, _, needed = sites.write_site_plans(a, out)
+        sites_s = time.perf_counter() - t0
+    return {
+        "tiles": tiles, "nodes": int(a.network.n_nodes), "residents": int(len(a.residents)),
+        "core_s": core_s, "gaps_s": gaps_s, "gap_areas": int(len(g)), "sites_s": sites_s, **{f"{k}_s": v for k, v in spent.items()},
+        "candidates": [s[0] for s in sizes], "targets": [s[1] for s in sizes], "pairs": [s[2] for s in sizes],
+        "milp_status": statuses, "sites_needed": needed[["category", "sites_needed"]].values.tolist(),
+        "rss_core_mb": rss_core, "rss_peak_mb": _rss_mb(), "rss_worker_peak_mb": _rss_mb(resource.RUSAGE_CHILDREN),
+    }
+
+
+def table(rows: list[dict]) -> list[str]:
+    out = ["| tiles | walkable nodes | residents | core analyze (s) | gap areas, 4 categories (s) | `--sites` total (s) | "
+           "candidates (s) | catchments (s) | greedy (s) | MILP (s) | MILP status (per category) | candidates × uncovered "
+           "residents, catchment pairs (health) | peak RSS: after analyze / whole run / MILP worker (MB) |",
+           "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|"]
+    for r in rows:
+        status = ", ".join(sorted({s for s in r["milp_status"]})) or "not run"
+        out.append(f"| {r['tiles']}x{r['tiles']} | {r['nodes']:,} | {r['residents']:,} | {r['core_s']:.1f} | "
+                   f"{r['gaps_s']:.1f} | {r['sites_s']:.1f} | {r['candidates_s']:.1f} | {r['catchments_s']:.1f} | "
+                   f"{r['greedy_s']:.1f} | {r['milp_s']:.1f} | {status} | "
+                   f"{r['candidates'][0]:,} × {r['targets'][0]:,}, {r['pairs'][0]:,} | "
+                   f"{r['rss_core_mb']:,.0f} / {r['rss_peak_mb']:,.0f} / {r['rss_worker_peak_mb']:,.0f} |")
+    return out
+
+
+def write_results(rows: list[dict], path: Path, argv: list[str]) -> None:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    section = [BEGIN, "## Gap areas and site planning at city scale", "",
+               f"Written by `python benchmarks/plan_scale.py {' '.join(argv)}` (load average at the end: {load} "
+               f"on {os.cpu_count()} cores; wall-clock seconds of one run, noisy on a shared machine). Each size runs "
+               "in a fresh process: `analyze` (network cached), `find_gaps` for the four categories, then "
+               "`write_site_plans` (what `--sites` and `lifecircle gaps` do: per category the candidate nodes, their "
+               "catchments by the bounded local Dijkstra, greedy per area and the exact MILP check, 10 s limit, in "
+               "a worker process killed at the deadline).", "", *table(rows), "", END]
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + "\n".join(section) + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(section) + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("tiles", type=int, nargs="*")
+    ap.add_argument("--results", type=Path, help="write the table into this markdown file (its own section)")
+    ap.add_argument("--json", type=Path, help="also keep the raw numbers here (and reuse sizes found in it)")
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker is not None:
+        print(json.dumps(worker(args.worker)))
+        return 0
+    done = json.loads(args.json.read_text()) if args.json and args.json.exists() else {}
+    for n in args.tiles:
+        if str(n) in done:
+            continue
+        proc = subprocess.run([sys.executable, __file__, "--worker", str(n)], capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"{n}x{n} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        done[str(n)] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(json.dumps(done[str(n)]), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(done, indent=1))
+    rows = [done[str(n)] for n in args.tiles]
+    print("\n".join(table(rows)))
+    if args.results:
+        write_results(rows, args.results, argv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
