@@ -50,14 +50,17 @@ def worker(tiles: int) -> dict:
     gaps_s = time.perf_counter() - t0
 
     spent: dict[str, float] = {"candidates": 0.0, "catchments": 0.0, "greedy": 0.0, "milp": 0.0}
+    cpu: dict[str, float] = {"catchments": 0.0, "greedy": 0.0}
     statuses: list[str] = []
     sizes: list[tuple[int, int, int]] = []
 
     def timed(name, fn, after=None):
         def run(*args, **kwargs):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             out = fn(*args, **kwargs)
             spent[name] += time.perf_counter() - t
+            if name in cpu:
+                cpu[name] += time.process_time() - c
             if after:
                 after(out)
             return out
@@ -84,6 +87,7 @@ def worker(tiles: int) -> dict:
     return {
         "tiles": tiles, "nodes": int(a.network.n_nodes), "residents": int(len(a.residents)),
         "core_s": core_s, "gaps_s": gaps_s, "gap_areas": int(len(g)), "sites_s": sites_s, **{f"{k}_s": v for k, v in spent.items()},
+        **{f"{k}_cpu_s": v for k, v in cpu.items()},
         "candidates": [s[0] for s in sizes], "targets": [s[1] for s in sizes], "pairs": [s[2] for s in sizes],
         "milp_status": statuses, "sites_needed": needed[["category", "sites_needed"]].values.tolist(),
         "rss_core_mb": rss_core, "rss_peak_mb": _rss_mb(), "rss_worker_peak_mb": _rss_mb(resource.RUSAGE_CHILDREN),
@@ -92,11 +96,12 @@ def worker(tiles: int) -> dict:
 
 def table(rows: list[dict]) -> list[str]:
     out = ["| tiles | walkable nodes | residents | core analyze (s) | gap areas, 4 categories (s) | `--sites` total (s) | "
-           "candidates (s) | catchments (s) | greedy (s) | MILP (s) | MILP status (per category) | candidates × uncovered "
+           "candidates (s) | catchments (s, wall / CPU) | greedy (s, wall / CPU) | MILP (s) | MILP status (per category) | candidates × uncovered "
            "residents, catchment pairs (health) | peak RSS: after analyze / whole run / MILP worker (MB) |",
            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|"]
     for r in rows:
-        status = ", ".join(sorted({s for s in r["milp_status"]})) or "not run"
+        status = "; ".join(f"{n}× {s}" for s, n in sorted(
+            {s: r["milp_status"].count(s) for s in r["milp_status"]}.items())) or "not run"
         out.append(f"| {r['tiles']}x{r['tiles']} | {r['nodes']:,} | {r['residents']:,} | {r['core_s']:.1f} | "
                    f"{r['gaps_s']:.1f} | {r['sites_s']:.1f} | {r['candidates_s']:.1f} | {r['catchments_s']:.1f} | "
                    f"{r['greedy_s']:.1f} | {r['milp_s']:.1f} | {status} | "

@@ -578,3 +578,13 @@ def test_sites_needed_says_not_solved_within_the_limit(shanghai_tiled):
     r = t.iloc[0]
     assert r.reachable and r.sites_needed > 20
     assert r.exact_status == "not solved within 1 s" and pd.isna(r.exact_sites) and pd.isna(r.gap)
+
+
+def test_exact_check_is_not_tried_on_a_city_sized_problem(plus_town, monkeypatch):
+    import lifecircle.plan.sites as sites_module
+
+    a, _, _ = plus_town
+    monkeypatch.setattr(sites_module, "EXACT_MAX_PAIRS", 3)  # the plus town has more (each west node covers one)
+    r = sites_needed(a, category="health").iloc[0]
+    assert r.sites_needed == 2 and pd.isna(r.exact_sites)
+    assert r.exact_status == "not run: more than 3 candidate-resident pairs"

@@ -1,7 +1,7 @@
 """Run a computation in a worker process that is stopped at its deadline (for the exact MILP check).
 
 HiGHS (behind :func:`scipy.optimize.milp`) checks its ``time_limit`` only between certain steps: on a
-city-sized covering problem its presolve alone can run for minutes past the limit. So the
+city-sized covering problem (a tiled 69,000-node city) it was still running 400 s after a 10 s limit. So the
 exact check runs in a child process, and the parent stops waiting at the deadline and kills it.
 On Linux the child is forked (it shares the parent's arrays, nothing is copied); elsewhere it is
 spawned and the arguments are pickled to it.

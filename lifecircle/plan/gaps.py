@@ -14,7 +14,9 @@ mean, median and maximum; ``inf`` means at least part of it has no facility with
 and ``population_unreachable`` says how many people), its unit (the ``unit`` holding most of its
 people, when residents have units), its name (``largest_name``: the name of its named resident
 point with the most people, e.g. the 小区 most affected, when the residents have names), a representative location (the resident nearest to the
-population-weighted centre, so it always lies in the gap) and its polygon (the union of its cells).
+population-weighted centre, so it always lies in the gap) and its polygon (the union of its cells:
+cells are joined into runs along each grid row and the runs of all gaps merged in a few vectorised
+``shapely.coverage_union_all`` calls, never one call per gap).
 """
 
 from __future__ import annotations

@@ -16,17 +16,18 @@ coverage :func:`lifecircle.analyze` finds once the chosen sites are added as fac
 
 How catchments are computed
 ---------------------------
-Candidates are attached to the analysis' existing :class:`~lifecircle.measure.walking_times.AccessGraph`
-(residents are its point nodes) as extra nodes, each joined to the two graph nodes that bracket its
-projection on the (already split) edge, with the access leg plus the offset along the edge. That
-is the graph a rebuild with the new facility would give, without rebuilding it (the candidate
-edges are one-way, so that no search wanders through other candidates). Then **one** bounded
-:func:`scipy.sparse.csgraph.dijkstra` call (``indices=candidate nodes``, ``limit`` = the walk of
-``minutes``), in chunks to bound memory, gives a sparse candidates x uncovered-residents coverage
-matrix. A candidate covers a resident when ``metres / metres_per_minute <= minutes`` (the
-pipeline's own test). Walks are symmetric, so when fewer residents than candidates are to be
-covered the search starts from the residents; pairs within 1e-9 of the threshold are measured
-again from the candidate, as the pipeline measures them.
+A candidate covers a resident when the walk between them, measured as the pipeline would measure
+it with the candidate added as a facility, is at most ``minutes``. The walks are found by a bounded
+local Dijkstra (:mod:`lifecircle.plan.catchments`): on the street network with its chains of
+degree-2 nodes contracted, one small subgraph per 500 m tile of starting points, holding only the
+streets within the walk's reach (a walk of ``L`` metres never leaves the disc of radius ``L``;
+a border check re-runs any search that could, on the whole graph). So the cost grows with the
+number of residents and candidates, not with the size of the city, and the catchment matrix
+(candidates x uncovered residents) is written row by row from the batches. Walks are
+symmetric, so the search starts from whichever side is smaller. Pairs within 1e-9 of the
+threshold are measured again from the candidate on the access graph with the candidate attached
+as the pipeline would attach it (snapped to its edge, access leg walked), so the coverage
+predicted here is the coverage :func:`lifecircle.analyze` finds once the sites are added.
 
 How sites are chosen
 --------------------
@@ -34,7 +35,10 @@ Greedy with a lazy priority queue (CELF, Leskovec et al. 2007): each step adds t
 covers the most still-uncovered people. Coverage is submodular, so greedy's ``k`` sites cover at
 least (1 - 1/e) ~ 63 % of what the best ``k`` sites could. :func:`sites_needed` runs it per unit
 until the unit's share reaches the target, and asks :func:`scipy.optimize.milp` (HiGHS) for the
-exact minimum within ``time_limit_s`` to report greedy's gap. Per-unit plans are independent:
+exact minimum within ``time_limit_s`` to report greedy's gap. HiGHS does not always keep its own
+time limit (with a 10 s limit it was still running after 400 s on a 69,000-node city), so the MILP runs in a
+worker process that is killed at the deadline (:mod:`lifecircle.plan.deadline`); the table then
+says "not solved within N s". Per-unit plans are independent:
 one site may serve two units and then appears in both plans.
 """
 
@@ -94,6 +98,10 @@ NEEDED_COLUMNS = [
     "reachable", "exact_sites", "gap", "exact_status", "note",
 ]
 _SHARE_TOL = 1e-12  # as coverage.coverage_table: a share within 1e-12 of the target meets it
+_GREEDY_BATCH = 64  # stale rows refreshed together by greedy_cover
+#: The exact MILP check is skipped above this many (candidate, resident) pairs: a city-wide problem
+#: is never solved within seconds, and building it takes ~200 bytes per pair in its worker.
+EXACT_MAX_PAIRS = 3_000_000
 
 
 # ---------------------------------------------------------------------------- candidates
@@ -468,7 +476,8 @@ def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None 
     done = np.zeros(cov.shape[1], dtype=bool) if covered is None else np.array(covered, dtype=bool)
     free = np.where(done, 0.0, w)
     gains0 = cov @ free if cov.nnz else np.zeros(cov.shape[0])
-    heap = [(-g, j) for j, g in enumerate(np.asarray(gains0, dtype=float).ravel()) if g > 0]
+    # plain Python floats: the heap compares them millions of times (numpy scalars are ~10x slower)
+    heap = [(-g, j) for j, g in enumerate(np.asarray(gains0, dtype=float).ravel().tolist()) if g > 0]
     heapq.heapify(heap)
     fresh_at = np.zeros(cov.shape[0], dtype=np.int64)  # round in which a row's gain was computed
     indptr, indices = cov.indptr, cov.indices
@@ -486,11 +495,19 @@ def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None 
             gains.append(-neg)
             total += -neg
             continue
-        cols = indices[indptr[j]:indptr[j + 1]]
-        g = float(free[cols].sum())
-        fresh_at[j] = len(chosen)
-        if g > 0:
-            heapq.heappush(heap, (-g, j))
+        # stale: refresh it and the next stale ones at the top together (vectorised). Fresher
+        # upper bounds never change which row a lazy greedy picks, only how often it looks.
+        batch = [j]
+        while heap and len(batch) < _GREEDY_BATCH:
+            batch.append(heapq.heappop(heap)[1])
+        rows = np.asarray(batch, dtype=np.int64)
+        st, ln = indptr[rows], indptr[rows + 1] - indptr[rows]
+        at = np.repeat(st - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
+        g_rows = np.add.reduceat(free[indices[at]], np.cumsum(ln) - ln) if at.size else np.zeros(len(rows))
+        fresh_at[rows] = len(chosen)
+        for g, r in zip(g_rows.tolist(), batch):  # every row here has a catchment (its gain was > 0)
+            if g > 0:
+                heapq.heappush(heap, (-g, r))
     return np.asarray(chosen, dtype=np.int64), np.asarray(gains, dtype=float)
 
 
@@ -500,7 +517,8 @@ class Exact:
 
     ``status`` is ``"optimal"``, ``"time limit"`` (not solved within the time limit: ``chosen``
     is the best plan found, not proven, or empty when the solver was stopped before it had one),
-    ``"infeasible"`` or ``"failed"``.
+    ``"too large"`` (not tried: more than :data:`EXACT_MAX_PAIRS` pairs), ``"infeasible"`` or
+    ``"failed"``.
     """
 
     chosen: np.ndarray
@@ -602,6 +620,11 @@ def _exact(fn, *args, time_limit_s: float):
     """Run an exact solver in the deadline worker: (status, rows); ``time limit`` when it was stopped."""
     import scipy.optimize  # noqa: F401  (imported here once, so that forked workers start with it)
 
+    nnz = sp.csr_matrix(args[0]).nnz
+    if nnz > EXACT_MAX_PAIRS:
+        log.info("exact check not run: %d candidate-resident pairs, more than %d (it would not finish in %g s "
+                 "and its worker would need gigabytes)", nnz, EXACT_MAX_PAIRS, time_limit_s)
+        return "too large", None
     try:
         return call_with_deadline(fn, *args, time.monotonic() + time_limit_s, time_limit_s=time_limit_s)
     except TimedOut:
@@ -937,7 +960,8 @@ def plan_sites(
         (``reachable`` False; ``share_after`` then gives the best share the candidates reach, with
         every useful site). ``exact_sites`` and ``gap`` (greedy minus exact) are filled when the
         MILP was solved to optimality; ``exact_status`` says ``optimal``, ``not solved within
-        N s`` (the MILP is stopped at ``time_limit_s``, whatever the solver does), ``infeasible``,
+        N s`` (the MILP is stopped at ``time_limit_s``, whatever the solver does), ``not run: more
+        than 3,000,000 candidate-resident pairs`` (:data:`EXACT_MAX_PAIRS`), ``infeasible``,
         ``failed`` or ``not run``. ``sites``: every area's sites (:data:`SITE_COLUMNS`,
         ``unit`` = the area whose plan it belongs to; a site may appear in several plans).
 
@@ -994,7 +1018,9 @@ def plan_sites(
                 note = (f"not reachable with the candidates: at most {best:.1%} with {len(chosen)} sites")
             elif exact:
                 e = solve_min_sites(sub, w, need=need, time_limit_s=time_limit_s, max_sites=len(chosen))
-                status = e.status if e.status != "time limit" else f"not solved within {time_limit_s:g} s"
+                status = {"time limit": f"not solved within {time_limit_s:g} s",
+                          "too large": f"not run: more than {EXACT_MAX_PAIRS:,} candidate-resident pairs"
+                          }.get(e.status, e.status)
                 if e.optimal:
                     exact_sites = int(len(e.chosen))
         share_after = (before + float(gains.sum())) / population if population > 0 else float("nan")
