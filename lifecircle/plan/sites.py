@@ -439,6 +439,27 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
 # ---------------------------------------------------------------------------- optimisation
 
 
+def _row_sums(cov: sp.csr_matrix, values: np.ndarray, *, chunk: int = 4_000_000) -> np.ndarray:
+    """``cov @ values`` for a boolean CSR matrix, summed in row order, without a float copy of the matrix."""
+    out = np.zeros(cov.shape[0])
+    indptr, indices = cov.indptr, cov.indices
+    rows = np.flatnonzero(np.diff(indptr) > 0)
+    start = 0
+    while start < len(rows):
+        stop = int(np.searchsorted(indptr[rows + 1], indptr[rows[start]] + chunk, side="right"))
+        stop = max(stop, start + 1)
+        sel = rows[start:stop]
+        lo, hi = indptr[sel[0]], indptr[sel[-1] + 1]
+        out[sel] = np.add.reduceat(values[indices[lo:hi]], indptr[sel] - lo)
+        start = stop
+    return out
+
+
+def _reached(cov: sp.csr_matrix) -> np.ndarray:
+    """Columns covered by at least one row (no float copy of the matrix)."""
+    return np.bincount(cov.indices, minlength=cov.shape[1]) > 0
+
+
 def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None = None,
                  covered: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Greedy maximal covering with a lazy priority queue (CELF).
@@ -475,7 +496,7 @@ def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None 
     w = np.asarray(weights, dtype=float)
     done = np.zeros(cov.shape[1], dtype=bool) if covered is None else np.array(covered, dtype=bool)
     free = np.where(done, 0.0, w)
-    gains0 = cov @ free if cov.nnz else np.zeros(cov.shape[0])
+    gains0 = _row_sums(cov, free)
     # plain Python floats: the heap compares them millions of times (numpy scalars are ~10x slower)
     heap = [(-g, j) for j, g in enumerate(np.asarray(gains0, dtype=float).ravel().tolist()) if g > 0]
     heapq.heapify(heap)
@@ -893,7 +914,7 @@ def suggest_sites(
                           "target": goal, "reached": True, "max_share": float("nan"), "candidates": 0})
         return out
     problem = _build(analysis, category, m, area, candidates, candidates_crs)
-    coverable = np.asarray(problem.coverage.sum(axis=0)).ravel() > 0
+    coverable = _reached(problem.coverage)
     max_share = (before + float(problem.weights[coverable].sum())) / population if population > 0 else float("nan")
     if problem.target_pos.size == 0:
         uncovered = area & ~covered_now & (pop > 0)
@@ -1003,7 +1024,7 @@ def plan_sites(
         sub = problem.coverage if len(cols) == problem.coverage.shape[1] else problem.coverage[:, cols]  # no copy
         w = problem.weights[cols]
         need = goal * population * (1 - _SHARE_TOL) - before
-        coverable = float(w[np.asarray(sub.sum(axis=0)).ravel() > 0].sum())
+        coverable = float(w[_reached(sub)].sum())
         reachable = need <= 0 or coverable >= need
         note = ""
         exact_sites, status = pd.NA, "not run"
