@@ -3,7 +3,7 @@
 For each size (``benchmarks/make_tiled.py``: the real Shanghai sample tiled N×N), a fresh Python
 process runs ``lifecircle.analyze`` (network from the cache), then what ``Analysis.write`` adds
 for the gaps (:func:`lifecircle.plan.gaps.find_gaps`, every category) and what ``--sites`` adds
-(:func:`lifecircle.plan.sites.write_site_plans`: for each category the candidates, their
+(:func:`lifecircle.present.outputs.write_site_plans`: for each category the candidates, their
 catchments, greedy per area and the exact MILP check with its default 10 s limit). The stages
 inside ``write_site_plans`` are timed by wrapping the module's own functions.
 
@@ -38,11 +38,13 @@ def worker(tiles: int) -> dict:
 
     import lifecircle
     from lifecircle.plan import gaps, sites
+    from lifecircle.present.outputs import write_site_plans
 
     b = make_tiled(tiles)
-    lifecircle.analyze(str(b.osm), population=str(b.residents))  # fills the network cache (not timed)
+    cfg = lifecircle.AnalysisConfig(standard="all")  # the synthetic facilities are plain clinics, community centres...
+    lifecircle.analyze(str(b.osm), population=str(b.residents), config=cfg)  # fills the network cache (not timed)
     t0 = time.perf_counter()
-    a = lifecircle.analyze(str(b.osm), population=str(b.residents))
+    a = lifecircle.analyze(str(b.osm), population=str(b.residents), config=cfg)
     core_s = time.perf_counter() - t0
     rss_core = _rss_mb()
     t0 = time.perf_counter()
@@ -82,7 +84,7 @@ def worker(tiles: int) -> dict:
     sites.solve_min_sites = timed("milp", sites.solve_min_sites, after=lambda e: statuses.append(e.status))
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        _, _, needed = sites.write_site_plans(a, out)
+        _, _, needed = write_site_plans(a, out)
         sites_s = time.perf_counter() - t0
     return {
         "tiles": tiles, "nodes": int(a.network.n_nodes), "residents": int(len(a.residents)),
