@@ -546,8 +546,10 @@ def _needed_lines(needed) -> str:
 def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_column, encoding, cell_m, per_unit, exact, time_limit_s, make_map, out_crs):
     """Where the gaps are and where new facilities cover the most people, for a finished analysis.
 
-    Re-runs the analysis recorded in OUT_DIR/summary.json, then writes gaps.gpkg,
-    suggested_sites.csv/.gpkg (works as --facilities or `scenario --add`) and sites_needed.csv.
+    Builds on the run stored in OUT_DIR (run_state.npz: no OSM file is read, nothing is measured
+    again), then writes gaps.gpkg, suggested_sites.csv/.gpkg (works as --facilities or
+    `scenario --add`) and sites_needed.csv. A folder of an older lifecircle (no run_state.npz) is
+    analysed again from the inputs summary.json records.
 
     \b
     Examples:
@@ -556,7 +558,7 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_
       lifecircle gaps out/sh --candidates parcels.csv --candidates-crs gcj02
     """
     from .plan.gaps import find_gaps
-    from .pipeline import reanalyze
+    from .pipeline import has_stored_run, load_analysis
     from .present.outputs import (GAPS_REPLACES, finish_interrupted_commit, output_folder, write_gaps_layer, write_maps,
                                   write_site_plans)
     from .read.summary import check_analysis_folder
@@ -566,7 +568,7 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_
     problems = Problems()
     summary = None
     with problems.collect():
-        summary = check_analysis_folder(out_dir, inputs=True)
+        summary = check_analysis_folder(out_dir, inputs=not has_stored_run(out_dir))
     problems.files(candidates=candidates)
     _check_crs(problems, {"--candidates-crs": candidates_crs, "--out-crs": out_crs})
     problems.values(k=k, cell_m=cell_m, time_limit_s=time_limit_s)
@@ -582,7 +584,7 @@ def gaps(ctx, out_dir, category, k, candidates, candidates_crs, lon_column, lat_
     # a new commit on the run in OUT_DIR: its analysis files stay, earlier gaps/sites (and the map) are replaced
     with output_folder(out_dir, command="gaps", replace=GAPS_REPLACES) as out, \
             _Steps(ctx, 8 + make_map, "gaps") as steps:
-        a = reanalyze(out_dir, progress=steps)
+        a = load_analysis(out_dir, progress=steps)
         steps("finding the gaps")
         g = find_gaps(a, category=list(category) or None, cell_m=cell_m)
         write_gaps_layer(out, g)
@@ -639,8 +641,11 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_c
     Examples:
       lifecircle scenario out/sh --add out/sh/suggested_sites.csv
       lifecircle scenario out/sh --remove closed.csv --remove-crs gcj02 --remove-index way/123456
+
+    Builds on the run stored in OUT_DIR (run_state.npz): only the changed categories' walking times
+    are computed again; the OSM file is not read.
     """
-    from .pipeline import reanalyze
+    from .pipeline import has_stored_run, load_analysis
     from .plan.scenario import scenario as what_if
     from .present.outputs import SCENARIO_FILES, finish_interrupted_commit, output_folder, write_scenario
 
@@ -653,7 +658,7 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_c
     finish_interrupted_commit(out_dir)
     problems = Problems()
     with problems.collect():
-        check_analysis_folder(out_dir, inputs=True)
+        check_analysis_folder(out_dir, inputs=not has_stored_run(out_dir))
     problems.files(add=add, remove=remove)
     _check_crs(problems, {"--add-crs": add_crs, "--remove-crs": remove_crs})
     problems.values(match_m=match_m)
@@ -665,7 +670,7 @@ def scenario(ctx, out_dir, add, add_crs, remove, remove_crs, remove_index, lon_c
     out = scenario_dir or out_dir / "scenario"
     with output_folder(out, command="scenario", legacy=SCENARIO_FILES) as run, \
             _Steps(ctx, 7, "scenario") as steps:
-        a = reanalyze(out_dir, progress=steps)
+        a = load_analysis(out_dir, progress=steps)
         steps("coverage with the changes")
         with read_options(encoding=encoding, lon_column=lon_column, lat_column=lat_column):
             s = what_if(a, add=add, add_crs=add_crs, remove=remove or (list(remove_index) or None),

@@ -38,12 +38,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lifecircle")
 
-__all__ = ["Analysis", "analyze", "run_analysis", "reanalyze", "Inputs", "NetworkInput", "FacilityInput",
+__all__ = ["Analysis", "analyze", "run_analysis", "reanalyze", "load_analysis", "Inputs", "NetworkInput", "FacilityInput",
            "PopulationInput", "UnitInput", "CensusInput", "AccessInput", "OUTPUT_FILES"]
 
 #: Files :meth:`Analysis.write` always writes (plus gaps.gpkg, isochrones.gpkg, units.gpkg, census_methods.csv,
-#: facilities_rejected.csv, facilities_merged.csv and facility_isochrones.gpkg when they apply).
-OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv")
+#: facilities_rejected.csv, facilities_merged.csv and facility_isochrones.gpkg when they apply). run_state.npz
+#: keeps the measured network, snaps and minutes for :func:`load_analysis` (:mod:`lifecircle.measure.stored`).
+OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv", "run_state.npz")
 
 
 @dataclass(eq=False)
@@ -162,6 +163,9 @@ class Analysis:
         written = list(OUTPUT_FILES)
         run.table(self.coverage_for_csv(), "coverage.csv")
         run.table(self.unsnapped(), "unsnapped.csv")
+        from .measure.stored import save_run_state
+
+        save_run_state(run.path("run_state.npz"), self.network, self.times, config=self.config)
         rejected = self.facilities.attrs.get("rejected")
         if rejected is not None and len(rejected):
             run.table(rejected, "facilities_rejected.csv")
@@ -1352,15 +1356,13 @@ def _standard_summary(standard, rec: _Log, decisions: pd.DataFrame, tiers: pd.Da
     return out
 
 
-def _summary(cfg: AnalysisConfig, tax: Taxonomy, inputs: Inputs, net: WalkNetwork, residents, facilities_out,
-             cov: pd.DataFrame, census_methods, by_unit: bool, rec: _Log) -> dict[str, Any]:
-    counts = count_by_category(facilities_out[facilities_out["snapped"]], cfg.categories)
+def _categories_summary(cfg: AnalysisConfig, cov: pd.DataFrame, counts: dict[str, int]) -> dict[str, Any]:
+    """summary.json ``categories``: per category (and ``all``) the headline share and the shares by threshold."""
     study = cov[cov.unit == STUDY_AREA]
-    head = cfg.headline_minutes
     categories: dict[str, Any] = {}
     for cat in _reported_categories(cfg):
         rows = study[study.category == cat]
-        h = rows[rows.minutes == head].iloc[0]
+        h = rows[rows.minutes == cfg.headline_minutes].iloc[0]
         categories[cat] = {
             "share": float(h.share),
             "covered_population": float(h.covered_population),
@@ -1370,6 +1372,14 @@ def _summary(cfg: AnalysisConfig, tax: Taxonomy, inputs: Inputs, net: WalkNetwor
             "facilities": int(sum(counts.values())) if cat == ALL else counts[cat],
             "shares_by_minutes": {f"{m:g}": float(s) for m, s in zip(rows.minutes, rows.share)},
         }
+    return categories
+
+
+def _summary(cfg: AnalysisConfig, tax: Taxonomy, inputs: Inputs, net: WalkNetwork, residents, facilities_out,
+             cov: pd.DataFrame, census_methods, by_unit: bool, rec: _Log) -> dict[str, Any]:
+    counts = count_by_category(facilities_out[facilities_out["snapped"]], cfg.categories)
+    head = cfg.headline_minutes
+    categories = _categories_summary(cfg, cov, counts)
     pop_source = residents.attrs.get("population_source", "points")
     fac_src = facilities_out["source"].value_counts() if len(facilities_out) else {}
     summary = {
@@ -1486,3 +1496,95 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
         ),
         config=cfg, taxonomy=path("taxonomy") or (tax if tax and tax != "builtin" else None), progress=progress,
     )
+
+
+#: Parameters whose change needs new walking times (the stored run cannot answer them).
+_MEASURED = ("walk_speed_kmh", "max_snap_m", "categories", "standard")
+
+
+def has_stored_run(out_dir: str | os.PathLike[str]) -> bool:
+    """True when ``out_dir`` holds the run state that :func:`load_analysis` reads (run_state.npz)."""
+    from .measure.stored import RUN_STATE
+
+    return (Path(out_dir) / RUN_STATE).is_file()
+
+
+def load_analysis(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None] | None = None,
+                  **overrides: Any) -> Analysis:
+    """The :class:`Analysis` stored in ``out_dir`` by :meth:`Analysis.write`, rebuilt without the OSM file.
+
+    Reads summary.json (configuration), residents.gpkg, facilities.gpkg, units.gpkg and
+    run_state.npz (walking network, snapped points, every resident's minutes:
+    :mod:`lifecircle.measure.stored`); rebuilds the access graph from the network and the snaps, and
+    the coverage table from the minutes. The result is what :func:`reanalyze` gives (same numbers,
+    to the last bit), at the cost of reading the files: no OSM parsing, no snapping, no Dijkstra.
+    ``isochrones``, ``gaps``, ``tiers``, ``urban_rural``, ``service``, ``census_methods`` and
+    ``standard_decisions`` are not read back (they stay ``None``; their files are in the folder).
+
+    ``overrides`` (:class:`~lifecircle.config.AnalysisConfig` fields) that only change how the stored
+    minutes are counted — ``minutes`` and ``target``, as long as the search cut-off stays the same
+    (give ``max_minutes`` to keep it) — are applied to the stored run. Any other change (walking
+    speed, snapping distance, categories, standard, cut-off), and a folder written before
+    run_state.npz existed, runs the analysis again from its inputs (:func:`reanalyze`, logged).
+
+    A damaged run_state.npz (its arrays do not match their sha256), or files that do not belong to
+    one run, raise :class:`~lifecircle.errors.InputFileError`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from lifecircle.datasets import toy_town_osm
+    >>> d = tempfile.mkdtemp(); a = analyze(toy_town_osm()); _ = a.write(d)
+    >>> b = load_analysis(d)
+    >>> b.category_share("health") == a.category_share("health"), b.network.n_nodes == a.network.n_nodes
+    (True, True)
+    >>> load_analysis(d, target=0.5).config.target
+    0.5
+    """
+    import geopandas as gpd
+
+    from .measure.stored import RUN_STATE, load_run_state
+    from .present.outputs import read_run, read_table_back  # noqa: F401  (read_run finishes an interrupted commit)
+    from .read.summary import read_summary
+
+    folder = Path(out_dir)
+    read_run(folder, check=["summary.json"])
+    summary = read_summary(folder)
+    stored = AnalysisConfig.from_dict(summary["parameters"], where=str(folder / "summary.json"), strict=False)
+    cfg = AnalysisConfig.from_dict(summary["parameters"], where=str(folder / "summary.json"), strict=False,
+                                   **overrides) if overrides else stored
+    changed = [k for k in _MEASURED if getattr(cfg, k) != getattr(stored, k)]
+    if cfg.max_dist_m != stored.max_dist_m:
+        changed.append("the search cut-off (max_minutes)")
+    if changed or not has_stored_run(folder):
+        why = (f"{', '.join(changed)} changed" if changed else
+               f"{folder} has no {RUN_STATE} (written by an older lifecircle)")
+        log.info("%s: running the analysis again from its inputs", why)
+        return reanalyze(folder, progress=progress, **overrides)
+    say = progress or (lambda msg: log.info(msg))
+    say(f"reading the stored run in {folder}")
+    for _ in range(5):  # a commit by another command between the reads: read again
+        rec = read_run(folder, check=["summary.json", "residents.gpkg", "facilities.gpkg", "units.gpkg"])
+        residents = gpd.read_file(folder / "residents.gpkg", engine="pyogrio", use_arrow=True)
+        facilities = gpd.read_file(folder / "facilities.gpkg", engine="pyogrio", use_arrow=True)
+        units = (gpd.read_file(folder / "units.gpkg", engine="pyogrio", use_arrow=True)
+                 if rec.has("units.gpkg") else None)
+        network, times = load_run_state(folder / RUN_STATE, facilities["category"].to_numpy(), config=stored,
+                                        index=residents.index, source=summary.get("network", {}).get("source"))
+        if rec.unchanged() and read_summary(folder) == summary:
+            break
+    else:
+        from .errors import OutputError
+
+        raise OutputError(f"{folder} keeps changing while it is read (another lifecircle run writes it): "
+                          "wait until it finishes, then run it again")
+    residents = residents.drop(columns=[c for c in residents.columns if str(c).startswith("within_")])
+    for col in times.minutes.columns:  # the stored minutes (inf kept), not the rounded-through-NULL copy
+        residents[col] = times.minutes[col].to_numpy()
+    residents.attrs["population_source"] = summary.get("residents", {}).get("population_source", "points")
+    cov = _coverage(residents, cfg, by_unit="units" in summary)
+    if overrides:
+        summary = {**summary, "parameters": {**summary["parameters"], **cfg.to_dict()},
+                   "categories": _categories_summary(
+                       cfg, cov, count_by_category(facilities[facilities["snapped"]], cfg.categories))}
+    return Analysis(cfg, network, facilities, residents, cov, times, summary, units=units)

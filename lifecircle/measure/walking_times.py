@@ -30,7 +30,8 @@ from .snapping import Snap, snap_points
 
 log = logging.getLogger("lifecircle")
 
-__all__ = ["AccessGraph", "build_access_graph", "check_snaps", "snap_all", "walking_times", "WalkingTimes"]
+__all__ = ["AccessGraph", "build_access_graph", "check_snaps", "snap_all", "times_from_snaps", "walking_times",
+           "WalkingTimes"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,7 +209,21 @@ def walking_times(network: WalkNetwork, residents, facilities, *, config: Analys
     1.65
     """
     cfg = config or AnalysisConfig()
-    snap, res_snap, fac_snap, cats = snap_all(network, residents, facilities, cfg)
+    _, res_snap, fac_snap, cats = snap_all(network, residents, facilities, cfg)
+    return times_from_snaps(network, res_snap, fac_snap, cats, config=cfg, index=residents.index)
+
+
+def times_from_snaps(network: WalkNetwork, resident_snap: Snap, facility_snap: Snap, facility_category: np.ndarray,
+                     *, config: AnalysisConfig, index: pd.Index | None = None) -> WalkingTimes:
+    """:func:`walking_times` from points snapped already (the access graph, then one Dijkstra per category).
+
+    ``walking_times(net, res, fac)`` is ``times_from_snaps`` of its own snaps: given the same snaps
+    (e.g. those stored with a run, :mod:`lifecircle.measure.stored`) the minutes are the same to
+    the last bit. ``index`` labels the rows of ``minutes`` (default 0..n-1).
+    """
+    cfg = config
+    res_snap, fac_snap, cats = resident_snap, facility_snap, np.asarray(facility_category)
+    snap = Snap(*(np.concatenate([getattr(res_snap, k), getattr(fac_snap, k)]) for k in ("edge", "t", "dist_m", "x", "y")))
     nr = len(res_snap)
     graph = build_access_graph(network, snap)
     fac_nodes = graph.point_node[nr:]
@@ -223,5 +238,5 @@ def walking_times(network: WalkNetwork, residents, facilities, *, config: Analys
         m = np.full(nr, np.inf)
         m[res_nodes >= 0] = d[res_nodes[res_nodes >= 0]] / mpm
         out[minutes_column(cat)] = m
-    minutes = pd.DataFrame(out, index=residents.index)
+    minutes = pd.DataFrame(out, index=index if index is not None else pd.RangeIndex(nr))
     return WalkingTimes(minutes, res_snap, fac_snap, graph, nr, cats, dists)

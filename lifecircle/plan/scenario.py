@@ -1,10 +1,14 @@
 """What-if scenarios: coverage with facilities added or removed, compared with the analysis as it is.
 
-:func:`scenario` reuses the analysis' walking network and residents and recomputes the walking
-times of the categories that changed only, with :func:`lifecircle.measure.walking_times.walking_times`
-(which snaps every point again and rebuilds the access graph) and
-:func:`lifecircle.measure.coverage.coverage_table`. The result is what :func:`lifecircle.analyze` gives
-from scratch with the modified facility list (same network, residents, units and config).
+:func:`scenario` reuses the analysis' walking network, residents and snapped points and recomputes
+the walking times of the categories that changed only: the added facilities are snapped, the access
+graph is rebuilt with the changed categories' facilities and one Dijkstra runs per changed category
+(:func:`lifecircle.measure.walking_times.times_from_snaps`), then
+:func:`lifecircle.measure.coverage.coverage_table`. The minutes are those
+:func:`~lifecircle.measure.walking_times.walking_times` gives from scratch for the modified facility
+list (same network, residents, units and config), to the last bit. An analysis loaded from its folder
+(:func:`lifecircle.load_analysis`) carries the stored snaps, so a what-if costs one Dijkstra per
+changed category, not a whole analysis.
 
 Added facilities (a GeoDataFrame, or a CSV/XLSX/GeoJSON/GeoPackage file read like
 ``--facilities``) need a category. Each must lie within ``max_snap_m`` of a walkable street:
@@ -132,13 +136,13 @@ def _read_points(data: Any, *, what: str, crs: Any):
 
 
 def _added(add: Any, analysis, crs: Any):
-    """The facilities to add, validated and snapped (every one must reach a street)."""
+    """The facilities to add, validated and snapped (every one must reach a street), and their snaps."""
     import geopandas as gpd
 
     cfg = analysis.config
     if add is None:
         return gpd.GeoDataFrame({c: pd.Series(dtype=object) for c in _FACILITY_COLUMNS},
-                                geometry=gpd.GeoSeries([], crs=4326))
+                                geometry=gpd.GeoSeries([], crs=4326)), snap_points(analysis.network, [], [])
     gdf, label = _read_points(add, what="added facilities", crs=crs)
     col = next((c for c in ("category", "类别", "类型", "type") if c in gdf.columns), None)
     if col is None:
@@ -163,7 +167,7 @@ def _added(add: Any, analysis, crs: Any):
                        "the study area")
     out["snapped"] = True
     out["snap_dist_m"] = snap.dist_m.round(2)
-    return out
+    return out, snap
 
 
 def _by_ids(facilities, ids: Iterable[Any]) -> tuple[np.ndarray, list[str]]:
@@ -253,6 +257,20 @@ def _removed(remove: Any, analysis, *, crs: Any, match_m: float):
     return out
 
 
+def _stored_snaps(analysis, kept, new):
+    """``(resident_snap, facility_snap)`` of the scenario's facilities (kept, then added) from the analysis'
+    own snaps, or None when the analysis has none that fit (then every point is snapped again)."""
+    from ..measure.snapping import Snap
+
+    times = getattr(analysis, "times", None)
+    res, fac = getattr(times, "resident_snap", None), getattr(times, "facility_snap", None)
+    if res is None or fac is None or len(res) != len(analysis.residents) or len(fac) != len(analysis.facilities):
+        return None
+    pos = analysis.facilities.index.get_indexer(kept.index)
+    keys = ("edge", "t", "dist_m", "x", "y")
+    return res, Snap(*(np.concatenate([getattr(fac, k)[pos], getattr(new, k)]) for k in keys))
+
+
 def _set_within(residents, categories, minutes) -> None:
     """``minutes_to_all`` and the ``within_*`` flags, exactly as :func:`lifecircle.analyze` sets them."""
     cats_all = list(categories) + ([ALL] if len(categories) > 1 else [])
@@ -337,14 +355,15 @@ def scenario(
     >>> print(s.report().splitlines()[0])
     scenario: 1 facilities added, 1 removed; within 15 min:
     """
-    from ..measure.walking_times import walking_times
+    from ..measure.snapping import Snap
+    from ..measure.walking_times import times_from_snaps, walking_times
 
     if not (isinstance(match_m, (int, float)) and match_m >= 0):
         raise InputDataError(f"match_m must be a distance in metres >= 0 (got {match_m!r}); e.g. --match-m 50")
     if add is None and remove is None:
         raise InputDataError("a scenario needs facilities to add and/or remove: give --add FILE and/or --remove FILE")
     cfg = analysis.config
-    added = _added(add, analysis, add_crs)
+    added, added_snap = _added(add, analysis, add_crs)
     removed = _removed(remove, analysis, crs=remove_crs, match_m=match_m)
     kept = analysis.facilities.drop(index=removed.index)
     import geopandas as gpd
@@ -360,9 +379,17 @@ def scenario(
             residents[minutes_column(cat)] = np.inf
     if computable:
         sub_cfg = dataclasses.replace(cfg, categories=tuple(computable))
-        fac_sub = facilities[facilities["category"].isin(computable)].reset_index(drop=True)
-        wt = walking_times(analysis.network, analysis.residents[["population", "geometry"]], fac_sub,
-                           config=sub_cfg)
+        in_sub = facilities["category"].isin(computable).to_numpy()
+        fac_sub = facilities[in_sub].reset_index(drop=True)
+        stored = _stored_snaps(analysis, kept, added_snap)
+        if stored is None:
+            wt = walking_times(analysis.network, analysis.residents[["population", "geometry"]], fac_sub,
+                               config=sub_cfg)
+        else:  # the analysis' own snaps: no resident is snapped again (same minutes, see times_from_snaps)
+            res_snap, fac_snap = stored
+            fac_snap = Snap(*(getattr(fac_snap, k)[in_sub] for k in ("edge", "t", "dist_m", "x", "y")))
+            wt = times_from_snaps(analysis.network, res_snap, fac_snap, fac_sub["category"].to_numpy(),
+                                  config=sub_cfg, index=analysis.residents.index)
         for cat in computable:
             residents[minutes_column(cat)] = wt.minutes[minutes_column(cat)].to_numpy()
     _set_within(residents, cfg.categories, cfg.minutes)

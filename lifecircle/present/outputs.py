@@ -138,7 +138,7 @@ _JOURNAL = ".lifecircle-journal.json"
 _STAGING = ".lifecircle-staging-"
 
 #: What ``analyze`` writes (always or when it applies).
-ANALYSIS_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv",
+ANALYSIS_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv", "run_state.npz",
                   "facilities_rejected.csv", "facilities_merged.csv", "gaps.gpkg", "isochrones.gpkg",
                   "facility_isochrones.gpkg",
                   "units.gpkg", "census_methods.csv", "standard_decisions.csv", "tiers.csv", "urban_rural.csv",

@@ -27,8 +27,9 @@ import numpy as np
 log = logging.getLogger("lifecircle")
 
 __all__ = ["CACHE_FORMAT", "network_cache_dir", "network_cache_path", "save_network", "load_network",
-           "clear_network_cache", "arrays_sha256", "save_arrays", "load_arrays", "LAYER_CACHE_FORMAT",
-           "layer_cache_dir", "layer_cache_path", "save_layer", "load_layer", "clear_layer_cache"]
+           "clear_network_cache", "arrays_sha256", "save_arrays", "load_arrays", "network_arrays",
+           "network_from_arrays", "LAYER_CACHE_FORMAT", "layer_cache_dir", "layer_cache_path", "save_layer",
+           "load_layer", "clear_layer_cache"]
 
 #: Version of the file layout below; part of every key. 2: the arrays' sha256 inside the file.
 CACHE_FORMAT = 2
@@ -137,6 +138,14 @@ def save_network(network, path: str | os.PathLike[str]) -> None:
     >>> back.length_m.tolist() == net.length_m.tolist(), back.highway.tolist(), back.crs == net.crs
     (True, ['footway'], True)
     """
+    save_arrays(path, network_arrays(network))
+
+
+def network_arrays(network) -> dict[str, np.ndarray]:
+    """A :class:`~lifecircle.read.network.WalkNetwork` as plain arrays (what :func:`save_network` writes).
+
+    :func:`network_from_arrays` turns them back into the parts of a network.
+    """
     arrays: dict[str, Any] = {name: np.asarray(getattr(network, name)) for name in _ARRAYS}
     if network.highway is not None:
         values = ["" if h is None else str(h) for h in network.highway]
@@ -146,7 +155,7 @@ def save_network(network, path: str | os.PathLike[str]) -> None:
         arrays["highway_none"] = np.asarray([h is None for h in network.highway], dtype=bool)
     arrays["crs"] = np.asarray(network.crs.srs if network.crs.srs else network.crs.to_wkt())
     arrays["format"] = np.asarray(CACHE_FORMAT)
-    save_arrays(path, arrays)
+    return arrays
 
 
 def load_network(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -156,29 +165,11 @@ def load_network(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     :meth:`lifecircle.read.network.WalkNetwork.from_arrays`. A corrupt, incomplete or altered
     file (checksum mismatch) is deleted so that the next run writes a good one.
     """
-    import pyproj
-
     p = Path(path)
     if not p.is_file():
         return None
     try:
-        z = load_arrays(p)
-        if int(z["format"]) != CACHE_FORMAT:
-            raise ValueError(f"cache format {int(z['format'])}, expected {CACHE_FORMAT}")
-        arrays = {name: np.asarray(z[name], dtype=_DTYPES.get(name, np.float64)) for name in _ARRAYS}
-        highway = None
-        if "highway_codes" in z:
-            cats = z["highway_categories"].astype(object)
-            highway = cats[z["highway_codes"]]
-            highway[z["highway_none"]] = None
-        crs = pyproj.CRS.from_user_input(str(z["crs"]))
-        n = len(arrays["node_id"])
-        m = len(arrays["u"])
-        if any(len(arrays[k]) != n for k in ("lon", "lat", "x", "y")) or any(
-                len(arrays[k]) != m for k in ("v", "length_m")) or (highway is not None and len(highway) != m):
-            raise ValueError("array lengths do not match")
-        if m and (min(arrays["u"].min(), arrays["v"].min()) < 0 or max(arrays["u"].max(), arrays["v"].max()) >= n):
-            raise ValueError("edge endpoints outside the node arrays")
+        return network_from_arrays(load_arrays(p))
     except Exception as exc:  # zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError, pyproj errors
         log.warning("ignoring the unreadable network cache file %s (%s: %s); deleted, parsing the OSM file again",
                     p, type(exc).__name__, str(exc)[:100])
@@ -187,6 +178,32 @@ def load_network(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         except OSError:
             pass
         return None
+
+
+def network_from_arrays(z: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The parts of a network (for :meth:`WalkNetwork.from_arrays`) from :func:`network_arrays`' arrays.
+
+    Raises ``ValueError`` (or ``KeyError``) when they do not make a network: another format,
+    lengths that differ, edges pointing outside the nodes.
+    """
+    import pyproj
+
+    if int(z["format"]) != CACHE_FORMAT:
+        raise ValueError(f"cache format {int(z['format'])}, expected {CACHE_FORMAT}")
+    arrays = {name: np.asarray(z[name], dtype=_DTYPES.get(name, np.float64)) for name in _ARRAYS}
+    highway = None
+    if "highway_codes" in z:
+        cats = z["highway_categories"].astype(object)
+        highway = cats[z["highway_codes"]]
+        highway[z["highway_none"]] = None
+    crs = pyproj.CRS.from_user_input(str(z["crs"]))
+    n = len(arrays["node_id"])
+    m = len(arrays["u"])
+    if any(len(arrays[k]) != n for k in ("lon", "lat", "x", "y")) or any(
+            len(arrays[k]) != m for k in ("v", "length_m")) or (highway is not None and len(highway) != m):
+        raise ValueError("array lengths do not match")
+    if m and (min(arrays["u"].min(), arrays["v"].min()) < 0 or max(arrays["u"].max(), arrays["v"].max()) >= n):
+        raise ValueError("edge endpoints outside the node arrays")
     return {**arrays, "crs": crs, "highway": highway}
 
 
