@@ -488,6 +488,7 @@ def run_user(kind: str, spec: dict, work: Path, *, cache_dir: Path, timeout_s: f
         return {"kind": kind, "error": f"worker died (exit {proc.returncode}): {' | '.join(tail)[:300]}"}
     result = json.loads(out_path.read_text())
     result["process_wall_s"] = wall
+    result["load_average_after"] = os.getloadavg()[0]  # the machine is shared: how busy it was
     if proc.stderr.strip():
         result["stderr_tail"] = proc.stderr.strip().splitlines()[-3:]
     return result
@@ -604,6 +605,8 @@ def users_steps_table(e: dict) -> list[str]:
     lines.append("| with Python start-up and imports | " + " | ".join(_fmt_s(u[k].get("process_wall_s"))
                                                                    for k in kinds) + " |")
     lines.append("| peak RSS (MB) | " + " | ".join(_fmt_mb(u[k].get("rss_peak_mb")) for k in kinds) + " |")
+    lines.append("| load average (1 min) after | " + " | ".join(
+        f"{u[k]['load_average_after']:.1f}" if "load_average_after" in u[k] else "–" for k in kinds) + " |")
     lean = u.get("lean")
     if _ok(lean):
         lines += ["", "Lean lower bound: " + ", ".join(f"{k} {_fmt_s(v)} s" for k, v in lean["steps_s"].items())

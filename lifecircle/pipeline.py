@@ -1499,7 +1499,7 @@ def reanalyze(out_dir: str | os.PathLike[str], *, progress: Callable[[str], None
 
 
 #: Parameters whose change needs new walking times (the stored run cannot answer them).
-_MEASURED = ("walk_speed_kmh", "max_snap_m", "categories", "standard")
+_MEASURED = ("walk_speed_kmh", "max_snap_m", "snap_main_component", "categories", "standard")
 
 
 def has_stored_run(out_dir: str | os.PathLike[str]) -> bool:
