@@ -231,7 +231,7 @@ def lean_pipeline(osm: str, residents: str, *, limit_m: float = MINUTES[-1] * M_
                     wkb.append(fab.create_linestring(o))
                 except RuntimeError:  # a way with nodes outside the extract
                     pass
-        else:
+        elif o.location.valid():
             for (k, v), cat in LEAN_TAGS.items():
                 if tags.get(k) == v:
                     fac.append((o.location.lon, o.location.lat, cat))
