@@ -519,7 +519,8 @@ def users_size(size: str, args, work: Path) -> dict:
     for kind in kinds:
         cache = work / f"cache_{size}_{kind}"  # every analyze starts from an empty network cache (cold)
         shutil.rmtree(cache, ignore_errors=True)
-        r = run_user(kind, spec, work, cache_dir=cache, timeout_s=args.timeout, mem_limit_gb=args.mem_limit_gb)
+        timeout = args.sites_timeout if kind == "analyze_sites" else args.timeout
+        r = run_user(kind, spec, work, cache_dir=cache, timeout_s=timeout, mem_limit_gb=args.mem_limit_gb)
         runs[kind] = r
         msg = r.get("error") or f"{r['wall_s']:.2f} s in the process ({r['process_wall_s']:.2f} s with start-up), " \
                                 f"peak {r['rss_peak_mb']:,.0f} MB"
@@ -777,6 +778,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cityseer-max-residents", type=int, default=20_000,
                     help="compute cityseer from the nodes of at most this many residents and extrapolate")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per command and size")
+    ap.add_argument("--sites-timeout", type=float, default=600,
+                    help="seconds allowed for `analyze --sites` (site planning at city scale can take far longer)")
     ap.add_argument("--mem-limit-gb", type=float, default=20, help="address-space cap of each worker")
     ap.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=None, help="also write every raw result here")
