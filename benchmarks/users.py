@@ -229,7 +229,7 @@ def lean_pipeline(osm: str, residents: str, *, limit_m: float = MINUTES[-1] * M_
                     and tags.get("area") != "yes":
                 try:
                     wkb.append(fab.create_linestring(o))
-                except RuntimeError:  # a way with nodes outside the extract
+                except Exception:  # osmium.InvalidLocationError: a way with nodes outside the extract
                     pass
         elif o.location.valid():
             for (k, v), cat in LEAN_TAGS.items():
