@@ -349,6 +349,7 @@ def report(entries: list[dict], info: dict, argv: list[str], started: str) -> st
         f"- Load average when the run started: {', '.join(f'{x:.2f}' for x in info['load_average_at_start'])} "
         "(the machine is shared; timings are wall-clock seconds of one run and can be noisy by ±30 %)",
         f"- Python {info['python']}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        *(f"- Note: {n}" for n in info.get("notes", [])),
         "",
     ]
     if any(e.get("users") for e in entries):
@@ -729,7 +730,8 @@ def update_readme(entries: list[dict], info: dict, readme: Path, started: str) -
     block = [README_START, "",
              f"Measured by `benchmarks/run.py` on {started} ({info.get('cpu')}, {info['cores']} cores, "
              f"{info.get('ram_gb')} GB RAM, Python {info['python']}); details in "
-             "[benchmarks/RESULTS.md](benchmarks/RESULTS.md).", ""]
+             "[benchmarks/RESULTS.md](benchmarks/RESULTS.md).", "", *(f"{n}" for n in info.get("notes", [])),
+             *([""] if info.get("notes") else [])]
     if any(e.get("users") for e in entries):
         block += ["What each command costs (in-process seconds / peak RSS in MB; × = ratio to the lean lower bound, "
                   "pyosmium → numpy → k-d tree → one scipy Dijkstra per category):", "", *users_headline(entries), ""]
@@ -783,6 +785,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mem-limit-gb", type=float, default=20, help="address-space cap of each worker")
     ap.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=None, help="also write every raw result here")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a sentence written under Machine in the report and the README (kept in --json)")
     ap.add_argument("--update-readme", action="store_true", help=f"rewrite README.md between {README_START} markers")
     ap.add_argument("--readme", type=Path, default=REPO / "README.md")
     ap.add_argument("--from-json", type=Path, default=None,
@@ -793,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         info, entries = saved["machine"], saved["entries"]
+        info["notes"] = info.get("notes", []) + args.note
         started, argv = saved.get("started", "?"), saved.get("argv", argv)
         args.results.write_text(_keep_sections(report(entries, info, argv, started), args.results), encoding="utf-8")
         print(f"wrote {args.results}")
@@ -803,6 +808,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     info = machine_info()
+    info["notes"] = list(args.note)
     approaches = []
     for name in args.approaches:
         mod = OPTIONAL.get(name)
