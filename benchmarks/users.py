@@ -198,12 +198,13 @@ LEAN_TAGS = {
     ("leisure", "sports_centre"): "sports", ("leisure", "fitness_centre"): "sports",
     ("leisure", "pitch"): "sports", ("leisure", "stadium"): "sports",
 }
-NOT_WALKABLE = {"motorway", "motorway_link", "cycleway", "bus_guideway", "raceway", "proposed", "construction",
-                "abandoned", "platform", "escape", "busway", "corridor", "elevator"}
 
 
 def lean_pipeline(osm: str, residents: str, *, limit_m: float = MINUTES[-1] * M_PER_MIN) -> dict:
     """pyosmium (one pass: ways as WKB, facility nodes) → numpy graph → k-d tree → one Dijkstra per category.
+
+    Streets are kept by lifecircle's walk rule (:func:`lifecircle.read.network.is_walkable`, a plain
+    function of the tags), so both route on the same streets; everything else is written here.
 
     The libraries are imported before (as lifecircle's are before its command starts): what is timed is the work.
     """
@@ -215,6 +216,8 @@ def lean_pipeline(osm: str, residents: str, *, limit_m: float = MINUTES[-1] * M_
     from scipy.sparse.csgraph import dijkstra
     from scipy.spatial import cKDTree
 
+    from lifecircle.read.network import is_walkable as walkable  # the same rule, so the same streets
+
     marks = {}
     t = time.perf_counter()
     wkb, fac = [], []
@@ -224,9 +227,7 @@ def lean_pipeline(osm: str, residents: str, *, limit_m: float = MINUTES[-1] * M_
     for o in fp:
         tags = o.tags
         if o.is_way():
-            hw = tags.get("highway")
-            if hw and hw not in NOT_WALKABLE and tags.get("foot") != "no" and tags.get("access") != "private" \
-                    and tags.get("area") != "yes":
+            if "highway" in tags and walkable(dict(tags)):
                 try:
                     wkb.append(fab.create_linestring(o))
                 except Exception:  # osmium.InvalidLocationError: a way with nodes outside the extract
@@ -300,6 +301,7 @@ def main(kind: str, spec_path: str, out_path: str) -> None:
     try:
         if kind == "lean":
             import osmium, pyarrow.parquet, pyproj, scipy.sparse.csgraph, scipy.spatial, shapely  # noqa: E401,F401
+            import lifecircle.read.network  # noqa: F401  (the walk rule)
 
             result["imports_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
