@@ -558,6 +558,14 @@ def _step(r: dict | None, *names: str) -> float | None:
     return sum(r["steps_s"].get(n, 0.0) for n in names)
 
 
+def _failed(r: dict) -> str:
+    """A failed command's cell: '> 1,200 s (timeout)' or 'failed'."""
+    import re
+
+    m = re.match(r"did not finish within (\d+) s", r.get("error", ""))
+    return f"> {int(m.group(1)):,} s (timeout)" if m else "failed"
+
+
 def _ratio(a: float | None, b: float | None) -> str:
     return "–" if not a or not b else f"{a / b:.1f}×"
 
@@ -578,7 +586,7 @@ def users_headline(entries: list[dict]) -> list[str]:
             if r is None:
                 return "–"
             if not _ok(r):
-                return "failed"
+                return _failed(r)
             return f"{_fmt_s(_w(r))}" + (f" ({_ratio(_w(r), _w(ref))})" if ref is not None else "") \
                 + f" / {_fmt_mb(r.get('rss_peak_mb'))}"
 
@@ -588,7 +596,7 @@ def users_headline(entries: list[dict]) -> list[str]:
         lines.append(
             f"| {name} | {e['nodes']:,} | {e['residents']:,} | {cell(lean)} | {cell(an, lean)} | "
             f"{_fmt_s(core)} ({_ratio(core, _w(lean))}) | {'–' if e.get('default_only') else _fmt_s(iso)} | "
-            f"{cell(si, lean)} | {_fmt_s(_w(sc)) if _ok(sc) else ('failed' if sc else '–')}"
+            f"{cell(si, lean)} | {_fmt_s(_w(sc)) if _ok(sc) else (_failed(sc) if sc else '–')}"
             f" ({_ratio(_w(sc), _w(an))}) | {_fmt_s(_step(an, 'read OSM'))} / {_fmt_s(_w(osm))} |")
     return lines
 
@@ -637,14 +645,20 @@ def users_scaling(entries: list[dict]) -> list[str]:
              ("peak RSS (MB)", [e["users"].get("analyze", {}).get("rss_peak_mb") for e in tiled]),
              ("lean lower bound, total", [_w(e["users"].get("lean")) for e in tiled]),
              ("scenario, total", [_w(e["users"].get("scenario")) for e in tiled])]
+    same = [not e.get("default_only") for e in tiled]
     for name, vals in rows:
         if all(v is None or v < 0.005 for v in vals):
             continue
-        # the whole-city size runs without service areas: its zero would bend their fit
-        pairs = [(n, v) for n, v in zip(nodes, vals) if v]
+        # the whole-city size runs the plain default (no service areas): fitted only where that changes nothing
+        fit_all = name in ("lean lower bound, total", "scenario, total") or name in STEP_ORDER and name not in (
+            "service areas", "writing service areas", "map", "figures", "other")
+        pairs = [(n, v) for n, v, ok in zip(nodes, vals, same) if v and (ok or fit_all)]
         b = fit_exponent([p[0] for p in pairs], [p[1] for p in pairs])
-        lines.append(f"| {name} | " + " | ".join(_fmt_mb(v) if "MB" in name else _fmt_s(v) for v in vals)
-                     + f" | {'–' if b is None else f'{b:.2f}'} |")
+        lines.append(f"| {name} | " + " | ".join(
+            (_fmt_mb(v) if "MB" in name else _fmt_s(v)) + ("" if ok or fit_all or v is None else " †")
+            for v, ok in zip(vals, same)) + f" | {'–' if b is None else f'{b:.2f}'} |")
+    if not all(same):
+        lines += ["", "† the whole-city size runs the plain default (no service areas): not fitted in these rows."]
     return lines
 
 
