@@ -1565,9 +1565,9 @@ def load_analysis(out_dir: str | os.PathLike[str], *, progress: Callable[[str], 
     say(f"reading the stored run in {folder}")
     for _ in range(5):  # a commit by another command between the reads: read again
         rec = read_run(folder, check=["summary.json", "residents.gpkg", "facilities.gpkg", "units.gpkg"])
-        residents = gpd.read_file(folder / "residents.gpkg", engine="pyogrio", use_arrow=True)
-        facilities = gpd.read_file(folder / "facilities.gpkg", engine="pyogrio", use_arrow=True)
-        units = (gpd.read_file(folder / "units.gpkg", engine="pyogrio", use_arrow=True)
+        residents = gpd.read_file(folder / "residents.gpkg", layer="residents", engine="pyogrio", use_arrow=True)
+        facilities = gpd.read_file(folder / "facilities.gpkg", layer="facilities", engine="pyogrio", use_arrow=True)
+        units = (gpd.read_file(folder / "units.gpkg", layer="units", engine="pyogrio", use_arrow=True)
                  if rec.has("units.gpkg") else None)
         network, times = load_run_state(folder / RUN_STATE, facilities["category"].to_numpy(), config=stored,
                                         index=residents.index, source=summary.get("network", {}).get("source"))
