@@ -414,3 +414,28 @@ def test_shanghai_districts_report(shanghai_run):
     s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert s["crs_checks"]["units"]["declared"] == "gcj02"
     assert (out / "units_chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fewer_categories_are_named_not_called_all_four(tmp_path):
+    """A run of two categories never says "all four" (四类) in its report, figures or workbook."""
+    from lifecircle import analyze
+    from lifecircle.config import AnalysisConfig
+    from lifecircle.datasets import toy_town_osm
+    from lifecircle.present.figures import coverage_curve, coverage_figure, units_bar_chart
+    from lifecircle.present.report import report_content
+
+    a = analyze(toy_town_osm(), admin_level=8, config=AnalysisConfig(categories=("health", "sports")))
+    for lang, bad, good in (("zh", "四类", "全部两类设施（卫生、体育）"), ("en", "all four", "both facility categories (health, sports)")):
+        r = report_content(a, lang=lang)
+        words = " ".join(b.text for sec in r.sections for b in sec.blocks if hasattr(b, "text"))
+        cells = " ".join(str(c) for sec in r.sections for b in sec.blocks if hasattr(b, "rows")
+                         for row in [b.columns, *b.rows] for c in row)
+        assert good in r.sections[0].blocks[0].text
+        assert bad not in words + cells
+        titles = [coverage_figure(a, lang=lang).axes[0].get_title(),
+                  *[t.get_text() for t in coverage_curve(a, lang=lang).axes[0].get_legend().get_texts()],
+                  units_bar_chart(a, lang=lang).axes[0].get_title()]
+        assert not any(bad in t for t in titles), titles
+    # all four analysed: the words stay
+    r4 = report_content(analyze(toy_town_osm(), admin_level=8), lang="zh")
+    assert "全部四类设施（卫生、养老、文化、体育）" in r4.sections[0].blocks[0].text

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import ALL, minutes_column
+from ..config import ALL, CATEGORIES, minutes_column
 from ..errors import InputDataError, LifecircleError
 from ..read.files import atomic_path
 from ..read.osm import OSM_CREDIT
@@ -46,8 +46,12 @@ def _add_source(fig: Any, analysis: Any, own: bool) -> None:
         fig.supxlabel(_source_line(analysis), x=0.005, ha="left", fontsize=6.5, color="#555555")
 
 
-def _label(category: str) -> str:
-    return "all four" if category == ALL else category.replace("_", " ")
+def _label(category: str, categories: Any = None) -> str:
+    if category == ALL:
+        from .wording import all_fields
+
+        return all_fields(CATEGORIES if categories is None else categories, "en")["all"]
+    return category.replace("_", " ")
 
 
 def _categories(analysis: Any) -> list[str]:
@@ -126,15 +130,26 @@ def _lang(lang: str) -> str:
     return key
 
 
-def _cat_name(category: str, lang: str) -> str:
-    """卫生 / health … from the bilingual style labels; ``all`` is 全部四类 / all four."""
+def _cat_name(category: str, lang: str, categories: Any = None) -> str:
+    """卫生 / health … from the bilingual style labels; ``all`` is 全部四类 / all four (of ``categories``, the analysed ones)."""
     if category == ALL:
-        return "全部四类" if lang == "zh" else "all four"
+        from .wording import all_fields
+
+        words = all_fields(CATEGORIES if categories is None else categories, lang)["all"]
+        return f"全部{words}" if lang == "zh" else words
     label = _style(category).label
     zh, _, en = label.partition(" ")
     if not en:  # a category without a bilingual label
         return label.replace("_", " ")
     return zh if lang == "zh" else en
+
+
+def _whole_circle(categories: Any, lang: str) -> str:
+    """完整生活圈 / complete life circle when all four categories were analysed, else the ones that were."""
+    cats = [c for c in categories if c != ALL]
+    if set(cats) >= set(CATEGORIES):
+        return "完整生活圈" if lang == "zh" else "complete life circle"
+    return ("、" if lang == "zh" else ", ").join(_cat_name(c, lang) for c in cats)
 
 
 def _class_label(label: str, lang: str) -> str:
@@ -184,7 +199,7 @@ def coverage_curve(analysis: Any, *, max_minutes: float | None = None, lang: str
         y = np.concatenate([[0.0], table[cat].to_numpy()]) * 100
         style = CATEGORY_STYLES.get(cat, _style(cat))
         ax.plot(x, y, color=style.colour, lw=2.6 if cat == ALL else 1.6, marker="o", ms=2.5,
-                label=_cat_name(cat, lang), zorder=3 if cat == ALL else 2)
+                label=_cat_name(cat, lang, cfg.categories), zorder=3 if cat == ALL else 2)
     target = cfg.target * 100
     ax.axhline(target, color="#444444", ls="--", lw=1.2, zorder=1)
     ax.text(0.01 * top, target + 1.2, f"{target:g} % 目标（{cfg.headline_minutes:g} 分钟内）" if zh
@@ -406,14 +421,14 @@ def coverage_figure(analysis: Any, *, category: str = ALL, isochrones: Any = Non
     _north_arrow(ax)
     share = _share(analysis, category)
     if zh:
-        title = ("步行到最近的各类设施（全部四类：完整生活圈）" if category == ALL
-                 else f"步行到最近的{_cat_name(category, lang)}设施")
+        title = (f"步行到最近的各类设施（{_cat_name(ALL, lang, cfg.categories)}：{_whole_circle(cfg.categories, lang)}）"
+                 if category == ALL else f"步行到最近的{_cat_name(category, lang)}设施")
         if share is not None:
             title += (f"\n{cfg.headline_minutes:g} 分钟内可达的居民 {share * 100:.1f} %"
                       f"（目标 {cfg.target * 100:g} %）")
     else:
-        title = ("Walk to the nearest facility of every category (complete life circle)" if category == ALL
-                 else f"Walk to the nearest {_cat_name(category, lang)} facility")
+        title = (f"Walk to the nearest facility of every category ({_whole_circle(cfg.categories, lang)})"
+                 if category == ALL else f"Walk to the nearest {_cat_name(category, lang)} facility")
         if share is not None:
             title += (f"\n{share * 100:.1f} % of residents within {cfg.headline_minutes:g} min "
                       f"(target {cfg.target * 100:g} %)")
@@ -522,7 +537,7 @@ def lorenz_curve(analysis: Any, *, column: str = "access_2sfca_per_1000", group:
             continue
         st = CATEGORY_STYLES.get(cat, _style(cat))
         ax.plot(p * 100, l * 100, color=st.colour, lw=1.8, marker="o", ms=3,
-                label=f"{_label(cat)} (Gini {gini(x, w):.2f})")
+                label=f"{_label(cat, analysis.config.categories)} (Gini {gini(x, w):.2f})")
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 100)
     ax.set_aspect("equal")
@@ -583,7 +598,7 @@ def units_bar_chart(analysis: Any, *, category: str = ALL, minutes: float | None
     from matplotlib.patches import Patch
 
     from .fonts import use_cjk_font
-    from .wording import category_name, text
+    from .wording import all_fields, category_name, text
 
     cfg = analysis.config
     m = cfg.headline_minutes if minutes is None else float(minutes)
@@ -615,8 +630,9 @@ def units_bar_chart(analysis: Any, *, category: str = ALL, minutes: float | None
     ax.axvline(target * 100, color="#222222", ls="--", lw=1.3, zorder=4)
     suffix = "_all" if category == ALL else ""
     cat = category_name(category, lang)
-    ax.set_xlabel(text("chart_xlabel" + suffix, lang, m=f"{m:g}", category=cat), fontsize=9)
-    title = text("chart_title" + suffix, lang, category=cat, m=f"{m:g}")
+    words = all_fields(cfg.categories, lang)
+    ax.set_xlabel(text("chart_xlabel" + suffix, lang, m=f"{m:g}", category=cat, **words), fontsize=9)
+    title = text("chart_title" + suffix, lang, category=cat, m=f"{m:g}", **words)
     if n < n_all:
         title += (f"（最低 {n} 个，共 {n_all} 个）" if lang == "zh" else f" (lowest {n} of {n_all})")
     ax.grid(axis="x", alpha=0.3, zorder=0)

@@ -37,7 +37,7 @@ from ..errors import InputDataError, LifecircleError
 from ..read.files import atomic_path
 from ..read.osm import OSM_CREDIT
 from .fonts import FONT_CREDIT, FONT_FAMILY, font_face_css
-from .wording import category_name, detect_lang, header, text
+from .wording import all_fields, category_name, detect_lang, header, text
 from .workbook import analysis_tables, coverage_table, fixed_zip, folder_tables, report_date, write_results_xlsx
 
 log = logging.getLogger("lifecircle")
@@ -282,8 +282,8 @@ def _headline_blocks(s, cfg, cov, cats, head, lang, t) -> list[Any]:
     main = ALL if ALL in cats else cats[0]
     r = _head_row(cov, main, head)
     target = f"{cfg.target * 100:g}%"
-    big = (text("headline_all", lang, share=_pct(r.share), minutes=f"{head:g}") if main == ALL else
-           text("headline_one", lang, share=_pct(r.share), minutes=f"{head:g}", category=category_name(main, lang)))
+    big = (text("headline_all", lang, share=_pct(r.share), minutes=f"{head:g}", **all_fields(cfg.categories, lang)) if main == ALL else
+           text("headline_one", lang, share=_pct(r.share), minutes=f"{head:g}", category=category_name(main, lang, categories=cfg.categories)))
     met = bool(r.share >= cfg.target - 1e-12)
     blocks: list[Any] = [Headline(_pct(r.share), big, met),
                          Para(text("target_met", lang, target=target) if met else
@@ -294,7 +294,7 @@ def _headline_blocks(s, cfg, cov, cats, head, lang, t) -> list[Any]:
         if c == ALL:
             continue
         rc = _head_row(cov, c, head)
-        per.append(f"{category_name(c, lang)} {_pct(rc.share)}{'' if rc.share >= cfg.target - 1e-12 else ' ×'}")
+        per.append(f"{category_name(c, lang, categories=cfg.categories)} {_pct(rc.share)}{'' if rc.share >= cfg.target - 1e-12 else ' ×'}")
     if per:
         blocks.append(Para(f"{text('per_category_line', lang)}（≤{head:g} 分钟）：" + " · ".join(per) if lang == "zh"
                            else f"{text('per_category_line', lang)} (≤{head:g} min): " + " · ".join(per)))
@@ -344,7 +344,7 @@ def _category_blocks(s, cfg, cov, cats, lang) -> list[Any]:
         h = g.loc[head] if head in g.index else g.iloc[-1]
         met = bool(h.share >= cfg.target - 1e-12)
         fac = (s.get("categories") or {}).get(c, {}).get("facilities")
-        rows.append([category_name(c, lang), _num(fac), *[_pct(g.loc[m].share) if m in g.index else "—" for m in minutes],
+        rows.append([category_name(c, lang, categories=cfg.categories), _num(fac), *[_pct(g.loc[m].share) if m in g.index else "—" for m in minutes],
                      text("met", lang) if met else "× " + text("not_met", lang), _num(h.population_to_cover)])
         marked.append(not met)
     blocks: list[Any] = [Table(cols, rows, [False, True] + [True] * len(minutes) + [False, True], marked)]
@@ -352,7 +352,7 @@ def _category_blocks(s, cfg, cov, cats, lang) -> list[Any]:
     if tiers:
         labels = {ty["key"]: (ty["label"] if lang == "zh" else ty.get("label_en") or ty["label"])
                   for ty in (s.get("standard") or {}).get("types", [])}
-        trows = [[labels.get(k, k), category_name(v["category"], lang), _mins(v.get("tier_minutes")), _pct(v["share"]),
+        trows = [[labels.get(k, k), category_name(v["category"], lang, categories=cfg.categories), _mins(v.get("tier_minutes")), _pct(v["share"]),
                   text("met", lang) if v["meets_target"] else "× " + text("not_met", lang)] for k, v in tiers.items()]
         blocks.append(Table([header("facility_type", lang), text("category", lang), header("minutes", lang),
                              header("share", lang), text("target", lang)], trows, [False, False, True, True, False],
@@ -363,7 +363,7 @@ def _category_blocks(s, cfg, cov, cats, lang) -> list[Any]:
 def _urban_blocks(ur, cfg, lang) -> list[Any]:
     rows = []
     for c, v in ur["categories"].items():
-        rows.append([category_name(c, lang), _pct(v.get("urban")), _num(v.get("urban_population")), _pct(v.get("rural")),
+        rows.append([category_name(c, lang, categories=cfg.categories), _pct(v.get("urban")), _num(v.get("urban_population")), _pct(v.get("rural")),
                      _num(v.get("rural_population")), "—" if v.get("gap_pp") is None else f"{v['gap_pp']:.1f}"])
     cols = [text("category", lang), text("urban", lang), text("population", lang), text("rural", lang),
             text("population", lang), text("gap_pp", lang)]
@@ -388,8 +388,8 @@ def _unit_blocks(s, cfg, cov, cats, head, lang, t) -> list[Any]:
     singles = [c for c in cats if c != ALL and c != main]
     target = cfg.target - 1e-12
     cols = [text("rank", lang), text("unit", lang), text("unit_type", lang), text("population", lang),
-            *[category_name(c, lang) for c in singles],
-            text("share_all_at", lang, m=f"{head:g}") if main == ALL else category_name(main, lang),
+            *[category_name(c, lang, categories=cfg.categories) for c in singles],
+            text("share_all_at", lang, m=f"{head:g}", **all_fields(cfg.categories, lang)) if main == ALL else category_name(main, lang, categories=cfg.categories),
             text("to_cover", lang)]
     rows, marked = [], []
     for r in ranking.itertuples():
@@ -400,7 +400,8 @@ def _unit_blocks(s, cfg, cov, cats, head, lang, t) -> list[Any]:
         cells += [_pct(r.share) + ("" if r.meets_target else " ×"), _num(r.population_to_cover)]
         rows.append(cells)
         marked.append(not bool(r.meets_target))
-    note = text("units_note", lang, target=f"{cfg.target * 100:g}%", m=f"{head:g}") if main == ALL else \
+    note = text("units_note", lang, target=f"{cfg.target * 100:g}%", m=f"{head:g}",
+                                        **all_fields(cfg.categories, lang)) if main == ALL else \
         text("units_note_one", lang, target=f"{cfg.target * 100:g}%")
     blocks: list[Any] = [Para(note, "note"),
                          Table(cols, rows, [True, False, False, True] + [True] * (len(singles) + 2), marked,
@@ -417,7 +418,7 @@ def _unit_blocks(s, cfg, cov, cats, head, lang, t) -> list[Any]:
             label = (text("study_area", lang) if u == STUDY_AREA else u)
             nrows.append([label, *[_num(piv.at[u, c]) if c in piv.columns and u in piv.index and
                                    piv.at[u, c] == piv.at[u, c] else "—" for c in ncats]])
-        blocks.append(Table([text("unit", lang), *[category_name(c, lang) for c in ncats]], nrows,
+        blocks.append(Table([text("unit", lang), *[category_name(c, lang, categories=cfg.categories) for c in ncats]], nrows,
                             [False] + [True] * len(ncats), caption=text("sites_needed", lang)))
         blocks.append(Para(text("sites_note", lang), "note"))
     return blocks
@@ -426,7 +427,7 @@ def _unit_blocks(s, cfg, cov, cats, head, lang, t) -> list[Any]:
 def _figure_blocks(figs: Mapping[str, bytes], cfg, lang) -> list[Any]:
     if not figs:
         return [Para(text("no_figures", lang), "note")]
-    captions = {"coverage_map.png": text("fig_coverage_map", lang),
+    captions = {"coverage_map.png": text("fig_coverage_map", lang, **all_fields(cfg.categories, lang)),
                 "coverage_curve.png": text("fig_coverage_curve", lang),
                 "units_chart.png": text("fig_units_chart", lang, target=f"{cfg.target * 100:g}%")}
     blocks = []
@@ -493,7 +494,7 @@ def _gap_blocks(analysis, cfg, head, lang) -> list[Any]:
     rows = []
     for r, n in zip(g.itertuples(), near):
         med = getattr(r, "median_minutes", float("nan"))
-        rows.append([str(r.gap), category_name(r.category, lang), _str(getattr(r, "unit", "")), _num(r.population),
+        rows.append([str(r.gap), category_name(r.category, lang, categories=cfg.categories), _str(getattr(r, "unit", "")), _num(r.population),
                      _mins(med) if _finite(med) else text("unreachable", lang), n, f"{r.lon:.5f}, {r.lat:.5f}"])
     cells = "100 m" if "cells" in g else ""
     return [Para(text("gaps_note", lang, m=f"{head:g}", cells=cells), "note"),
@@ -571,7 +572,7 @@ def _completeness_blocks(analysis, s, cfg, lang, t) -> list[Any]:
         sources = list(ct.columns)
         rows = []
         for c in [c for c in CATEGORIES if c in ct.index]:
-            rows.append([category_name(c, lang), *[_num(ct.at[c, src]) for src in sources], _num(ct.loc[c].sum())])
+            rows.append([category_name(c, lang, categories=cfg.categories), *[_num(ct.at[c, src]) for src in sources], _num(ct.loc[c].sum())])
         rows.append([text("total", lang), *[_num(ct[src].sum()) for src in sources], _num(ct.values.sum())])
         blocks.append(Table([text("category", lang), *[_label("src_", x, lang) for x in sources], text("total", lang)],
                             rows,
@@ -637,13 +638,13 @@ def _method_blocks(s, cfg, lang) -> list[Any]:
         [text("m_thresholds", lang), text("m_minutes", lang, mins=", ".join(f"{m:g}" for m in cfg.minutes),
                                           head=f"{head:g}")],
         [text("m_target", lang), f"{cfg.target * 100:g}%"],
-        [text("m_coverage", lang), text("m_coverage_value", lang)],
+        [text("m_coverage", lang), text("m_coverage_value", lang, **all_fields(cfg.categories, lang))],
         [text("m_snapping", lang), text("m_snapping_value", lang, snap=f"{cfg.max_snap_m:g}")],
         [text("m_cutoff", lang), f"{cfg.cutoff_minutes:g} min"],
         [text("m_network", lang), text("m_network_value", lang, nodes=_num(n.get("nodes")), edges=_num(n.get("edges")),
                                        km=f"{float(n.get('length_km', 0)):,.1f}") + f" · {n.get('crs', '')}"],
         [text("m_residents", lang), f"{_num(s['residents']['points'])} · {_num(s['residents']['population'])}"],
-        [text("m_categories", lang), ", ".join(category_name(c, lang) for c in cfg.categories)],
+        [text("m_categories", lang), ", ".join(category_name(c, lang, categories=cfg.categories) for c in cfg.categories)],
         [text("standard", lang), f"{st.get('name', '')} — {st.get('title', '') if lang == 'zh' else st.get('title_en') or st.get('title', '')}"],
         [text("urban_method", lang), _str((s.get("urban_rural") or {}).get("method")) or text("urban_none", lang)],
     ]

@@ -8,7 +8,7 @@ from typing import Any
 from ..config import ALL
 from ..errors import InputDataError
 
-__all__ = ["LANGS", "TEXT", "HEADERS", "text", "header", "category_name", "detect_lang", "has_cjk"]
+__all__ = ["LANGS", "TEXT", "HEADERS", "text", "header", "category_name", "all_fields", "detect_lang", "has_cjk"]
 
 #: The report languages: ``zh`` (简体中文) and ``en``.
 LANGS = ("zh", "en")
@@ -37,9 +37,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "s_method": ("{n}、方法与参数", "{n}. Method and parameters"),
     "s_sources": ("{n}、数据来源与版权", "{n}. Sources and credits"),
     # headline
-    "headline_all": ("{share} 的居民步行 {minutes} 分钟内可到达全部四类设施（卫生、养老、文化、体育）",
-                     "{share} of residents can walk to all four facility categories (health, elderly care, "
-                     "culture, sports) within {minutes} minutes"),
+    "headline_all": ("{share} 的居民步行 {minutes} 分钟内可到达全部{all}设施（{all_names}）",
+                     "{share} of residents can walk to {all} facility categories ({all_names}) within {minutes} minutes"),
     "headline_one": ("{share} 的居民步行 {minutes} 分钟内可到达{category}设施",
                      "{share} of residents can walk to a {category} facility within {minutes} minutes"),
     "target_met": ("已达到 {target} 的目标", "the {target} target is met"),
@@ -68,7 +67,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "unit": ("单元", "Unit"),
     "unit_type": ("类型", "Type"),
     "population": ("人口", "Population"),
-    "share_all_at": ("四类全可达（≤{m} 分钟）", "All four (≤{m} min)"),
+    "share_all_at": ("{all}全可达（≤{m} 分钟）", "{All} (≤{m} min)"),
     "sites_needed": ("需新增设施", "Sites needed"),
     "below_mark": ("× 低于目标", "× below target"),
     "urban": ("城镇", "Urban"),
@@ -77,8 +76,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "urban_method": ("城乡划分方法", "How residents were split"),
     "urban_none": ("未划分城乡：全部居民按城镇计（--urban 可划分）",
                    "No urban/rural split: every resident counts as urban (--urban gives one)"),
-    "units_note": ("按四类全可达覆盖率从低到高排列；× 表示低于 {target} 目标；各类设施列为 {m} 分钟覆盖率。",
-                   "Ranked from the lowest share of residents reaching all four; × marks a share below the "
+    "units_note": ("按{all}全可达覆盖率从低到高排列；× 表示低于 {target} 目标；各类设施列为 {m} 分钟覆盖率。",
+                   "Ranked from the lowest share of residents reaching {all}; × marks a share below the "
                    "{target} target; the category columns are {m}-minute shares."),
     "units_note_one": ("按覆盖率从低到高排列；× 表示低于 {target} 目标。",
                        "Ranked from the lowest share; × marks a share below the {target} target."),
@@ -88,7 +87,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "no_units_text": ("未给出统计单元（--units 或 --admin-level 可分区统计）。",
                       "No units were given (--units or --admin-level report per district)."),
     # maps
-    "fig_coverage_map": ("居民步行到最近设施的时间（全部四类）", "Walking minutes to the nearest facility (all four)"),
+    "fig_coverage_map": ("居民步行到最近设施的时间（全部{all}）", "Walking minutes to the nearest facility ({all})"),
     "fig_coverage_curve": ("步行时间与覆盖率", "Share of residents within each walking time"),
     "fig_units_chart": ("各单元覆盖率与 {target} 目标", "Coverage per unit against the {target} target"),
     "fig_other": ("图：{name}", "Figure: {name}"),
@@ -172,8 +171,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "m_residents": ("居民点", "Resident points"),
     "m_categories": ("设施类别", "Categories"),
     "m_coverage": ("覆盖率定义", "Coverage"),
-    "m_coverage_value": ("人口加权：步行时间不超过阈值的居民人数 ÷ 总人数；“全部四类”要求四类设施都在阈值内",
-                         "population-weighted: residents within the threshold ÷ all residents; 'all four' "
+    "m_coverage_value": ("人口加权：步行时间不超过阈值的居民人数 ÷ 总人数；“全部{all}”要求{all}设施都在阈值内",
+                         "population-weighted: residents within the threshold ÷ all residents; '{all}' "
                          "needs every category within it"),
     "parameter": ("参数", "Parameter"),
     "value": ("取值", "Value"),
@@ -205,8 +204,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "chart_below": ("低于目标", "below the target"),
     "chart_xlabel": ("{m} 分钟内可达{category}的居民比例（%）", "residents within {m} min of {category} (%)"),
     "chart_title": ("各单元{category} {m} 分钟覆盖率", "{category}: {m}-minute coverage per unit"),
-    "chart_xlabel_all": ("{m} 分钟内四类设施全可达的居民比例（%）", "residents within {m} min of all four categories (%)"),
-    "chart_title_all": ("各单元 {m} 分钟四类设施全可达覆盖率", "All four categories within {m} minutes, per unit"),
+    "chart_xlabel_all": ("{m} 分钟内{all}设施全可达的居民比例（%）", "residents within {m} min of {all} categories (%)"),
+    "chart_title_all": ("各单元 {m} 分钟{all}设施全可达覆盖率", "{All} categories within {m} minutes, per unit"),
     # workbook
     "sheet_units": ("分单元", "units"),
     "sheet_categories": ("分类别", "categories"),
@@ -277,14 +276,47 @@ def header(column: str, lang: str) -> str:
     return column if pair is None else _pick(pair, lang)
 
 
-def category_name(category: str, lang: str) -> str:
-    """``卫生`` / ``health`` …; ``all`` is ``四类全部`` / ``all four``.
+def category_name(category: str, lang: str, *, categories: Any = None) -> str:
+    """``卫生`` / ``health`` …; ``all`` is ``四类全部`` / ``all four`` (``categories``: the analysed ones, so
+    that two analysed categories make ``两类全部`` / ``both``).
 
     >>> category_name("elderly_care", "zh"), category_name("all", "en")
     ('养老', 'all four')
+    >>> category_name("all", "zh", categories=("health", "culture")), category_name("all", "en", categories=("health", "culture"))
+    ('两类全部', 'both')
     """
+    if category == ALL and categories is not None:
+        words = all_fields(categories, lang)["all"]
+        return f"{words}全部" if lang == "zh" else words
     pair = _CATEGORIES.get(category)
     return str(category) if pair is None else _pick(pair, lang)
+
+
+_COUNT_ZH = dict(enumerate("零一两三四五六七八九十"))
+_COUNT_EN = dict(enumerate(("none", "one", "both", "three", "four", "five", "six", "seven", "eight", "nine", "ten")))
+
+
+def all_fields(categories: Any, lang: str) -> dict[str, str]:
+    """The words for "every analysed category" that fill ``{all}``, ``{All}`` and ``{all_names}`` in :data:`TEXT`.
+
+    The headline's ``all`` is every category the run analysed, which is not always four.
+
+    >>> all_fields(("health", "elderly_care", "culture", "sports"), "zh")["all"]
+    '四类'
+    >>> f = all_fields(("health", "culture", "sports"), "en"); f["all"], f["All"], f["all_names"]
+    ('all three', 'All three', 'health, culture, sports')
+    >>> text("headline_all", "zh", share="60%", minutes="15", **all_fields(("health", "sports"), "zh"))
+    '60% 的居民步行 15 分钟内可到达全部两类设施（卫生、体育）'
+    """
+    cats = [c for c in categories if c != ALL]
+    n = len(cats)
+    if lang == "zh":
+        words, names = f"{_COUNT_ZH.get(n, str(n))}类", "、".join(category_name(c, lang) for c in cats)
+    else:
+        words = "both" if n == 2 else f"all {_COUNT_EN.get(n, str(n))}"
+        names = ", ".join(category_name(c, "en") for c in cats)
+    _pick(("", ""), lang)  # an unknown language is refused here too
+    return {"all": words, "All": words[:1].upper() + words[1:], "all_names": names}
 
 
 def has_cjk(value: Any) -> bool:

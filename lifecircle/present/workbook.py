@@ -241,7 +241,7 @@ def write_results_xlsx(analysis: Any, path: str | os.PathLike[str], *, lang: str
     for name, df in sheets.items():
         ws = wb.create_sheet(title=name[:31])
         cols = list(df.columns)
-        heads = [category_name(c.split(":", 1)[1], lang) if c.startswith("share:") else header(c, lang) for c in cols]
+        heads = [category_name(c.split(":", 1)[1], lang, categories=analysis.config.categories) if c.startswith("share:") else header(c, lang) for c in cols]
         ws.append(heads)
         for cell in ws[1]:
             cell.font, cell.fill = bold, fill
@@ -251,7 +251,7 @@ def write_results_xlsx(analysis: Any, path: str | os.PathLike[str], *, lang: str
         for col in cols:
             v = df[col]
             if col in translate:
-                v = v.map(lambda x: category_name(x, lang) if isinstance(x, str) else x)
+                v = v.map(lambda x: category_name(x, lang, categories=analysis.config.categories) if isinstance(x, str) else x)
             elif col == "unit":
                 study = text("study_area", lang)
                 v = v.map(lambda x: study if x == STUDY_AREA else x)
