@@ -439,3 +439,48 @@ def test_fewer_categories_are_named_not_called_all_four(tmp_path):
     # all four analysed: the words stay
     r4 = report_content(analyze(toy_town_osm(), admin_level=8), lang="zh")
     assert "全部四类设施（卫生、养老、文化、体育）" in r4.sections[0].blocks[0].text
+
+
+def test_a_chromium_that_crashes_costs_only_the_pdf(tmp_path, monkeypatch, caplog):
+    """Chromium installed but failing (a crash, a sandbox) warns and skips report.pdf; the rest is written."""
+    import logging
+
+    import lifecircle.present.report as report_module
+    from lifecircle import analyze
+    from lifecircle.datasets import toy_town_osm
+    from lifecircle.present.report import write_report_files
+
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\necho 'Trace/breakpoint trap' >&2\nexit 5\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(report_module, "chromium_path", lambda: str(fake))
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="lifecircle"):
+        paths = write_report_files(analyze(toy_town_osm(), admin_level=8), out, pdf=True)
+    assert "report.pdf" not in paths and not (out / "report.pdf").exists()
+    assert {"report.html", "report.docx", "results.xlsx"} <= set(paths)
+    assert all((out / n).is_file() for n in ("report.html", "report.docx", "results.xlsx"))
+    assert any("report.pdf not written" in r.getMessage() and "exit 5" in r.getMessage() for r in caplog.records)
+
+
+def test_no_chromium_no_pdf_and_the_old_one_goes(tmp_path, monkeypatch):
+    """Without Chromium the run has no report.pdf, and a PDF of an earlier run in the folder is removed
+    (it would describe another run)."""
+    import lifecircle.present.report as report_module
+    from lifecircle import analyze
+    from lifecircle.datasets import toy_town_osm
+    from lifecircle.present.report import write_report_files
+
+    fake = tmp_path / "chromium"  # "prints" by writing a small PDF where it is told to
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in --print-to-pdf=*) '
+                    'printf "%%PDF-1.4 fake" > "${a#--print-to-pdf=}";; esac; done\n')
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    a = analyze(toy_town_osm(), admin_level=8)
+    monkeypatch.setattr(report_module, "chromium_path", lambda: str(fake))
+    assert "report.pdf" in write_report_files(a, out, pdf=True)
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF-1.4 fake")
+    monkeypatch.setattr(report_module, "chromium_path", lambda: None)
+    paths = write_report_files(a, out, pdf=True)
+    assert "report.pdf" not in paths and (out / "report.html").is_file()
+    assert not (out / "report.pdf").exists()

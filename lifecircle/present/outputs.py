@@ -518,6 +518,12 @@ class OutputRun:
             self.written[name] = self.folder / name
         return self.staging / name
 
+    def discard(self, name: str) -> None:
+        """Take ``name`` back out of the run (a file that could not be written, such as a PDF whose printer
+        failed): nothing of it is committed, and an older run's copy goes as the other replaced files do."""
+        self.written.pop(name, None)
+        (self.staging / name).unlink(missing_ok=True)
+
     def final(self, name: str) -> Path:
         """Where ``name`` will be once the run is committed."""
         return self.folder / name

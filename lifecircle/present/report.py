@@ -1094,11 +1094,24 @@ def write_report_files(analysis: Any, out_dir: str | os.PathLike[str] | Any, *, 
                                      folder_name=str(run.folder))
             html_path = write_report_html(analysis, run.path("report.html"), report=content)
             paths["report.html"] = run.final("report.html")
-            if pdf and write_report_pdf(html_path, run.path("report.pdf"), date=content.date) is not None:
-                paths["report.pdf"] = run.final("report.pdf")
+            if pdf:
+                if _pdf_or_warn(html_path, run.path("report.pdf"), date=content.date) is not None:
+                    paths["report.pdf"] = run.final("report.pdf")
+                else:
+                    run.discard("report.pdf")
             write_report_docx(analysis, run.path("report.docx"), report=content)
             paths["report.docx"] = run.final("report.docx")
     return paths
+
+
+def _pdf_or_warn(html_path: Path, pdf_path: Path, *, date: str | None) -> Path | None:
+    """:func:`write_report_pdf`, but a Chromium that fails costs the PDF only, with a warning: the run's
+    other files (report.html among them, which prints from any browser) are still written."""
+    try:
+        return write_report_pdf(html_path, pdf_path, date=date)
+    except LifecircleError as exc:
+        log.warning("report.pdf not written: %s", exc)
+        return None
 
 
 def report_from_folder(out_dir: str | os.PathLike[str], *, lang: str | None = None, pdf: bool = True,
