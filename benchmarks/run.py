@@ -450,8 +450,9 @@ USER_LABELS = {
 #: Sizes that run the plain default command (no --isochrones, no --sites run): the whole-city simulation.
 DEFAULT_ONLY = ("46",)
 STEP_ORDER = ("read OSM", "network", "facilities", "residents", "input checks", "snapping", "walking times",
-              "coverage", "service areas", "gap areas", "sites", "map", "figures", "load stored run", "scenario",
-              "writing service areas", "writing gap areas", "writing", "other")
+              "coverage", "summary", "service areas", "gap areas", "sites", "map", "figures", "report",
+              "report.pdf (Chromium)", "load stored run", "scenario", "writing service areas", "writing gap areas",
+              "writing layers", "writing", "other")
 
 
 def _add_one_facility(spec: dict, path: Path) -> None:
@@ -475,7 +476,11 @@ def run_user(kind: str, spec: dict, work: Path, *, cache_dir: Path, timeout_s: f
     limit = int(mem_limit_gb * 1e9)
 
     def cap_memory():
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        # the address-space cap (RLIMIT_AS) is inherited by the report's headless Chromium, which reserves
+        # terabytes of address space and dies of it (SIGTRAP): commands that print report.pdf get a cap on
+        # their data segment instead (RLIMIT_DATA; Chromium's reservations are not data)
+        which = resource.RLIMIT_AS if kind in ("lean", "osmium") else resource.RLIMIT_DATA
+        resource.setrlimit(which, (limit, limit))
 
     t = time.perf_counter()
     try:

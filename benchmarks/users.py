@@ -59,13 +59,20 @@ STEPS = {
     "scenario": [("lifecircle.plan.scenario", "scenario")],
     "writing service areas": [("lifecircle.present.isochrones", "write_isochrones")],
     "writing gap areas": [("lifecircle.plan.gaps", "write_gaps")],
-    "writing": [("lifecircle.pipeline", "_write_gpkg"), ("lifecircle.present.outputs", "write_table"),
+    "report": [("lifecircle.present.report", "report_content"), ("lifecircle.present.report", "write_report_html"),
+               ("lifecircle.present.report", "write_report_docx"), ("lifecircle.present.workbook", "write_results_xlsx"),
+               ("lifecircle.present.figures", "units_bar_chart")],
+    "report.pdf (Chromium)": [("lifecircle.present.report", "write_report_pdf")],
+    "writing layers": [("lifecircle.present.vectors", "write_vector"), ("lifecircle.present.vectors", "write_crs_copy")],
+    "summary": [("lifecircle.pipeline", "_summary")],
+    "writing": [("lifecircle.present.outputs", "write_table"),
                 ("lifecircle.present.outputs", "write_sites"), ("lifecircle.present.outputs", "write_scenario"),
                 ("lifecircle.measure.stored", "save_run_state"), ("lifecircle.read.files", "write_json"),
                 ("lifecircle.present.outputs", "OutputRun.commit")],
 }
 #: Steps that are not "core outputs" (tables and layers of the analysis itself).
-NOT_CORE = ("service areas", "writing service areas", "gap areas", "writing gap areas", "map", "figures", "sites")
+NOT_CORE = ("service areas", "writing service areas", "gap areas", "writing gap areas", "map", "figures", "sites",
+            "report", "report.pdf (Chromium)")
 
 
 def peak_rss_mb() -> float:

@@ -706,7 +706,8 @@ def run_analysis(inputs: Inputs, *, config: AnalysisConfig | None = None,
     tiers = _tier_coverage(standard, wt, facilities_out, residents, cfg) if standard.tiered else None
     service = _service_population(standard, wt, facilities_out, residents, unit_layer, cfg, rec)
     say("supply–demand and equity")
-    accessibility, equity, access_summary = _supply_demand(inputs, wt, facilities_out, residents, unit_layer, cfg, rec)
+    accessibility, equity, access_summary = _supply_demand(inputs, wt, facilities_out, residents, unit_layer, cfg, rec,
+                                                           net=net)
     _check_measurement(net, res, fac, wt, inputs, cfg, rec)
     summary = _summary(cfg, tax, inputs, net, residents, facilities_out, cov, census_methods, unit_layer is not None,
                        rec)
@@ -1138,7 +1139,7 @@ def _units_below_ratio(service: pd.DataFrame, residents, with_pop) -> pd.DataFra
 
 
 def _supply_demand(inputs: Inputs, wt: WalkingTimes, facilities_out, residents, unit_layer, cfg: AnalysisConfig,
-                   rec: _Log):
+                   rec: _Log, *, net: WalkNetwork | None = None):
     """2SFCA family per resident and unit, per group, and the equity indices; adds their columns to
     ``residents`` (``access_<method>_<category>``) and ``facilities_out`` (``capacity``, ``ratio_<method>``).
 
@@ -1156,7 +1157,7 @@ def _supply_demand(inputs: Inputs, wt: WalkingTimes, facilities_out, residents, 
         return None, None, {}
     notes = _fill_capacity(facilities_out, inputs.facilities.capacity_column, cfg, rec)
     sd = acc.supply_demand(wt, facilities_out, residents, config=cfg, groups=groups,
-                           group_speed_kmh=opts.group_speed_kmh, demand_groups=opts.demand_groups)
+                           group_speed_kmh=opts.group_speed_kmh, demand_groups=opts.demand_groups, network=net)
     for col in sd.residents.columns:
         residents[col] = sd.residents[col].to_numpy()
     for col in ["demand"] + [f"ratio_{m}" for m in acc.METHODS]:

@@ -305,3 +305,47 @@ def test_cli_bad_supply_demand_options_say_what_to_fix(tmp_path, capsys, args, c
     assert rc == code and len(err.splitlines()) == 1 and "Traceback" not in err
     for w in words:
         assert w in err, err
+
+
+# ----------------------------------------------------------------------------------------------
+# the local search (each facility's streets within reach only) against full Dijkstra rows
+
+
+def _same_catchments(a):
+    fac = np.flatnonzero(a.facilities["snapped"].to_numpy(bool))
+    limit = a.config.headline_minutes * a.config.walk_speed_kmh * 1000 / 60
+    local = catchment_matrix(a.times, fac, limit_m=limit, network=a.network)
+    full = catchment_matrix(a.times, fac, limit_m=limit)  # no network: full rows
+    assert local.nnz == full.nnz > 0
+    assert np.array_equal(local.indptr, full.indptr) and np.array_equal(local.indices, full.indices)
+    np.testing.assert_array_equal(local.data, full.data)  # the same sums of the same edges
+    return local
+
+
+def test_local_catchments_equal_full_rows_on_the_tiled_city(shanghai_tiled):
+    d = _same_catchments(shanghai_tiled)
+    assert d.shape[0] > 100  # many facilities, over a network of ~17,000 nodes
+
+
+def test_local_catchments_equal_full_rows_on_helsinki():
+    from lifecircle import analyze
+    from lifecircle.datasets import helsinki_osm
+
+    _same_catchments(analyze(helsinki_osm(), config=AnalysisConfig(standard="all", categories=("health", "culture", "sports"))))
+
+
+def test_local_dijkstra_falls_back_when_the_geometry_lies():
+    """Node positions that break the straight-line bound (an edge shorter than its chord) cannot
+    make the local search wrong: the border check sends the search to the whole graph."""
+    import networkx as nx
+
+    from lifecircle.measure.bounded import sparse_within
+
+    # a path 0-1-2-3 whose edge 1-2 is 10 m long although node 2 is drawn 5 km away
+    m = sp.csr_matrix((np.array([100.0, 100, 10, 10, 100, 100]), ([0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2])),
+                      shape=(4, 4))
+    x = np.array([0.0, 100, 5100, 5200])
+    r, c, v = sparse_within(m, x, 0 * x, np.array([0]), limit_m=500, tile_m=100)
+    g = nx.from_scipy_sparse_array(m)
+    want = nx.single_source_dijkstra_path_length(g, 0, cutoff=500, weight="weight")
+    assert dict(zip(c.tolist(), v.tolist())) == {k: float(w) for k, w in want.items()} == {0: 0.0, 1: 100.0, 2: 110.0, 3: 210.0}

@@ -72,3 +72,33 @@ def test_png_title_has_chinese_and_stays_on_the_canvas(toy, draw, tmp_path):
     path = save_figure(fig, tmp_path / "f.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
     assert matplotlib.image.imread(io.BytesIO(path.read_bytes())).shape[:2] == with_font.shape[:2]
+
+
+def test_a_city_s_streets_are_one_image_with_every_street_on_it(monkeypatch):
+    """Above RASTER_STREETS_ABOVE edges the figure's streets are one image: no million-path collection, and
+    every street's midpoint is drawn (a pixel within 1 of it is set)."""
+    import lifecircle.present.figures as F
+    from matplotlib.collections import LineCollection
+    from matplotlib.image import AxesImage
+
+    from lifecircle import AnalysisConfig, analyze
+    from lifecircle.datasets import helsinki_osm
+
+    a = analyze(helsinki_osm(), config=AnalysisConfig(standard="all", categories=("health", "culture", "sports")))
+    monkeypatch.setattr(F, "RASTER_STREETS_ABOVE", 0)
+    ax = F.coverage_figure(a).axes[0]
+    images = [c for c in ax.get_children() if isinstance(c, AxesImage)]
+    assert len(images) == 1 and not any(isinstance(c, LineCollection) for c in ax.collections)
+    img = np.asarray(images[0].get_array())
+    (x0, x1, y0, y1), (rows, cols) = images[0].get_extent(), img.shape[:2]
+    net = a.network
+    mx, my = (net.x[net.u] + net.x[net.v]) / 2, (net.y[net.u] + net.y[net.v]) / 2
+    inside = (mx > x0) & (mx < x1) & (my > y0) & (my < y1)
+    c = np.floor((mx[inside] - x0) / (x1 - x0) * cols).astype(int)
+    r = np.floor((y1 - my[inside]) / (y1 - y0) * rows).astype(int)
+    alpha = np.pad(img[..., 3] > 0, 1)
+    near = np.zeros(len(c), bool)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            near |= alpha[r + 1 + dr, c + 1 + dc]
+    assert inside.sum() > 1000 and near.all()

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,11 +83,15 @@ def access_column(method: str, category: str, group: str | None = None) -> str:
     return f"access_{method}_{category}" + (f"_{group}" if group else "")
 
 
-def catchment_matrix(times, facility_index, *, limit_m: float, chunk: int | None = None) -> sp.csr_matrix:
+def catchment_matrix(times, facility_index, *, limit_m: float, network: Any = None,
+                     chunk: int | None = None) -> sp.csr_matrix:
     """Walking metres from each facility to each resident within ``limit_m``, as a sparse matrix.
 
     One bounded Dijkstra per facility on the access graph the coverage run built (both access
-    legs included, as in the walking minutes), ``chunk`` facilities at a time.
+    legs included, as in the walking minutes). With ``network`` (the run's walking network) each
+    search covers only the streets within ``limit_m`` of its facility
+    (:func:`lifecircle.measure.bounded.local_dijkstra`: its cost grows with the facilities, not
+    with the city); without it, full rows over the graph, ``chunk`` facilities at a time.
 
     Parameters
     ----------
@@ -97,6 +101,8 @@ def catchment_matrix(times, facility_index, *, limit_m: float, chunk: int | None
         Positions of the facilities (in the order given to ``walking_times``): the rows.
     limit_m : float
         The cut-off: only pairs within it are stored.
+    network : WalkNetwork, optional
+        The network ``times`` was measured on (its node positions bound each search).
     chunk : int, optional
         Facilities per Dijkstra call (default: as many as fit in about 64 MB of rows).
 
@@ -107,7 +113,7 @@ def catchment_matrix(times, facility_index, *, limit_m: float, chunk: int | None
         zero is a distance of 0 m (never dropped), an absent entry is out of reach. Residents or
         facilities that did not snap have no entries.
     """
-    from scipy.sparse.csgraph import dijkstra
+    from .bounded import sparse_within
 
     g = times.graph
     if g is None:
@@ -119,9 +125,25 @@ def catchment_matrix(times, facility_index, *, limit_m: float, chunk: int | None
     node_to_res = np.full(g.n_nodes, -1, dtype=np.int64)
     node_to_res[res_nodes[res_nodes >= 0]] = np.flatnonzero(res_nodes >= 0)
     fac_nodes = g.point_node[nr + idx] if idx.size else np.zeros(0, dtype=np.int64)
+    todo = np.flatnonzero(fac_nodes >= 0)
+    if network is not None:
+        # each facility's search on the streets within its reach only (cost ∝ facilities, not city size)
+        x, y = g.positions(network)
+        pos, node, v = sparse_within(g.matrix, x, y, fac_nodes[todo], limit_m=limit_m, targets=node_to_res >= 0)
+        r, c = todo[pos], node_to_res[node]
+    else:
+        r, c, v = _dense_pairs(g, fac_nodes, todo, node_to_res, limit_m=limit_m, chunk=chunk)
+    # built directly in CSR from sorted COO arrays: explicit zeros (0 m) stay stored entries
+    return sp.csr_matrix((v, (r, c)), shape=(idx.size, nr))
+
+
+def _dense_pairs(g, fac_nodes, todo, node_to_res, *, limit_m: float, chunk: int | None):
+    """The pairs of :func:`catchment_matrix` from full Dijkstra rows, ``chunk`` facilities at a time (the
+    reference the local search is tested against)."""
+    from scipy.sparse.csgraph import dijkstra
+
     step = chunk or max(1, min(256, _CHUNK_FLOATS // max(g.n_nodes, 1)))
     rows, cols, vals = [], [], []
-    todo = np.flatnonzero(fac_nodes >= 0)
     for start in range(0, todo.size, step):
         pos = todo[start:start + step]
         d = np.atleast_2d(dijkstra(g.matrix, directed=True, indices=fac_nodes[pos], limit=limit_m))
@@ -131,13 +153,9 @@ def catchment_matrix(times, facility_index, *, limit_m: float, chunk: int | None
         rows.append(pos[r[keep]])
         cols.append(res[keep])
         vals.append(d[r[keep], n[keep]])
-    if rows:
-        r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-    else:
-        r = c = np.zeros(0, dtype=np.int64)
-        v = np.zeros(0)
-    # built directly in CSR from sorted COO arrays: explicit zeros (0 m) stay stored entries
-    return sp.csr_matrix((v, (r, c)), shape=(idx.size, nr))
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
 
 
 def decay_weights(dist_m, *, limit_m: float, method: str = "2sfca"):
@@ -286,7 +304,7 @@ class SupplyDemand:
 
 def supply_demand(times, facilities, residents, *, config: AnalysisConfig | None = None,
                   groups: Sequence[str] = (), group_speed_kmh: Mapping[str, float] | None = None,
-                  demand_groups: Mapping[str, str] | None = None) -> SupplyDemand:
+                  demand_groups: Mapping[str, str] | None = None, network: Any = None) -> SupplyDemand:
     """2SFCA, E2SFCA and G2SFCA accessibility of every resident, per category and population group.
 
     Parameters
@@ -307,6 +325,9 @@ def supply_demand(times, facilities, residents, *, config: AnalysisConfig | None
     demand_groups : mapping, optional
         ``{category: group}``: whose people load a facility in step 1 (e.g. ``elderly_care`` →
         ``age65``: beds per elderly resident). Default: the whole population.
+    network : WalkNetwork, optional
+        The network ``times`` was measured on: the catchments are then searched locally
+        (:func:`catchment_matrix`), which a city-scale run needs.
 
     Examples
     --------
@@ -350,7 +371,7 @@ def supply_demand(times, facilities, residents, *, config: AnalysisConfig | None
     cap = (pd.to_numeric(facilities["capacity"], errors="coerce").fillna(1.0).to_numpy(float)
            if "capacity" in facilities else np.ones(len(facilities)))
     sel = np.flatnonzero(np.isin(cats, cfg.categories) & snapped)
-    dist = catchment_matrix(times, sel, limit_m=top)
+    dist = catchment_matrix(times, sel, limit_m=top, network=network)
     out: dict[str, np.ndarray] = {}
     fac_rows = []
     for cat in cfg.categories:

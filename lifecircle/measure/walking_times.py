@@ -62,6 +62,19 @@ class AccessGraph:
             return np.full(self.n_nodes, np.inf)
         return dijkstra(self.matrix, directed=True, indices=sources, min_only=True, limit=limit_m)
 
+    def positions(self, network: WalkNetwork) -> tuple[np.ndarray, np.ndarray]:
+        """Metric ``x``, ``y`` of every node: the network's, and each point's node at its projection.
+
+        No walk of ``d`` metres takes a node farther than ``d`` from its start (the streets are
+        straight segments, a point's leg is at least as long as the way to its projection), so
+        :func:`lifecircle.measure.bounded.local_dijkstra` may search only nearby nodes.
+        """
+        u, v = network.u[self.proj_edge], network.v[self.proj_edge]
+        t = np.asarray(self.proj_t, dtype=float)
+        px = network.x[u] + t * (network.x[v] - network.x[u])
+        py = network.y[u] + t * (network.y[v] - network.y[u])
+        return np.concatenate([network.x, px, px]), np.concatenate([network.y, py, py])
+
     def to_networkx(self):
         """The access graph as a networkx Graph with ``length`` weights (for checks and export)."""
         import networkx as nx

@@ -237,6 +237,11 @@ def _halo():
     return [patheffects.withStroke(linewidth=2.6, foreground="white")]
 
 
+#: Above this many edges in view the streets of a figure are one image (``STREETS_DPI``) instead of lines.
+RASTER_STREETS_ABOVE = 100_000
+STREETS_DPI = 150
+
+
 def _streets(ax: Any, net: Any, xlim: tuple[float, float], ylim: tuple[float, float]) -> int:
     """The walking network as light grey lines under everything; only edges touching the view."""
     from matplotlib.collections import LineCollection
@@ -244,6 +249,26 @@ def _streets(ax: Any, net: Any, xlim: tuple[float, float], ylim: tuple[float, fl
     x, y, u, v = (np.asarray(getattr(net, k)) for k in ("x", "y", "u", "v"))
     inside = (x >= xlim[0]) & (x <= xlim[1]) & (y >= ylim[0]) & (y <= ylim[1])
     keep = inside[u] | inside[v]
+    if keep.sum() > RASTER_STREETS_ABOVE:  # a city: one image at print resolution, not a million paths
+        from .styles import _hex_to_rgb, raster_segments
+
+        box = ax.get_position()  # axes in figure fractions; pixels at the 150 dpi of save_figure
+        w_in, h_in = ax.figure.get_size_inches()
+        dx, dy = xlim[1] - xlim[0], ylim[1] - ylim[0]
+        # the map is drawn at equal aspect: the output pixels of the shrunken box
+        scale = min(box.width * w_in * STREETS_DPI / dx, box.height * h_in * STREETS_DPI / dy)
+        # drawn at twice that with 2-pixel lines, then filtered down by matplotlib: no broken lines
+        cols, rows = max(int(round(2 * dx * scale)), 2), max(int(round(2 * dy * scale)), 2)
+        img = raster_segments(x[u[keep]], y[u[keep]], x[v[keep]], y[v[keep]],
+                              bounds=(xlim[0], ylim[0], xlim[1], ylim[1]), shape=(rows, cols), width_px=2)
+        rgba = np.zeros((rows, cols, 4), dtype=np.uint8)
+        rgba[img, :3] = _hex_to_rgb("#8c8c8c").astype(np.uint8)
+        rgba[img, 3] = 255
+        ax.imshow(rgba, extent=(xlim[0], xlim[1], ylim[0], ylim[1]), origin="upper", interpolation="antialiased",
+                  zorder=1, aspect="auto")
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
+        return int(keep.sum())
     seg = np.stack([np.column_stack([x[u[keep]], y[u[keep]]]), np.column_stack([x[v[keep]], y[v[keep]]])], axis=1)
     ax.add_collection(LineCollection(seg, colors="#8c8c8c", linewidths=0.6, zorder=1, capstyle="round"))
     return int(keep.sum())

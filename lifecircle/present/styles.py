@@ -141,3 +141,44 @@ def _pct(share: float) -> str:
 
 
 _NO_DATA = "#bdbdbd"
+
+
+def raster_segments(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, *,
+                    bounds: tuple[float, float, float, float], shape: tuple[int, int],
+                    width_px: int = 1) -> np.ndarray:
+    """Straight segments burnt into a boolean image (row 0 at the top), vectorised: a city's streets
+    in well under a second, where a matplotlib collection of a million paths takes ten.
+
+    Each segment is sampled every half pixel; ``width_px`` > 1 widens the lines by that many pixels
+    (a square brush). ``bounds`` is ``(west, south, east, north)`` in the segments' units, ``shape``
+    ``(rows, columns)``.
+
+    >>> img = raster_segments(np.array([0.0]), np.array([0.5]), np.array([4.0]), np.array([0.5]),
+    ...                       bounds=(0, 0, 4, 2), shape=(2, 4))
+    >>> img.astype(int).tolist()  # the line y = 0.5 runs along the lower row
+    [[0, 0, 0, 0], [1, 1, 1, 1]]
+    """
+    w, s, e, n = (float(b) for b in bounds)
+    rows, cols = shape
+    sx, sy = cols / max(e - w, 1e-12), rows / max(n - s, 1e-12)
+    c0, r0 = (np.asarray(x0, float) - w) * sx, (n - np.asarray(y0, float)) * sy
+    c1, r1 = (np.asarray(x1, float) - w) * sx, (n - np.asarray(y1, float)) * sy
+    steps = np.ceil(2 * np.maximum(np.abs(c1 - c0), np.abs(r1 - r0))).astype(np.int64) + 1
+    img = np.zeros(shape, dtype=bool)
+    if not len(steps):
+        return img
+    seg = np.repeat(np.arange(len(steps)), steps)
+    k = np.arange(int(steps.sum())) - np.repeat(np.cumsum(steps) - steps, steps)
+    f = k / np.maximum(steps[seg] - 1, 1)
+    cc = np.floor(c0[seg] + f * (c1 - c0)[seg]).astype(np.int64)
+    rr = np.floor(r0[seg] + f * (r1 - r0)[seg]).astype(np.int64)
+    ok = (cc >= 0) & (cc < cols) & (rr >= 0) & (rr < rows)
+    img[rr[ok], cc[ok]] = True
+    if width_px > 1:
+        grown = img.copy()
+        for d in range(1, int(width_px)):
+            grown[d:, :] |= img[:-d, :]
+            grown[:, d:] |= img[:, :-d]
+            grown[d:, d:] |= img[:-d, :-d]
+        img = grown
+    return img
