@@ -237,68 +237,102 @@ def _shift_round(m: folium.Map, geoms: np.ndarray, digits: int) -> np.ndarray:
     return shapely.transform(geoms, lambda c: np.round(c, digits))
 
 
-def _image_layer(m: folium.Map, geoms: np.ndarray, colour: str, *, name: str, show: bool,
-                 alpha: float = 0.2, line_px: float | None = None) -> None:
-    """Polygons (or, with ``line_px``, lines that wide) drawn as one transparent PNG embedded in the map.
+def _image_frame(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float, int, int]:
+    """The image's Web Mercator frame, grown to whole pixels, and its size (at most :data:`IMAGE_MAX_PX`)."""
+    px = max(x1 - x0, y1 - y0, 1.0) / IMAGE_MAX_PX
+    width, height = max(int(np.ceil((x1 - x0) / px)), 2), max(int(np.ceil((y1 - y0) / px)), 2)
+    return x0, y1 - height * px, x0 + width * px, y1, width, height
 
-    Polygons get ``alpha`` each, so overlaps look darker. Drawn by matplotlib's Agg renderer straight from
-    the vertex arrays (no per-vertex Python, no antialiasing: few distinct pixels, a small PNG), in Web
-    Mercator, as Leaflet stretches an image overlay; at most :data:`IMAGE_MAX_PX` pixels on a side.
-    """
+
+def _add_image(m: folium.Map, png: bytes, frame: tuple[float, float, float, float], *, name: str,
+               show: bool) -> None:
+    """Embed a PNG drawn over the Web Mercator ``frame`` (west, south, east, north) as a map layer."""
     import base64
-    import io
 
     import pyproj
     import shapely
-    from matplotlib.collections import PathCollection
-    from matplotlib.figure import Figure
-    from matplotlib.path import Path as MplPath
 
-    to_merc = pyproj.Transformer.from_crs(4326, 3857, always_xy=True)
-    merc = shapely.transform(geoms, lambda c: np.column_stack(to_merc.transform(c[:, 0], c[:, 1])))
-    x0, y0, x1, y1 = shapely.total_bounds(merc)
-    px = max(x1 - x0, y1 - y0, 1.0) / IMAGE_MAX_PX
-    width, height = max(int(np.ceil((x1 - x0) / px)), 2), max(int(np.ceil((y1 - y0) / px)), 2)
-    x1, y0 = x0 + width * px, y1 - height * px
-    buf = io.BytesIO()
-    if line_px is not None:  # lines burnt into the pixels directly (a city's streets: ~1 s, not ~10 s)
-        from PIL import Image
-
-        from .styles import _hex_to_rgb, raster_segments
-
-        xy, part = shapely.get_coordinates(shapely.get_parts(merc), return_index=True)
-        same = part[1:] == part[:-1]  # consecutive vertices of one line
-        a, b = xy[:-1][same], xy[1:][same]
-        img = raster_segments(a[:, 0], a[:, 1], b[:, 0], b[:, 1], bounds=(x0, y0, x1, y1), shape=(height, width),
-                              width_px=max(1, int(round(line_px))))
-        rgba = np.zeros((height, width, 4), dtype=np.uint8)
-        rgba[img, :3] = _hex_to_rgb(colour).astype(np.uint8)
-        rgba[img, 3] = int(round(alpha * 255))
-        Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
-    else:
-        fig = Figure(figsize=(width / 100, height / 100), dpi=100)
-        ax = fig.add_axes((0, 0, 1, 1))
-        ax.set_axis_off()
-        ax.set_xlim(x0, x1)
-        ax.set_ylim(y0, y1)
-        paths = []
-        for g in merc:  # shells counter-clockwise, holes clockwise: the non-zero rule leaves the holes open
-            rings, _ = shapely.get_rings(shapely.orient_polygons(shapely.get_parts(g)), return_index=True)
-            if not len(rings):
-                continue
-            xy, ring = shapely.get_coordinates(rings, return_index=True)
-            codes = np.full(len(xy), MplPath.LINETO, dtype=np.uint8)
-            codes[np.r_[0, np.flatnonzero(np.diff(ring)) + 1]] = MplPath.MOVETO
-            paths.append(MplPath(xy, codes))
-        ax.add_collection(PathCollection(paths, facecolors=colour, edgecolors="none", alpha=alpha, linewidths=0,
-                                         antialiaseds=False), autolim=False)
-        fig.savefig(buf, format="png", dpi=100, transparent=True)
-    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    x0, y0, x1, y1 = frame
+    url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     back = pyproj.Transformer.from_crs(3857, 4326, always_xy=True)
     (w, e), (s_, n) = back.transform([x0, x1], [y0, y1])
     (w, e), (s_, n) = shapely.get_coordinates(_shift_round(m, shapely.points([w, e], [s_, n]), 6)).T
     folium.raster_layers.ImageOverlay(url, bounds=[[s_, w], [n, e]], name=name, show=show,
                                       pixelated=False).add_to(m)
+
+
+def _image_layer(m: folium.Map, geoms: np.ndarray, colour: str, *, name: str, show: bool,
+                 alpha: float = 0.2) -> None:
+    """Polygons drawn as one transparent PNG embedded in the map, each with ``alpha`` (overlaps look darker).
+
+    Drawn by matplotlib's Agg renderer straight from the vertex arrays (no per-vertex Python, no
+    antialiasing: few distinct pixels, a small PNG), in Web Mercator, as Leaflet stretches an image
+    overlay; at most :data:`IMAGE_MAX_PX` pixels on a side.
+    """
+    import io
+
+    import pyproj
+    import shapely
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import PathCollection
+    from matplotlib.figure import Figure
+    from matplotlib.path import Path as MplPath
+    from PIL import Image
+
+    to_merc = pyproj.Transformer.from_crs(4326, 3857, always_xy=True)
+    merc = shapely.transform(geoms, lambda c: np.column_stack(to_merc.transform(c[:, 0], c[:, 1])))
+    frame = _image_frame(*shapely.total_bounds(merc))
+    x0, y0, x1, y1, width, height = frame
+    fig = Figure(figsize=(width / 100, height / 100), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    paths = []
+    for g in merc:  # shells counter-clockwise, holes clockwise: the non-zero rule leaves the holes open
+        rings, _ = shapely.get_rings(shapely.orient_polygons(shapely.get_parts(g)), return_index=True)
+        if not len(rings):
+            continue
+        xy, ring = shapely.get_coordinates(rings, return_index=True)
+        codes = np.full(len(xy), MplPath.LINETO, dtype=np.uint8)
+        codes[np.r_[0, np.flatnonzero(np.diff(ring)) + 1]] = MplPath.MOVETO
+        paths.append(MplPath(xy, codes))
+    ax.add_collection(PathCollection(paths, facecolors=colour, edgecolors="none", alpha=alpha, linewidths=0,
+                                     antialiaseds=False), autolim=False)
+    fig.patch.set_alpha(0)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    buf = io.BytesIO()
+    # no antialiasing: a handful of colours, so a palette PNG (a third of the RGBA one, and 3x faster)
+    Image.fromarray(rgba, "RGBA").quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(buf, format="PNG")
+    _add_image(m, buf.getvalue(), frame[:4], name=name, show=show)
+
+
+def _segments_image_layer(m: folium.Map, lon: np.ndarray, lat: np.ndarray, u: np.ndarray, v: np.ndarray,
+                          colour: str, *, name: str, show: bool, alpha: float = 0.8) -> None:
+    """Straight segments (a network's edges ``u``–``v`` over its nodes) burnt one pixel wide into a
+    two-colour PNG embedded in the map (:func:`lifecircle.present.styles.raster_segments`): a
+    million-edge city in about a second."""
+    import io
+
+    import pyproj
+    from PIL import Image
+
+    from .styles import _hex_to_rgb, raster_segments
+
+    mx, my = pyproj.Transformer.from_crs(4326, 3857, always_xy=True).transform(lon, lat)
+    mx, my = np.asarray(mx), np.asarray(my)
+    used = np.zeros(len(mx), dtype=bool)
+    used[u] = used[v] = True
+    frame = _image_frame(mx[used].min(), my[used].min(), mx[used].max(), my[used].max())
+    x0, y0, x1, y1, width, height = frame
+    img = raster_segments(mx[u], my[u], mx[v], my[v], bounds=(x0, y0, x1, y1), shape=(height, width))
+    pal = Image.fromarray(img.astype(np.uint8), "P")
+    pal.putpalette([0, 0, 0, *_hex_to_rgb(colour).astype(int).tolist()])
+    buf = io.BytesIO()
+    pal.save(buf, format="PNG", transparency=bytes([0, int(round(alpha * 255))]))
+    _add_image(m, buf.getvalue(), frame[:4], name=name, show=show)
 
 
 def _feature_collection(geoms: np.ndarray, props: pd.DataFrame) -> dict:
@@ -971,12 +1005,11 @@ def streets_map(network: Any, *, m: folium.Map | None = None, basemap: str = "os
     st = _state(m)
     if show is None:
         show = st.basemap == "none"
-    seg = np.stack([np.column_stack([lon[u], lat[u]]), np.column_stack([lon[v], lat[v]])], axis=1)
     if 2 * len(u) > 4 * MAX_LAYER_VERTICES:  # a city's streets: one image (merged polylines would be tens of MB)
-        _image_layer(m, shapely.linestrings(seg), "#9e9e9e", name="街道 streets", show=bool(show), alpha=0.8,
-                     line_px=1.0)
+        _segments_image_layer(m, lon, lat, u, v, "#9e9e9e", name="街道 streets", show=bool(show), alpha=0.8)
         log.debug("streets layer: %d edges drawn as an image", len(u))
         return _finish(m)
+    seg = np.stack([np.column_stack([lon[u], lat[u]]), np.column_stack([lon[v], lat[v]])], axis=1)
     lines = shapely.get_parts(shapely.line_merge(shapely.multilinestrings(shapely.linestrings(seg))))
     lines = _map_geoms(m, shapely.simplify(lines, _SIMPLIFY_DEG))
     lines = shapely.transform(lines, lambda c: np.round(c, 5))
