@@ -212,3 +212,18 @@ def test_an_older_folder_without_run_state_is_analysed_again(toy_run, tmp_path, 
     got, expect = gpd.read_file(out / "gaps.gpkg", layer="gaps"), find_gaps(load_analysis(toy_run["out"]))
     np.testing.assert_allclose(got.population.to_numpy(), expect.population.to_numpy(), rtol=0, atol=ATOL)
     assert len(got) == len(expect) > 0
+
+
+def test_map_command_draws_the_streets_of_the_stored_run(tmp_path):
+    """`lifecircle map DIR` redraws map.html with the same streets layer analyze drew (from run_state.npz)."""
+    import re
+
+    out = tmp_path / "out"
+    assert main(["-q", "analyze", "--osm", str(toy_town_osm()), "--out", str(out), "--no-png", "--no-report"]) == 0
+    first = (out / "map.html").read_text(encoding="utf-8")
+    assert "streets" in first  # (the layer name, 街道 in \\u escapes)
+    assert main(["-q", "map", str(out), "--no-png"]) == 0
+    again = (out / "map.html").read_text(encoding="utf-8")
+    assert "streets" in again
+    coords = lambda html: sorted(re.findall(r"\[121\.\d+, 31\.\d+\]", html))  # noqa: E731
+    assert coords(again) == coords(first)

@@ -40,7 +40,7 @@ from .walking_times import AccessGraph, WalkingTimes, build_access_graph
 
 log = logging.getLogger("lifecircle")
 
-__all__ = ["RUN_STATE", "RUN_STATE_FORMAT", "save_run_state", "load_run_state"]
+__all__ = ["RUN_STATE", "RUN_STATE_FORMAT", "save_run_state", "load_run_state", "load_stored_network"]
 
 #: File name of the stored state in an output folder.
 RUN_STATE = "run_state.npz"
@@ -107,6 +107,25 @@ class _Distances(Mapping):
 
     def __len__(self) -> int:
         return len(self._cats)
+
+
+def load_stored_network(path: str | os.PathLike[str], *, source: dict[str, Any] | None = None) -> WalkNetwork:
+    """Only the walking network of a stored run (what ``lifecircle map`` draws the streets from).
+
+    A damaged file raises :class:`~lifecircle.errors.InputFileError` (one line), as in :func:`load_run_state`.
+    """
+    p = Path(path)
+    fix = f"run `lifecircle analyze ... --out {p.parent}` again to rewrite it"
+    try:
+        z = load_arrays(p)
+        if int(z["format"]) != RUN_STATE_FORMAT:
+            raise ValueError(f"format {int(z['format'])}, this lifecircle reads {RUN_STATE_FORMAT}")
+        return WalkNetwork.from_arrays(network_from_arrays({k[4:]: v for k, v in z.items() if k.startswith("net_")}),
+                                       source=source)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InputFileError(f"{p} is not a run state this lifecircle reads ({str(exc)[:120]}); {fix}") from None
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError: truncated or not an npz
+        raise InputFileError(f"{p} is damaged or not a lifecircle run state ({type(exc).__name__}); {fix}") from None
 
 
 def load_run_state(path: str | os.PathLike[str], facility_category: np.ndarray, *, config: AnalysisConfig,

@@ -1066,6 +1066,13 @@ def _read_analysis(rec: RunRecord, need: list[str], files: dict[str, str]) -> _F
     extra = {name: _read_layers(d / f"{stem}.gpkg") for name, stem in files.items() if rec.has(f"{stem}.gpkg")}
     if rec.has("accessibility.csv"):
         extra["accessibility"] = read_table_back(d / "accessibility.csv")
+    from ..measure.stored import RUN_STATE, load_stored_network
+
+    if rec.has(RUN_STATE):  # the streets under the map and the figure
+        try:
+            extra["network"] = load_stored_network(d / RUN_STATE)
+        except InputFileError as exc:
+            log.warning("the map is drawn without its streets: %s", exc)
     return _FolderAnalysis(cfg, facilities, residents, coverage, summary, **extra)
 
 
