@@ -42,12 +42,41 @@ def _bearing(dx: float, dy: float) -> str:
     return _COMPASS[int(np.round(np.degrees(np.arctan2(dy, dx)) / 45.0)) % 8]
 
 
+def _outline_points(x: np.ndarray, y: np.ndarray, bins: int = 4096) -> np.ndarray:
+    """The points that can be corners of the convex hull, to within one bin: per column of ``bins`` the
+    lowest and highest point, per row the leftmost and rightmost (a city's million nodes become a few
+    thousand, so GEOS never holds a million points).
+
+    >>> rng = np.random.default_rng(0); x, y = rng.uniform(0, 1000, (2, 100_000))
+    >>> import shapely
+    >>> full = shapely.convex_hull(shapely.multipoints(np.column_stack([x, y])))
+    >>> few = shapely.convex_hull(shapely.multipoints(_outline_points(x, y, bins=256)))
+    >>> len(_outline_points(x, y, bins=256)) < 1100, abs(few.area - full.area) / full.area < 0.001
+    (True, True)
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) <= 4 * bins:
+        return np.column_stack([x, y])
+    picks = []
+    for a, b in ((x, y), (y, x)):
+        span = max(float(a.max() - a.min()), 1e-9)
+        k = np.minimum(((a - a.min()) / span * bins).astype(np.int64), bins - 1)
+        order = np.lexsort((b, k))  # by bin, then by the other coordinate
+        first = np.r_[True, k[order][1:] != k[order][:-1]]
+        last = np.r_[k[order][1:] != k[order][:-1], True]
+        picks += [order[first], order[last]]
+    i = np.unique(np.concatenate(picks))
+    return np.column_stack([x[i], y[i]])
+
+
 def _hull(network: WalkNetwork):
     import shapely
 
     cache = network.__dict__
     if "_hull" not in cache:
-        hull = shapely.convex_hull(shapely.multipoints(np.column_stack([network.x, network.y])))
+        hull = shapely.convex_hull(shapely.multipoints(_outline_points(network.x, network.y)))
         shapely.prepare(hull)
         cache["_hull"] = hull
     return cache["_hull"]
