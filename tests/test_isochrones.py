@@ -383,6 +383,54 @@ def test_grid_agrees_with_exact_on_helsinki():
         assert np.abs(coarse.area_km2.to_numpy() / exact.area_km2.to_numpy() - 1).max() < GRID_TOLERANCE
 
 
+def test_grid_blocks_do_not_change_the_polygons(shanghai, monkeypatch):
+    """The cell-street pairs are made in blocks and scattered with a running minimum: any blocking gives the
+    same fields, so the same polygons to the last bit (here: blocks of ~50 candidate cells instead of ~2 million)."""
+    import lifecircle.present.isochrones as iso
+
+    default = service_areas(shanghai)
+    monkeypatch.setattr(iso, "_PAIR_BLOCK", 50)
+    small = service_areas(shanghai)
+    assert small.area_km2.tolist() == default.area_km2.tolist()
+    assert all(shapely.equals_exact(a, b, tolerance=0) for a, b in zip(small.geometry, default.geometry))
+
+
+def test_grid_thresholds_nest_and_areas_match_the_polygons(shanghai):
+    """5-min ⊆ 10-min ⊆ 15-min area of each category (the fields are nested by construction: a running minimum
+    over the limits), and area_km2 (summed from the contour rings) is the polygon's area in UTM."""
+    sa = service_areas(shanghai)
+    utm = sa.to_crs(shanghai.network.crs)
+    assert utm.area.to_numpy() / 1e6 == pytest.approx(sa.area_km2.to_numpy(), rel=1e-6)
+    for _, grp in utm.groupby("category"):
+        polys = grp.sort_values("minutes").geometry.to_numpy()
+        assert len(polys) == 3
+        for small, big in zip(polys[:-1], polys[1:]):
+            assert shapely.difference(small, big).area < 1e-6 * small.area
+            assert big.area > small.area
+
+
+def test_closed_form_reach_agrees_with_the_intervals(shanghai):
+    """Each segment's first limit reached whole (closed form) against :func:`_grid_reach`'s intervals, limit by limit."""
+    from lifecircle.present.isochrones import _grid_points, _grid_reach, _reach_layers
+
+    a = shanghai
+    st, fcat, _ = _grid_points(a.times, a.network)
+    limits = np.array([5.0, 10.0, 15.0]) * MPM
+    for cat in ("health", "sports"):
+        d, source = a.times.distances_m[cat], fcat == cat
+        r = _reach_layers(st, a.network, d, limits, source)
+        for i, lim in enumerate(limits):
+            k, whole, lo1, hi1, lo2, hi2 = _grid_reach(st, a.network, d, lim, source)
+            assert set(k) <= set(r.k)
+            got_whole = set(r.k[r.t_whole <= i])
+            assert got_whole == set(k[whole])
+            cut_here = {int(r.k[c]): r.iv[j, i] for j, c in enumerate(r.cut) if not np.isinf(r.iv[j, i, 0])
+                        or not np.isinf(r.iv[j, i, 2])}
+            assert set(cut_here) == set(k[~whole])
+            for kk, a1, b1, a2, b2 in zip(k[~whole], lo1[~whole], hi1[~whole], lo2[~whole], hi2[~whole]):
+                assert cut_here[int(kk)] == pytest.approx([a1, b1, a2, b2], abs=1e-3)
+
+
 # ---------------------------------------------------------------- GeoPackage
 
 

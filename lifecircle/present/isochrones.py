@@ -156,7 +156,21 @@ def _times_segments(times: WalkingTimes, network: WalkNetwork) -> _Segments:
     return _segments(times.graph, network, px, py)
 
 
-def _truncated(seg: _Segments, d: np.ndarray, limit_m: float) -> bool:
+@dataclass(frozen=True)
+class _Edges:
+    """The edges of an access graph (``a < b``) and their lengths: what :func:`_truncated` needs."""
+
+    a: np.ndarray
+    b: np.ndarray
+    length_m: np.ndarray
+
+
+def _graph_edges(graph: AccessGraph) -> _Edges:
+    coo = sp.triu(graph.matrix, k=1, format="coo")
+    return _Edges(coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data.astype(float))
+
+
+def _truncated(seg: _Segments | _Edges, d: np.ndarray, limit_m: float) -> bool:
     """Whether ``d`` came from a search stopped before ``limit_m``.
 
     A node is ``inf`` next to a finite node ``a`` although ``d_a + w ≤ limit_m``. This test is exact.
@@ -284,7 +298,9 @@ GRID_TOLERANCE = 0.02
 GRID_TARGET_CELLS = 4_000_000
 _NICE_CELL_M = (5.0, 7.5, 10.0, 12.5, 15.0, 20.0, 25.0)
 #: Candidate cells per block when the cell-street pairs are made (bounds their memory).
-_PAIR_BLOCK = 1 << 23
+_PAIR_BLOCK = 1 << 21
+#: The grid's distance fields are uint16: this many steps up to ``buffer_m + 2 cell_m`` (about 1 mm each).
+_Q_MAX = 65535
 
 
 def grid_cell_m(network: WalkNetwork, *, buffer_m: float = DEFAULT_BUFFER_M) -> float:
@@ -396,192 +412,307 @@ def _grid_reach(st: _GridStreets, network: WalkNetwork, d: np.ndarray, lim: floa
 
 
 @dataclass(frozen=True)
-class _CellPairs:
-    """Every (cell, segment) pair with the cell's centre within ``radius_m`` of the segment, grouped by segment.
+class _Reach:
+    """What one set of sources reaches at each limit, on the segments ``k`` (sorted) reached at the largest.
 
-    The grid has ``nx`` × ``ny`` cells; cell ``c = j nx + i`` has its centre at
-    ``(ox + (i + 0.5) h, oy + (j + 0.5) h)``. For each pair: the cell and the squared distance from its centre
-    to the whole segment. Segment ``k``'s pairs are ``offsets[k]:offsets[k + 1]`` (segments not asked for
-    have none); ``box`` holds the range of its cells (i0, i1, j0, j1).
+    ``t_whole[p]``: the first limit at which segment ``k[p]`` is reached whole (the number of limits if
+    never). ``cut``: the positions in ``k`` of the segments reached only in part at some limit, and
+    ``iv[c, i] = (lo1, hi1, lo2, hi2)``: the reached parts of segment ``k[cut[c]]`` at limit ``i``, in metres
+    along its drawn line (:func:`_grid_reach`), left empty (``lo = inf``) where it is whole or not reached.
     """
 
-    h: float
-    ox: float
-    oy: float
-    nx: int
-    ny: int
-    offsets: np.ndarray
-    cell: np.ndarray
-    d2: np.ndarray
-    box: np.ndarray
+    k: np.ndarray
+    t_whole: np.ndarray
+    cut: np.ndarray
+    iv: np.ndarray
 
 
-def _cell_pairs(st: _GridStreets, which: np.ndarray, *, cell_m: float, radius_m: float) -> _CellPairs:
-    """The (cell, segment) pairs of the segments ``which`` (a boolean mask), vectorised in blocks.
+def _reach_layers(st: _GridStreets, network: WalkNetwork, d: np.ndarray, limits: np.ndarray, source: np.ndarray,
+                  segs: np.ndarray | None = None) -> _Reach:
+    """What the distance field ``d`` reaches at each of ``limits`` (ascending), as in :func:`_grid_reach`.
 
-    Each segment is a capsule of radius ``radius_m``; on every row of cells the capsule is one interval,
-    computed in closed form (the end discs and the band between them), so every enumerated cell is kept.
-    Along a row the projection on the segment and the distance across it change linearly from cell to cell.
+    In closed form, each segment is first reached at ``L_first`` and reached whole from ``L_whole`` on: a
+    street edge of length ``w`` with its ends at ``d_u``, ``d_v`` when ``L ≥ d_u + w``, ``L ≥ d_v + w``, or
+    when the parts from both ends meet (``L ≥ max(d_u, d_v, (d_u + d_v + w) / 2)``); an access leg at
+    ``d_point + w``; a junction copy when the part around the junction covers both its ends. Only
+    the segments cut at some limit get their reached parts, from :func:`_grid_reach`.
     """
-    h, R = float(cell_m), float(radius_m)
-    n_all = len(st.w)
-    idx = np.flatnonzero(which)
-    ax, ay, bx, by = st.ax[idx], st.ay[idx], st.bx[idx], st.by[idx]
-    if idx.size:
-        ox = math.floor((min(ax.min(), bx.min()) - R) / h - 1) * h
-        oy = math.floor((min(ay.min(), by.min()) - R) / h - 1) * h
-        nx = int(math.ceil((max(ax.max(), bx.max()) + R - ox) / h)) + 2
-        ny = int(math.ceil((max(ay.max(), by.max()) + R - oy) / h)) + 2
-    else:
-        ox = oy = 0.0
-        nx = ny = 1
+    E, m, n_lim = st.n_edges, st.n_points, len(limits)
+    segs = np.arange(len(st.w)) if segs is None else segs  # sorted
+    w = st.w[segs]
+    first = np.full(segs.size, np.inf)
+    whole = np.full(segs.size, np.inf)
+    edge = np.flatnonzero(segs < E)
+    du, dv = d[network.u[segs[edge]]], d[network.v[segs[edge]]]
+    near = np.minimum(du, dv)
+    first[edge] = near
+    whole[edge] = np.minimum(near + w[edge], np.maximum(np.maximum(du, dv), (du + dv + w[edge]) / 2))
+    if m:
+        leg = np.flatnonzero((segs >= E) & (segs < E + m))
+        p = segs[leg] - E
+        dl = np.where(source[p], d[st.point_node[p]], np.inf)
+        first[leg], whole[leg] = dl, dl + w[leg]
+        cp = np.flatnonzero(segs >= E + m)
+        p = segs[cp] - E - m
+        dc = np.where(source[p], d[st.proj_node[p]], np.inf)
+        first[cp], whole[cp] = dc, dc + np.maximum(st.proj_s[p], w[cp] - st.proj_s[p])
+    t_first = np.searchsorted(limits, first)  # the first limit >= L_first; n_lim if none
+    t_whole = np.searchsorted(limits, whole)
+    keep = np.flatnonzero(t_first < n_lim)
+    k, t_first, t_whole = segs[keep], t_first[keep], t_whole[keep].astype(np.uint8)
+    cut = np.flatnonzero(t_first < t_whole)
+    iv = np.empty((cut.size, n_lim, 4), dtype=np.float32)
+    iv[:] = np.array([np.inf, -np.inf, np.inf, -np.inf], dtype=np.float32)
+    for i in range(n_lim):
+        at = np.flatnonzero((t_first[cut] <= i) & (t_whole[cut] > i))  # cut at limit i
+        if at.size:
+            ki, _, lo1, hi1, lo2, hi2 = _grid_reach(st, network, d, limits[i], source, k[cut[at]])
+            iv[at[np.searchsorted(k[cut[at]], ki)], i] = np.column_stack([lo1, hi1, lo2, hi2])
+    return _Reach(k, t_whole, cut, iv)
+
+
+def _pair_blocks(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray, *, h: float, radius_m: float,
+                 nx: int, ny: int):
+    """The (cell, segment) pairs of segments given in grid coordinates (metres from the grid's corner), in blocks.
+
+    Each segment's cells are those whose centre lies in its box of half-width ``radius_m`` around it (the
+    capsule of that radius and the four corners next to its end caps), found row by row in closed form.
+    Yields ``(first, cell, seg, s, p)`` per block: ``seg`` numbers the segments from 0 (``first`` is the
+    block's first segment), ``s`` and ``p`` are the cell centre's coordinates along and across the
+    segment from its first end (float32). Along a row, they change by ``h ux`` and ``-h uy`` per cell.
+    """
+    R = float(radius_m)
+    length = np.hypot(bx - ax, by - ay)
+    est = (length + 2 * R + h) * (2 * R + h) / (h * h) + 1  # upper bound of the cells in a box
+    cum = np.cumsum(est)
+    cuts = np.searchsorted(cum, np.arange(1, int(cum[-1] // _PAIR_BLOCK) + 1) * _PAIR_BLOCK) if cum.size else []
+    bounds = np.unique(np.concatenate([[0], cuts, [ax.size]])).astype(np.int64)
+    for b0, b1 in zip(bounds[:-1], bounds[1:]):
+        yield (int(b0), *_block_pairs(ax[b0:b1], ay[b0:b1], bx[b0:b1], by[b0:b1], length[b0:b1], h, R, nx, ny))
+
+
+def _block_pairs(ax, ay, bx, by, length, h, R, nx, ny):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ux = np.where(length > 0, (bx - ax) / length, 1.0)  # a point (zero-length leg) gets any direction
+        uy = np.where(length > 0, (by - ay) / length, 0.0)
+    # 1/u for the closed forms below; an axis-parallel segment gets a huge but finite factor (no 0 × inf)
+    iux = 1.0 / np.where(np.abs(ux) < 1e-12, 1e-12, ux)
+    iuy = 1.0 / np.where(np.abs(uy) < 1e-12, 1e-12, uy)
+    j0 = np.clip(np.ceil((np.minimum(ay, by) - R) / h - 0.5), 0, ny).astype(np.int64)
+    j1 = np.clip(np.floor((np.maximum(ay, by) + R) / h - 0.5), -1, ny - 1).astype(np.int64)
+    n_rows = np.maximum(j1 - j0 + 1, 0)
+    re = np.repeat(np.arange(ax.size, dtype=np.int32), n_rows)
+    j = np.arange(re.size, dtype=np.int64) + np.repeat(j0 - (np.cumsum(n_rows) - n_rows), n_rows)
+    rax, rux, ruy = ax[re], ux[re], uy[re]
+    dy = (j + 0.5) * h - ay[re]
+    across0 = dy * rux  # across = dy ux - dx uy must be in [-R, R]: dx uy in [across0 - R, across0 + R]
+    along0 = dy * ruy  # along = dx ux + dy uy must be in [-R, length + R]
+    c1, c2 = (across0 - R) * iuy[re], (across0 + R) * iuy[re]
+    c3, c4 = (-R - along0) * iux[re], (length[re] + R - along0) * iux[re]
+    lo = np.maximum(np.minimum(c1, c2), np.minimum(c3, c4)) + rax
+    hi = np.minimum(np.maximum(c1, c2), np.maximum(c3, c4)) + rax
+    del c1, c2, c3, c4
+    i_lo = np.ceil(np.clip(lo / h - 0.5, 0, nx)).astype(np.int64)
+    i_hi = np.floor(np.clip(hi / h - 0.5, -1, nx - 1)).astype(np.int64)
+    n_cells = np.maximum(i_hi - i_lo + 1, 0)
+    keep = n_cells > 0
+    re, j, i_lo, n_cells, rax, rux, ruy, dy, across0, along0 = (
+        x[keep] for x in (re, j, i_lo, n_cells, rax, rux, ruy, dy, across0, along0))
+    dx0 = (i_lo + 0.5) * h - rax
+    s0 = (dx0 * rux + along0).astype(np.float32)
+    p0 = (across0 - dx0 * ruy).astype(np.float32)
+    sx, px = (h * rux).astype(np.float32), (-h * ruy).astype(np.float32)
+    c0 = j * nx + i_lo
+    rp = np.repeat(np.arange(re.size, dtype=np.int32), n_cells)
+    k = np.arange(rp.size, dtype=np.int64) - np.repeat(np.cumsum(n_cells) - n_cells, n_cells)
+    cell = c0[rp] + k
+    kf = k.astype(np.float32)
+    s = s0[rp] + kf * sx[rp]
+    p = p0[rp] + kf * px[rp]
+    return cell, re[rp], s, p
+
+
+def _grid_frame(st: _GridStreets, k: np.ndarray, h: float, R: float):
+    """A grid of ``h`` cells over the segments ``k`` with a margin of ``R`` and two cells: corner, nx, ny."""
+    xs = np.concatenate([st.ax[k], st.bx[k]])
+    ys = np.concatenate([st.ay[k], st.by[k]])
+    ox = math.floor((xs.min() - R) / h - 1) * h
+    oy = math.floor((ys.min() - R) / h - 1) * h
+    nx = int(math.ceil((xs.max() + R - ox) / h)) + 2
+    ny = int(math.ceil((ys.max() + R - oy) / h)) + 2
     if nx * ny >= 2**31:
         raise InputDataError(f"the study area is too large for service areas on a {h:g} m grid "
                              f"({nx:,} × {ny:,} cells); pass a larger cell_m or method='exact'")
-    ax, bx, ay, by = ax - ox, bx - ox, ay - oy, by - oy
-    length = np.hypot(bx - ax, by - ay)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        inv = np.where(length > 0, 1.0 / length, 0.0)
-    # a point (a zero-length leg) gets any unit direction, so that s and p still measure the distance
-    ux, uy = np.where(length > 0, (bx - ax) * inv, 1.0), (by - ay) * inv
-    box = np.zeros((n_all, 4), dtype=np.int64)
-    bi0 = np.ceil((np.minimum(ax, bx) - R) / h - 0.5).astype(np.int64)
-    bi1 = np.floor((np.maximum(ax, bx) + R) / h - 0.5).astype(np.int64)
-    bj0 = np.ceil((np.minimum(ay, by) - R) / h - 0.5).astype(np.int64)
-    bj1 = np.floor((np.maximum(ay, by) + R) / h - 0.5).astype(np.int64)
-    box[idx] = np.column_stack([bi0, bi1, bj0, bj1])
-    # rows of every segment; on each, the capsule's interval of x
-    n_rows = np.maximum(bj1 - bj0 + 1, 0)
-    re = np.repeat(np.arange(idx.size), n_rows)
-    rj = bj0[re] + (np.arange(re.size) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows))
-    y = (rj + 0.5) * h
-    rax, ray, rbx, rby, rux, ruy, rlen = ax[re], ay[re], bx[re], by[re], ux[re], uy[re], length[re]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ha = np.sqrt(R * R - (y - ray) ** 2)  # nan where the row misses the disc
-        hb = np.sqrt(R * R - (y - rby) ** 2)
-        lo = np.fmin(rax - ha, rbx - hb)
-        hi = np.fmax(rax + ha, rbx + hb)
-        # the band: |across| <= R and 0 <= along <= length, with across = (y - ay) ux - (x - ax) uy
-        dy = y - ray
-        c1, c2 = rax + (dy * rux - R) / ruy, rax + (dy * rux + R) / ruy
-        blo = np.where(ruy != 0, np.minimum(c1, c2), -np.inf)
-        bhi = np.where(ruy != 0, np.maximum(c1, c2), np.inf)
-        blo = np.where((ruy == 0) & (np.abs(dy) > R), np.inf, blo)
-        c1, c2 = rax - dy * ruy / rux, rax + (rlen - dy * ruy) / rux
-        along_lo = np.where(rux != 0, np.minimum(c1, c2), -np.inf)
-        along_hi = np.where(rux != 0, np.maximum(c1, c2), np.inf)
-        along_lo = np.where((rux == 0) & ((dy * ruy < 0) | (dy * ruy > rlen)), np.inf, along_lo)
-        blo, bhi = np.maximum(blo, along_lo), np.minimum(bhi, along_hi)
-        band = (blo <= bhi) & (rlen > 0)
-        lo = np.where(band, np.fmin(lo, blo), lo)
-        hi = np.where(band, np.fmax(hi, bhi), hi)
-    i_lo = np.ceil(np.nan_to_num(lo / h - 0.5, nan=0.0, posinf=0.0, neginf=0.0)).astype(np.int64)
-    i_hi = np.floor(np.nan_to_num(hi / h - 0.5, nan=-1.0, posinf=-1.0, neginf=-1.0)).astype(np.int64)
-    n_cells = np.where(np.isfinite(lo) & np.isfinite(hi), np.maximum(i_hi - i_lo + 1, 0), 0)
-    # along a row, s (along the segment) and p (across it) change by h ux and -h uy per cell
-    dx0 = (i_lo + 0.5) * h - rax
-    s0 = dx0 * rux + dy * ruy
-    p0 = dy * rux - dx0 * ruy
-    del ha, hb, lo, hi, c1, c2, blo, bhi, along_lo, along_hi, band, rax, ray, rbx, rby, y
-    keep = n_cells > 0
-    re, i_lo, n_cells, s0, p0, rlen = re[keep], i_lo[keep], n_cells[keep], s0[keep], p0[keep], rlen[keep]
-    c0 = rj[keep] * nx + i_lo
-    sx, px = h * rux[keep], -h * ruy[keep]
-    del rj, rux, ruy, i_lo, keep
-    cum = np.cumsum(n_cells)
-    cuts = np.searchsorted(cum, np.arange(1, int(cum[-1]) // _PAIR_BLOCK + 1) * _PAIR_BLOCK) if cum.size else []
-    bounds = np.unique(np.concatenate([[0], cuts, [re.size]])).astype(np.int64)
-    cells: list[np.ndarray] = []
-    d2s: list[np.ndarray] = []
-    for r0, r1 in zip(bounds[:-1], bounds[1:]):
-        c = n_cells[r0:r1]
-        k = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
-        cells.append((np.repeat(c0[r0:r1], c) + k).astype(np.int32))
-        kf = k.astype(np.float32)
-        s = np.repeat(s0[r0:r1].astype(np.float32), c) + kf * np.repeat(sx[r0:r1].astype(np.float32), c)
-        gap = np.maximum(np.maximum(-s, s - np.repeat(rlen[r0:r1].astype(np.float32), c)), 0)
-        p = np.repeat(p0[r0:r1].astype(np.float32), c) + kf * np.repeat(px[r0:r1].astype(np.float32), c)
-        d2s.append(p * p + gap * gap)
-    cell = np.concatenate(cells) if cells else np.zeros(0, np.int32)
-    d2 = np.concatenate(d2s) if d2s else np.zeros(0, np.float32)
-    counts = np.zeros(n_all, dtype=np.int64)
-    counts[idx] = np.bincount(re, weights=n_cells, minlength=idx.size).astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    return _CellPairs(h, ox, oy, nx, ny, offsets, cell, d2, box)
+    return ox, oy, nx, ny
 
 
-def _ranges(pairs: _CellPairs, k: np.ndarray):
-    """Indices of the pairs of segments ``k`` and, for each, its position in ``k``."""
-    start = pairs.offsets[k]
-    counts = pairs.offsets[k + 1] - start
-    total = int(counts.sum())
-    rep = np.repeat(np.arange(k.size), counts)
-    return np.arange(total) + (start - (np.cumsum(counts) - counts))[rep], rep
+def _grid_polygons(st: _GridStreets, network: WalkNetwork, groups: list[tuple], limits: np.ndarray,
+                   buffer_m: float, cell_m: float, *, lonlat: bool = True) -> list[tuple[float, Any]]:
+    """The ``method="grid"`` polygon of each ``(distance field, source mask, segments or None)`` in ``groups``
+    at each of ``limits`` (group-major, then limits).
 
-
-def _grid_polygon(pairs: _CellPairs, st: _GridStreets, reach: tuple, buffer_m: float):
-    """The points within ``buffer_m`` of the reached parts of the segments (:func:`_grid_reach`), as a polygon.
-
-    Every cell centre near a reached segment gets its exact distance to the reached parts (the minimum over
-    the segments near it): the stored distance for segments reached whole, computed from the cell's centre
-    for segments cut where the time runs out. The filled contour of that field at ``buffer_m`` is the polygon.
+    Every cell centre within ``buffer_m + cell_m`` of a reached segment gets its exact distance to the
+    reached parts of the segments near it. The pairs of cells and segments are made once, in blocks, for
+    all groups and limits: a segment reached whole from limit ``i`` on writes its distance into layer
+    ``i`` (a running minimum, ``np.minimum.at``); a segment cut where the time runs out writes, at each limit,
+    the distance to its reached parts. A minimum over the layers (what a smaller limit reaches, a larger
+    one reaches too) then gives each limit's field, stored as uint16 steps of about 1 mm. Its filled contour
+    at ``buffer_m`` is the polygon.
     """
-    k, whole, lo1, hi1, lo2, hi2 = reach
-    if not k.size or pairs.offsets[k + 1].sum() == pairs.offsets[k].sum():
-        return shapely.Polygon()
-    h, B, nx = pairs.h, float(buffer_m), pairs.nx
-    box = pairs.box[k]
-    x0, x1 = max(int(box[:, 0].min()) - 1, 0), min(int(box[:, 1].max()) + 2, nx)
-    y0, y1 = max(int(box[:, 2].min()) - 1, 0), min(int(box[:, 3].max()) + 2, pairs.ny)
-    if 2 * (x1 - x0) > nx:  # rows of the whole grid: the cell number minus an offset
-        x0, x1 = 0, nx
-    W, H = x1 - x0, y1 - y0
+    n_lim, h, B = len(limits), float(cell_m), float(buffer_m)
+    R = B + h
+    reach = [_reach_layers(st, network, d, limits, source, segs) for d, source, segs in groups]
+    if len(reach) == 1:
+        U = reach[0].k
+    else:
+        used = np.zeros(len(st.w), dtype=bool)
+        for r in reach:
+            used[r.k] = True
+        U = np.flatnonzero(used)
+    if not U.size:
+        return [(0.0, shapely.Polygon())] * (len(groups) * n_lim)
+    ox, oy, nx, ny = _grid_frame(st, U, h, R)
+    G, n_cells = len(groups), nx * ny
+    # per group, the layer a segment's pairs go to: the first limit at which it is whole; a segment never
+    # reached whole writes the cap (no change) into the last layer
+    layer_of = np.full((G, U.size), (n_lim - 1) * n_cells, dtype=np.int64)
+    never = np.full((G, U.size), _Q_MAX, dtype=np.uint16)
+    cut_of = np.full((G, U.size), -1, dtype=np.int32)
+    for g, r in enumerate(reach):
+        pos = np.searchsorted(U, r.k)
+        whole = r.t_whole < n_lim
+        layer_of[g, pos[whole]] = r.t_whole[whole].astype(np.int64) * n_cells
+        never[g, pos[whole]] = 0
+        cut_of[g, pos[r.cut]] = np.arange(r.cut.size, dtype=np.int32)
+    any_cut = (cut_of >= 0).any(axis=0)
+    q_per_m = _Q_MAX / (B + 2 * h)  # beyond B + 2h (the cap) is as good as unreached for the contour at B
+    fields: list = [np.full(n_lim * n_cells, _Q_MAX, dtype=np.uint16) for _ in range(G)]
+    seg_len = np.hypot(st.bx[U] - st.ax[U], st.by[U] - st.ay[U]).astype(np.float32)
+    for first, cell, seg, s, p in _pair_blocks(st.ax[U] - ox, st.ay[U] - oy, st.bx[U] - ox, st.by[U] - oy,
+                                                h=h, radius_m=R, nx=nx, ny=ny):
+        seg += first
+        p2 = p * p
+        gap = np.maximum(np.maximum(-s, s - seg_len[seg]), 0)
+        q = _quantise(p2 + gap * gap, q_per_m)
+        cut = np.flatnonzero(any_cut[seg])
+        c_cell, c_seg, c_s, c_p2 = cell[cut], seg[cut], s[cut], p2[cut]
+        for g, f in enumerate(fields):
+            np.minimum.at(f, layer_of[g][seg] + cell, np.maximum(q, never[g][seg]))
+            c = cut_of[g][c_seg]
+            m = np.flatnonzero(c >= 0)
+            if not m.size:
+                continue
+            iv, cs, cp2, cc = reach[g].iv[c[m]], c_s[m], c_p2[m], c_cell[m]
+            for i in range(n_lim):
+                lo1, hi1, lo2, hi2 = iv[:, i, 0], iv[:, i, 1], iv[:, i, 2], iv[:, i, 3]
+                gap = np.minimum(np.maximum(np.maximum(lo1 - cs, cs - hi1), 0), np.maximum(np.maximum(lo2 - cs, cs - hi2), 0))
+                np.minimum.at(f, cc + i * n_cells, _quantise(cp2 + gap * gap, q_per_m))
+    del cell, seg, s, p, p2, gap, q, c_cell, c_seg, c_s, c_p2, layer_of, never, cut_of
+    for f in fields:
+        layers = f.reshape(n_lim, ny, nx)
+        for i in range(1, n_lim):
+            np.minimum(layers[i], layers[i - 1], out=layers[i])
+    x0, y0 = ox + 0.5 * h, oy + 0.5 * h
+    to_lonlat = _to_lonlat(network.crs) if lonlat else None
+    # one contour at a time (each holds a float64 copy of its layer); the projection to lon/lat and the
+    # shapely polygons of one layer are made on a second thread while the next layer is contoured
+    from concurrent.futures import Future, ThreadPoolExecutor
 
-    def local(cell: np.ndarray) -> np.ndarray:
-        if W == nx:
-            return cell - np.int32(y0 * nx)
-        j, i = np.divmod(cell, np.int32(nx))
-        return (j - y0) * W + (i - x0)
-
-    field = np.full(H * W, np.float32((B + 2 * h) ** 2), dtype=np.float32)
-    if whole.any():
-        take, _ = _ranges(pairs, k[whole])
-        np.minimum.at(field, local(pairs.cell[take]), pairs.d2[take])
-    cut = np.flatnonzero(~whole)
-    if cut.size:
-        take, rep = _ranges(pairs, k[cut])
-        cell = pairs.cell[take]
-        e, q = k[cut][rep], cut[rep]
-        j, i = np.divmod(cell.astype(np.int64), nx)
-        dx = pairs.ox + (i + 0.5) * h - st.ax[e]
-        dy = pairs.oy + (j + 0.5) * h - st.ay[e]
-        vx, vy = st.bx[e] - st.ax[e], st.by[e] - st.ay[e]
-        ln = np.hypot(vx, vy)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s = np.where(ln > 0, (dx * vx + dy * vy) / ln, 0.0)
-        perp2 = np.maximum(dx * dx + dy * dy - s * s, 0.0)
-        gap = np.minimum(np.maximum(np.maximum(lo1[q] - s, s - hi1[q]), 0.0),
-                         np.maximum(np.maximum(lo2[q] - s, s - hi2[q]), 0.0))
-        np.minimum.at(field, local(cell), (perp2 + gap * gap).astype(np.float32))
-    z = np.sqrt(field.reshape(H, W), dtype=np.float64)
-    return _contour_polygons(z, pairs.ox + (x0 + 0.5) * h, pairs.oy + (y0 + 0.5) * h, h, B)
+    pool = ThreadPoolExecutor(1) if n_cells > 100_000 else None
+    done: list[Future] = []
+    try:
+        for g in range(G):
+            for i in range(n_lim):
+                rings = _contour_rings(fields[g][i * n_cells:(i + 1) * n_cells].reshape(ny, nx), h, B * q_per_m)
+                if pool is None:
+                    done.append(Future())
+                    done[-1].set_result(_rings_polygon(rings, x0, y0, to_lonlat))
+                else:
+                    done.append(pool.submit(_rings_polygon, rings, x0, y0, to_lonlat))
+            fields[g] = None  # this group's layers are drawn
+        return [f.result() for f in done]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
-def _contour_polygons(z: np.ndarray, x0: float, y0: float, h: float, level: float):
-    """The filled contour ``z <= level`` of a grid (first cell centre at ``(x0, y0)``, spacing ``h``) as one
-    MultiPolygon, holes included."""
+def _to_lonlat(crs):
+    """``f(x, y) -> (lon, lat)`` from ``crs`` to EPSG:4326 (a pyproj Transformer: thread-safe, no GIL)."""
+    from pyproj import Transformer
+
+    return Transformer.from_crs(crs, 4326, always_xy=True).transform
+
+
+def _object_array(polys: list) -> np.ndarray:
+    out = np.empty(len(polys), dtype=object)
+    out[:] = polys
+    return out
+
+
+def _quantise(d2: np.ndarray, q_per_m: float) -> np.ndarray:
+    """Squared distances (float32) as uint16 steps of ``1 / q_per_m`` metres, capped at :data:`_Q_MAX`."""
+    return np.minimum(np.sqrt(d2) * np.float32(q_per_m) + np.float32(0.5), np.float32(_Q_MAX)).astype(np.uint16)
+
+
+def _contour_rings(z: np.ndarray, h: float, level: float):
+    """The filled contour ``z <= level`` of a grid of spacing ``h`` as closed rings: ``(points, offsets, outer)``,
+    in metres from the first cell centre (ring ``r`` is ``points[offsets[r]:offsets[r + 1]]``; polygon ``p`` has the
+    rings ``outer[p]:outer[p + 1]``, its outer ring first, then its holes), or None where no cell is at or below
+    ``level``. Only the rows and columns around those cells are contoured.
+    """
     import contourpy
 
-    ny, nx = z.shape
-    gen = contourpy.contour_generator(x0 + h * np.arange(nx), y0 + h * np.arange(ny), z,
-                                      fill_type=contourpy.FillType.OuterOffset)
-    points, offsets = gen.filled(-1.0, level)
-    if not points:
-        return shapely.Polygon()
-    ring_sizes = np.concatenate([np.diff(o) for o in offsets])
-    rings = shapely.linearrings(np.concatenate(points), indices=np.repeat(np.arange(ring_sizes.size), ring_sizes))
-    owner = np.repeat(np.arange(len(offsets)), [len(o) - 1 for o in offsets])
-    return shapely.multipolygons(shapely.polygons(rings, indices=owner))
+    inside = z <= level
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    del inside
+    if not rows.size:
+        return None
+    r0, r1 = max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, z.shape[0])
+    c0, c1 = max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, z.shape[1])
+    gen = contourpy.contour_generator(h * np.arange(c0, c1), h * np.arange(r0, r1),
+                                      np.asarray(z[r0:r1, c0:c1], dtype=np.float64),
+                                      fill_type=contourpy.FillType.ChunkCombinedOffsetOffset, chunk_count=1)
+    (points,), (offsets,), (outer,) = gen.filled(-1.0, level)
+    return None if points is None or not len(points) else (points, offsets, outer)
+
+
+def _rings_polygon(rings, x0: float, y0: float, to_lonlat=None) -> tuple[float, Any]:
+    """The area (m²) and MultiPolygon of :func:`_contour_rings`' rings shifted by ``(x0, y0)``, in lon/lat when
+    ``to_lonlat`` is given; ``(0, empty)`` for None."""
+    if rings is None:
+        return 0.0, shapely.Polygon()
+    points, offsets, outer = rings
+    area = _rings_area(points, offsets, outer)  # before the shift: no cancellation
+    points += (x0, y0)
+    if to_lonlat is not None:
+        points[:, 0], points[:, 1] = to_lonlat(points[:, 0], points[:, 1])
+    ring = shapely.linearrings(points, indices=np.repeat(np.arange(offsets.size - 1), np.diff(offsets)))
+    owner = np.repeat(np.arange(outer.size - 1), np.diff(outer))
+    return area, shapely.multipolygons(shapely.polygons(ring, indices=owner))
+
+
+def _rings_area(points: np.ndarray, offsets: np.ndarray, outer: np.ndarray) -> float:
+    """The area of polygons given as closed rings (as :func:`_contour_rings` returns them): outer rings minus
+    holes, as GEOS measures it."""
+    x, y = points[:, 0], points[:, 1]
+    cross = np.zeros(len(points))
+    cross[:-1] = x[:-1] * y[1:] - x[1:] * y[:-1]
+    cross[offsets[1:] - 1] = 0.0  # the last point of a ring closes it (equals its first)
+    ring = np.abs(np.add.reduceat(cross, offsets[:-1])) / 2
+    shell = np.zeros(ring.size, dtype=bool)
+    shell[outer[:-1]] = True
+    return float(ring[shell].sum() - ring[~shell].sum())
+
+
+def _grid_gdf(columns: dict[str, Any], results: list[tuple[float, Any]], params: dict[str, Any]):
+    """The table of :func:`_grid_polygons`' results (area in m², polygon in lon/lat)."""
+    import geopandas as gpd
+
+    area_km2 = np.array([a for a, _ in results], dtype=float) / 1e6
+    geoms = gpd.GeoSeries(_object_array([p for _, p in results]), crs=4326)
+    gdf = gpd.GeoDataFrame({**columns, "area_km2": area_km2}, geometry=geoms)
+    gdf.attrs.update(params)
+    return gdf
 
 
 def _to_gdf(columns: dict[str, Any], polys: np.ndarray, network: WalkNetwork, params: dict[str, Any]):
@@ -607,8 +738,8 @@ def _prepare(times: WalkingTimes, network: WalkNetwork, what: str, minutes: Any,
     mpm = walk_speed_kmh * 1000.0 / 60.0
     h = _cell_size(network, buffer_m, cell_m) if method == "grid" else None
     _log_limits(what, mins, mpm, buffer_m, method, h)
-    return (mins, cats, mpm, mins * mpm, _times_segments(times, network),
-            times.graph.point_node[times.n_residents:], h)
+    seg = _graph_edges(times.graph) if method == "grid" else _times_segments(times, network)
+    return mins, cats, mpm, mins * mpm, seg, times.graph.point_node[times.n_residents:], h
 
 
 def _method(method: Any) -> Any:
@@ -709,7 +840,7 @@ def _grid_points(times: WalkingTimes, network: WalkNetwork):
     return st, np.asarray(times.facility_category)[snapped], np.flatnonzero(snapped)
 
 
-def _category_fields(times: WalkingTimes, seg: _Segments, cats: list[str], fac_nodes: np.ndarray,
+def _category_fields(times: WalkingTimes, seg: _Segments | _Edges, cats: list[str], fac_nodes: np.ndarray,
                      limit_m: float) -> dict[str, np.ndarray]:
     """Each category's distance field, searched again when its search stopped before ``limit_m``."""
     out = {}
@@ -721,22 +852,6 @@ def _category_fields(times: WalkingTimes, seg: _Segments, cats: list[str], fac_n
             d = times.graph.distances_from(src, limit_m=limit_m)
         out[cat] = d
     return out
-
-
-def _grid_layers(pairs: _CellPairs, st: _GridStreets, network: WalkNetwork, jobs: list[tuple], buffer_m: float):
-    """The polygon of each ``(distance field, limit, source mask)`` in ``jobs``, on threads (numpy, scipy and
-    contourpy release the GIL for the heavy loops)."""
-    def one(job):
-        d, lim, source = job
-        return _grid_polygon(pairs, st, _grid_reach(st, network, d, lim, source), buffer_m)
-
-    workers = min(len(jobs), os.cpu_count() or 1, 4)
-    if workers <= 1:
-        return [one(j) for j in jobs]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, jobs))
 
 
 # --------------------------------------------------------------------------------------------
@@ -828,13 +943,8 @@ def service_areas(
     if method == "grid":
         fields = _category_fields(times, seg, cats, fac_nodes, limits[-1])
         st, fcat, _ = _grid_points(times, network)
-        which = np.zeros(len(st.w), dtype=bool)
-        for cat in cats:
-            which[_grid_reach(st, network, fields[cat], limits[-1], fcat == cat)[0]] = True
-        pairs = _cell_pairs(st, which, cell_m=h, radius_m=buffer_m + h)
-        jobs = [(fields[cat], lim, fcat == cat) for cat in cats for lim in limits]
-        polys = np.array(_grid_layers(pairs, st, network, jobs, buffer_m), dtype=object)
-        return _to_gdf(columns, polys, network, {**params, "cell_m": h})
+        groups = [(fields[cat], fcat == cat, None) for cat in cats]
+        return _grid_gdf(columns, _grid_polygons(st, network, groups, limits, buffer_m, h), {**params, "cell_m": h})
     parts: list[_Pieces] = []
     for ci, cat in enumerate(cats):
         src = np.unique(fac_nodes[(times.facility_category == cat) & (fac_nodes >= 0)])
@@ -938,7 +1048,7 @@ def facility_service_areas(
     log.info("service areas of %d facilities (%d dijkstra calls of up to %d sources)", chosen.size,
              -(-chosen.size // chunk_size), chunk_size)
     if method == "grid":
-        polys = _facility_grid(times, network, seg, cats, fac_nodes, chosen, limits, buffer_m, h, chunk_size)
+        results = _facility_grid(times, network, seg, cats, fac_nodes, chosen, limits, buffer_m, h, chunk_size)
     else:
         polys = _facility_pieces(times, seg, fac_nodes, chosen, limits, buffer_m, method, concave_ratio, chunk_size)
     names = (facilities["name"].to_numpy(dtype=object)[chosen] if "name" in facilities.columns
@@ -951,38 +1061,34 @@ def facility_service_areas(
         "minutes": np.tile(mins, chosen.size),
     }
     params = {"walk_speed_kmh": walk_speed_kmh, "buffer_m": buffer_m, "method": method}
-    return _to_gdf(columns, polys, network, {**params, "cell_m": h} if h is not None else params)
+    if method == "grid":
+        return _grid_gdf(columns, results, {**params, "cell_m": h})
+    return _to_gdf(columns, polys, network, params)
 
 
-def _facility_grid(times: WalkingTimes, network: WalkNetwork, seg: _Segments, cats: list[str], fac_nodes: np.ndarray,
-                   chosen: np.ndarray, limits: np.ndarray, buffer_m: float, h: float, chunk_size: int) -> np.ndarray:
-    """``method="grid"`` polygons of each chosen facility (rows: facility-major, then limits)."""
+def _facility_grid(times: WalkingTimes, network: WalkNetwork, seg: _Edges, cats: list[str], fac_nodes: np.ndarray,
+                   chosen: np.ndarray, limits: np.ndarray, buffer_m: float, h: float, chunk_size: int) -> list:
+    """``method="grid"`` (area, polygon) of each chosen facility (rows: facility-major, then limits)."""
     fields = _category_fields(times, seg, cats, fac_nodes, limits[-1])
     st, fcat, snapped = _grid_points(times, network)
-    which = np.zeros(len(st.w), dtype=bool)
-    for cat in cats:  # every segment any facility reaches is reached by its category
-        which[_grid_reach(st, network, fields[cat], limits[-1], fcat == cat)[0]] = True
-    pairs = _cell_pairs(st, which, cell_m=h, radius_m=buffer_m + h)
     n, E, m = network.n_nodes, st.n_edges, st.n_points
     point_of = np.full(len(times.facility_snap), -1, dtype=np.int64)
     point_of[snapped] = np.arange(m)
     incidence = sp.csr_matrix((np.ones(2 * E), (np.concatenate([network.u, network.v]), np.tile(np.arange(E), 2))),
                               shape=(n, E))
-    source = np.zeros(m, dtype=bool)
     polys = []
     for start in range(0, chosen.size, chunk_size):  # chunks bound memory; one dijkstra per chunk
         block = chosen[start:start + chunk_size]
         d = np.atleast_2d(dijkstra(times.graph.matrix, directed=True, indices=fac_nodes[block], limit=limits[-1]))
         f, e = (sp.csr_matrix(np.isfinite(d[:, :n]).astype(np.float64)) @ incidence).nonzero()
         cuts = np.searchsorted(f, np.arange(block.size + 1))
-        for r, fi in enumerate(block):
+        for r, fi in enumerate(block):  # one small grid per facility, around what it reaches
             p = point_of[fi]
             segs = np.concatenate([np.sort(e[cuts[r]:cuts[r + 1]]), [E + p, E + m + p]])
+            source = np.zeros(m, dtype=bool)
             source[p] = True
-            for lim in limits:
-                polys.append(_grid_polygon(pairs, st, _grid_reach(st, network, d[r], lim, source, segs), buffer_m))
-            source[p] = False
-    return np.array(polys, dtype=object)
+            polys.extend(_grid_polygons(st, network, [(d[r], source, segs)], limits, buffer_m, h))
+    return polys
 
 
 def _facility_pieces(times: WalkingTimes, seg: _Segments, fac_nodes: np.ndarray, chosen: np.ndarray,
@@ -1094,11 +1200,8 @@ def point_isochrones(
     if method == "grid":
         st = _grid_streets(network, graph, snap.x, snap.y, np.array([0]))
         source = np.ones(1, dtype=bool)
-        which = np.zeros(len(st.w), dtype=bool)
-        which[_grid_reach(st, network, d, limits[-1], source)[0]] = True
-        pairs = _cell_pairs(st, which, cell_m=h, radius_m=buffer_m + h)
-        polys = np.array(_grid_layers(pairs, st, network, [(d, lim, source) for lim in limits], buffer_m), dtype=object)
-        return _to_gdf(columns, polys, network, {**params, "cell_m": h})
+        return _grid_gdf(columns, _grid_polygons(st, network, [(d, source, None)], limits, buffer_m, h),
+                         {**params, "cell_m": h})
     seg = _segments(graph, network, snap.x, snap.y)
     da, db = d[seg.a], d[seg.b]
     near = np.minimum(da, db)
