@@ -34,15 +34,19 @@ How it is drawn
 regular grid of ``cell_m`` cells (:func:`grid_cell_m`: about 4 million cells over the study area,
 5 m for a district, 20 m for a city of a million nodes). Every cell centre within ``buffer_m + cell_m``
 of a street gets its **exact** distance to the reached parts of the streets near it (the cut mid-edge
-included): the cell-street pairs are enumerated once, row by row, for all categories and thresholds,
-and each threshold is one vectorised pass over them (``np.minimum.at``). The polygons are the filled
-contours (contourpy, linear interpolation between cell centres) of that distance field at ``buffer_m``,
-with holes where nothing is reached. A cell is never filled across unreached space: a river without
-a bridge stays a hole, as with the exact method. The only error is the interpolation between cell
-centres, which cuts the inner corners where two streets' buffers meet (slightly larger areas) and
-the round caps at the cuts (slightly smaller): within :data:`GRID_TOLERANCE` of ``"exact"``
-(measured: +0.1 to +0.2 % at 5 m cells on the Shanghai sample and in Helsinki, up to +1.7 % at 20 m
-on the tiled million-node city; ``benchmarks/isochrones.py``). One million nodes take seconds.
+included). The cell-street pairs are enumerated once, in blocks, for all categories and thresholds: a
+street reached whole from some threshold on (a closed form of its end distances) writes its distance into
+that threshold's layer, a street cut where the time runs out writes its distance to the reached parts at
+each threshold, and a running minimum over the thresholds (``np.minimum.at``, then over the layers) gives
+each threshold's field, so the 5-minute area lies inside the 10-minute one. The fields are kept as uint16
+steps of about 1 mm. The polygons are the filled contours (contourpy, linear interpolation between cell
+centres) of each field at ``buffer_m``, with holes where nothing is reached. A cell is never filled
+across unreached space: a river without a bridge stays a hole, as with the exact method. The only error
+is the interpolation between cell centres, which cuts the inner corners where two streets' buffers meet
+(slightly larger areas) and the round caps at the cuts (slightly smaller): within :data:`GRID_TOLERANCE`
+of ``"exact"`` (measured: +0.1 to +0.2 % at 5 m cells on the Shanghai sample and in Helsinki, up to
++1.7 % at 20 m on the tiled million-node city; ``benchmarks/isochrones.py``). One million nodes, 4
+categories × 3 thresholds: about 5 CPU seconds and 0.7 GB over the analysis.
 
 ``method="exact"``: the reachable lines are buffered by ``buffer_m`` and merged (GEOS ``union_all``)
 in the projected CRS. The round caps and joins are 32-gons inscribed in their circles, so a boundary
@@ -298,7 +302,7 @@ GRID_TOLERANCE = 0.02
 GRID_TARGET_CELLS = 4_000_000
 _NICE_CELL_M = (5.0, 7.5, 10.0, 12.5, 15.0, 20.0, 25.0)
 #: Candidate cells per block when the cell-street pairs are made (bounds their memory).
-_PAIR_BLOCK = 1 << 21
+_PAIR_BLOCK = 1 << 20
 #: The grid's distance fields are uint16: this many steps up to ``buffer_m + 2 cell_m`` (about 1 mm each).
 _Q_MAX = 65535
 
@@ -588,14 +592,17 @@ def _grid_polygons(st: _GridStreets, network: WalkNetwork, groups: list[tuple], 
     q_per_m = _Q_MAX / (B + 2 * h)  # beyond B + 2h (the cap) is as good as unreached for the contour at B
     fields: list = [np.full(n_lim * n_cells, _Q_MAX, dtype=np.uint16) for _ in range(G)]
     seg_len = np.hypot(st.bx[U] - st.ax[U], st.by[U] - st.ay[U]).astype(np.float32)
-    for first, cell, seg, s, p in _pair_blocks(st.ax[U] - ox, st.ay[U] - oy, st.bx[U] - ox, st.by[U] - oy,
-                                                h=h, radius_m=R, nx=nx, ny=ny):
-        seg += first
-        p2 = p * p
-        gap = np.maximum(np.maximum(-s, s - seg_len[seg]), 0)
-        q = _quantise(p2 + gap * gap, q_per_m)
-        cut = np.flatnonzero(any_cut[seg])
-        c_cell, c_seg, c_s, c_p2 = cell[cut], seg[cut], s[cut], p2[cut]
+
+    def blocks():  # the pairs, their distance to the whole segment, and the pairs of segments cut somewhere
+        for first, cell, seg, s, p in _pair_blocks(st.ax[U] - ox, st.ay[U] - oy, st.bx[U] - ox, st.by[U] - oy,
+                                                    h=h, radius_m=R, nx=nx, ny=ny):
+            seg += first
+            p2 = p * p
+            gap = np.maximum(np.maximum(-s, s - seg_len[seg]), 0)
+            cut = np.flatnonzero(any_cut[seg])
+            yield cell, seg, _quantise(p2 + gap * gap, q_per_m), cell[cut], seg[cut], s[cut], p2[cut]
+
+    for cell, seg, q, c_cell, c_seg, c_s, c_p2 in _prefetched(blocks(), n_cells > 100_000):
         for g, f in enumerate(fields):
             np.minimum.at(f, layer_of[g][seg] + cell, np.maximum(q, never[g][seg]))
             c = cut_of[g][c_seg]
@@ -607,7 +614,7 @@ def _grid_polygons(st: _GridStreets, network: WalkNetwork, groups: list[tuple], 
                 lo1, hi1, lo2, hi2 = iv[:, i, 0], iv[:, i, 1], iv[:, i, 2], iv[:, i, 3]
                 gap = np.minimum(np.maximum(np.maximum(lo1 - cs, cs - hi1), 0), np.maximum(np.maximum(lo2 - cs, cs - hi2), 0))
                 np.minimum.at(f, cc + i * n_cells, _quantise(cp2 + gap * gap, q_per_m))
-    del cell, seg, s, p, p2, gap, q, c_cell, c_seg, c_s, c_p2, layer_of, never, cut_of
+    del cell, seg, q, c_cell, c_seg, c_s, c_p2, layer_of, never, cut_of
     for f in fields:
         layers = f.reshape(n_lim, ny, nx)
         for i in range(1, n_lim):
@@ -634,6 +641,26 @@ def _grid_polygons(st: _GridStreets, network: WalkNetwork, groups: list[tuple], 
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+
+
+def _prefetched(items, parallel: bool = True):
+    """``items`` (an iterator), each made on a second thread while the previous one is used (numpy releases the
+    GIL in its loops); in order, and at most two alive at a time."""
+    if not parallel:
+        yield from items
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    end = object()
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(next, items, end)
+        while True:
+            item = ahead.result()
+            if item is end:
+                return
+            ahead = pool.submit(next, items, end)
+            yield item
+            del item
 
 
 def _to_lonlat(crs):
@@ -893,8 +920,8 @@ def service_areas(
         Default: every category of ``times``.
     method : {"grid", "exact", "concave"}
         ``"grid"`` (default): every point within ``buffer_m`` of a reached street position, contoured from
-        a grid of ``cell_m`` cells; the areas are within :data:`GRID_TOLERANCE` of ``"exact"``, seconds
-        at city scale. ``"exact"``: the same set, as the union of the buffered reached street lines
+        a grid of ``cell_m`` cells; the areas are within :data:`GRID_TOLERANCE` of ``"exact"``, about 5 CPU
+        seconds for all categories and thresholds of a million-node city. ``"exact"``: the same set, as the union of the buffered reached street lines
         (minutes and GBs at a million nodes). ``"concave"``: buffered concave hulls (display only).
         See the module docstring.
     concave_ratio : float
