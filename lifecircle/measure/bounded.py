@@ -25,8 +25,10 @@ log = logging.getLogger("lifecircle")
 
 __all__ = ["TILE_M", "local_dijkstra", "sparse_within"]
 
-#: Side of the square tiles the sources are grouped by (metres).
-TILE_M = 500.0
+#: Side of the square tiles the sources are grouped by (metres). Larger tiles mean fewer, larger searches:
+#: 7,808 facilities' 1 km catchments on a 1M-node city take 3.0 s in 500 m tiles, 0.84 s in 2 km ones
+#: (31,255 on 4M nodes: 7.3 s and 3.4 s); 3 km tiles gain nothing more.
+TILE_M = 2000.0
 
 
 def _tile_keys(x: np.ndarray, y: np.ndarray, tile_m: float, pad: int):
@@ -111,9 +113,14 @@ def local_dijkstra(
         px, py = x[cand], y[cand]
         inside = ((px >= sx.min() - reach) & (px <= sx.max() + reach)
                   & (py >= sy.min() - reach) & (py <= sy.max() + reach))
-        nodes = np.union1d(cand[inside], src)  # sorted; the sources are always in
+        nodes = np.sort(cand[inside])  # a source lies in its own tile and its own box: it is one of them
         n = len(nodes)
         local[nodes] = np.arange(n)
+        if (local[src] < 0).any():  # (not for finite positions; kept exact whatever they are)
+            local[nodes] = -1
+            nodes = np.union1d(nodes, src)
+            n = len(nodes)
+            local[nodes] = np.arange(n)
         st = indptr[nodes]
         ln = indptr[nodes + 1] - st
         ent = np.repeat(st - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
