@@ -338,6 +338,65 @@ def _same_chain_pairs(src, dst, hi_m: float):
     return si[ok], di[ok], dist[ok]
 
 
+@dataclass(frozen=True, eq=False)
+class _Ends:
+    """Targets by the junctions they are reached through: each target once per end of its chain."""
+
+    n: int
+    node_ptr: np.ndarray
+    tgt_of: np.ndarray
+    off_of: np.ndarray
+    other_of: np.ndarray
+    other_off: np.ndarray
+    primary: np.ndarray
+
+    @classmethod
+    def of(cls, n: int, a, off_a, b, off_b) -> "_Ends":
+        # every way onto the network by junction: the target, the metres from the junction to it, and
+        # the other end (so that a target reached through both ends is reported once, by its first)
+        nt = len(a)
+        ends = np.concatenate([a, b])
+        ok = ends >= 0
+        by_node = np.argsort(ends[ok], kind="stable")
+        return cls(
+            n,
+            np.r_[0, np.cumsum(np.bincount(ends[ok], minlength=n))],
+            np.concatenate([np.arange(nt), np.arange(nt)]).astype(np.int32)[ok][by_node],
+            np.concatenate([off_a, off_b])[ok][by_node],
+            np.concatenate([b, a]).astype(np.int32)[ok][by_node],
+            np.concatenate([off_b, off_a])[ok][by_node],
+            np.concatenate([np.ones(nt, dtype=bool), a < 0])[ok][by_node],  # b is first when a is not there
+        )
+
+    def expand(self, pos, nodes, d, hi_m: float, local) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The (source, target, metres) pairs of one batch of searches (``local``: n + 1 times -1, kept so)."""
+        n = self.n
+        i, k = np.nonzero(d <= hi_m)
+        node = nodes[k]
+        pool = node < n
+        i, k, node = i[pool], k[pool], node[pool]
+        st = self.node_ptr[node]
+        cnt = self.node_ptr[node + 1] - st
+        total = int(cnt.sum())
+        if total == 0:
+            return
+        e = np.repeat(st - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
+        src_i = np.repeat(i, cnt)
+        walk = np.repeat(d[i, k], cnt) + self.off_of[e]
+        hit = np.flatnonzero(walk <= hi_m)
+        e, src_i, walk = e[hit], src_i[hit], walk[hit]
+        in_pool = nodes < n
+        local[nodes[in_pool]] = np.arange(int(in_pool.sum()), dtype=np.int32)
+        col = local[self.other_of[e]]  # other_of is -1 for single-end targets: local[-1] is the spare -1
+        local[nodes[in_pool]] = -1
+        found = col >= 0
+        walk_other = np.full(len(e), np.inf)
+        walk_other[found] = d[src_i[found], col[found]] + self.other_off[e[found]]
+        once = self.primary[e] | ~(walk_other <= hi_m)
+        if once.any():
+            yield pos[src_i[once]], self.tgt_of[e[once]], np.minimum(walk, walk_other)[once]
+
+
 def pairs_within(
     network,
     src: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -388,44 +447,255 @@ def pairs_within(
     n = len(ch.junction)
     mat, x, y, src_nodes = _virtual_sources(network, ch, s_edge, s_t, s_leg)
     d_chain, d_s, a, off_a, b, off_b = _points(network, ch, d_edge, d_t, d_leg)
-    # every way onto the network by junction: the target, the metres from the junction to it, and
-    # the other end (so that a target reached through both ends is reported once, by its first)
-    nt = len(a)
-    ends = np.concatenate([a, b])
-    ok = ends >= 0
-    by_node = np.argsort(ends[ok], kind="stable")
-    tgt_of = np.concatenate([np.arange(nt), np.arange(nt)]).astype(np.int32)[ok][by_node]
-    off_of = np.concatenate([off_a, off_b])[ok][by_node]
-    other_of = np.concatenate([b, a]).astype(np.int32)[ok][by_node]
-    other_off = np.concatenate([off_b, off_a])[ok][by_node]
-    primary = np.concatenate([np.ones(nt, dtype=bool), a < 0])[ok][by_node]  # b is first when a is not there
-    node_ptr = np.r_[0, np.cumsum(np.bincount(ends[ok], minlength=n))]
-    local = np.full(n + 1, -1, dtype=np.int32)  # junction -> column of this batch; the last stays -1
+    ends = _Ends.of(n, a, off_a, b, off_b)
+    local = np.full(n + 1, -1, dtype=np.int32)  # junction -> column of a batch; the last stays -1
     for pos, nodes, d in local_dijkstra(mat, x, y, n, src_nodes, limit_m=hi_m, tile_m=tile_m):
-        i, k = np.nonzero(d <= hi_m)
-        node = nodes[k]
-        pool = node < n
-        i, k, node = i[pool], k[pool], node[pool]
-        st = node_ptr[node]
-        cnt = node_ptr[node + 1] - st
-        total = int(cnt.sum())
-        if total == 0:
-            continue
-        e = np.repeat(st - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
-        src_i = np.repeat(i, cnt)
-        walk = np.repeat(d[i, k], cnt) + off_of[e]
-        hit = np.flatnonzero(walk <= hi_m)
-        e, src_i, walk = e[hit], src_i[hit], walk[hit]
-        local[nodes[nodes < n]] = np.arange(int((nodes < n).sum()), dtype=np.int32)
-        col = local[other_of[e]]  # other_of is -1 for single-end targets: local[-1] is the spare -1
-        local[nodes[nodes < n]] = -1
-        found = col >= 0
-        walk_other = np.full(len(e), np.inf)
-        walk_other[found] = d[src_i[found], col[found]] + other_off[e[found]]
-        once = primary[e] | ~(walk_other <= hi_m)
-        if once.any():
-            yield pos[src_i[once]], tgt_of[e[once]], np.minimum(walk, walk_other)[once]
+        yield from ends.expand(pos, nodes, d, hi_m, local)
     s_chain, s_s = ch.locate(network, s_edge, s_t)
     si, di, dist = _same_chain_pairs((s_chain, s_s, s_leg), (d_chain, d_s, d_leg), hi_m)
     if si.size:
         yield si, di, dist
+
+
+#: Positions closer than this (metres) count as equal when :func:`pairs_within_thinned` compares a
+#: catchment's edge with a candidate: it keeps a candidate rather than trust the last bits of a sum.
+EVENT_TOL_M = 1e-3
+
+
+def _sequences(ch: Chains, chain, s, idx, n: int):
+    """Each chain's thinnable targets in order along it, with its end junctions' targets at 0 and L.
+
+    Returns the entries (target index, kind: 0 junction at ``a``, 1 inside, 2 junction at ``b``),
+    their keys (one sorted number line: chain ``c`` spans ``base[c] .. base[c] + length_m[c]``), the
+    chains' bases, and per junction the chains with inside targets that it ends.
+    """
+    length = ch.length_m[chain]
+    at_a, at_b = s <= 1e-6, s >= length - 1e-6
+    inside = ~at_a & ~at_b
+    # one target per junction (the first); the other targets at that junction are its copies
+    j_of = np.where(at_a, ch.a[chain], ch.b[chain])
+    jt = np.flatnonzero(~inside)
+    rep = np.full(n, -1, dtype=np.int64)
+    order = jt[np.argsort(idx[jt], kind="stable")][::-1]
+    rep[j_of[order]] = idx[order]  # the last write wins: the lowest index
+    copies = idx[jt][rep[j_of[jt]] != idx[jt]]
+    ic = chain[inside]
+    used = np.unique(ic)
+    base = np.zeros(len(ch.length_m) + 1)
+    base[1:] = np.cumsum(ch.length_m + 10.0)  # 10 m between chains: far beyond EVENT_TOL_M
+    ra, rb = rep[ch.a[used]], rep[ch.b[used]]
+    ha, hb = ra >= 0, rb >= 0
+    e_idx = np.concatenate([idx[inside], ra[ha], rb[hb]])
+    e_kind = np.concatenate([np.ones(int(inside.sum()), np.int8), np.zeros(int(ha.sum()), np.int8),
+                             np.full(int(hb.sum()), 2, np.int8)])
+    e_chain = np.concatenate([ic, used[ha], used[hb]])
+    e_pos = np.concatenate([s[inside], np.zeros(int(ha.sum())), ch.length_m[used[hb]]])
+    o = np.lexsort((e_kind, e_pos, e_chain))
+    e_idx, e_kind, e_chain = e_idx[o], e_kind[o], e_chain[o]
+    key = base[e_chain] + e_pos[o]
+    # per junction, the chains with inside targets it ends (as a, as b)
+    j = np.concatenate([ch.a[used], ch.b[used]])
+    side = np.concatenate([np.zeros(len(used), np.int8), np.ones(len(used), np.int8)])
+    c2 = np.concatenate([used, used])
+    oj = np.argsort(j, kind="stable")
+    inc_ptr = np.r_[0, np.cumsum(np.bincount(j, minlength=n))]
+    inc_len = np.zeros(n)
+    np.maximum.at(inc_len, j, ch.length_m[c2])
+    return (e_idx, e_kind, e_chain, key), base, (inc_ptr, c2[oj], side[oj], inc_len), copies
+
+
+def _mark(flags: np.ndarray, key: np.ndarray, x: np.ndarray) -> None:
+    """Flag every gap ``g`` (between entries ``g`` and ``g + 1``) that holds a point of ``x``, give or take
+    :data:`EVENT_TOL_M`."""
+    if x.size == 0:
+        return
+    lo = np.searchsorted(key, x - EVENT_TOL_M, side="right") - 1
+    hi = np.searchsorted(key, x + EVENT_TOL_M, side="right") - 1
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, len(flags) - 1)
+    flags[lo] = True
+    flags[np.maximum(hi, 0)] = True
+    wide = np.flatnonzero(hi - lo > 1)  # several entries within the tolerance (rare): every gap between
+    if wide.size:
+        cnt = hi[wide] - lo[wide] - 1
+        flags[np.repeat(lo[wide] + 1 - (np.cumsum(cnt) - cnt), cnt) + np.arange(int(cnt.sum()))] = True
+
+
+def pairs_within_thinned(
+    network,
+    src: tuple[np.ndarray, np.ndarray, np.ndarray],
+    dst: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    limit_m: float,
+    cover_m: float,
+    thin: np.ndarray | None = None,
+    tile_m: float = TILE_M,
+) -> tuple[np.ndarray, list]:
+    """:func:`pairs_within` for the targets whose catchment no neighbour's contains, and which those are.
+
+    A target ``j`` at ``s`` metres along its chain (access leg 0) covers a source ``r`` when
+    ``min(d(r, a) + s, d(r, b) + L - s, the walk along the chain) <= cover_m``: the union of an
+    interval ``[0, cover_m - d(r, a)]`` from the chain's end ``a``, one ``[L - cover_m + d(r, b), L]``
+    to its end ``b``, and, for a source on the chain, one around the source. So between two
+    neighbouring targets on a chain (the end junctions included) the catchment only loses sources
+    where an interval ends and only gains them where one starts. When no interval ends between
+    a target and the next one along the chain, every source the first covers the second covers
+    too, and the first is dropped (its catchment is contained in a kept one's); likewise toward
+    the previous target when no interval starts between them (and, toward a target inside the
+    chain, one ends there, so that of two equal neighbours the later one stays). Junctions'
+    targets are never dropped, so the chain of drops always ends at a kept target. The intervals' edges come from the same searches (from the sources, on the
+    contracted network) that give the pairs, which are then written only for the kept targets.
+
+    Parameters
+    ----------
+    limit_m : float
+        Longest walk reported (a hair above ``cover_m``, as :func:`pairs_within`).
+    cover_m : float
+        The walk that covers; interval edges within :data:`EVENT_TOL_M` of a target count as at
+        it (so a target is kept rather than dropped on the last bits of a sum).
+    thin : bool array, optional
+        The targets that may be dropped (default: those with access leg 0; others are kept).
+
+    Returns
+    -------
+    (keep, pairs)
+        ``keep``: bool per target. ``pairs``: batches ``(source, target, metres)`` as
+        :func:`pairs_within`, only for kept targets (indices into ``dst``).
+
+    Examples
+    --------
+    A 1 km street (two junctions) with a target every tenth of it and one source 50 m from its
+    west end: walks of 320 m cover the targets 0 … 3 (at 0 … 300 m), which all cover the same
+    source. The only edge of its interval is at 370 m, so 1 and 2 are dropped toward 3; the empty
+    ones 4 … 9 toward the east junction's target 10; junctions' targets are kept:
+
+    >>> from lifecircle import WalkNetwork
+    >>> net = WalkNetwork.from_lonlat([121.40, 121.4105], [31.20, 31.20], [0], [1])
+    >>> L = float(net.length_m[0])
+    >>> dst = (np.zeros(11, int), np.arange(11) / 10, np.zeros(11))
+    >>> src = (np.array([0]), np.array([50 / L]), np.array([0.0]))
+    >>> keep, pairs = pairs_within_thinned(net, src, dst, limit_m=320, cover_m=320)
+    >>> np.flatnonzero(keep).tolist(), [(s.tolist(), t.tolist()) for s, t, _ in pairs]  # around, and along
+    ([0, 3, 10], [([0], [0]), ([0, 0], [0, 3])])
+    """
+    s_edge, s_t, s_leg = (np.asarray(a) for a in src)
+    d_edge, d_t, d_leg = (np.asarray(a) for a in dst)
+    s_edge, d_edge = s_edge.astype(np.int64), d_edge.astype(np.int64)
+    s_t, s_leg, d_t, d_leg = (np.asarray(a, dtype=float) for a in (s_t, s_leg, d_t, d_leg))
+    nt = len(d_edge)
+    if len(s_edge) == 0 or nt == 0:
+        return np.ones(nt, dtype=bool), []
+    hi_m, R = float(limit_m), float(cover_m)
+    ch = chains(network)
+    n = len(ch.junction)
+    thin = (d_leg == 0) if thin is None else np.asarray(thin, dtype=bool)
+    d_chain, d_s = ch.locate(network, d_edge, d_t)
+    tidx = np.flatnonzero(thin)
+    (e_idx, e_kind, e_chain, key), base, (inc_ptr, inc_chain, inc_side, inc_len), copies = _sequences(
+        ch, d_chain[tidx], d_s[tidx], tidx, n)
+    ends_flag = np.zeros(max(len(key), 1), dtype=bool)  # gap g holds an interval's end
+    starts_flag = np.zeros(max(len(key), 1), dtype=bool)  # ... an interval's start
+    s_chain, s_s = ch.locate(network, s_edge, s_t)
+    has_entries = np.zeros(len(ch.length_m), dtype=bool)
+    has_entries[e_chain] = True
+    mat, x, y, src_nodes = _virtual_sources(network, ch, s_edge, s_t, s_leg)
+    stored = []
+    local = np.full(n + 1, -1, dtype=np.int64)  # junction -> column of a batch; the last stays -1
+
+    for pos, nodes, d in local_dijkstra(mat, x, y, n, src_nodes, limit_m=hi_m, tile_m=tile_m):
+        cols = np.flatnonzero((nodes < n) & (d <= hi_m).any(axis=0))
+        d = d[:, cols]
+        nodes = nodes[cols]
+        stored.append((pos, nodes, d))
+        local[nodes] = np.arange(len(nodes))
+        dpad = np.concatenate([d, np.full((len(d), 1), np.inf)], axis=1)  # column -1: not reached
+        # (source, chain) for the chains the source reaches through a junction, not its own chain:
+        # the union of [0, R - d(r, a)] and [L - R + d(r, b), L]; each side gives its own edge
+        i, k = np.nonzero(d <= hi_m)
+        jn = nodes[k]
+        t = R - d[i, k]
+        near = (t >= -EVENT_TOL_M) & (t <= inc_len[jn] + EVENT_TOL_M)
+        i, jn, t = i[near], jn[near], t[near]
+        st = inc_ptr[jn]
+        cnt = inc_ptr[jn + 1] - st
+        tot = int(cnt.sum())
+        if tot:
+            e = np.repeat(st - (np.cumsum(cnt) - cnt), cnt) + np.arange(tot)
+            t, i = np.repeat(t, cnt), np.repeat(i, cnt)
+            c = inc_chain[e]
+            own = c == s_chain[pos[i]]
+            e, t, i, c = e[~own], t[~own], i[~own], c[~own]
+            length = ch.length_m[c]
+            from_a = inc_side[e] == 0
+            t_other = R - dpad[i, local[np.where(from_a, ch.b[c], ch.a[c])]]  # -inf when not reached
+            p = np.where(from_a, t, length - t)  # where this side's interval ends (from a) or starts
+            whole = t + t_other >= length + EVENT_TOL_M  # the two intervals overlap: the chain is covered
+            inside = ~whole & (p >= -EVENT_TOL_M) & (p <= length + EVENT_TOL_M)
+            x_ev = base[c] + p
+            _mark(ends_flag, key, x_ev[inside & from_a])
+            _mark(starts_flag, key, x_ev[inside & ~from_a])
+        # each source on its own chain: the union of those two and the walk along the chain
+        on = has_entries[s_chain[pos]]
+        if on.any():
+            rows = np.flatnonzero(on)
+            q = pos[rows]
+            c = s_chain[q]
+            length = ch.length_m[c]
+            ta = R - dpad[rows, local[ch.a[c]]]
+            tb = R - dpad[rows, local[ch.b[c]]]
+            h = R - s_leg[q]
+            lo = np.column_stack([np.where(ta >= -EVENT_TOL_M, 0.0, np.inf),
+                                  np.where(h >= -EVENT_TOL_M, np.maximum(s_s[q] - h, 0.0), np.inf),
+                                  np.where(tb >= -EVENT_TOL_M, np.maximum(length - tb, 0.0), np.inf)])
+            hi = np.column_stack([np.where(ta >= -EVENT_TOL_M, np.minimum(ta, length), -np.inf),
+                                  np.where(h >= -EVENT_TOL_M, np.minimum(s_s[q] + h, length), -np.inf),
+                                  np.where(tb >= -EVENT_TOL_M, length, -np.inf)])
+            o = np.argsort(lo, axis=1, kind="stable")
+            lo, hi = np.take_along_axis(lo, o, axis=1), np.take_along_axis(hi, o, axis=1)
+            starts, ends = [lo[:, 0]], []
+            top = hi[:, 0]
+            for j in (1, 2):
+                gap = np.isfinite(lo[:, j]) & (lo[:, j] > top - EVENT_TOL_M)
+                ends.append(np.where(gap, top, np.nan))
+                starts.append(np.where(gap, lo[:, j], np.nan))
+                top = np.maximum(top, hi[:, j])
+            ends.append(top)
+            for flags, xs in ((starts_flag, starts), (ends_flag, ends)):
+                xv = np.concatenate(xs)
+                cv = np.tile(c, len(xs))
+                lv = ch.length_m[cv]
+                ok = np.isfinite(xv) & (xv > 0) & (xv < lv)
+                _mark(flags, key, base[cv[ok]] + xv[ok])
+        local[nodes] = -1
+    # the drops (see above): along the chain to the next entry, or back to the previous one
+    m = len(key)
+    same_next = np.zeros(m, dtype=bool)
+    same_next[:-1] = e_chain[1:] == e_chain[:-1]
+    nxt_inside = np.zeros(m, dtype=bool)
+    nxt_inside[:-1] = e_kind[1:] == 1
+    prv_inside = np.zeros(m, dtype=bool)
+    prv_inside[1:] = e_kind[:-1] == 1
+    same_prev = np.r_[False, same_next[:-1]]
+    ends_prev = np.r_[False, ends_flag[: m - 1]] if m else np.zeros(0, bool)
+    starts_prev = np.r_[False, starts_flag[: m - 1]] if m else np.zeros(0, bool)
+    to_next = same_next & ~ends_flag[:m] & (e_kind == 1)
+    to_prev = same_prev & ~starts_prev & (ends_prev | ~prv_inside) & (e_kind == 1)
+    keep = np.ones(nt, dtype=bool)
+    keep[e_idx[to_next | to_prev]] = False
+    keep[copies] = False
+    kept = np.flatnonzero(keep)
+    log.debug("pairs_within_thinned: %d of %d targets kept", len(kept), nt)
+    _, _, a, off_a, b, off_b = _points(network, ch, d_edge[kept], d_t[kept], d_leg[kept])
+    ends = _Ends.of(n, a, off_a, b, off_b)
+
+    def pairs():
+        local = np.full(n + 1, -1, dtype=np.int32)
+        while stored:
+            pos, nodes, d = stored.pop(0)
+            for si, ti, w in ends.expand(pos, nodes, d, hi_m, local):
+                yield si, kept[ti], w
+        si, di, dist = _same_chain_pairs((s_chain, s_s, s_leg), (d_chain[kept], d_s[kept], d_leg[kept]), hi_m)
+        if si.size:
+            yield si, kept[di], dist
+
+    return keep, pairs()

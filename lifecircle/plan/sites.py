@@ -48,6 +48,7 @@ import heapq
 import logging
 import os
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -55,14 +56,13 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.sparse.csgraph import dijkstra
 
 from ..config import minutes_column
 from ..measure.coverage import STUDY_AREA
 from ..errors import CRSError, InputDataError
 from .gaps import check_category, check_minutes
 from ..measure.snapping import Snap, snap_points
-from .catchments import TILE_M, local_dijkstra, pairs_within
+from .catchments import TILE_M, local_dijkstra, pairs_within, pairs_within_thinned
 from .deadline import TimedOut, call_with_deadline
 
 log = logging.getLogger("lifecircle")
@@ -150,6 +150,24 @@ def candidates_from_nodes(network, nodes, *, max_snap_m: float = 500.0) -> Candi
     ok = snap.snapped
     snap = Snap(*(a[ok] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
     return Candidates(lon[ok], lat[ok], nodes[ok], nodes[ok].astype(object), snap)
+
+
+_NODE_CANDIDATES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _all_node_candidates(network, max_snap_m: float) -> Candidates:
+    """Every network node as a candidate (:func:`candidates_from_nodes`), snapped once per network."""
+    cache = _NODE_CANDIDATES.setdefault(network, {})
+    key = float(max_snap_m)
+    if key not in cache:
+        cache[key] = candidates_from_nodes(network, np.arange(network.n_nodes), max_snap_m=max_snap_m)
+    return cache[key]
+
+
+def _rows(c: Candidates, rows: np.ndarray) -> Candidates:
+    """Some of the candidates (node candidates: no name, no own columns)."""
+    snap = Snap(*(a[rows] for a in (c.snap.edge, c.snap.t, c.snap.dist_m, c.snap.x, c.snap.y)))
+    return Candidates(c.lon[rows], c.lat[rows], c.node[rows], c.ident[rows], snap, source=c.source)
 
 
 def candidates_from_points(network, points, *, crs: Any = None, max_snap_m: float = 500.0) -> Candidates:
@@ -381,7 +399,8 @@ class _RowsBuilder:
 
 
 def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, minutes: float,
-                    search_from: str = "auto", tile_m: float = TILE_M) -> sp.csr_matrix:
+                    search_from: str = "auto", tile_m: float = TILE_M,
+                    drop_dominated: bool = False) -> sp.csr_matrix:
     """Boolean sparse matrix: candidate ``i`` covers resident ``resident_positions[j]`` within ``minutes``.
 
     Walks are measured on the street network from every resident to every candidate (or the
@@ -392,6 +411,13 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
     threshold are measured again from the candidate on the access graph, as the pipeline measures
     them, so that the answer is the pipeline's to the last bit. Residents are given by position
     in ``analysis.residents``; unsnapped ones are never covered.
+
+    With ``drop_dominated`` (and the search from the residents), the rows of candidates whose
+    catchment a kept neighbour's contains are left empty, and are never computed
+    (:func:`lifecircle.plan.catchments.pairs_within_thinned`; candidates off the street, with
+    an access leg, are all kept). Greedy never needs them: a dropped candidate never covers
+    more of the still-uncovered people than the kept one that contains it, and when it covers
+    as many (every weight > 0) it covers the very same people.
     """
     if search_from not in ("auto", "candidates", "residents"):
         raise InputDataError(f"search_from must be auto, candidates or residents (got {search_from!r})")
@@ -414,7 +440,14 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
     build = _RowsBuilder(m, by_source=not from_res)
     near_r, near_c = [], []
     src, dst = (res_pts, cand_pts) if from_res else (cand_pts, res_pts)
-    for i, j, d in pairs_within(analysis.network, src, dst, limit_m=limit, tile_m=tile_m):
+    if drop_dominated and from_res:
+        keep, found = pairs_within_thinned(analysis.network, src, dst, limit_m=limit, cover_m=minutes * mpm,
+                                           thin=cs.dist_m == 0, tile_m=tile_m)
+        log.debug("coverage_matrix: %d of %d candidates kept (the others' catchments are contained in theirs)",
+                  int(keep.sum()), m)
+    else:
+        found = pairs_within(analysis.network, src, dst, limit_m=limit, tile_m=tile_m)
+    for i, j, d in found:
         sure = d <= sure_m
         build.add(i[sure], j[sure])
         c, r = (j, i) if from_res else (i, j)
@@ -781,16 +814,19 @@ def _build(analysis, category: str, minutes: float, area: np.ndarray, candidates
     target = np.flatnonzero(area & ~(mins <= minutes) & (pop > 0) & (rnode >= 0))
     mpm = cfg.walk_speed_kmh * 1000.0 / 60.0
     if candidates is None:
-        if target.size:
-            d = dijkstra(graph.matrix, directed=True, indices=np.unique(rnode[target]), min_only=True,
-                         limit=minutes * mpm * (1 + 1e-6) + 1.0)
-            nodes = np.flatnonzero(np.isfinite(d[: graph.n_network_nodes]))
-        else:
-            nodes = np.zeros(0, dtype=np.int64)
-        cands = candidates_from_nodes(analysis.network, nodes, max_snap_m=cfg.max_snap_m)
+        nodes = _all_node_candidates(analysis.network, cfg.max_snap_m) if target.size else \
+            candidates_from_nodes(analysis.network, [], max_snap_m=cfg.max_snap_m)
+        cov = coverage_matrix(analysis, nodes, target, minutes=minutes, drop_dominated=True)
+        # only the nodes that cover someone, and of those the ones whose catchment no neighbour's contains
+        rows = np.flatnonzero(np.diff(cov.indptr) > 0)
+        cands = _rows(nodes, rows)
+        cov = sp.csr_matrix((cov.data[: cov.indptr[-1]], cov.indices, np.r_[0, cov.indptr[rows + 1]]),
+                            shape=(len(rows), cov.shape[1]))  # empty rows out: the same arrays, no copy
+        log.info("%s: %d of %d network nodes can cover an uncovered resident and are not contained in a neighbour",
+                 category, len(rows), len(nodes))
     else:
         cands = candidates_from_points(analysis.network, candidates, crs=candidates_crs, max_snap_m=cfg.max_snap_m)
-    cov = coverage_matrix(analysis, cands, target, minutes=minutes)
+        cov = coverage_matrix(analysis, cands, target, minutes=minutes)
     log.info("%s: %d candidate sites (%s) for %d uncovered resident points; %g min = %.0f m at %g km/h",
              category, len(cands), cands.source, len(target), minutes, minutes * mpm, cfg.walk_speed_kmh)
     return _Problem(category, minutes, target, pop[target], cands, cov)
