@@ -588,3 +588,57 @@ def test_exact_check_is_not_tried_on_a_city_sized_problem(plus_town, monkeypatch
     r = sites_needed(a, category="health").iloc[0]
     assert r.sites_needed == 2 and pd.isna(r.exact_sites)
     assert r.exact_status == "not run: more than 3 candidate-resident pairs"
+
+
+# ------------------------------------------------------------------ candidates a neighbour's catchment contains
+
+
+def brute_greedy(cov: np.ndarray, w: np.ndarray):
+    """Plain greedy on a dense matrix: each step the row covering the most uncovered weight (lowest on ties)."""
+    free = w.astype(float).copy()
+    picks, gains = [], []
+    while True:
+        g = cov.astype(float) @ free
+        j = int(np.argmax(g))
+        if g[j] <= 0:
+            return picks, gains
+        picks.append(j)
+        gains.append(float(g[j]))
+        free[cov[j]] = 0.0
+
+
+@pytest.mark.parametrize("where", ["line", "sample"])
+def test_dropped_candidates_change_nothing(where, shanghai):
+    """Kept rows equal full-Dijkstra rows; every dropped row lies inside a kept one; greedy on the kept
+    rows covers, step by step, the same people as a brute-force greedy over every node."""
+    from lifecircle.plan.sites import candidates_from_nodes
+
+    rng = np.random.default_rng(21)
+    if where == "line":  # one long chain of degree-2 nodes, residents scattered beside it
+        net, _ = line_network(-3000, 4000)
+        res = points(list(zip(rng.uniform(-2500, 4000, 60), rng.uniform(-40, 40, 60))),
+                     population=rng.uniform(1, 5, 60))
+        a = analyze(network=net, facilities=facilities([(-3000, 10)]), population=res, config=HEALTH)
+        minutes = 10.0
+    else:
+        a = shanghai[0]
+        minutes = 10.0
+    positions = np.arange(len(a.residents))
+    cands = candidates_from_nodes(a.network, np.arange(a.network.n_nodes))
+    ref = full_row_catchments(a, cands, positions, minutes)
+    got = coverage_matrix(a, cands, positions, minutes=minutes, search_from="residents", drop_dominated=True)
+    kept = np.flatnonzero(np.diff(got.indptr) > 0)
+    useful = np.flatnonzero(ref.any(axis=1))
+    assert np.array_equal(got.toarray()[kept], ref[kept])
+    assert 0.1 * len(useful) < len(useful) - len(kept)  # a real share is dropped
+    dropped = np.setdiff1d(useful, kept)
+    inside = ref[dropped].astype(int) @ ref[kept].T.astype(int)  # shared residents with each kept row
+    assert (inside.max(axis=1) == ref[dropped].sum(axis=1)).all()
+    w = rng.uniform(0.5, 30.0, len(positions))  # no two different sets weigh the same
+    picks, gains = brute_greedy(ref, w)
+    chosen, g2 = greedy_cover(got[kept], w)
+    np.testing.assert_allclose(g2, gains, rtol=1e-12)
+    free = np.ones(len(w), dtype=bool)
+    for p, c in zip(picks, kept[chosen]):  # the same people each step (maybe by another node)
+        assert np.array_equal(ref[c] & free, ref[p] & free)
+        free &= ~ref[p]

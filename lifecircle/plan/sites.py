@@ -7,8 +7,12 @@ treats a facility at that point: snapped to the nearest point of the nearest wal
 most ``max_snap_m`` away) and its access leg is walked. So the coverage predicted here is the
 coverage :func:`lifecircle.analyze` finds once the chosen sites are added as facilities.
 
-* Default: every **network node** within ``minutes`` of a currently-uncovered resident. Its
-  point is the node itself (it snaps onto the node, access leg 0); ``node`` is its index.
+* Default: every **network node** that covers a currently-uncovered resident within ``minutes``,
+  except those whose catchment a neighbour's along the street contains (they are never computed:
+  :func:`lifecircle.plan.catchments.pairs_within_thinned`; greedy covers the same people step by
+  step without them, only ties between different catchments of equal weight may go another way).
+  Its point is the node itself (it snaps onto the node, access leg 0); ``node`` is its index.
+  The nodes are snapped once per network and shared by the categories.
 * ``candidates=FILE`` (CSV/XLSX with lon/lat, GeoJSON, GeoPackage; polygons become a point
   inside them) or a GeoDataFrame, in ``candidates_crs`` (``wgs84``, ``gcj02``, ``bd09`` or EPSG).
   Points farther than ``max_snap_m`` from every street are dropped (all of them: an error that
