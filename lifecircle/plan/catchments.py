@@ -541,9 +541,9 @@ def pairs_within_thinned(
     where an interval ends and only gains them where one starts. When no interval ends between
     a target and the next one along the chain, every source the first covers the second covers
     too, and the first is dropped (its catchment is contained in a kept one's); likewise toward
-    the previous target when no interval starts between them (and, toward a target inside the
-    chain, one ends there, so that of two equal neighbours the later one stays). Junctions'
-    targets are never dropped, so the chain of drops always ends at a kept target. The intervals' edges come from the same searches (from the sources, on the
+    the previous target when no interval starts between them. So that every run of drops ends at
+    a kept target, a junction's target is only dropped into a chain whose other end has a higher
+    junction number, and of two equal neighbours only one gives way (inside a chain, the earlier). The intervals' edges come from the same searches (from the sources, on the
     contracted network) that give the pairs, which are then written only for the kept targets.
 
     Parameters
@@ -566,8 +566,9 @@ def pairs_within_thinned(
     --------
     A 1 km street (two junctions) with a target every tenth of it and one source 50 m from its
     west end: walks of 320 m cover the targets 0 … 3 (at 0 … 300 m), which all cover the same
-    source. The only edge of its interval is at 370 m, so 1 and 2 are dropped toward 3; the empty
-    ones 4 … 9 toward the east junction's target 10; junctions' targets are kept:
+    source. The only edge of its interval is at 370 m, so 0 (the west junction, numbered lower
+    than the east one), 1 and 2 are dropped toward 3; the empty ones 4 … 9 toward the east
+    junction's target 10:
 
     >>> from lifecircle import WalkNetwork
     >>> net = WalkNetwork.from_lonlat([121.40, 121.4105], [31.20, 31.20], [0], [1])
@@ -576,7 +577,7 @@ def pairs_within_thinned(
     >>> src = (np.array([0]), np.array([50 / L]), np.array([0.0]))
     >>> keep, pairs = pairs_within_thinned(net, src, dst, limit_m=320, cover_m=320)
     >>> np.flatnonzero(keep).tolist(), [(s.tolist(), t.tolist()) for s, t, _ in pairs]  # around, and along
-    ([0, 3, 10], [([0], [0]), ([0, 0], [0, 3])])
+    ([3, 10], [([0], [3])])
     """
     s_edge, s_t, s_leg = (np.asarray(a) for a in src)
     d_edge, d_t, d_leg = (np.asarray(a) for a in dst)
@@ -678,8 +679,19 @@ def pairs_within_thinned(
     same_prev = np.r_[False, same_next[:-1]]
     ends_prev = np.r_[False, ends_flag[: m - 1]] if m else np.zeros(0, bool)
     starts_prev = np.r_[False, starts_flag[: m - 1]] if m else np.zeros(0, bool)
-    to_next = same_next & ~ends_flag[:m] & (e_kind == 1)
-    to_prev = same_prev & ~starts_prev & (ends_prev | ~prv_inside) & (e_kind == 1)
+    # a junction's target may go into a chain only toward the end with the higher junction number, so
+    # no run of drops comes back to where it started; between two equal neighbours only one way
+    up = (ch.b > ch.a)[e_chain]  # into the chain from a
+    down = (ch.a > ch.b)[e_chain]  # into the chain from b
+    ends_here = ends_flag[:m]
+    nxt_down = np.r_[down[1:], False] if m else np.zeros(0, bool)
+    prv_up = np.r_[False, up[:-1]] if m else np.zeros(0, bool)
+    starts_here = starts_flag[:m]
+    inside = e_kind == 1
+    to_next = same_next & ~ends_here & (
+        (inside & (nxt_inside | starts_here | ~nxt_down)) | ((e_kind == 0) & nxt_inside & up))
+    to_prev = same_prev & ~starts_prev & (
+        (inside & (ends_prev | (~prv_inside & ~prv_up))) | ((e_kind == 2) & prv_inside & down))
     keep = np.ones(nt, dtype=bool)
     keep[e_idx[to_next | to_prev]] = False
     keep[copies] = False

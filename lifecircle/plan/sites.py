@@ -48,7 +48,6 @@ one site may serve two units and then appears in both plans.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import os
 import time
@@ -102,7 +101,6 @@ NEEDED_COLUMNS = [
     "reachable", "exact_sites", "gap", "exact_status", "note",
 ]
 _SHARE_TOL = 1e-12  # as coverage.coverage_table: a share within 1e-12 of the target meets it
-_GREEDY_BATCH = 64  # stale rows refreshed together by greedy_cover
 #: The exact MILP check is skipped above this many (candidate, resident) pairs: a city-wide problem
 #: is never solved within seconds, and building it takes ~200 bytes per pair in its worker.
 EXACT_MAX_PAIRS = 3_000_000
@@ -157,14 +155,20 @@ def candidates_from_nodes(network, nodes, *, max_snap_m: float = 500.0) -> Candi
 
 
 _NODE_CANDIDATES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_SNAP_SLICE = 100_000
 
 
 def _all_node_candidates(network, max_snap_m: float) -> Candidates:
     """Every network node as a candidate (:func:`candidates_from_nodes`), snapped once per network."""
     cache = _NODE_CANDIDATES.setdefault(network, {})
     key = float(max_snap_m)
-    if key not in cache:
-        cache[key] = candidates_from_nodes(network, np.arange(network.n_nodes), max_snap_m=max_snap_m)
+    if key not in cache:  # in slices: the nearest-segment query holds ~500 bytes per point
+        parts = [candidates_from_nodes(network, np.arange(lo, min(lo + _SNAP_SLICE, network.n_nodes)),
+                                       max_snap_m=max_snap_m) for lo in range(0, network.n_nodes, _SNAP_SLICE)]
+        cat = np.concatenate
+        cache[key] = Candidates(cat([c.lon for c in parts]), cat([c.lat for c in parts]), cat([c.node for c in parts]),
+                                cat([c.ident for c in parts]),
+                                Snap(*(cat([getattr(c.snap, f) for c in parts]) for f in ("edge", "t", "dist_m", "x", "y"))))
     return cache[key]
 
 
@@ -353,16 +357,15 @@ def _remeasure(analysis, candidates: Candidates, cand, res_nodes, *, limit_m: fl
 
 
 class _RowsBuilder:
-    """Collects (source, target) pairs in batches and lays them out as the CSR rows of the candidates.
+    """Collects (source, target) pairs in batches and lays them out as CSR rows, one row per source.
 
-    A batch's pairs come grouped by source. With ``by_source`` the sources are the candidates
-    (the rows); otherwise the targets are. Only the targets (int32) and the runs of sources are
+    A batch's pairs come grouped by source. Only the targets (int32) and the runs of sources are
     kept until :meth:`finish`, which writes the column indices straight into their rows: about
-    9 bytes per pair at the peak instead of the 16+ of a COO matrix and its conversion.
+    5 bytes per pair until then, 4 after, instead of the 16+ of a COO matrix and its conversion.
     """
 
-    def __init__(self, n_rows: int, *, by_source: bool):
-        self.n_rows, self.by_source = n_rows, by_source
+    def __init__(self, n_rows: int):
+        self.n_rows = n_rows
         self.count = np.zeros(n_rows, dtype=np.int64)
         self.batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
@@ -372,33 +375,24 @@ class _RowsBuilder:
         source = np.asarray(source, dtype=np.int64)
         tgt = np.asarray(target, dtype=np.int32)
         start = np.flatnonzero(np.r_[True, source[1:] != source[:-1]])
-        if self.by_source and len(np.unique(source[start])) < len(start):  # one run per row, please
+        if len(np.unique(source[start])) < len(start):  # one run per row, please
             order = np.argsort(source, kind="stable")
             source, tgt = source[order], tgt[order]
             start = np.flatnonzero(np.r_[True, source[1:] != source[:-1]])
         runs = np.diff(np.r_[start, len(source)])
-        self.count += np.bincount(source if self.by_source else tgt, minlength=self.n_rows)
+        self.count[source[start]] += runs  # each row once in a batch
         self.batches.append((source[start], runs, tgt))
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         indptr = np.r_[0, np.cumsum(self.count)]
         indices = np.empty(int(indptr[-1]), dtype=np.int32)
         nxt = indptr[:-1].copy()
-        while self.batches:
-            run_src, runs, tgt = self.batches.pop(0)
-            if self.by_source:  # rows come in runs: each run fills the next slots of its row
-                pos = np.repeat(nxt[run_src] - (np.cumsum(runs) - runs), runs) + np.arange(len(tgt))
-                indices[pos] = tgt
-                nxt[run_src] += runs
-            else:  # rows are the targets: order them, then number the pairs within each row
-                src = np.repeat(run_src, runs).astype(np.int32)
-                order = np.argsort(tgt, kind="stable")
-                row = tgt[order]
-                first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
-                size = np.diff(np.r_[first, len(row)])
-                rank = np.arange(len(row)) - np.repeat(first, size)
-                indices[nxt[row] + rank] = src[order]
-                nxt[row[first]] += size
+        self.batches.reverse()
+        while self.batches:  # each run fills the next slots of its row
+            run_src, runs, tgt = self.batches.pop()
+            pos = np.repeat(nxt[run_src] - (np.cumsum(runs) - runs), runs) + np.arange(len(tgt))
+            indices[pos] = tgt
+            nxt[run_src] += runs
         return indptr, indices
 
 
@@ -441,7 +435,7 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
     limit = (minutes + band) * mpm * (1 + 1e-12)  # a hair beyond the band; the pipeline's test below decides
     sure_m = (minutes - band) * mpm * (1 - 1e-12)  # walks this short are covered whichever way they are summed
     from_res = search_from == "residents" or (search_from == "auto" and ok_cols.size < m)
-    build = _RowsBuilder(m, by_source=not from_res)
+    build = _RowsBuilder(ok_cols.size if from_res else m)  # rows: the sources
     near_r, near_c = [], []
     src, dst = (res_pts, cand_pts) if from_res else (cand_pts, res_pts)
     if drop_dominated and from_res:
@@ -465,6 +459,10 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
         build.add(*((near_r[hit], near_c[hit]) if from_res else (near_c[hit], near_r[hit])))
         log.debug("coverage_matrix: %d pairs within %g min of the threshold measured again", near_c.size, band)
     indptr, indices = build.finish()
+    if from_res:  # rows are the residents: the transpose (linear, and its rows come out sorted)
+        cov = sp.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr), shape=(ok_cols.size, m)).T.tocsr()
+        indptr, indices = cov.indptr, cov.indices
+        del cov
     if ok_cols.size < len(res_nodes):
         indices = ok_cols.astype(indices.dtype)[indices]
     cov = sp.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr), shape=(m, len(res_nodes)))
@@ -499,7 +497,13 @@ def _reached(cov: sp.csr_matrix) -> np.ndarray:
 
 def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None = None,
                  covered: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy maximal covering with a lazy priority queue (CELF).
+    """Greedy maximal covering: each step the candidate that covers the most still-uncovered weight.
+
+    Every candidate's gain is kept up to date: when a site is chosen, the people it newly covers
+    are taken off the gain of every row that covers them (the matrix's columns, vectorised). The
+    rows within a hair (1e-9 of the largest first gain) of the largest kept gain are summed
+    afresh, and the first of them with the largest fresh sum is chosen, so rounding in the
+    running sums never changes a choice and the gains reported are plain sums.
 
     Parameters
     ----------
@@ -533,39 +537,42 @@ def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None 
     w = np.asarray(weights, dtype=float)
     done = np.zeros(cov.shape[1], dtype=bool) if covered is None else np.array(covered, dtype=bool)
     free = np.where(done, 0.0, w)
-    gains0 = _row_sums(cov, free)
-    # plain Python floats: the heap compares them millions of times (numpy scalars are ~10x slower)
-    heap = [(-g, j) for j, g in enumerate(np.asarray(gains0, dtype=float).ravel().tolist()) if g > 0]
-    heapq.heapify(heap)
-    fresh_at = np.zeros(cov.shape[0], dtype=np.int64)  # round in which a row's gain was computed
-    indptr, indices = cov.indptr, cov.indices
+    gain = _row_sums(cov, free)  # running: exact up to rounding
     chosen: list[int] = []
     gains: list[float] = []
+    if cov.shape[0] == 0 or not (gain > 0).any():
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    indptr, indices = cov.indptr, cov.indices
+    csc = cov.tocsc()
+    col_ptr, col_rows = csc.indptr, csc.indices
+    del csc
+    tol = 1e-9 * float(gain.max())
     total = 0.0
     k_max = cov.shape[0] if k is None else int(k)
-    while heap and len(chosen) < k_max and (need is None or total < need):
-        neg, j = heapq.heappop(heap)
-        if fresh_at[j] == len(chosen):
-            cols = indices[indptr[j]:indptr[j + 1]]
-            done[cols] = True
-            free[cols] = 0.0
-            chosen.append(j)
-            gains.append(-neg)
-            total += -neg
-            continue
-        # stale: refresh it and the next stale ones at the top together (vectorised). Fresher
-        # upper bounds never change which row a lazy greedy picks, only how often it looks.
-        batch = [j]
-        while heap and len(batch) < _GREEDY_BATCH:
-            batch.append(heapq.heappop(heap)[1])
-        rows = np.asarray(batch, dtype=np.int64)
-        st, ln = indptr[rows], indptr[rows + 1] - indptr[rows]
+    while len(chosen) < k_max and (need is None or total < need):
+        top = float(gain.max())
+        if top <= 0:
+            break
+        near = np.flatnonzero(gain >= top - tol)
+        st, ln = indptr[near], indptr[near + 1] - indptr[near]
         at = np.repeat(st - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
-        g_rows = np.add.reduceat(free[indices[at]], np.cumsum(ln) - ln) if at.size else np.zeros(len(rows))
-        fresh_at[rows] = len(chosen)
-        for g, r in zip(g_rows.tolist(), batch):  # every row here has a catchment (its gain was > 0)
-            if g > 0:
-                heapq.heappush(heap, (-g, r))
+        fresh = np.add.reduceat(free[indices[at]], np.cumsum(ln) - ln) if at.size else np.zeros(len(near))
+        fresh[ln == 0] = 0.0
+        gain[near] = fresh
+        best = int(np.argmax(fresh))
+        if not fresh[best] > 0:
+            continue  # those were rounding leftovers: their gains are 0 now
+        j = int(near[best])
+        cols = indices[indptr[j]:indptr[j + 1]]
+        new = cols[free[cols] > 0]
+        cst, cln = col_ptr[new], col_ptr[new + 1] - col_ptr[new]
+        cat = np.repeat(cst - (np.cumsum(cln) - cln), cln) + np.arange(int(cln.sum()))
+        np.subtract.at(gain, col_rows[cat], np.repeat(free[new], cln))
+        free[new] = 0.0
+        gain[j] = 0.0
+        chosen.append(j)
+        gains.append(float(fresh[best]))
+        total += float(fresh[best])
     return np.asarray(chosen, dtype=np.int64), np.asarray(gains, dtype=float)
 
 
