@@ -36,7 +36,7 @@ log = logging.getLogger("lifecircle")
 __all__ = ["Chains", "chains", "local_dijkstra", "pairs_within"]
 
 #: Side of the square tiles the starting points are grouped by (metres).
-TILE_M = 500.0
+TILE_M = 1000.0
 
 
 def _tile_keys(x: np.ndarray, y: np.ndarray, tile_m: float, pad: int):
@@ -607,14 +607,17 @@ def pairs_within_thinned(
         cols = np.flatnonzero((nodes < n) & (d <= hi_m).any(axis=0))
         d = d[:, cols]
         nodes = nodes[cols]
-        stored.append((pos, nodes, d))
+        i, k = np.nonzero(d <= hi_m)
+        walk = d[i, k]
+        # kept sparse for the second pass (12 bytes a walk; the dense block is mostly empty)
+        stored.append((pos, nodes, np.r_[0, np.cumsum(np.bincount(i, minlength=len(pos)))], k.astype(np.int32), walk))
         local[nodes] = np.arange(len(nodes))
         dpad = np.concatenate([d, np.full((len(d), 1), np.inf)], axis=1)  # column -1: not reached
+        del d
         # (source, chain) for the chains the source reaches through a junction, not its own chain:
         # the union of [0, R - d(r, a)] and [L - R + d(r, b), L]; each side gives its own edge
-        i, k = np.nonzero(d <= hi_m)
         jn = nodes[k]
-        t = R - d[i, k]
+        t = R - walk
         near = (t >= -EVENT_TOL_M) & (t <= inc_len[jn] + EVENT_TOL_M)
         i, jn, t = i[near], jn[near], t[near]
         st = inc_ptr[jn]
@@ -702,8 +705,11 @@ def pairs_within_thinned(
 
     def pairs():
         local = np.full(n + 1, -1, dtype=np.int32)
+        stored.reverse()
         while stored:
-            pos, nodes, d = stored.pop(0)
+            pos, nodes, ptr, k, walk = stored.pop()
+            d = np.full((len(pos), len(nodes)), np.inf)
+            d[np.repeat(np.arange(len(pos)), np.diff(ptr)), k] = walk
             for si, ti, w in ends.expand(pos, nodes, d, hi_m, local):
                 yield si, kept[ti], w
         si, di, dist = _same_chain_pairs((s_chain, s_s, s_leg), (d_chain[kept], d_s[kept], d_leg[kept]), hi_m)

@@ -23,7 +23,7 @@ How catchments are computed
 A candidate covers a resident when the walk between them, measured as the pipeline would measure
 it with the candidate added as a facility, is at most ``minutes``. The walks are found by a bounded
 local Dijkstra (:mod:`lifecircle.plan.catchments`): on the street network with its chains of
-degree-2 nodes contracted, one small subgraph per 500 m tile of starting points, holding only the
+degree-2 nodes contracted, one small subgraph per 1 km tile of starting points, holding only the
 streets within the walk's reach (a walk of ``L`` metres never leaves the disc of radius ``L``;
 a border check re-runs any search that could, on the whole graph). So the cost grows with the
 number of residents and candidates, not with the size of the city, and the catchment matrix
@@ -554,10 +554,10 @@ def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None 
         if top <= 0:
             break
         near = np.flatnonzero(gain >= top - tol)
+        near = near[indptr[near + 1] > indptr[near]]  # (an empty row's gain is 0 already)
         st, ln = indptr[near], indptr[near + 1] - indptr[near]
         at = np.repeat(st - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
-        fresh = np.add.reduceat(free[indices[at]], np.cumsum(ln) - ln) if at.size else np.zeros(len(near))
-        fresh[ln == 0] = 0.0
+        fresh = np.add.reduceat(free[indices[at]], np.cumsum(ln) - ln)
         gain[near] = fresh
         best = int(np.argmax(fresh))
         if not fresh[best] > 0:
