@@ -33,7 +33,7 @@ from scipy.sparse.csgraph import dijkstra
 
 log = logging.getLogger("lifecircle")
 
-__all__ = ["Chains", "chains", "local_dijkstra", "pairs_within"]
+__all__ = ["Chains", "Searches", "chains", "local_dijkstra", "pairs_within", "pairs_within_thinned"]
 
 #: Side of the square tiles the starting points are grouped by (metres).
 TILE_M = 1000.0
@@ -521,6 +521,49 @@ def _mark(flags: np.ndarray, key: np.ndarray, x: np.ndarray) -> None:
         flags[np.repeat(lo[wide] + 1 - (np.cumsum(cnt) - cnt), cnt) + np.arange(int(cnt.sum()))] = True
 
 
+@dataclass(frozen=True, eq=False)
+class Searches:
+    """Bounded searches from snapped points on the contracted network, kept sparse (12 bytes a walk)
+    so that several :func:`pairs_within_thinned` calls can share them."""
+
+    s_edge: np.ndarray
+    s_t: np.ndarray
+    s_leg: np.ndarray
+    limit_m: float
+    stored: list
+
+    @classmethod
+    def run(cls, network, src, *, limit_m: float, tile_m: float = TILE_M) -> "Searches":
+        s_edge, s_t, s_leg = (np.asarray(a) for a in src)
+        s_edge = s_edge.astype(np.int64)
+        s_t, s_leg = np.asarray(s_t, dtype=float), np.asarray(s_leg, dtype=float)
+        hi_m = float(limit_m)
+        stored = []
+        if len(s_edge):
+            ch = chains(network)
+            n = len(ch.junction)
+            mat, x, y, src_nodes = _virtual_sources(network, ch, s_edge, s_t, s_leg)
+            for pos, nodes, d in local_dijkstra(mat, x, y, n, src_nodes, limit_m=hi_m, tile_m=tile_m):
+                cols = np.flatnonzero((nodes < n) & (d <= hi_m).any(axis=0))
+                d = d[:, cols]
+                i, k = np.nonzero(d <= hi_m)
+                stored.append((pos, nodes[cols], np.r_[0, np.cumsum(np.bincount(i, minlength=len(pos)))],
+                               k.astype(np.int32), d[i, k]))
+        return cls(s_edge, s_t, s_leg, hi_m, stored)
+
+    def batches(self, col_of: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(positions, junctions, dense walks) of each batch, only the sources with ``col_of >= 0``."""
+        for pos, nodes, ptr, k, walk in self.stored:
+            rows = np.flatnonzero(col_of[pos] >= 0)
+            if rows.size == 0:
+                continue
+            ln = ptr[rows + 1] - ptr[rows]
+            at = np.repeat(ptr[rows] - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
+            d = np.full((len(rows), len(nodes)), np.inf)
+            d[np.repeat(np.arange(len(rows)), ln), k[at]] = walk[at]
+            yield pos[rows], nodes, d
+
+
 def pairs_within_thinned(
     network,
     src: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -530,7 +573,9 @@ def pairs_within_thinned(
     cover_m: float,
     thin: np.ndarray | None = None,
     tile_m: float = TILE_M,
-) -> tuple[np.ndarray, list]:
+    searches: "Searches | None" = None,
+    sources: np.ndarray | None = None,
+) -> tuple[np.ndarray, Iterator]:
     """:func:`pairs_within` for the targets whose catchment no neighbour's contains, and which those are.
 
     A target ``j`` at ``s`` metres along its chain (access leg 0) covers a source ``r`` when
@@ -555,6 +600,10 @@ def pairs_within_thinned(
         it (so a target is kept rather than dropped on the last bits of a sum).
     thin : bool array, optional
         The targets that may be dropped (default: those with access leg 0; others are kept).
+    searches, sources : Searches and int array, optional
+        Searches made before (:meth:`Searches.run`, same ``limit_m``) from a set of points that
+        holds the sources, and the sources' positions in it; ``src`` is then not used. So several
+        calls with overlapping sources (one per facility category) search only once.
 
     Returns
     -------
@@ -579,13 +628,22 @@ def pairs_within_thinned(
     >>> np.flatnonzero(keep).tolist(), [(s.tolist(), t.tolist()) for s, t, _ in pairs]  # around, and along
     ([3, 10], [([0], [3])])
     """
-    s_edge, s_t, s_leg = (np.asarray(a) for a in src)
     d_edge, d_t, d_leg = (np.asarray(a) for a in dst)
-    s_edge, d_edge = s_edge.astype(np.int64), d_edge.astype(np.int64)
-    s_t, s_leg, d_t, d_leg = (np.asarray(a, dtype=float) for a in (s_t, s_leg, d_t, d_leg))
+    d_edge = d_edge.astype(np.int64)
+    d_t, d_leg = np.asarray(d_t, dtype=float), np.asarray(d_leg, dtype=float)
     nt = len(d_edge)
-    if len(s_edge) == 0 or nt == 0:
-        return np.ones(nt, dtype=bool), []
+    if searches is None:
+        searches = Searches.run(network, src, limit_m=limit_m, tile_m=tile_m)
+        sources = None
+    if searches.limit_m != float(limit_m):
+        raise ValueError("the searches were made for another limit_m")
+    n_all = len(searches.s_edge)
+    use = np.arange(n_all) if sources is None else np.asarray(sources, dtype=np.int64)
+    if len(use) == 0 or nt == 0:
+        return np.ones(nt, dtype=bool), iter(())
+    col_of = np.full(n_all, -1, dtype=np.int64)  # a search's source -> its index in this call
+    col_of[use] = np.arange(len(use))
+    s_edge, s_t, s_leg = searches.s_edge, searches.s_t, searches.s_leg
     hi_m, R = float(limit_m), float(cover_m)
     ch = chains(network)
     n = len(ch.junction)
@@ -599,25 +657,16 @@ def pairs_within_thinned(
     s_chain, s_s = ch.locate(network, s_edge, s_t)
     has_entries = np.zeros(len(ch.length_m), dtype=bool)
     has_entries[e_chain] = True
-    mat, x, y, src_nodes = _virtual_sources(network, ch, s_edge, s_t, s_leg)
-    stored = []
     local = np.full(n + 1, -1, dtype=np.int64)  # junction -> column of a batch; the last stays -1
-
-    for pos, nodes, d in local_dijkstra(mat, x, y, n, src_nodes, limit_m=hi_m, tile_m=tile_m):
-        cols = np.flatnonzero((nodes < n) & (d <= hi_m).any(axis=0))
-        d = d[:, cols]
-        nodes = nodes[cols]
-        i, k = np.nonzero(d <= hi_m)
-        walk = d[i, k]
-        # kept sparse for the second pass (12 bytes a walk; the dense block is mostly empty)
-        stored.append((pos, nodes, np.r_[0, np.cumsum(np.bincount(i, minlength=len(pos)))], k.astype(np.int32), walk))
+    for pos, nodes, d in searches.batches(col_of):
         local[nodes] = np.arange(len(nodes))
+        i, k = np.nonzero(d <= hi_m)
+        t = R - d[i, k]
         dpad = np.concatenate([d, np.full((len(d), 1), np.inf)], axis=1)  # column -1: not reached
         del d
         # (source, chain) for the chains the source reaches through a junction, not its own chain:
         # the union of [0, R - d(r, a)] and [L - R + d(r, b), L]; each side gives its own edge
         jn = nodes[k]
-        t = R - walk
         near = (t >= -EVENT_TOL_M) & (t <= inc_len[jn] + EVENT_TOL_M)
         i, jn, t = i[near], jn[near], t[near]
         st = inc_ptr[jn]
@@ -704,15 +753,12 @@ def pairs_within_thinned(
     ends = _Ends.of(n, a, off_a, b, off_b)
 
     def pairs():
-        local = np.full(n + 1, -1, dtype=np.int32)
-        stored.reverse()
-        while stored:
-            pos, nodes, ptr, k, walk = stored.pop()
-            d = np.full((len(pos), len(nodes)), np.inf)
-            d[np.repeat(np.arange(len(pos)), np.diff(ptr)), k] = walk
-            for si, ti, w in ends.expand(pos, nodes, d, hi_m, local):
+        local32 = np.full(n + 1, -1, dtype=np.int32)
+        for pos, nodes, d in searches.batches(col_of):
+            for si, ti, w in ends.expand(col_of[pos], nodes, d, hi_m, local32):
                 yield si, kept[ti], w
-        si, di, dist = _same_chain_pairs((s_chain, s_s, s_leg), (d_chain[kept], d_s[kept], d_leg[kept]), hi_m)
+        si, di, dist = _same_chain_pairs((s_chain[use], s_s[use], s_leg[use]),
+                                         (d_chain[kept], d_s[kept], d_leg[kept]), hi_m)
         if si.size:
             yield si, kept[di], dist
 

@@ -52,6 +52,7 @@ import logging
 import os
 import time
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -65,7 +66,7 @@ from ..measure.coverage import STUDY_AREA
 from ..errors import CRSError, InputDataError
 from .gaps import check_category, check_minutes
 from ..measure.snapping import Snap, snap_points
-from .catchments import TILE_M, local_dijkstra, pairs_within, pairs_within_thinned
+from .catchments import TILE_M, Searches, local_dijkstra, pairs_within, pairs_within_thinned
 from .deadline import TimedOut, call_with_deadline
 
 log = logging.getLogger("lifecircle")
@@ -396,9 +397,52 @@ class _RowsBuilder:
         return indptr, indices
 
 
+def _limit_m(analysis, minutes: float) -> float:
+    """Longest walk the catchment searches measure: a hair beyond the re-measured band around ``minutes``."""
+    mpm = analysis.config.walk_speed_kmh * 1000.0 / 60.0
+    return (minutes + 1e-9 * minutes) * mpm * (1 + 1e-12)
+
+
+#: analysis -> {"categories": [...], minutes: (resident positions, Searches)} while site_plans runs
+_SHARED_SEARCHES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def _sharing_searches(analysis, categories):
+    """Let :func:`_build` search once from the residents uncovered in any of ``categories``."""
+    _SHARED_SEARCHES[analysis] = {"categories": list(categories)}
+    try:
+        yield
+    finally:
+        _SHARED_SEARCHES.pop(analysis, None)
+
+
+def _targets(analysis, category: str, minutes: float, area: np.ndarray) -> np.ndarray:
+    """Positions of the residents to cover: in ``area``, not covered within ``minutes``, people, snapped."""
+    res = analysis.residents
+    pop = res["population"].to_numpy(dtype=float)
+    mins = res[minutes_column(category)].to_numpy(dtype=float)
+    rnode = analysis.times.graph.point_node[: analysis.times.n_residents]
+    return np.flatnonzero(area & ~(mins <= minutes) & (pop > 0) & (rnode >= 0))
+
+
+def _shared_searches(analysis, minutes: float):
+    """(resident positions, Searches) shared by the categories site_plans plans, or None."""
+    shared = _SHARED_SEARCHES.get(analysis)
+    if shared is None:
+        return None
+    if minutes not in shared:
+        everyone = np.ones(len(analysis.residents), dtype=bool)
+        union = np.unique(np.concatenate([_targets(analysis, c, minutes, everyone) for c in shared["categories"]]))
+        rs = analysis.times.resident_snap
+        shared[minutes] = (union, Searches.run(analysis.network, (rs.edge[union], rs.t[union], rs.dist_m[union]),
+                                               limit_m=_limit_m(analysis, minutes)))
+    return shared[minutes]
+
+
 def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, minutes: float,
                     search_from: str = "auto", tile_m: float = TILE_M,
-                    drop_dominated: bool = False) -> sp.csr_matrix:
+                    drop_dominated: bool = False, _shared: tuple | None = None) -> sp.csr_matrix:
     """Boolean sparse matrix: candidate ``i`` covers resident ``resident_positions[j]`` within ``minutes``.
 
     Walks are measured on the street network from every resident to every candidate (or the
@@ -432,15 +476,21 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
     cs = candidates.snap
     cand_pts = (cs.edge, cs.t, cs.dist_m)
     band = 1e-9 * minutes
-    limit = (minutes + band) * mpm * (1 + 1e-12)  # a hair beyond the band; the pipeline's test below decides
+    limit = _limit_m(analysis, minutes)
     sure_m = (minutes - band) * mpm * (1 - 1e-12)  # walks this short are covered whichever way they are summed
     from_res = search_from == "residents" or (search_from == "auto" and ok_cols.size < m)
     build = _RowsBuilder(ok_cols.size if from_res else m)  # rows: the sources
     near_r, near_c = [], []
     src, dst = (res_pts, cand_pts) if from_res else (cand_pts, res_pts)
     if drop_dominated and from_res:
+        searches, sources = None, None
+        if _shared is not None:  # searches made once for the residents of several categories
+            at = np.searchsorted(_shared[0], positions[ok_cols])
+            if (at < len(_shared[0])).all() and np.array_equal(_shared[0][np.minimum(at, len(_shared[0]) - 1)],
+                                                                positions[ok_cols]):
+                searches, sources = _shared[1], at
         keep, found = pairs_within_thinned(analysis.network, src, dst, limit_m=limit, cover_m=minutes * mpm,
-                                           thin=cs.dist_m == 0, tile_m=tile_m)
+                                           thin=cs.dist_m == 0, tile_m=tile_m, searches=searches, sources=sources)
         log.debug("coverage_matrix: %d of %d candidates kept (the others' catchments are contained in theirs)",
                   int(keep.sum()), m)
     else:
@@ -816,18 +866,17 @@ def _build(analysis, category: str, minutes: float, area: np.ndarray, candidates
     cfg = analysis.config
     res = analysis.residents
     pop = res["population"].to_numpy(dtype=float)
-    mins = res[minutes_column(category)].to_numpy(dtype=float)
     graph = analysis.times.graph
     if graph is None:
         raise InputDataError("site planning needs the access graph, which a tiled run (lifecircle.scale.partition) does "
                              "not keep; plan on an analysis made without walking_times_fn")
-    rnode = graph.point_node[: analysis.times.n_residents]
-    target = np.flatnonzero(area & ~(mins <= minutes) & (pop > 0) & (rnode >= 0))
+    target = _targets(analysis, category, minutes, area)
     mpm = cfg.walk_speed_kmh * 1000.0 / 60.0
     if candidates is None:
         nodes = _all_node_candidates(analysis.network, cfg.max_snap_m) if target.size else \
             candidates_from_nodes(analysis.network, [], max_snap_m=cfg.max_snap_m)
-        cov = coverage_matrix(analysis, nodes, target, minutes=minutes, drop_dominated=True)
+        cov = coverage_matrix(analysis, nodes, target, minutes=minutes, drop_dominated=True,
+                              _shared=_shared_searches(analysis, minutes) if target.size else None)
         # only the nodes that cover someone, and of those the ones whose catchment no neighbour's contains
         rows = np.flatnonzero(np.diff(cov.indptr) > 0)
         cands = _rows(nodes, rows)
@@ -1186,6 +1235,18 @@ def site_plans(
 
     cats = list(categories) if categories else list(analysis.config.categories)
     study, by_unit, tables = [], [], []
+    with _sharing_searches(analysis, cats if candidates is None else ()):
+        _plan_each(analysis, cats, study, by_unit, tables, k=k, candidates=candidates, candidates_crs=candidates_crs,
+                   per_unit=per_unit, exact=exact, time_limit_s=time_limit_s)
+    sites = gpd.GeoDataFrame(pd.concat(study, ignore_index=True), geometry="geometry", crs=4326)
+    needed = pd.concat(tables, ignore_index=True) if tables else None
+    units = [u for u in by_unit if len(u)]
+    unit_sites = gpd.GeoDataFrame(pd.concat(units, ignore_index=True), geometry="geometry", crs=4326) if units else None
+    return sites, needed, unit_sites
+
+
+def _plan_each(analysis, cats, study, by_unit, tables, *, k, candidates, candidates_crs, per_unit, exact, time_limit_s):
+    """site_plans' loop over the categories (appends to ``study``, ``by_unit`` and ``tables``)."""
     for cat in cats:
         if k is not None:
             study.append(suggest_sites(analysis, category=cat, k=k, candidates=candidates,
@@ -1198,8 +1259,3 @@ def site_plans(
         study.append(plan.sites[plan.sites.unit == STUDY_AREA])
         if per_unit:
             by_unit.append(plan.sites[plan.sites.unit != STUDY_AREA])
-    sites = gpd.GeoDataFrame(pd.concat(study, ignore_index=True), geometry="geometry", crs=4326)
-    needed = pd.concat(tables, ignore_index=True) if tables else None
-    units = [u for u in by_unit if len(u)]
-    unit_sites = gpd.GeoDataFrame(pd.concat(units, ignore_index=True), geometry="geometry", crs=4326) if units else None
-    return sites, needed, unit_sites
