@@ -187,7 +187,7 @@ class Chains:
         return chain, self.edge_s[edge] + along
 
 
-_CHAINS: "weakref.WeakKeyDictionary[Any, Chains]" = weakref.WeakKeyDictionary()
+_CHAINS: weakref.WeakKeyDictionary[Any, Chains] = weakref.WeakKeyDictionary()
 
 
 def chains(network) -> Chains:
@@ -351,7 +351,7 @@ class _Ends:
     primary: np.ndarray
 
     @classmethod
-    def of(cls, n: int, a, off_a, b, off_b) -> "_Ends":
+    def of(cls, n: int, a, off_a, b, off_b) -> _Ends:
         # every way onto the network by junction: the target, the metres from the junction to it, and
         # the other end (so that a target reached through both ends is reported once, by its first)
         nt = len(a)
@@ -533,7 +533,7 @@ class Searches:
     stored: list
 
     @classmethod
-    def run(cls, network, src, *, limit_m: float, tile_m: float = TILE_M) -> "Searches":
+    def run(cls, network, src, *, limit_m: float, tile_m: float = TILE_M) -> Searches:
         s_edge, s_t, s_leg = (np.asarray(a) for a in src)
         s_edge = s_edge.astype(np.int64)
         s_t, s_leg = np.asarray(s_t, dtype=float), np.asarray(s_leg, dtype=float)
@@ -573,7 +573,7 @@ def pairs_within_thinned(
     cover_m: float,
     thin: np.ndarray | None = None,
     tile_m: float = TILE_M,
-    searches: "Searches | None" = None,
+    searches: Searches | None = None,
     sources: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Iterator]:
     """:func:`pairs_within` for the targets whose catchment no neighbour's contains, and which those are.

@@ -155,7 +155,7 @@ def candidates_from_nodes(network, nodes, *, max_snap_m: float = 500.0) -> Candi
     return Candidates(lon[ok], lat[ok], nodes[ok], nodes[ok].astype(object), snap)
 
 
-_NODE_CANDIDATES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_NODE_CANDIDATES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 _SNAP_SLICE = 100_000
 
 
@@ -404,7 +404,7 @@ def _limit_m(analysis, minutes: float) -> float:
 
 
 #: analysis -> {"categories": [...], minutes: (resident positions, Searches)} while site_plans runs
-_SHARED_SEARCHES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_SHARED_SEARCHES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
 @contextmanager
