@@ -642,3 +642,29 @@ def test_dropped_candidates_change_nothing(where, shanghai):
     for p, c in zip(picks, kept[chosen]):  # the same people each step (maybe by another node)
         assert np.array_equal(ref[c] & free, ref[p] & free)
         free &= ~ref[p]
+
+
+def test_site_plans_share_one_search_and_predict_a_fresh_analysis(shanghai, shanghai_network, shanghai_facilities):
+    """site_plans searches once for the four categories: the same plans as one plan_sites call each, and
+    a fresh analyze with every study-area site added covers what the plans say, per category."""
+    from lifecircle.config import minutes_column
+    from lifecircle.plan.sites import site_plans
+
+    _, res, _ = shanghai
+    f = shanghai_facilities[shanghai_facilities.category == "health"]
+    # the real health points, and every 2nd / 3rd of them relabelled: three categories, three coverages
+    parts = [(f, "health"), (f.iloc[::2], "culture"), (f.iloc[::3], "sports")]
+    fac = gpd.GeoDataFrame(pd.concat([facilities([(0, 0)] * len(p), category=c).set_geometry(p.geometry.to_numpy())
+                                      for p, c in parts], ignore_index=True), crs=4326)
+    cfg = AnalysisConfig(minutes=(10,), categories=("health", "culture", "sports"))
+    a = analyze(network=shanghai_network, facilities=fac, replace_osm_facilities=True, population=res, config=cfg)
+    sites, needed, _ = site_plans(a, exact=False, per_unit=False)
+    assert (needed.sites_needed > 0).sum() >= 2  # several categories need sites
+    for cat in cfg.categories:
+        one = plan_sites(a, category=cat, exact=False)
+        mine = sites[sites.category == cat]
+        assert one.sites[one.sites.unit == "study_area"]["node"].tolist() == mine["node"].tolist()
+    b = rerun(a, with_sites(a, sites), res)
+    for cat, share in needed.set_index("category").share_after.items():
+        got = b.residents.population[b.residents[minutes_column(cat)] <= 10].sum() / b.residents.population.sum()
+        assert got == pytest.approx(share, abs=1e-12), cat

@@ -368,13 +368,21 @@ class _Ends:
             np.concatenate([np.ones(nt, dtype=bool), a < 0])[ok][by_node],  # b is first when a is not there
         )
 
-    def expand(self, pos, nodes, d, hi_m: float, local) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """The (source, target, metres) pairs of one batch of searches (``local``: n + 1 times -1, kept so)."""
+    def expand(self, pos, nodes, d, hi_m: float, local, sparse=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The (source, target, metres) pairs of one batch of searches (``local``: n + 1 times -1, kept so).
+
+        ``sparse``: the batch's walks up to ``hi_m`` to junctions as (row, column, metres), if known.
+        """
         n = self.n
-        i, k = np.nonzero(d <= hi_m)
-        node = nodes[k]
-        pool = node < n
-        i, k, node = i[pool], k[pool], node[pool]
+        if sparse is None:
+            i, k = np.nonzero(d <= hi_m)
+            node = nodes[k]
+            pool = node < n
+            i, k, node = i[pool], k[pool], node[pool]
+            dik = d[i, k]
+        else:
+            i, k, dik = sparse
+            node = nodes[k]
         st = self.node_ptr[node]
         cnt = self.node_ptr[node + 1] - st
         total = int(cnt.sum())
@@ -382,7 +390,7 @@ class _Ends:
             return
         e = np.repeat(st - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
         src_i = np.repeat(i, cnt)
-        walk = np.repeat(d[i, k], cnt) + self.off_of[e]
+        walk = np.repeat(dik, cnt) + self.off_of[e]
         hit = np.flatnonzero(walk <= hi_m)
         e, src_i, walk = e[hit], src_i[hit], walk[hit]
         in_pool = nodes < n
@@ -551,17 +559,22 @@ class Searches:
                                k.astype(np.int32), d[i, k]))
         return cls(s_edge, s_t, s_leg, hi_m, stored)
 
-    def batches(self, col_of: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(positions, junctions, dense walks) of each batch, only the sources with ``col_of >= 0``."""
+    def batches(self, col_of: np.ndarray):
+        """(positions, junctions, dense walks, (row, column, metres)) of each batch, only the sources
+        with ``col_of >= 0``."""
         for pos, nodes, ptr, k, walk in self.stored:
             rows = np.flatnonzero(col_of[pos] >= 0)
             if rows.size == 0:
                 continue
-            ln = ptr[rows + 1] - ptr[rows]
-            at = np.repeat(ptr[rows] - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
+            if rows.size == len(pos):
+                i, kk, w = np.repeat(np.arange(len(pos)), np.diff(ptr)), k, walk
+            else:
+                ln = ptr[rows + 1] - ptr[rows]
+                at = np.repeat(ptr[rows] - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
+                i, kk, w = np.repeat(np.arange(len(rows)), ln), k[at], walk[at]
             d = np.full((len(rows), len(nodes)), np.inf)
-            d[np.repeat(np.arange(len(rows)), ln), k[at]] = walk[at]
-            yield pos[rows], nodes, d
+            d[i, kk] = w
+            yield pos[rows], nodes, d, (i, kk, w)
 
 
 def pairs_within_thinned(
@@ -658,10 +671,9 @@ def pairs_within_thinned(
     has_entries = np.zeros(len(ch.length_m), dtype=bool)
     has_entries[e_chain] = True
     local = np.full(n + 1, -1, dtype=np.int64)  # junction -> column of a batch; the last stays -1
-    for pos, nodes, d in searches.batches(col_of):
+    for pos, nodes, d, (i, k, walk) in searches.batches(col_of):
         local[nodes] = np.arange(len(nodes))
-        i, k = np.nonzero(d <= hi_m)
-        t = R - d[i, k]
+        t = R - walk
         dpad = np.concatenate([d, np.full((len(d), 1), np.inf)], axis=1)  # column -1: not reached
         del d
         # (source, chain) for the chains the source reaches through a junction, not its own chain:
@@ -754,8 +766,8 @@ def pairs_within_thinned(
 
     def pairs():
         local32 = np.full(n + 1, -1, dtype=np.int32)
-        for pos, nodes, d in searches.batches(col_of):
-            for si, ti, w in ends.expand(col_of[pos], nodes, d, hi_m, local32):
+        for pos, nodes, d, sparse in searches.batches(col_of):
+            for si, ti, w in ends.expand(col_of[pos], nodes, d, hi_m, local32, sparse):
                 yield si, kept[ti], w
         si, di, dist = _same_chain_pairs((s_chain[use], s_s[use], s_leg[use]),
                                          (d_chain[kept], d_s[kept], d_leg[kept]), hi_m)
