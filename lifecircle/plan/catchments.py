@@ -531,7 +531,7 @@ def _mark(flags: np.ndarray, key: np.ndarray, x: np.ndarray) -> None:
 
 @dataclass(frozen=True, eq=False)
 class Searches:
-    """Bounded searches from snapped points on the contracted network, kept sparse (12 bytes a walk)
+    """Bounded searches from snapped points on the contracted network, kept sparse (10 bytes a walk)
     so that several :func:`pairs_within_thinned` calls can share them."""
 
     s_edge: np.ndarray
@@ -555,8 +555,9 @@ class Searches:
                 cols = np.flatnonzero((nodes < n) & (d <= hi_m).any(axis=0))
                 d = d[:, cols]
                 i, k = np.nonzero(d <= hi_m)
+                kind = np.uint16 if len(cols) <= np.iinfo(np.uint16).max else np.int32
                 stored.append((pos, nodes[cols], np.r_[0, np.cumsum(np.bincount(i, minlength=len(pos)))],
-                               k.astype(np.int32), d[i, k]))
+                               k.astype(kind), d[i, k]))
         return cls(s_edge, s_t, s_leg, hi_m, stored)
 
     def batches(self, col_of: np.ndarray):

@@ -167,8 +167,9 @@ def _all_node_candidates(network, max_snap_m: float) -> Candidates:
         parts = [candidates_from_nodes(network, np.arange(lo, min(lo + _SNAP_SLICE, network.n_nodes)),
                                        max_snap_m=max_snap_m) for lo in range(0, network.n_nodes, _SNAP_SLICE)]
         cat = np.concatenate
-        cache[key] = Candidates(cat([c.lon for c in parts]), cat([c.lat for c in parts]), cat([c.node for c in parts]),
-                                cat([c.ident for c in parts]),
+        node = cat([c.node for c in parts])
+        # ids as plain integers here (a million Python ints would take 36 MB); _rows makes objects
+        cache[key] = Candidates(cat([c.lon for c in parts]), cat([c.lat for c in parts]), node, node,
                                 Snap(*(cat([getattr(c.snap, f) for c in parts]) for f in ("edge", "t", "dist_m", "x", "y"))))
     return cache[key]
 
@@ -176,7 +177,7 @@ def _all_node_candidates(network, max_snap_m: float) -> Candidates:
 def _rows(c: Candidates, rows: np.ndarray) -> Candidates:
     """Some of the candidates (node candidates: no name, no own columns)."""
     snap = Snap(*(a[rows] for a in (c.snap.edge, c.snap.t, c.snap.dist_m, c.snap.x, c.snap.y)))
-    return Candidates(c.lon[rows], c.lat[rows], c.node[rows], c.ident[rows], snap, source=c.source)
+    return Candidates(c.lon[rows], c.lat[rows], c.node[rows], c.ident[rows].astype(object), snap, source=c.source)
 
 
 def candidates_from_points(network, points, *, crs: Any = None, max_snap_m: float = 500.0) -> Candidates:
@@ -542,7 +543,9 @@ def _row_sums(cov: sp.csr_matrix, values: np.ndarray, *, chunk: int = 4_000_000)
 
 def _reached(cov: sp.csr_matrix) -> np.ndarray:
     """Columns covered by at least one row (no float copy of the matrix)."""
-    return np.bincount(cov.indices, minlength=cov.shape[1]) > 0
+    out = np.zeros(cov.shape[1], dtype=bool)
+    out[cov.indices] = True  # (a bincount would copy the int32 indices to int64 first)
+    return out
 
 
 def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None = None,
