@@ -28,6 +28,11 @@ HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- plan_scale: begin -->", "<!-- plan_scale: end -->"
 #: Measured once by hand with the previous code, for comparison (same machine, 2026-12-01).
 NOTES = [
+    "Before candidates contained in a neighbour's were left out, the search shared by the categories and the greedy's "
+    "running gains (same script, same machine, 2026-12-01, load ~2–4): `--sites` took 45.4 / 21.6 / 59.0 / 146.1 s "
+    "wall at 4x4 / 10x10 / 16x16 / 23x23 (catchments 1.2 / 8.6 / 23.4 / 60.6 s CPU, greedy 0.4 / 4.0 / 12.2 / 31.0 s "
+    "CPU), peak RSS 344 / 692 / 1,363 / 2,503 MB; at 23x23 988,946 candidates × 263,814 residents, 77,913,479 pairs "
+    "(health).",
     "For comparison (earlier code, measured side by side on the same analysis): gap areas at 1,010,919 nodes "
     "took 0.84 s (health) to 1.75 s (all) per category with a per-gap dissolve, 0.43–0.63 s with the row runs; the "
     "old catchments (one full scipy row per resident over the whole graph) took 5.6–8.9 s wall at 30,576 nodes "
@@ -88,6 +93,7 @@ def worker(tiles: int) -> dict:
         return p
 
     sites.coverage_matrix = timed("catchments", orig_cov)
+    sites._shared_searches = timed("catchments", sites._shared_searches)  # the search shared by the categories
     sites._build = build
     sites.greedy_cover = timed("greedy", sites.greedy_cover)
     sites.solve_min_sites = timed("milp", sites.solve_min_sites, after=lambda e: statuses.append(e.status))
@@ -128,9 +134,10 @@ def write_results(rows: list[dict], path: Path, argv: list[str]) -> None:
                f"Written by `python benchmarks/plan_scale.py {' '.join(argv)}` (load average at the end: {load} "
                f"on {os.cpu_count()} cores; wall-clock seconds of one run, noisy on a shared machine). Each size runs "
                "in a fresh process: `analyze` (network cached), `find_gaps` for the four categories, then "
-               "`write_site_plans` (what `--sites` and `lifecircle gaps` do: per category the candidate nodes, their "
-               "catchments by the bounded local Dijkstra, greedy per area and the exact MILP check, 10 s limit, in "
-               "a worker process killed at the deadline).", "", *table(rows), "", *NOTES, "", END]
+               "`write_site_plans` (what `--sites` and `lifecircle gaps` do: the street nodes snapped once, one bounded "
+               "local Dijkstra from the residents uncovered in any category, then per category the nodes whose "
+               "catchment no neighbour's contains and their catchments, greedy per area and the exact MILP check, "
+               "10 s limit, in a worker process killed at the deadline). Catchments include the shared search.", "", *table(rows), "", *NOTES, "", END]
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     if BEGIN in text and END in text:
         text = text[:text.index(BEGIN)] + "\n".join(section) + text[text.index(END) + len(END):]
