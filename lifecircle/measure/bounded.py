@@ -49,6 +49,7 @@ def local_dijkstra(
     *,
     limit_m: float,
     tile_m: float = TILE_M,
+    n_pool: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Bounded Dijkstra from every source, one small subgraph per tile of sources.
 
@@ -65,6 +66,9 @@ def local_dijkstra(
         Longest walk measured.
     tile_m : float
         Side of the tiles the sources are grouped by.
+    n_pool : int, optional
+        Only nodes ``0..n_pool-1`` can be on a path; the others (e.g. candidate sites, whose edges
+        only lead out of them) only start one. Default: every node.
 
     Yields
     ------
@@ -82,6 +86,16 @@ def local_dijkstra(
     >>> [(p.tolist(), s.tolist(), d.tolist()) for p, s, d in local_dijkstra(m, xs, 0 * xs, np.array([1]),
     ...                                                                    limit_m=500)]
     [([0], [0, 1, 2], [[300.0, 0.0, 300.0]])]
+
+    The same street with a candidate 4 joined to node 1 by 50 m (an edge out of it only), searched
+    from the candidate among the street's nodes:
+
+    >>> m = sp.csr_matrix((np.r_[np.full(6, 300.0), 50], ([0, 1, 1, 2, 2, 3, 4], [1, 0, 2, 1, 3, 2, 1])),
+    ...                   shape=(5, 5))
+    >>> xs = np.array([0.0, 300, 600, 900, 300])
+    >>> [(p.tolist(), s.tolist(), d.tolist()) for p, s, d in local_dijkstra(m, xs, 0 * xs, np.array([4]),
+    ...                                                                    limit_m=500, n_pool=4)]
+    [([0], [0, 1, 2, 4], [[350.0, 50.0, 350.0, 0.0]])]
     """
     sources = np.asarray(sources, dtype=np.int64)
     if sources.size == 0:
@@ -91,7 +105,8 @@ def local_dijkstra(
     r = int(np.ceil(reach / tile_m))
     tx, ty, width = _tile_keys(np.asarray(x, dtype=float), np.asarray(y, dtype=float), tile_m, r)
     key = ty * width + tx
-    order = np.argsort(key, kind="stable")
+    pool = n_all if n_pool is None else int(n_pool)
+    order = np.argsort(key[:pool], kind="stable")
     key_sorted = key[order]
     src_key = key[sources]
     src_order = np.argsort(src_key, kind="stable")
@@ -113,10 +128,10 @@ def local_dijkstra(
         px, py = x[cand], y[cand]
         inside = ((px >= sx.min() - reach) & (px <= sx.max() + reach)
                   & (py >= sy.min() - reach) & (py <= sy.max() + reach))
-        nodes = np.sort(cand[inside])  # a source lies in its own tile and its own box: it is one of them
+        nodes = np.sort(cand[inside])  # a pool source lies in its own tile and its own box: it is one of them
         n = len(nodes)
         local[nodes] = np.arange(n)
-        if (local[src] < 0).any():  # (not for finite positions; kept exact whatever they are)
+        if (local[src] < 0).any():  # sources outside the pool (or at odd positions) join the subgraph
             local[nodes] = -1
             nodes = np.union1d(nodes, src)
             n = len(nodes)

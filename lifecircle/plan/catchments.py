@@ -3,13 +3,10 @@
 A walk of at most ``L`` metres never leaves the disc of radius ``L`` around its start: every
 edge of the network is a straight segment as long as the line between its ends, and every access
 leg is as long as the line from the point to its projection. So the search from one point needs
-only the part of the network within ``L`` of it. :func:`local_dijkstra` groups the starting
-points by square tiles of ``tile_m`` metres and, for each tile, runs one
-:func:`scipy.sparse.csgraph.dijkstra` call (``limit=L``) on the subgraph of the nodes within
-``L`` of the tile's points; its cost grows with the number of points, not with the size of the
-city. The geometry only chooses the subgraph; exactness does not rest on it: a search that gets
-within ``L`` of leaving the subgraph (the distance to a border node plus its shortest edge out)
-is run again on the whole graph.
+only the part of the network within ``L`` of it: :func:`lifecircle.measure.bounded.local_dijkstra`
+(shared with the 2SFCA catchments) groups the starting points by square tiles of ``tile_m`` metres
+and searches each tile's subgraph, exact by a border check; its cost grows with the number of
+points, not with the size of the city.
 
 :func:`pairs_within` measures point-to-point walks on the plain street network: a point joins
 the streets at its projection on its edge, so its walk to anything beyond that edge starts with
@@ -31,133 +28,14 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
+from ..measure.bounded import local_dijkstra
+
 log = logging.getLogger("lifecircle")
 
-__all__ = ["Chains", "Searches", "chains", "local_dijkstra", "pairs_within", "pairs_within_thinned"]
+__all__ = ["Chains", "Searches", "chains", "pairs_within", "pairs_within_thinned"]
 
 #: Side of the square tiles the starting points are grouped by (metres).
 TILE_M = 1000.0
-
-
-def _tile_keys(x: np.ndarray, y: np.ndarray, tile_m: float, pad: int):
-    """Integer tile coordinates (shifted to start at ``pad``) and the row width of a row-major key."""
-    tx = np.floor(x / tile_m).astype(np.int64)
-    ty = np.floor(y / tile_m).astype(np.int64)
-    tx -= tx.min() - pad
-    ty -= ty.min() - pad
-    width = int(tx.max()) + pad + 1
-    return tx, ty, width
-
-
-def local_dijkstra(
-    matrix: sp.csr_matrix,
-    x: np.ndarray,
-    y: np.ndarray,
-    n_pool: int,
-    sources: np.ndarray,
-    *,
-    limit_m: float,
-    tile_m: float = TILE_M,
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Bounded Dijkstra from every source, one small subgraph per tile of sources.
-
-    Parameters
-    ----------
-    matrix : csr_matrix
-        Directed edge lengths (metres) over ``n_pool`` *pool* nodes followed by extra nodes
-        (e.g. candidate sites) whose edges only lead out of them; explicit zeros are edges.
-    x, y : ndarray
-        Metric position of every node of ``matrix``: a walk of ``d`` metres must not take
-        a node farther than ``d`` from its start (else the search is only slower, never wrong).
-    n_pool : int
-        Nodes ``0..n_pool-1`` can be on a path; the others only start one.
-    sources : ndarray
-        Node of each search, each one of the extra nodes (``>= n_pool``), each once.
-    limit_m : float
-        Longest walk measured.
-
-    Yields
-    ------
-    (positions, nodes, metres)
-        Positions in ``sources`` of a batch, the sorted nodes of its subgraph, and the dense
-        ``len(positions) x len(nodes)`` walks (``inf`` beyond ``limit_m``), exact for every
-        walk up to ``limit_m``.
-
-    Examples
-    --------
-    A street 0 — 1 — 2 — 3 of 300 m blocks and a source 4 joined to node 1 by 50 m; walks of at
-    most 500 m from it:
-
-    >>> m = sp.csr_matrix((np.r_[np.full(6, 300.0), 50], ([0, 1, 1, 2, 2, 3, 4], [1, 0, 2, 1, 3, 2, 1])),
-    ...                   shape=(5, 5))
-    >>> xs = np.array([0.0, 300, 600, 900, 300])
-    >>> [(p.tolist(), s.tolist(), d.tolist()) for p, s, d in local_dijkstra(m, xs, 0 * xs, 4, np.array([4]),
-    ...                                                                    limit_m=500)]
-    [([0], [0, 1, 2, 4], [[350.0, 50.0, 350.0, 0.0]])]
-    """
-    sources = np.asarray(sources, dtype=np.int64)
-    if sources.size == 0:
-        return
-    reach = float(limit_m) * (1 + 1e-9) + 1e-6
-    r = int(np.ceil(reach / tile_m))
-    # tile coordinates shared by pool nodes and sources (one origin)
-    all_x = np.concatenate([x[:n_pool], x[sources]])
-    all_y = np.concatenate([y[:n_pool], y[sources]])
-    tx, ty, width = _tile_keys(all_x, all_y, tile_m, r)
-    key = ty * width + tx
-    pool_key = key[:n_pool]
-    pool_order = np.argsort(pool_key, kind="stable")
-    pool_sorted = pool_key[pool_order]
-    src_key = key[n_pool:]
-    src_order = np.argsort(src_key, kind="stable")
-    src_sorted = src_key[src_order]
-    starts = np.flatnonzero(np.r_[True, src_sorted[1:] != src_sorted[:-1]])
-    ends = np.r_[starts[1:], len(src_sorted)]
-    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
-    local = np.full(matrix.shape[0], -1, dtype=np.int64)
-    rows_dy = np.arange(-r, r + 1)
-    n_fallback = 0
-    for a, b in zip(starts, ends):
-        pos = src_order[a:b]
-        src = sources[pos]
-        cy, cx = divmod(int(src_sorted[a]), width)
-        lo = np.searchsorted(pool_sorted, (cy + rows_dy) * width + cx - r, side="left")
-        hi = np.searchsorted(pool_sorted, (cy + rows_dy) * width + cx + r, side="right")
-        cand = pool_order[np.concatenate([np.arange(p, q) for p, q in zip(lo, hi)])]
-        sx, sy = x[src], y[src]
-        px, py = x[cand], y[cand]
-        inside = ((px >= sx.min() - reach) & (px <= sx.max() + reach)
-                  & (py >= sy.min() - reach) & (py <= sy.max() + reach))
-        nodes = np.concatenate([np.sort(cand[inside]), np.sort(src)])  # sources follow the pool
-        n = len(nodes)
-        local[nodes] = np.arange(n)
-        st = indptr[nodes]
-        ln = indptr[nodes + 1] - st
-        ent = np.repeat(st - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
-        row = np.repeat(np.arange(n), ln)
-        col = local[indices[ent]]
-        w = data[ent]
-        keep = col >= 0
-        sub = sp.csr_matrix((w[keep], col[keep], np.r_[0, np.cumsum(np.bincount(row[keep], minlength=n))]),
-                            shape=(n, n))
-        out_w = np.full(n, np.inf)
-        np.minimum.at(out_w, row[~keep], w[~keep])
-        d = dijkstra(sub, directed=True, indices=local[src], limit=reach)
-        local[nodes] = -1
-        border = np.flatnonzero(np.isfinite(out_w))
-        bad = (d[:, border] + out_w[border] <= reach).any(axis=1) if border.size else np.zeros(len(src), bool)
-        if bad.any():  # a walk within the limit could leave the subgraph: measure on the whole graph
-            n_fallback += int(bad.sum())
-            for i in np.flatnonzero(bad):
-                full = dijkstra(matrix, directed=True, indices=src[i:i + 1], limit=reach)[0]
-                reached = np.flatnonzero(np.isfinite(full))
-                yield pos[i:i + 1], reached, full[reached][None, :]
-            good = ~bad
-            pos, d = pos[good], d[good]
-        if len(pos):
-            yield pos, nodes, d
-    if n_fallback:
-        log.debug("local_dijkstra: %d of %d searches measured on the whole graph", n_fallback, len(sources))
 
 
 @dataclass(frozen=True, eq=False)
@@ -457,7 +335,7 @@ def pairs_within(
     d_chain, d_s, a, off_a, b, off_b = _points(network, ch, d_edge, d_t, d_leg)
     ends = _Ends.of(n, a, off_a, b, off_b)
     local = np.full(n + 1, -1, dtype=np.int32)  # junction -> column of a batch; the last stays -1
-    for pos, nodes, d in local_dijkstra(mat, x, y, n, src_nodes, limit_m=hi_m, tile_m=tile_m):
+    for pos, nodes, d in local_dijkstra(mat, x, y, src_nodes, limit_m=hi_m, tile_m=tile_m, n_pool=n):
         yield from ends.expand(pos, nodes, d, hi_m, local)
     s_chain, s_s = ch.locate(network, s_edge, s_t)
     si, di, dist = _same_chain_pairs((s_chain, s_s, s_leg), (d_chain, d_s, d_leg), hi_m)
@@ -551,7 +429,7 @@ class Searches:
             ch = chains(network)
             n = len(ch.junction)
             mat, x, y, src_nodes = _virtual_sources(network, ch, s_edge, s_t, s_leg)
-            for pos, nodes, d in local_dijkstra(mat, x, y, n, src_nodes, limit_m=hi_m, tile_m=tile_m):
+            for pos, nodes, d in local_dijkstra(mat, x, y, src_nodes, limit_m=hi_m, tile_m=tile_m, n_pool=n):
                 cols = np.flatnonzero((nodes < n) & (d <= hi_m).any(axis=0))
                 d = d[:, cols]
                 i, k = np.nonzero(d <= hi_m)

@@ -66,7 +66,8 @@ from ..measure.coverage import STUDY_AREA
 from ..errors import CRSError, InputDataError
 from .gaps import check_category, check_minutes
 from ..measure.snapping import Snap, snap_points
-from .catchments import TILE_M, Searches, local_dijkstra, pairs_within, pairs_within_thinned
+from ..measure.bounded import local_dijkstra
+from .catchments import TILE_M, Searches, pairs_within, pairs_within_thinned
 from .deadline import TimedOut, call_with_deadline
 
 log = logging.getLogger("lifecircle")
@@ -348,7 +349,8 @@ def _remeasure(analysis, candidates: Candidates, cand, res_nodes, *, limit_m: fl
     x, y = _access_positions(graph, analysis.network, candidates.snap)
     which = np.unique(cand)
     row_of = np.full(len(candidates), -1, dtype=np.int64)
-    for pos, nodes, d in local_dijkstra(mat, x, y, graph.n_nodes, cand_nodes[which], limit_m=limit_m):
+    for pos, nodes, d in local_dijkstra(mat, x, y, cand_nodes[which], limit_m=limit_m, tile_m=TILE_M,
+                                        n_pool=graph.n_nodes):
         row_of[which[pos]] = np.arange(len(pos))
         sel = np.flatnonzero(row_of[cand] >= 0)
         col = np.searchsorted(nodes, res_nodes[sel])
