@@ -6,11 +6,10 @@ its own):
 
 ``--suite users`` (default) — the commands as users run them (``users.py``), in one run of this script:
 
-* ``analyze``: ``lifecircle analyze --osm F --population R --standard all --out D --isochrones`` with
-  every default output (tables, layers, gap areas, service areas, run_state.npz, map.html, the PNGs), from an empty
-  network cache; ``--isochrones`` makes the service areas part of it at every size (the default
-  skips them above 250,000 nodes). The whole-Shanghai size (``46``) runs the plain default;
-* ``analyze_sites``: the same with ``--sites``;
+* ``analyze``: ``lifecircle analyze --osm F --population R --standard all --out D`` with every default
+  output (tables, layers, gap areas, service areas, supply–demand, run_state.npz, map.html, the PNGs, the
+  report and results.xlsx), from an empty network cache;
+* ``analyze_sites``: the same with ``--sites`` (not at the whole-Shanghai size, ``46``);
 * ``scenario``: ``lifecircle scenario D --add one.csv`` (one health facility) on the analyze run;
 * ``lean``: the lower bound, pyosmium → numpy → k-d tree → one scipy Dijkstra per category
   (``users.lean_pipeline``), whose shares must agree with lifecircle's within the difference of
@@ -355,8 +354,8 @@ def report(entries: list[dict], info: dict, argv: list[str], started: str) -> st
     if any(e.get("users") for e in entries):
         out += users_report(entries)
     peers = [e for e in entries if e.get("results")]
-    if peers:
-        out += peers_report(peers)
+    if peers:  # between markers: a later users-only run keeps them (_keep_sections)
+        out += [KEPT_SECTIONS[-1][0], "", *peers_report(peers), KEPT_SECTIONS[-1][1], ""]
     out += ["## Rerun", "", "```", "pip install -e . && pip install -r benchmarks/requirements.txt   # pandana, "
             "cityseer are optional (AGPL): --suite peers only",
             "python benchmarks/run.py --size shanghai helsinki 4 10 16 23 46 --json results.json --update-readme",
@@ -443,11 +442,11 @@ USER_RUNS = ("osmium", "lean", "analyze", "analyze_sites", "scenario")
 USER_LABELS = {
     "osmium": "bare libosmium pass (floor of any reader)",
     "lean": "lean lower bound (pyosmium → numpy → k-d tree → 4 × Dijkstra)",
-    "analyze": "lifecircle analyze, every default output + service areas",
+    "analyze": "lifecircle analyze, every default output (service areas, report…)",
     "analyze_sites": "lifecircle analyze --sites",
     "scenario": "lifecircle scenario OUT --add (1 facility)",
 }
-#: Sizes that run the plain default command (no --isochrones, no --sites run): the whole-city simulation.
+#: Sizes without the ``--sites`` run (the whole-city simulation).
 DEFAULT_ONLY = ("46",)
 STEP_ORDER = ("read OSM", "network", "facilities", "residents", "input checks", "snapping", "walking times",
               "coverage", "summary", "service areas", "gap areas", "sites", "map", "figures", "report",
@@ -513,8 +512,8 @@ def users_size(size: str, args, work: Path) -> dict:
     base = ["analyze", "--osm", files["osm"], "--population", files["residents"], "--standard", "all"]
     default_only = size in DEFAULT_ONLY
     spec = {**files, "args": {
-        "analyze": base + ["--out", str(out / "analyze")] + ([] if default_only else ["--isochrones"]),
-        "analyze_sites": base + ["--out", str(out / "sites"), "--isochrones", "--sites"],
+        "analyze": base + ["--out", str(out / "analyze")],
+        "analyze_sites": base + ["--out", str(out / "sites"), "--sites"],
         "scenario": ["scenario", str(out / "analyze"), "--add", str(add), "--out", str(out / "scenario")],
     }}
     kinds = [k for k in args.user_runs if not (default_only and k == "analyze_sites")]
@@ -597,10 +596,10 @@ def users_headline(entries: list[dict]) -> list[str]:
 
         core = an.get("core_s") if _ok(an) else None
         iso = _step(an, "service areas", "writing service areas")
-        name = e["name"] + (" (default run, no service areas)" if e.get("default_only") else "")
+        name = e["name"] + (" (no --sites run)" if e.get("default_only") else "")
         lines.append(
             f"| {name} | {e['nodes']:,} | {e['residents']:,} | {cell(lean)} | {cell(an, lean)} | "
-            f"{_fmt_s(core)} ({_ratio(core, _w(lean))}) | {'–' if e.get('default_only') else _fmt_s(iso)} | "
+            f"{_fmt_s(core)} ({_ratio(core, _w(lean))}) | {_fmt_s(iso)} | "
             f"{cell(si, lean)} | {_fmt_s(_w(sc)) if _ok(sc) else (_failed(sc) if sc else '–')}"
             f" ({_ratio(_w(sc), _w(an))}) | {_fmt_s(_step(an, 'read OSM'))} / {_fmt_s(_w(osm))} |")
     return lines
@@ -650,20 +649,13 @@ def users_scaling(entries: list[dict]) -> list[str]:
              ("peak RSS (MB)", [e["users"].get("analyze", {}).get("rss_peak_mb") for e in tiled]),
              ("lean lower bound, total", [_w(e["users"].get("lean")) for e in tiled]),
              ("scenario, total", [_w(e["users"].get("scenario")) for e in tiled])]
-    same = [not e.get("default_only") for e in tiled]
     for name, vals in rows:
         if all(v is None or v < 0.005 for v in vals):
             continue
-        # the whole-city size runs the plain default (no service areas): fitted only where that changes nothing
-        fit_all = name in ("lean lower bound, total", "scenario, total") or name in STEP_ORDER and name not in (
-            "service areas", "writing service areas", "map", "figures", "other")
-        pairs = [(n, v) for n, v, ok in zip(nodes, vals, same) if v and (ok or fit_all)]
+        pairs = [(n, v) for n, v in zip(nodes, vals) if v]
         b = fit_exponent([p[0] for p in pairs], [p[1] for p in pairs])
-        lines.append(f"| {name} | " + " | ".join(
-            (_fmt_mb(v) if "MB" in name else _fmt_s(v)) + ("" if ok or fit_all or v is None else " †")
-            for v, ok in zip(vals, same)) + f" | {'–' if b is None else f'{b:.2f}'} |")
-    if not all(same):
-        lines += ["", "† the whole-city size runs the plain default (no service areas): not fitted in these rows."]
+        lines.append(f"| {name} | " + " | ".join(_fmt_mb(v) if "MB" in name else _fmt_s(v) for v in vals)
+                     + f" | {'–' if b is None else f'{b:.2f}'} |")
     return lines
 
 
@@ -771,15 +763,24 @@ def update_readme(entries: list[dict], info: dict, readme: Path, started: str) -
 
 # ---------------------------------------------------------------------------------------------
 
-def _keep_sections(text: str, path: Path) -> str:
-    """The new report with the sections other scripts keep in RESULTS.md (``osm_read.py``) carried over."""
-    import osm_read
+#: Sections of RESULTS.md that other scripts write (osm_read.py, isochrones.py, plan_scale.py) or that a
+#: run of the other suite wrote (the peers): (opening marker, closing marker). A run keeps them as they are.
+KEPT_SECTIONS = (("<!-- osm-read:start -->", "<!-- osm-read:end -->"),
+                 ("<!-- isochrones:start -->", "<!-- isochrones:end -->"),
+                 ("<!-- plan_scale: begin -->", "<!-- plan_scale: end -->"),
+                 ("<!-- peers:start -->", "<!-- peers:end -->"))
 
+
+def _keep_sections(text: str, path: Path) -> str:
+    """The new report with the sections of :data:`KEPT_SECTIONS` carried over from the old RESULTS.md,
+    appended in their order; a section the new report has itself (the peers, from a peers run) is its own."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if osm_read.START not in old or osm_read.END not in old:
-        return text
-    section = osm_read.START + old.partition(osm_read.START)[2].partition(osm_read.END)[0] + osm_read.END
-    return osm_read.splice(text, section)
+    for start, end in KEPT_SECTIONS:
+        if start in text or start not in old or end not in old:
+            continue
+        section = start + old.partition(start)[2].partition(end)[0] + end
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -542,3 +542,28 @@ def test_city_streets_become_an_image(toy, monkeypatch):
     net = toy.network
     assert (w, e) == pytest.approx((net.lon.min(), net.lon.max()), abs=3e-5)
     assert (s, n) == pytest.approx((net.lat.min(), net.lat.max()), abs=3e-5)
+
+
+def test_thousands_of_sites_numbered_first_then_dots():
+    """A city's site plan: the first NUMBERED_SITES_MAX per category are numbered markers, the rest one layer of
+    dots with the same tooltips (20,000 markers made the map take 20 s and tens of MB)."""
+    import folium
+
+    from lifecircle.present import maps
+
+    n = maps.NUMBERED_SITES_MAX + 250
+    rng = np.random.default_rng(1)
+    s = gpd.GeoDataFrame({"rank": np.arange(1, n + 1), "category": ["health"] * n,
+                          "newly_covered_population": np.linspace(500, 1, n), "cumulative_share": np.linspace(0.5, 0.9, n)},
+                         geometry=gpd.points_from_xy(121.4 + rng.uniform(0, 0.1, n), 31.2 + rng.uniform(0, 0.1, n)),
+                         crs=4326)
+    m = maps.sites_map(s, basemap="none")
+    (fg,) = [c for c in m._children.values() if isinstance(c, folium.FeatureGroup)]
+    markers = [c for c in fg._children.values() if isinstance(c, folium.Marker)]
+    layers = [c for c in fg._children.values() if isinstance(c, folium.GeoJson)]
+    assert len(markers) == maps.NUMBERED_SITES_MAX and len(layers) == 1
+    feats = layers[0].data["features"]
+    assert len(feats) == 250
+    assert feats[0]["properties"]["tip"] == f"卫生 health new site #{maps.NUMBERED_SITES_MAX + 1}: +{s.newly_covered_population[maps.NUMBERED_SITES_MAX]:,.0f} people, {s.cumulative_share[maps.NUMBERED_SITES_MAX]:.1%} covered after it"
+    assert feats[-1]["geometry"]["coordinates"] == pytest.approx([s.geometry.x.iloc[-1], s.geometry.y.iloc[-1]], abs=1e-5)
+    assert maps.overlay_names(m) == [f"新址 Suggested sites · 卫生 health ({n})"]

@@ -568,9 +568,14 @@ def gaps_map(gaps: Any, *, m: folium.Map | None = None, basemap: str = "osm", sh
     return _finish(m)
 
 
+#: Sites drawn as numbered markers per category; those ranked after them are dots (with the same tooltip).
+NUMBERED_SITES_MAX = 200
+
+
 def sites_map(sites: Any, *, m: folium.Map | None = None, basemap: str = "osm", show: bool = True,
               tianditu_key: str | None = None) -> folium.Map:
-    """Suggested new sites (:func:`lifecircle.plan.sites.suggest_sites`), numbered by rank, per category.
+    """Suggested new sites (:func:`lifecircle.plan.sites.suggest_sites`), numbered by rank, per category
+    (the first :data:`NUMBERED_SITES_MAX`; a city's later ones are one layer of dots).
 
     Examples
     --------
@@ -592,12 +597,19 @@ def sites_map(sites: Any, *, m: folium.Map | None = None, basemap: str = "osm", 
         ranks = sub["rank"].to_numpy() if "rank" in sub else np.arange(1, len(sub) + 1)
         gain = sub["newly_covered_population"].to_numpy(dtype=float) if "newly_covered_population" in sub else None
         share = sub["cumulative_share"].to_numpy(dtype=float) if "cumulative_share" in sub else None
-        for i, (pt, r) in enumerate(zip(pts, ranks)):
-            tip = f"{st.label} new site #{int(r)}"
-            if gain is not None:
-                tip += f": +{gain[i]:,.0f} people"
-            if share is not None:
-                tip += f", {share[i]:.1%} covered after it"
+        tips = [f"{st.label} new site #{int(r)}" for r in ranks]
+        if gain is not None:
+            tips = [f"{t}: +{g:,.0f} people" for t, g in zip(tips, gain)]
+        if share is not None:
+            tips = [f"{t}, {c:.1%} covered after it" for t, c in zip(tips, share)]
+        if len(pts) > NUMBERED_SITES_MAX:  # a city's thousands of sites: the rest as one layer of dots
+            rest = slice(NUMBERED_SITES_MAX, None)
+            fc = _feature_collection(pts[rest], pd.DataFrame({"tip": [_html.escape(t) for t in tips[rest]]}))
+            folium.GeoJson(fc, marker=folium.CircleMarker(radius=4, color="#ffffff", weight=1, fill=True,
+                                                          fill_color=st.colour, fill_opacity=0.9),
+                           tooltip=folium.GeoJsonTooltip(fields=["tip"], labels=False)).add_to(fg)
+        for i, (pt, r) in enumerate(zip(pts[:NUMBERED_SITES_MAX], ranks)):
+            tip = tips[i]
             icon = folium.DivIcon(html=(f'<div style="background:{st.colour};color:#fff;border:2px solid #fff;'
                                         "border-radius:50%;width:22px;height:22px;line-height:18px;"
                                         f'text-align:center;font:bold 11px sans-serif;box-shadow:0 0 3px #000">{int(r)}</div>'),
