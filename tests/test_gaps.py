@@ -244,3 +244,29 @@ def test_gap_areas_equal_a_plain_reference(where, shanghai_network, shanghai_fac
         # the same shapes: no area in one and not the other (to the float precision of the reprojection)
         sym = shapely.area(shapely.symmetric_difference(mine, ref.geometry.to_numpy()))
         assert (sym < 1e-3).all() and np.allclose(shapely.area(mine), got.cells * cell * cell, rtol=1e-9)
+
+
+def test_a_city_wide_gap_is_traced_on_a_raster_as_geos_would_merge_it(monkeypatch):
+    """Labels with many runs go through GDAL's polygonize: the same polygons (topologically) as the GEOS union
+    of their cells, holes and corner-touching parts included."""
+    import shapely
+    from scipy import ndimage
+
+    import lifecircle.plan.gaps as gaps
+
+    rng = np.random.default_rng(7)
+    g = rng.random((120, 140)) < 0.68  # one giant 8-connected blob with holes, and small islands
+    ys, xs = np.nonzero(g)
+    cells = np.column_stack([xs, ys]) + [50, 80]
+    lab, k = ndimage.label(g, structure=np.ones((3, 3)))
+    label = lab[ys, xs] - 1
+    # the reference: each label's unit squares merged by a plain unary union
+    squares = shapely.box(cells[:, 0] * 100.0, cells[:, 1] * 100.0, cells[:, 0] * 100.0 + 100, cells[:, 1] * 100.0 + 100)
+    ref = [shapely.union_all(squares[label == i]) for i in range(k)]
+    monkeypatch.setattr(gaps, "RASTER_RUNS_ABOVE", 50)
+    got = gaps._cell_polygons(cells, label, k, 100.0)
+    size = np.bincount(label, minlength=k)
+    assert (size > 1000).sum() == 1 and (size <= 50).sum() >= 1  # both paths are used
+    assert all(shapely.equals(a, b) for a, b in zip(got, ref))
+    assert all(shapely.is_valid(got))
+    assert max(len(shapely.get_rings(shapely.get_parts(p))) for p in got) > 10  # the big one has holes

@@ -132,14 +132,53 @@ def _cell_polygons(cells: np.ndarray, label: np.ndarray, n_labels: int, cell_m: 
     slot = np.arange(len(runs)) - first[run_lab]
     bucket = np.ceil(np.log2(np.maximum(count, 1))).astype(np.int64)  # widths within 2x: padding < half
     out = np.empty(n_labels, dtype=object)
-    for b in np.unique(bucket[count > 0]):
-        labs = np.flatnonzero((bucket == b) & (count > 0))
+    big = count > RASTER_RUNS_ABOVE
+    if big.any():  # a city-wide gap: traced on a raster of its cells (GEOS unions of 10^5 runs take minutes)
+        mine = big[label]
+        out[big] = _raster_polygons(cells[mine], label[mine], np.flatnonzero(big), cell_m)
+    for b in np.unique(bucket[(count > 0) & ~big]):
+        labs = np.flatnonzero((bucket == b) & (count > 0) & ~big)
         row = np.full(n_labels, -1, dtype=np.int64)
         row[labs] = np.arange(len(labs))
         mine = row[run_lab] >= 0
         grid = np.full((len(labs), int(count[labs].max())), None, dtype=object)
         grid[row[run_lab[mine]], slot[mine]] = runs[mine]
         out[labs] = shapely.coverage_union_all(grid, axis=1)
+    return out
+
+
+#: Labels with more runs than this are traced on a raster (:func:`_raster_polygons`), the others merged by GEOS.
+RASTER_RUNS_ABOVE = 5_000
+
+
+def _raster_polygons(cells: np.ndarray, label: np.ndarray, labels: np.ndarray, cell_m: float) -> np.ndarray:
+    """The union of the cells of each of ``labels`` (in that order), traced by GDAL's polygonize on a
+    raster of the cells (``rasterio.features.shapes``, 4-connected parts; parts of one label touching
+    at a corner make a MultiPolygon, as their union does).
+
+    >>> cells = np.array([[0, 0], [1, 0], [2, 1], [5, 5]]); lab = np.array([0, 0, 0, 1])
+    >>> [g.wkt for g in _raster_polygons(cells, lab, np.array([0, 1]), 100.0)]  # doctest: +NORMALIZE_WHITESPACE
+    ['MULTIPOLYGON (((200 100, 200 200, 300 200, 300 100, 200 100)), ((0 0, 0 100, 200 100, 200 0, 0 0)))',
+     'POLYGON ((500 500, 500 600, 600 600, 600 500, 500 500))']
+    """
+    import shapely
+    from affine import Affine
+    from rasterio import features
+
+    cx, cy = cells[:, 0], cells[:, 1]
+    x0, y0 = int(cx.min()), int(cy.min())
+    w, h = int(cx.max()) - x0 + 1, int(cy.max()) - y0 + 1
+    slot = np.full(int(label.max()) + 1, -1, dtype=np.int64)
+    slot[labels] = np.arange(len(labels))
+    grid = np.zeros((h, w), dtype=np.int32)
+    grid[(h - 1) - (cy - y0), cx - x0] = slot[label] + 1  # row 0 at the top
+    transform = Affine(cell_m, 0.0, x0 * cell_m, 0.0, -cell_m, (y0 + h) * cell_m)
+    parts: list[list] = [[] for _ in labels]
+    for geom, value in features.shapes(grid, mask=grid > 0, connectivity=4, transform=transform):
+        parts[int(value) - 1].append(shapely.geometry.shape(geom))
+    out = np.empty(len(labels), dtype=object)
+    for i, p in enumerate(parts):
+        out[i] = shapely.normalize(p[0] if len(p) == 1 else shapely.MultiPolygon(p))
     return out
 
 
