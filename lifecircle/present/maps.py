@@ -183,11 +183,14 @@ def _display_polygons(geoms: np.ndarray, *, budget: int | None = None) -> tuple[
     import shapely
 
     geoms = np.asarray(geoms, dtype=object)
+    kinds = shapely.get_type_id(geoms)
+    polygonal = bool(len(geoms)) and bool(np.isin(kinds, (3, 6)).all())
+    if polygonal and budget is not None and int(shapely.get_num_coordinates(geoms).sum()) > 4 * budget:
+        # (counted before any part is copied) simplifying by a few metres halves a grid contour at most
+        return None, _TOLERANCES[-1]
     parts, owner = shapely.get_parts(geoms, return_index=True)
-    if not len(parts) or not (shapely.get_type_id(parts) == 3).all():  # not only polygons: GEOS's own
+    if not polygonal or not len(parts) or not (shapely.get_type_id(parts) == 3).all():  # GEOS's own
         return shapely.simplify(geoms, _SIMPLIFY_DEG, preserve_topology=False), _SIMPLIFY_DEG
-    if budget is not None and int(shapely.get_num_coordinates(parts).sum()) > 4 * budget:
-        return None, _TOLERANCES[-1]  # simplifying by a few metres halves a grid contour at most: over budget
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     cur, tol = rings, 0.0
     for tol in _TOLERANCES if budget is not None else _TOLERANCES[:1]:
