@@ -349,3 +349,13 @@ def test_local_dijkstra_falls_back_when_the_geometry_lies():
     g = nx.from_scipy_sparse_array(m)
     want = nx.single_source_dijkstra_path_length(g, 0, cutoff=500, weight="weight")
     assert dict(zip(c.tolist(), v.tolist())) == {k: float(w) for k, w in want.items()} == {0: 0.0, 1: 100.0, 2: 110.0, 3: 210.0}
+
+
+def test_local_dijkstra_is_exact_with_a_node_without_position():
+    """A node at a NaN position only makes the searches slower (the border check), never wrong."""
+    from lifecircle.measure.bounded import sparse_within
+
+    m = sp.csr_matrix((np.full(6, 300.0), ([0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2])), shape=(4, 4))
+    x = np.array([0.0, 300, np.nan, 900])
+    r, c, v = sparse_within(m, x, 0 * np.nan_to_num(x), np.array([1]), limit_m=700)
+    assert dict(zip(c.tolist(), v.tolist())) == {0: 300.0, 1: 0.0, 2: 300.0, 3: 600.0}

@@ -567,3 +567,24 @@ def test_thousands_of_sites_numbered_first_then_dots():
     assert feats[0]["properties"]["tip"] == f"卫生 health new site #{maps.NUMBERED_SITES_MAX + 1}: +{s.newly_covered_population[maps.NUMBERED_SITES_MAX]:,.0f} people, {s.cumulative_share[maps.NUMBERED_SITES_MAX]:.1%} covered after it"
     assert feats[-1]["geometry"]["coordinates"] == pytest.approx([s.geometry.x.iloc[-1], s.geometry.y.iloc[-1]], abs=1e-5)
     assert maps.overlay_names(m) == [f"新址 Suggested sites · 卫生 health ({n})"]
+
+
+def test_sites_are_numbered_in_rank_order_whatever_the_row_order(monkeypatch):
+    import folium
+
+    from lifecircle.present import maps
+
+    monkeypatch.setattr(maps, "NUMBERED_SITES_MAX", 2)
+    s = gpd.GeoDataFrame({"rank": [3, 1, 2], "category": ["health"] * 3},
+                         geometry=gpd.points_from_xy([121.41, 121.42, 121.43], [31.2, 31.2, 31.2]), crs=4326)
+    (fg,) = [c for c in maps.sites_map(s, basemap="none")._children.values() if isinstance(c, folium.FeatureGroup)]
+    marked = sorted(round(c.location[1], 2) for c in fg._children.values() if isinstance(c, folium.Marker))
+    assert marked == [121.42, 121.43]  # ranks 1 and 2 numbered, rank 3 a dot
+
+
+def test_raster_segments_widths_and_bad_ends():
+    from lifecircle.present.styles import raster_segments
+
+    img = raster_segments(np.array([0.5, np.nan]), np.array([2.5, 0.0]), np.array([0.5, 1.0]), np.array([2.5, np.inf]),
+                          bounds=(0, 0, 5, 5), shape=(5, 5), width_px=3)
+    assert img.sum() == 9 and img[2:5, 0:3].all()  # one point, a 3 x 3 brush; the non-finite segment left out

@@ -484,3 +484,21 @@ def test_no_chromium_no_pdf_and_the_old_one_goes(tmp_path, monkeypatch):
     paths = write_report_files(a, out, pdf=True)
     assert "report.pdf" not in paths and (out / "report.html").is_file()
     assert not (out / "report.pdf").exists()
+
+
+def test_a_chromium_that_cannot_start_costs_only_the_pdf(tmp_path, monkeypatch, caplog):
+    """A Chromium that is found but cannot be started (not executable) warns and skips report.pdf."""
+    import logging
+
+    import lifecircle.present.report as report_module
+    from lifecircle import analyze
+    from lifecircle.datasets import toy_town_osm
+    from lifecircle.present.report import write_report_files
+
+    fake = tmp_path / "chromium"
+    fake.write_text("not a program\n")  # not executable: subprocess raises PermissionError
+    monkeypatch.setattr(report_module, "chromium_path", lambda: str(fake))
+    with caplog.at_level(logging.WARNING, logger="lifecircle"):
+        paths = write_report_files(analyze(toy_town_osm()), tmp_path / "out", pdf=True)
+    assert "report.pdf" not in paths and "report.html" in paths
+    assert any("could not be started" in r.getMessage() for r in caplog.records)

@@ -32,7 +32,14 @@ TILE_M = 2000.0
 
 
 def _tile_keys(x: np.ndarray, y: np.ndarray, tile_m: float, pad: int):
-    """Integer tile coordinates (shifted to start at ``pad``) and the row width of a row-major key."""
+    """Integer tile coordinates (shifted to start at ``pad``) and the row width of a row-major key.
+
+    A node without a finite position is put at the corner (its searches only get slower: the border
+    check keeps them exact)."""
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        fin = np.isfinite(x) & np.isfinite(y)
+        x0, y0 = (float(x[fin].min()), float(y[fin].min())) if fin.any() else (0.0, 0.0)
+        x, y = np.where(fin, x, x0), np.where(fin, y, y0)
     tx = np.floor(x / tile_m).astype(np.int64)
     ty = np.floor(y / tile_m).astype(np.int64)
     tx -= tx.min() - pad
@@ -67,15 +74,15 @@ def local_dijkstra(
     tile_m : float
         Side of the tiles the sources are grouped by.
     n_pool : int, optional
-        Only nodes ``0..n_pool-1`` can be on a path; the others (e.g. candidate sites, whose edges
-        only lead out of them) only start one. Default: every node.
+        Only nodes ``0..n_pool-1`` can be on a path; the others (e.g. candidate sites) only start
+        one — a precondition: their edges must only lead out of them. Default: every node.
 
     Yields
     ------
     (positions, nodes, metres)
         Positions in ``sources`` of a batch, the sorted nodes of its subgraph, and the dense
-        ``len(positions) x len(nodes)`` walks (``inf`` beyond ``limit_m``), exact for every walk
-        up to ``limit_m``.
+        ``len(positions) x len(nodes)`` walks, exact for every walk up to ``limit_m`` (``inf``
+        beyond a hair over it: filter with ``<= limit_m``).
 
     Examples
     --------

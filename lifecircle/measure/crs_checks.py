@@ -341,7 +341,8 @@ def check_input_crs(network: WalkNetwork | None, frame, *, input: str, label: st
     lon, lat = _sample_lonlat(frame, network)
     ok = np.isfinite(lon) & np.isfinite(lat)
     lon, lat = lon[ok], lat[ok]
-    if lon.size > MAX_CHECK_POINTS:  # street_fit uses 2,000 of them: shift a spread sample, not every home of a city
+    sampled = lon.size > 2000  # street_fit tries at most 2,000 of them
+    if lon.size > MAX_CHECK_POINTS:  # shift a spread sample, not every home of a city
         pick = np.linspace(0, lon.size - 1, MAX_CHECK_POINTS).round().astype(np.int64)
         lon, lat = lon[pick], lat[pick]
     if name == "wgs84":
@@ -366,7 +367,9 @@ def check_input_crs(network: WalkNetwork | None, frame, *, input: str, label: st
         if fit is not None:
             check.signals.setdefault("streets", {})[h] = fit
             off = float(np.hypot(*fit["offset_m"]))
-            text = (f"{fit['points']:,} points sit {fit['mean_dist_given_m']:.0f} m from the nearest street on average "
+            text = (f"{fit['points']:,} points (a spread sample) sit {fit['mean_dist_given_m']:.0f} m from the nearest street on average "
+                    if sampled else
+                    f"{fit['points']:,} points sit {fit['mean_dist_given_m']:.0f} m from the nearest street on average "
                     f"as given, {fit['mean_dist_alt_m']:.0f} m read as {h} (paired t = {fit['t']}); they fit the "
                     f"streets best moved {np.hypot(*fit['best_shift_m']):.0f} m "
                     f"{_bearing(*fit['best_shift_m'])}, and reading them as {h} moves them {off:.0f} m "

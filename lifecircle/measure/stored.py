@@ -118,14 +118,17 @@ def load_stored_network(path: str | os.PathLike[str], *, source: dict[str, Any] 
     fix = f"run `lifecircle analyze ... --out {p.parent}` again to rewrite it"
     try:
         z = load_arrays(p)
+    except ValueError as exc:
+        raise InputFileError(f"{p} is damaged ({exc}: checksum mismatch); {fix}") from None
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError: truncated or not an npz
+        raise InputFileError(f"{p} is damaged or not a lifecircle run state ({type(exc).__name__}); {fix}") from None
+    try:
         if int(z["format"]) != RUN_STATE_FORMAT:
             raise ValueError(f"format {int(z['format'])}, this lifecircle reads {RUN_STATE_FORMAT}")
         return WalkNetwork.from_arrays(network_from_arrays({k[4:]: v for k, v in z.items() if k.startswith("net_")}),
                                        source=source)
     except (KeyError, ValueError, TypeError) as exc:
         raise InputFileError(f"{p} is not a run state this lifecircle reads ({str(exc)[:120]}); {fix}") from None
-    except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError: truncated or not an npz
-        raise InputFileError(f"{p} is damaged or not a lifecircle run state ({type(exc).__name__}); {fix}") from None
 
 
 def load_run_state(path: str | os.PathLike[str], facility_category: np.ndarray, *, config: AnalysisConfig,

@@ -16,7 +16,8 @@ people, when residents have units), its name (``largest_name``: the name of its 
 point with the most people, e.g. the 小区 most affected, when the residents have names), a representative location (the resident nearest to the
 population-weighted centre, so it always lies in the gap) and its polygon (the union of its cells:
 cells are joined into runs along each grid row and the runs of all gaps merged in a few vectorised
-``shapely.coverage_union_all`` calls, never one call per gap).
+``shapely.coverage_union_all`` calls, never one call per gap; a city-wide gap is traced on a raster of
+its cells by GDAL's polygonize instead).
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ def _cell_polygons(cells: np.ndarray, label: np.ndarray, n_labels: int, cell_m: 
     keep a vertex at every cell corner, so that runs of neighbouring rows share their vertices
     exactly, as a coverage must); the runs of each label are then merged with
     ``shapely.coverage_union_all(..., axis=1)`` on a padded 2-D array, one call per bucket of
-    labels with a similar number of runs (never one call per label).
+    labels with a similar number of runs (never one call per label). A label of more than
+    :data:`RASTER_RUNS_ABOVE` runs (a city-wide gap) is traced on a raster instead
+    (:func:`_raster_polygons`).
     """
     import shapely
 

@@ -184,7 +184,7 @@ def _display_polygons(geoms: np.ndarray, *, budget: int | None = None) -> tuple[
 
     geoms = np.asarray(geoms, dtype=object)
     kinds = shapely.get_type_id(geoms)
-    polygonal = bool(len(geoms)) and bool(np.isin(kinds, (3, 6)).all())
+    polygonal = bool(len(geoms)) and bool(np.isin(kinds, (-1, 3, 6)).all())  # -1: a missing geometry
     if polygonal and budget is not None and int(shapely.get_num_coordinates(geoms).sum()) > 4 * budget:
         # (counted before any part is copied) simplifying by a few metres halves a grid contour at most
         return None, _TOLERANCES[-1]
@@ -594,6 +594,8 @@ def sites_map(sites: Any, *, m: folium.Map | None = None, basemap: str = "osm", 
     m = _map_for(m, basemap, _bounds(gdf), tianditu_key)
     for cat in [c for c in CATEGORIES if c in set(gdf["category"])]:
         sub = gdf[gdf["category"] == cat]
+        if "rank" in sub:  # numbered in rank order, whatever order the table came in
+            sub = sub.sort_values("rank", kind="stable")
         st = _style(cat)
         fg = folium.FeatureGroup(name=f"新址 Suggested sites · {st.label} ({len(sub)})", show=show)
         pts = _map_geoms(m, sub.geometry.to_numpy())

@@ -1025,22 +1025,24 @@ class _FolderAnalysis:
     accessibility: Any = None
 
 
-def read_analysis_folder(out_dir: str | os.PathLike[str]) -> _FolderAnalysis:
+def read_analysis_folder(out_dir: str | os.PathLike[str], *, network: bool = False) -> _FolderAnalysis:
     """Read back the analysis recorded in ``out_dir`` (by ``lifecircle analyze --out`` / :meth:`Analysis.write`).
 
     summary.json, coverage.csv, residents.gpkg and facilities.gpkg, and isochrones.gpkg,
     units.gpkg, gaps.gpkg, suggested_sites.gpkg when the recorded run has them; files the
     manifest does not list are ignored, and a listed file that is missing or changed stops
-    with one line.
+    with one line. ``network=True`` also loads the walking network from run_state.npz (the streets
+    under the maps; the report needs none).
     """
     d = Path(out_dir)
     need = ["summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg"]
     files = {"isochrones": "isochrones", "units": "units", "gaps": "gaps", "sites": "suggested_sites"}
     check = need + [f"{s}.gpkg" for s in files.values()]
-    return _read_consistently(d, lambda rec: _read_analysis(rec, need, files), check=check)
+    return _read_consistently(d, lambda rec: _read_analysis(rec, need, files, network=network), check=check)
 
 
-def _read_analysis(rec: RunRecord, need: list[str], files: dict[str, str]) -> _FolderAnalysis:
+def _read_analysis(rec: RunRecord, need: list[str], files: dict[str, str], *, network: bool = False
+                   ) -> _FolderAnalysis:
     import geopandas as gpd
 
     d = rec.folder
@@ -1068,7 +1070,7 @@ def _read_analysis(rec: RunRecord, need: list[str], files: dict[str, str]) -> _F
         extra["accessibility"] = read_table_back(d / "accessibility.csv")
     from ..measure.stored import RUN_STATE, load_stored_network
 
-    if rec.has(RUN_STATE):  # the streets under the map and the figure
+    if network and rec.has(RUN_STATE):  # the streets under the map and the figure
         try:
             extra["network"] = load_stored_network(d / RUN_STATE)
         except InputFileError as exc:
@@ -1323,7 +1325,7 @@ def maps_from_folder(out_dir: str | os.PathLike[str], *, png: bool = True, basem
     """
     d = Path(out_dir)
     with output_folder(d, command="map", replace=_map_replaces(d, html_path, png)) as run:
-        return write_maps(read_analysis_folder(d), run, png=png, basemap=basemap, html_path=html_path,
+        return write_maps(read_analysis_folder(d, network=True), run, png=png, basemap=basemap, html_path=html_path,
                           title=title, tianditu_key=tianditu_key)
 
 

@@ -1111,7 +1111,10 @@ def _pdf_or_warn(html_path: Path, pdf_path: Path, *, date: str | None) -> Path |
         return write_report_pdf(html_path, pdf_path, date=date)
     except LifecircleError as exc:
         log.warning("report.pdf not written: %s", exc)
-        return None
+    except OSError as exc:  # the Chromium found cannot be started (not executable, wrong architecture)
+        log.warning("report.pdf not written: Chromium could not be started (%s); print report.html from a "
+                    "browser, or use --no-pdf", exc)
+    return None
 
 
 def report_from_folder(out_dir: str | os.PathLike[str], *, lang: str | None = None, pdf: bool = True,
