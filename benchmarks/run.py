@@ -35,9 +35,9 @@ and ``<!-- perf:end -->``).
 
 Usage::
 
-    python benchmarks/run.py --size shanghai helsinki 4 10 16 23 46 --json results.json --update-readme
+    python benchmarks/run.py --size shanghai helsinki 4 10 16 23 46 --json benchmarks/users.json --update-readme
     python benchmarks/run.py --suite peers --size shanghai 4 --approaches lifecircle_walk pandana
-    python benchmarks/run.py --from-json results.json --update-readme
+    python benchmarks/run.py --from-json benchmarks/users.json --update-readme
 """
 
 from __future__ import annotations
@@ -358,7 +358,7 @@ def report(entries: list[dict], info: dict, argv: list[str], started: str) -> st
         out += [KEPT_SECTIONS[-1][0], "", *peers_report(peers), KEPT_SECTIONS[-1][1], ""]
     out += ["## Rerun", "", "```", "pip install -e . && pip install -r benchmarks/requirements.txt   # pandana, "
             "cityseer are optional (AGPL): --suite peers only",
-            "python benchmarks/run.py --size shanghai helsinki 4 10 16 23 46 --json results.json --update-readme",
+            "python benchmarks/run.py --size shanghai helsinki 4 10 16 23 46 --json benchmarks/users.json --update-readme",
             "python benchmarks/run.py --suite peers --size shanghai 4 --approaches lifecircle_walk pandana", "```", ""]
     return "\n".join(out)
 
