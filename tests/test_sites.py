@@ -573,7 +573,10 @@ def test_a_solver_that_ignores_its_limit_is_stopped():
         call_with_deadline(divmod, 1, 0, time_limit_s=30)
 
 
-def test_sites_needed_says_not_solved_within_the_limit(shanghai_tiled):
+def test_sites_needed_says_not_solved_within_the_limit(shanghai_tiled, monkeypatch):
+    import lifecircle.plan.sites as sites_module
+
+    monkeypatch.setattr(sites_module, "EXACT_PAIRS_PER_S", 10**9)  # tried whatever its size: stopped at 1 s
     t = sites_needed(shanghai_tiled, category="health", time_limit_s=1.0)
     r = t.iloc[0]
     assert r.reachable and r.sites_needed > 20
@@ -587,7 +590,19 @@ def test_exact_check_is_not_tried_on_a_city_sized_problem(plus_town, monkeypatch
     monkeypatch.setattr(sites_module, "EXACT_MAX_PAIRS", 3)  # the plus town has more (each west node covers one)
     r = sites_needed(a, category="health").iloc[0]
     assert r.sites_needed == 2 and pd.isna(r.exact_sites)
-    assert r.exact_status == "not run: more than 3 candidate-resident pairs"
+    assert r.exact_status == "not run: more than 3 candidate-resident pairs for a 10 s limit"
+
+
+def test_exact_check_tries_what_its_time_limit_can_solve(plus_town, monkeypatch):
+    """The pairs the check is tried on grow with --time-limit-s (up to EXACT_MAX_PAIRS)."""
+    import lifecircle.plan.sites as sites_module
+
+    a, _, _ = plus_town
+    monkeypatch.setattr(sites_module, "EXACT_PAIRS_PER_S", 1)  # 1 pair per second of the limit
+    short = sites_needed(a, category="health", time_limit_s=2).iloc[0]
+    assert short.exact_status == "not run: more than 2 candidate-resident pairs for a 2 s limit"
+    long = sites_needed(a, category="health", time_limit_s=10_000).iloc[0]
+    assert long.exact_status == "optimal" and long.exact_sites == long.sites_needed == 2
 
 
 # ------------------------------------------------------------------ candidates a neighbour's catchment contains

@@ -106,6 +106,20 @@ _SHARE_TOL = 1e-12  # as coverage.coverage_table: a share within 1e-12 of the ta
 #: The exact MILP check is skipped above this many (candidate, resident) pairs: a city-wide problem
 #: is never solved within seconds, and building it takes ~200 bytes per pair in its worker.
 EXACT_MAX_PAIRS = 3_000_000
+#: ... and above this many pairs per second of its time limit: on the tiled Shanghai sample HiGHS
+#: proved 4 of 4 problems of 27,000-306,000 pairs and 2 of 2 of 341,000-562,000 optimal within 10 s,
+#: but neither of 703,000 and 887,000 pairs, nor any of 1.5 million (benchmarks/plan_scale.py 1 2 3 4):
+#: trying those only spends the limit (40 of the 50 s of `--sites` on a 30,000-node city).
+EXACT_PAIRS_PER_S = 60_000
+
+
+def exact_max_pairs(time_limit_s: float) -> int:
+    """The largest problem (candidate-resident pairs) the exact check is tried on within ``time_limit_s``.
+
+    >>> exact_max_pairs(10), exact_max_pairs(120)
+    (600000, 3000000)
+    """
+    return int(min(EXACT_MAX_PAIRS, EXACT_PAIRS_PER_S * max(float(time_limit_s), 0.0)))
 
 
 # ---------------------------------------------------------------------------- candidates
@@ -637,7 +651,7 @@ class Exact:
 
     ``status`` is ``"optimal"``, ``"time limit"`` (not solved within the time limit: ``chosen``
     is the best plan found, not proven, or empty when the solver was stopped before it had one),
-    ``"too large"`` (not tried: more than :data:`EXACT_MAX_PAIRS` pairs), ``"infeasible"`` or
+    ``"too large"`` (not tried: more pairs than :func:`exact_max_pairs` allows), ``"infeasible"`` or
     ``"failed"``.
     """
 
@@ -741,9 +755,10 @@ def _exact(fn, *args, time_limit_s: float):
     import scipy.optimize  # noqa: F401  (imported here once, so that forked workers start with it)
 
     nnz = sp.csr_matrix(args[0]).nnz
-    if nnz > EXACT_MAX_PAIRS:
-        log.info("exact check not run: %d candidate-resident pairs, more than %d (it would not finish in %g s "
-                 "and its worker would need gigabytes)", nnz, EXACT_MAX_PAIRS, time_limit_s)
+    if nnz > exact_max_pairs(time_limit_s):
+        log.info("exact check not run: %d candidate-resident pairs, more than %d (it would not finish in %g s; "
+                 "a longer --time-limit-s tries larger problems, up to %d pairs)", nnz, exact_max_pairs(time_limit_s),
+                 time_limit_s, EXACT_MAX_PAIRS)
         return "too large", None
     try:
         return call_with_deadline(fn, *args, time.monotonic() + time_limit_s, time_limit_s=time_limit_s)
@@ -1083,7 +1098,7 @@ def plan_sites(
         every useful site). ``exact_sites`` and ``gap`` (greedy minus exact) are filled when the
         MILP was solved to optimality; ``exact_status`` says ``optimal``, ``not solved within
         N s`` (the MILP is stopped at ``time_limit_s``, whatever the solver does), ``not run: more
-        than 3,000,000 candidate-resident pairs`` (:data:`EXACT_MAX_PAIRS`), ``infeasible``,
+        than 600,000 candidate-resident pairs for a 10 s limit`` (:func:`exact_max_pairs`), ``infeasible``,
         ``failed`` or ``not run``. ``sites``: every area's sites (:data:`SITE_COLUMNS`,
         ``unit`` = the area whose plan it belongs to; a site may appear in several plans).
 
@@ -1141,7 +1156,8 @@ def plan_sites(
             elif exact:
                 e = solve_min_sites(sub, w, need=need, time_limit_s=time_limit_s, max_sites=len(chosen))
                 status = {"time limit": f"not solved within {time_limit_s:g} s",
-                          "too large": f"not run: more than {EXACT_MAX_PAIRS:,} candidate-resident pairs"
+                          "too large": f"not run: more than {exact_max_pairs(time_limit_s):,} candidate-resident "
+                                       f"pairs for a {time_limit_s:g} s limit"
                           }.get(e.status, e.status)
                 if e.optimal:
                     exact_sites = int(len(e.chosen))
