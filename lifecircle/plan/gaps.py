@@ -165,8 +165,8 @@ def _raster_polygons(cells: np.ndarray, label: np.ndarray, labels: np.ndarray, c
      'POLYGON ((500 500, 500 600, 600 600, 600 500, 500 500))']
     """
     import shapely
-    from affine import Affine
     from rasterio import features
+    from rasterio.transform import Affine  # (a declared dependency's own name for it)
 
     cx, cy = cells[:, 0], cells[:, 1]
     x0, y0 = int(cx.min()), int(cy.min())
