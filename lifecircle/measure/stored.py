@@ -109,12 +109,8 @@ class _Distances(Mapping):
         return len(self._cats)
 
 
-def load_stored_network(path: str | os.PathLike[str], *, source: dict[str, Any] | None = None) -> WalkNetwork:
-    """Only the walking network of a stored run (what ``lifecircle map`` draws the streets from).
-
-    A damaged file raises :class:`~lifecircle.errors.InputFileError` (one line), as in :func:`load_run_state`.
-    """
-    p = Path(path)
+def _open(p: Path) -> tuple[Any, str]:
+    """The arrays of a run state (checksums and format checked) and the fix its errors name."""
     fix = f"run `lifecircle analyze ... --out {p.parent}` again to rewrite it"
     try:
         z = load_arrays(p)
@@ -123,8 +119,23 @@ def load_stored_network(path: str | os.PathLike[str], *, source: dict[str, Any] 
     except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError: truncated or not an npz
         raise InputFileError(f"{p} is damaged or not a lifecircle run state ({type(exc).__name__}); {fix}") from None
     try:
-        if int(z["format"]) != RUN_STATE_FORMAT:
-            raise ValueError(f"format {int(z['format'])}, this lifecircle reads {RUN_STATE_FORMAT}")
+        version = int(z["format"])
+    except (KeyError, ValueError, TypeError):
+        version = None
+    if version != RUN_STATE_FORMAT:
+        raise InputFileError(f"{p} is not a run state this lifecircle reads (format {version}, this lifecircle reads "
+                             f"{RUN_STATE_FORMAT}); {fix}")
+    return z, fix
+
+
+def load_stored_network(path: str | os.PathLike[str], *, source: dict[str, Any] | None = None) -> WalkNetwork:
+    """Only the walking network of a stored run (what ``lifecircle map`` draws the streets from).
+
+    A damaged file raises :class:`~lifecircle.errors.InputFileError` (one line), as in :func:`load_run_state`.
+    """
+    p = Path(path)
+    z, fix = _open(p)
+    try:
         return WalkNetwork.from_arrays(network_from_arrays({k[4:]: v for k, v in z.items() if k.startswith("net_")}),
                                        source=source)
     except (KeyError, ValueError, TypeError) as exc:
@@ -142,16 +153,8 @@ def load_run_state(path: str | os.PathLike[str], facility_category: np.ndarray, 
     configuration raises :class:`~lifecircle.errors.InputFileError` (one line).
     """
     p = Path(path)
-    fix = f"run `lifecircle analyze ... --out {p.parent}` again to rewrite it"
+    z, fix = _open(p)
     try:
-        z = load_arrays(p)
-    except ValueError as exc:
-        raise InputFileError(f"{p} is damaged ({exc}: checksum mismatch); {fix}") from None
-    except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError: truncated or not an npz
-        raise InputFileError(f"{p} is damaged or not a lifecircle run state ({type(exc).__name__}); {fix}") from None
-    try:
-        if int(z["format"]) != RUN_STATE_FORMAT:
-            raise ValueError(f"format {int(z['format'])}, this lifecircle reads {RUN_STATE_FORMAT}")
         net = WalkNetwork.from_arrays(network_from_arrays({k[4:]: v for k, v in z.items() if k.startswith("net_")}),
                                       source=source)
         res = Snap(*(np.asarray(z[f"res_{k}"], dtype=np.int64 if k == "edge" else np.float64) for k in _SNAP))

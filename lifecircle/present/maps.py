@@ -1118,14 +1118,7 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
         facilities_map(facilities, m=m)
     if sites is not None and len(sites):
         sites_map(sites, m=m)
-    title = title or "15分钟社区生活圈 15-minute life circle"
-    m.get_root().header.add_child(_Raw(f"<title>{_html.escape(title)}</title>"), name="lc_title")
-    info = _info_html(title, summary, cfg, BASEMAPS.get(st.basemap))
-    if st.info is None:
-        st.info = _Box(info, position="topleft", css_class="lc-title")
-        m.add_child(st.info)
-    else:
-        st.info.html = info
+    _title(m, title or "15分钟社区生活圈 15-minute life circle", summary, cfg, replace=True)
     return _finish(m)
 
 
@@ -1191,13 +1184,20 @@ def scenario_map(scenario: Any, *, before: Any = None, basemap: str = "osm", m: 
     if scenario.removed is not None and len(scenario.removed):
         _points_layer(m, scenario.removed, name=f"关闭设施 Removed ({len(scenario.removed)})", colour="#000000",
                       what="removed facilities")
-    title = "情景 Scenario: 之前 before → 之后 after"
+    _title(m, "情景 Scenario: 之前 before → 之后 after", {}, cfg)
+    return _finish(m)
+
+
+def _title(m: folium.Map, title: str, summary: Any, cfg: Any, *, replace: bool = False) -> None:
+    """The page's ``<title>`` and the info box in the top-left corner (kept if the map has one, unless ``replace``)."""
     m.get_root().header.add_child(_Raw(f"<title>{_html.escape(title)}</title>"), name="lc_title")
     st = _state(m)
+    info = _info_html(title, summary, cfg, BASEMAPS.get(st.basemap))
     if st.info is None:
-        st.info = _Box(_info_html(title, {}, cfg, BASEMAPS.get(st.basemap)), position="topleft", css_class="lc-title")
+        st.info = _Box(info, position="topleft", css_class="lc-title")
         m.add_child(st.info)
-    return _finish(m)
+    elif replace:
+        st.info.html = info
 
 
 def point_map(isochrones: Any, lon: float, lat: float, *, network: Any = None, basemap: str = "osm",
@@ -1226,10 +1226,5 @@ def point_map(isochrones: Any, lon: float, lat: float, *, network: Any = None, b
     folium.CircleMarker([y, x], radius=7, color="#000000", weight=2, fill=True, fill_color="#ffffff",
                         fill_opacity=1.0, tooltip=f"{lon:.6f}, {lat:.6f}").add_to(group)
     group.add_to(m)
-    title = "步行可达范围 Walkable from here"
-    m.get_root().header.add_child(_Raw(f"<title>{_html.escape(title)}</title>"), name="lc_title")
-    st = _state(m)
-    if st.info is None:
-        st.info = _Box(_info_html(title, {}, None, BASEMAPS.get(st.basemap)), position="topleft", css_class="lc-title")
-        m.add_child(st.info)
+    _title(m, "步行可达范围 Walkable from here", {}, None)
     return _finish(m)
