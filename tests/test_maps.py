@@ -588,3 +588,39 @@ def test_raster_segments_widths_and_bad_ends():
     img = raster_segments(np.array([0.5, np.nan]), np.array([2.5, 0.0]), np.array([0.5, 1.0]), np.array([2.5, np.inf]),
                           bounds=(0, 0, 5, 5), shape=(5, 5), width_px=3)
     assert img.sum() == 9 and img[2:5, 0:3].all()  # one point, a 3 x 3 brush; the non-finite segment left out
+
+
+def test_raster_polygons_equals_point_in_polygon():
+    """The scanline fill counts, at every pixel centre, the polygons that contain it (shapely's own test)."""
+    from lifecircle.present.styles import raster_polygons
+
+    rng = np.random.default_rng(7)
+    pts = shapely.points(rng.uniform(0, 100, (60, 2)))
+    big = shapely.union_all(shapely.buffer(pts, rng.uniform(3, 12, 60)))  # many parts, holes where discs ring
+    mid = shapely.intersection(big, shapely.box(10, 5, 80, 90)).difference(shapely.Point(50, 50).buffer(15))
+    small = shapely.union_all(shapely.buffer(pts[:20], 4.0))
+    geoms = np.array([big, mid, small], dtype=object)
+    assert all(shapely.is_valid(geoms)) and shapely.get_num_interior_rings(shapely.get_parts(big)).sum() > 0
+    bounds, shape = (-5.0, -7.0, 110.0, 104.0), (97, 123)  # rows and columns of unequal size
+    img = raster_polygons(geoms, bounds=bounds, shape=shape)
+    cx = bounds[0] + (np.arange(shape[1]) + 0.5) * (bounds[2] - bounds[0]) / shape[1]
+    cy = bounds[3] - (np.arange(shape[0]) + 0.5) * (bounds[3] - bounds[1]) / shape[0]
+    xx, yy = np.meshgrid(cx, cy)
+    expect = sum(shapely.contains_xy(g, xx, yy).astype(int) for g in geoms)
+    assert img.dtype == np.uint8 and img.shape == shape
+    assert (img == expect).all() and set(np.unique(expect)) == {0, 1, 2, 3}
+    # a clockwise shell counts as well (orientation is fixed first); empty input, an empty image
+    cw = shapely.Polygon([(0, 0), (0, 50), (50, 50), (50, 0)])
+    assert raster_polygons(np.array([cw]), bounds=(0, 0, 100, 100), shape=(4, 4))[2:, :2].tolist() == [[1, 1], [1, 1]]
+    assert raster_polygons(np.array([shapely.Polygon()]), bounds=(0, 0, 1, 1), shape=(2, 2)).sum() == 0
+
+
+def test_web_mercator_formula_equals_pyproj():
+    import pyproj
+
+    from lifecircle.present.maps import _to_mercator
+
+    rng = np.random.default_rng(1)
+    lon, lat = rng.uniform(-180, 180, 10_000), rng.uniform(-85, 85, 10_000)
+    want = pyproj.Transformer.from_crs(4326, 3857, always_xy=True).transform(lon, lat)
+    assert np.allclose(_to_mercator(lon, lat), want, rtol=0, atol=1e-6)

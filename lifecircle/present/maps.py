@@ -264,51 +264,42 @@ def _add_image(m: folium.Map, png: bytes, frame: tuple[float, float, float, floa
                                       pixelated=False).add_to(m)
 
 
+def _to_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """WGS84 degrees to Web Mercator metres (EPSG:3857, the sphere's formula; pyproj's to 1e-7 m)."""
+    r = 6378137.0
+    lat = np.clip(np.asarray(lat, dtype=float), -85.05112878, 85.05112878)
+    return r * np.radians(np.asarray(lon, dtype=float)), r * np.log(np.tan(np.pi / 4 + np.radians(lat) / 2))
+
+
 def _image_layer(m: folium.Map, geoms: np.ndarray, colour: str, *, name: str, show: bool,
                  alpha: float = 0.2) -> None:
-    """Polygons drawn as one transparent PNG embedded in the map, each with ``alpha`` (overlaps look darker).
+    """Polygons (WGS84) drawn as one transparent PNG embedded in the map, each with ``alpha`` (overlaps
+    look darker: a pixel under k of them has 1 - (1 - alpha)^k).
 
-    Drawn by matplotlib's Agg renderer straight from the vertex arrays (no per-vertex Python, no
-    antialiasing: few distinct pixels, a small PNG), in Web Mercator, as Leaflet stretches an image
-    overlay; at most :data:`IMAGE_MAX_PX` pixels on a side.
+    Filled by :func:`lifecircle.present.styles.raster_polygons` straight from the vertex arrays, in
+    Web Mercator as Leaflet stretches an image overlay, at most :data:`IMAGE_MAX_PX` pixels on a side;
+    a palette PNG of as many colours as overlaps (2 bits a pixel for three thresholds).
     """
     import io
 
-    import pyproj
     import shapely
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.collections import PathCollection
-    from matplotlib.figure import Figure
-    from matplotlib.path import Path as MplPath
     from PIL import Image
 
-    to_merc = pyproj.Transformer.from_crs(4326, 3857, always_xy=True)
-    merc = shapely.transform(geoms, lambda c: np.column_stack(to_merc.transform(c[:, 0], c[:, 1])))
-    frame = _image_frame(*shapely.total_bounds(merc))
+    from .styles import _hex_to_rgb, raster_polygons
+
+    geoms = np.asarray(geoms, dtype=object)
+    w, s, e, n = shapely.total_bounds(geoms)
+    (x0, x1), (y0, y1) = _to_mercator(np.array([w, e]), np.array([s, n]))  # each axis on its own: monotonic
+    frame = _image_frame(x0, y0, x1, y1)
     x0, y0, x1, y1, width, height = frame
-    fig = Figure(figsize=(width / 100, height / 100), dpi=100)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_axis_off()
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-    paths = []
-    for g in merc:  # shells counter-clockwise, holes clockwise: the non-zero rule leaves the holes open
-        rings, _ = shapely.get_rings(shapely.orient_polygons(shapely.get_parts(g)), return_index=True)
-        if not len(rings):
-            continue
-        xy, ring = shapely.get_coordinates(rings, return_index=True)
-        codes = np.full(len(xy), MplPath.LINETO, dtype=np.uint8)
-        codes[np.r_[0, np.flatnonzero(np.diff(ring)) + 1]] = MplPath.MOVETO
-        paths.append(MplPath(xy, codes))
-    ax.add_collection(PathCollection(paths, facecolors=colour, edgecolors="none", alpha=alpha, linewidths=0,
-                                     antialiaseds=False), autolim=False)
-    fig.patch.set_alpha(0)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
+    counts = raster_polygons(geoms, bounds=(x0, y0, x1, y1), shape=(height, width), transform=_to_mercator)
+    levels = max(int(counts.max()), 1)
+    rgb = _hex_to_rgb(colour).astype(int).tolist()
+    pal = Image.fromarray(counts, "P")
+    pal.putpalette([0, 0, 0] + rgb * levels)
+    alphas = [0] + [int(round((1 - (1 - alpha) ** k) * 255)) for k in range(1, levels + 1)]
     buf = io.BytesIO()
-    # no antialiasing: a handful of colours, so a palette PNG (a third of the RGBA one, and 3x faster)
-    Image.fromarray(rgba, "RGBA").quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(buf, format="PNG")
+    pal.save(buf, format="PNG", transparency=bytes(alphas), compress_level=3)  # 2.5x faster than 6, 15 % larger
     _add_image(m, buf.getvalue(), frame[:4], name=name, show=show)
 
 
@@ -319,13 +310,11 @@ def _segments_image_layer(m: folium.Map, lon: np.ndarray, lat: np.ndarray, u: np
     million-edge city in about a second."""
     import io
 
-    import pyproj
     from PIL import Image
 
     from .styles import _hex_to_rgb, raster_segments
 
-    mx, my = pyproj.Transformer.from_crs(4326, 3857, always_xy=True).transform(lon, lat)
-    mx, my = np.asarray(mx), np.asarray(my)
+    mx, my = _to_mercator(lon, lat)
     used = np.zeros(len(mx), dtype=bool)
     used[u] = used[v] = True
     frame = _image_frame(mx[used].min(), my[used].min(), mx[used].max(), my[used].max())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -185,3 +185,54 @@ def raster_segments(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarr
                     grown[dr:, dc:] |= img[:rows - dr, :cols - dc]
         img = grown
     return img
+
+
+def raster_polygons(geoms: np.ndarray, *, bounds: tuple[float, float, float, float],
+                    shape: tuple[int, int], transform: Any = None) -> np.ndarray:
+    """How many of ``geoms`` (polygons) cover each pixel's centre, as a ``uint8`` image (row 0 at the top).
+
+    A scanline fill without sorting: every ring edge adds its direction (+1 down, -1 up, on shells
+    turned counter-clockwise and holes clockwise) at the first pixel right of where it crosses each
+    pixel row's centre line; a running sum along the row is then each centre's winding number. So a
+    hole stays open, and nested service areas (5 ⊆ 10 ⊆ 15 min) give 3, 2, 1 — one vectorised pass
+    over the vertices, for millions of them. The polygons must be valid (the parts of a MultiPolygon
+    apart) and in ``bounds``' units, ``(west, south, east, north)``, or ``transform(x, y) -> (x, y)``
+    takes their vertices there (e.g. degrees to Web Mercator, without building new geometries).
+
+    >>> import shapely
+    >>> square = shapely.box(1, 1, 3, 3).difference(shapely.box(1.9, 1.9, 2.1, 2.1))  # a pin-hole: no centre in it
+    >>> ring = shapely.box(0, 0, 4, 4).difference(shapely.box(1, 1, 3, 3))
+    >>> raster_polygons(np.array([square, ring, shapely.box(0, 0, 2, 4)]), bounds=(0, 0, 4, 4), shape=(4, 4)).tolist()
+    [[2, 2, 1, 1], [2, 2, 1, 1], [2, 2, 1, 1], [2, 2, 1, 1]]
+    """
+    import shapely
+
+    w, s, e, n = (float(b) for b in bounds)
+    rows, cols = shape
+    out = np.zeros((rows, cols + 1), dtype=np.int16)
+    parts = shapely.get_parts(np.asarray(geoms, dtype=object))
+    parts = parts[~shapely.is_empty(parts)]
+    if len(parts):
+        rings = shapely.get_rings(shapely.orient_polygons(parts))
+        xy, ring = shapely.get_coordinates(rings, return_index=True)
+        if transform is not None:
+            xy = np.column_stack(transform(xy[:, 0], xy[:, 1]))
+        c = (xy[:, 0] - w) * (cols / max(e - w, 1e-12))
+        r = (n - xy[:, 1]) * (rows / max(n - s, 1e-12))
+        edge = np.flatnonzero(ring[1:] == ring[:-1])  # vertex i to i + 1 within one (closed) ring
+        ra, rb = r[edge], r[edge + 1]
+        lo = np.clip(np.ceil(np.minimum(ra, rb) - 0.5), 0, rows)  # rows k with ra <= k + 0.5 < rb (or rb..ra)
+        hi = np.clip(np.ceil(np.maximum(ra, rb) - 0.5), 0, rows)
+        count = (hi - lo).astype(np.int64)
+        hit = np.flatnonzero(count > 0)
+        if len(hit):
+            count, lo, edge, ra, rb = count[hit], lo[hit], edge[hit], ra[hit], rb[hit]
+            which = np.repeat(np.arange(len(hit)), count)
+            k = (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)) + lo[which].astype(np.int64)
+            ca, cb = c[edge][which], c[edge + 1][which]
+            t = (k + 0.5 - ra[which]) / (rb - ra)[which]
+            col = np.clip(np.ceil(ca + t * (cb - ca) - 0.5), 0, cols).astype(np.int64)  # first centre to the right
+            np.add.at(out.reshape(-1), k * (cols + 1) + col, np.where(rb > ra, 1, -1).astype(np.int16)[which])
+    wind = np.cumsum(out[:, :cols], axis=1, dtype=np.int16)
+    del out
+    return np.clip(wind, 0, 255, out=wind).astype(np.uint8)
