@@ -384,17 +384,20 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             progress("planning new sites")
             site_paths, sites, needed = write_site_plans(result, out, out_crs=out_crs)
             paths.update(site_paths)
-        if make_map:
-            from .present.outputs import write_maps
-
-            progress("drawing the map")
-            paths.update(write_maps(result, out, png=png, basemap=basemap, sites=sites))
+        from .present.outputs import write_figures, write_maps
         from .present.report import write_report_files
 
+        # the figures, then the report that embeds them (Chromium prints its PDF while the map is drawn)
+        if make_map and png:
+            paths.update(write_figures(result, out))
         progress("the units chart" if no_report else "writing results.xlsx and the report")
         paths.update(write_report_files(result, out, lang=lang, report=not no_report, pdf=pdf, chart=make_map and png,
                                         tables={"sites": sites, "sites_needed": needed}))
+        if make_map:
+            progress("drawing the map")
+            paths.update(write_maps(result, out, png=False, basemap=basemap, sites=sites))
         paths.update({n: out.final(n) for n in out.written if n not in paths and not n.startswith(".")})
+    paths = {n: p for n, p in paths.items() if n in out.written}  # committed; without a PDF Chromium failed on
     if not quiet:
         click.echo(result.report(warnings=False))
         if plan_sites:

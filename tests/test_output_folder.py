@@ -751,3 +751,41 @@ def test_a_real_full_disk(old_run, tmp_path):
         assert snapshot(d) == before
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_background_job_is_waited_for_and_its_failure_keeps_the_old_run(tmp_path):
+    """OutputRun.in_background: the commit waits for the job's file; a job returning False takes its file
+    out of the run; a job that raises fails the commit and the folder keeps its earlier run."""
+    from lifecircle.present.outputs import output_folder
+
+    out = tmp_path / "out"
+    started = threading.Event()
+
+    def slow(target: Path) -> bool:
+        started.set()
+        time.sleep(0.3)
+        target.write_text("late")
+        return True
+
+    with output_folder(out, command="t") as run:
+        run.in_background("late.txt", slow)
+        assert started.wait(5)
+        run.path("now.txt").write_text("now")
+    assert (out / "late.txt").read_text() == "late" and (out / "now.txt").read_text() == "now"
+
+    with output_folder(out, command="t") as run:
+        run.path("now.txt").write_text("second")
+        run.in_background("late.txt", lambda target: False)  # failed, having said why
+    assert not (out / "late.txt").exists() and (out / "now.txt").read_text() == "second"
+    assert "late.txt" not in json.loads((out / "lifecircle_manifest.json").read_text())["files"]
+
+    def boom(target: Path) -> bool:
+        target.write_text("half")
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        with output_folder(out, command="t") as run:
+            run.path("now.txt").write_text("third")
+            run.in_background("late.txt", boom)
+    assert (out / "now.txt").read_text() == "second" and not (out / "late.txt").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".lifecircle")]  # no staging left behind

@@ -502,3 +502,32 @@ def test_a_chromium_that_cannot_start_costs_only_the_pdf(tmp_path, monkeypatch, 
         paths = write_report_files(analyze(toy_town_osm()), tmp_path / "out", pdf=True)
     assert "report.pdf" not in paths and "report.html" in paths
     assert any("could not be started" in r.getMessage() for r in caplog.records)
+
+
+def test_analyze_prints_the_pdf_beside_the_map_and_a_failed_one_is_not_listed(tmp_path, monkeypatch, capsys):
+    """`analyze` lets Chromium print report.pdf while it draws the map: a slow printer's PDF is in the run
+    (the commit waits for it); a failing one is neither in the folder, nor its manifest, nor the printed list."""
+    import lifecircle.present.report as report_module
+
+    slow = tmp_path / "chromium-slow"  # prints after 1 s, by which time the map is being drawn
+    slow.write_text('#!/bin/sh\nsleep 1\nfor a in "$@"; do case "$a" in --print-to-pdf=*) '
+                    'printf "%%PDF-1.4 slow" > "${a#--print-to-pdf=}";; esac; done\n')
+    slow.chmod(0o755)
+    monkeypatch.setattr(report_module, "chromium_path", lambda: str(slow))
+    out = tmp_path / "out"
+    assert main(["analyze", "--example", "toy_town", "--basemap", "none", "--out", str(out)]) == 0
+    assert (out / "report.pdf").read_bytes() == b"%PDF-1.4 slow" and (out / "map.html").is_file()
+    manifest = json.loads((out / "lifecircle_manifest.json").read_text(encoding="utf-8"))
+    assert "report.pdf" in manifest["files"] and "report.pdf" in capsys.readouterr().out
+
+    broken = tmp_path / "chromium-broken"
+    broken.write_text("#!/bin/sh\nexit 5\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(report_module, "chromium_path", lambda: str(broken))
+    assert main(["analyze", "--example", "toy_town", "--basemap", "none", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    wrote = [line for line in printed.out.splitlines() if line.startswith("wrote ")][0]
+    assert "report.pdf" not in wrote and "report.html" in wrote and "map.html" in wrote
+    manifest = json.loads((out / "lifecircle_manifest.json").read_text(encoding="utf-8"))
+    assert "report.pdf" not in manifest["files"] and not (out / "report.pdf").exists()  # the old PDF went too
+    assert "report.pdf not written" in printed.err

@@ -501,6 +501,7 @@ class OutputRun:
     previous: dict | None = field(init=False, default=None)
     written: dict[str, Path] = field(init=False, default_factory=dict)
     _decided: bool = field(init=False, default=False)
+    _background: list = field(init=False, default_factory=list)
 
     @property
     def manifest_name(self) -> str:
@@ -527,6 +528,39 @@ class OutputRun:
     def final(self, name: str) -> Path:
         """Where ``name`` will be once the run is committed."""
         return self.folder / name
+
+    def in_background(self, name: str, job: Callable[[Path], bool]) -> None:
+        """Make ``name`` with ``job(staging path)`` on a second thread while the run goes on — for work done
+        outside Python, such as Chromium printing report.pdf while the map is drawn. :meth:`commit` waits
+        for it; a job that returns False (having said why) takes ``name`` out of the run, one that raises
+        fails the commit with its error."""
+        import threading
+
+        target = self.path(name)
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["ok"] = bool(job(target))
+            except BaseException as exc:  # noqa: BLE001  (re-raised by the thread that commits)
+                box["error"] = exc
+
+        thread = threading.Thread(target=work, name=f"lifecircle {name}", daemon=True)
+        self._background.append((name, thread, box))
+        thread.start()
+
+    def _wait_background(self) -> None:
+        """Wait for every :meth:`in_background` job; the first job's error is raised after all have ended."""
+        jobs, self._background = self._background, []
+        error = None
+        for name, thread, box in jobs:
+            thread.join()
+            if "error" in box:
+                error = error or box["error"]
+            elif not box.get("ok"):
+                self.discard(name)
+        if error is not None:
+            raise error
 
     def table(self, df: pd.DataFrame, name: str, *, index: bool = False) -> Path:
         """Write a table with :func:`write_table`; returns its final path."""
@@ -591,6 +625,7 @@ class OutputRun:
 
     def commit(self) -> None:
         """Make the staged files the folder's run (steps 1-4 of the module docstring)."""
+        self._wait_background()
         missing = [n for n in self.written if not (self.staging / n).is_file()]
         if missing:
             raise RuntimeError(f"{', '.join(missing)} asked for but not written")  # a bug, not a user error
@@ -653,6 +688,9 @@ class OutputRun:
 
     def _discard(self) -> None:
         """After an error before the journal: remove the staging folder (the folder keeps its run)."""
+        for _, thread, _ in self._background:  # a job still writing into the staging folder ends first
+            thread.join()
+        self._background = []
         if not self._decided:
             shutil.rmtree(self.staging, ignore_errors=True)
             with contextlib.suppress(OSError):
@@ -1284,18 +1322,27 @@ def write_maps(analysis: Any, out_dir: str | os.PathLike[str] | OutputRun, *, pn
             save_map(m, run.path(html_name))
             paths["map.html"] = run.final(html_name)
         if png:
-            from .figures import coverage_curve, coverage_figure, save_figure
+            paths.update(write_figures(analysis, run, isochrones=isochrones, units=units))
+    return paths
 
-            save_figure(coverage_figure(analysis, isochrones=isochrones, units=units), run.path("coverage_map.png"))
-            save_figure(coverage_curve(analysis), run.path("coverage_curve.png"))
-            paths["coverage_map.png"] = run.final("coverage_map.png")
-            paths["coverage_curve.png"] = run.final("coverage_curve.png")
-            acc = getattr(analysis, "accessibility", None)
-            if acc is not None and (acc["unit"].astype(str) != "study_area").any():
-                from .figures import lorenz_curve
 
-                save_figure(lorenz_curve(analysis), run.path("lorenz.png"))
-                paths["lorenz.png"] = run.final("lorenz.png")
+def write_figures(analysis: Any, run: OutputRun, *, isochrones: Any = None, units: Any = None) -> dict[str, Path]:
+    """The static figures of :func:`write_maps` into an open run: ``coverage_map.png``, ``coverage_curve.png``
+    and, with accessibility per unit, ``lorenz.png``. ``lifecircle analyze`` draws them before the report
+    (which embeds them) and the HTML map after it, while Chromium prints the PDF."""
+    from .figures import coverage_curve, coverage_figure, save_figure
+
+    paths: dict[str, Path] = {}
+    save_figure(coverage_figure(analysis, isochrones=isochrones, units=units), run.path("coverage_map.png"))
+    save_figure(coverage_curve(analysis), run.path("coverage_curve.png"))
+    paths["coverage_map.png"] = run.final("coverage_map.png")
+    paths["coverage_curve.png"] = run.final("coverage_curve.png")
+    acc = getattr(analysis, "accessibility", None)
+    if acc is not None and (acc["unit"].astype(str) != "study_area").any():
+        from .figures import lorenz_curve
+
+        save_figure(lorenz_curve(analysis), run.path("lorenz.png"))
+        paths["lorenz.png"] = run.final("lorenz.png")
     return paths
 
 

@@ -1094,14 +1094,16 @@ def write_report_files(analysis: Any, out_dir: str | os.PathLike[str] | Any, *, 
                                      folder_name=str(run.folder))
             html_path = write_report_html(analysis, run.path("report.html"), report=content)
             paths["report.html"] = run.final("report.html")
-            if pdf:
-                if _pdf_or_warn(html_path, run.path("report.pdf"), date=content.date) is not None:
-                    paths["report.pdf"] = run.final("report.pdf")
-                else:
-                    run.discard("report.pdf")
+            if pdf:  # Chromium prints while the run goes on (the docx here, the map in `analyze`)
+                def print_pdf(target: Path, html_path: Path = html_path, date: str | None = content.date) -> bool:
+                    return _pdf_or_warn(html_path, target, date=date) is not None
+
+                run.in_background("report.pdf", print_pdf)
+                paths["report.pdf"] = run.final("report.pdf")
             write_report_docx(analysis, run.path("report.docx"), report=content)
             paths["report.docx"] = run.final("report.docx")
-    return paths
+    # a report.pdf Chromium could not print is out of the run once it is committed (here, or by the caller)
+    return {n: p for n, p in paths.items() if n in run.written}
 
 
 def _pdf_or_warn(html_path: Path, pdf_path: Path, *, date: str | None) -> Path | None:
@@ -1132,7 +1134,8 @@ def report_from_folder(out_dir: str | os.PathLike[str], *, lang: str | None = No
     if official_counts is not None:
         tables["official"] = _official(view, official_counts)
     with output_folder(out_dir, command="report", replace=REPORT_FILES) as run:
-        return write_report_files(view, run, lang=lang, pdf=pdf, tables=tables)
+        paths = write_report_files(view, run, lang=lang, pdf=pdf, tables=tables)
+    return {n: p for n, p in paths.items() if n in run.written}  # committed: without a PDF Chromium failed on
 
 
 def _official(view: Any, official: Any) -> pd.DataFrame:

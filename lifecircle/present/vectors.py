@@ -120,8 +120,11 @@ def write_vector(gdf, path: str | os.PathLike[str], *, layer: str, style: Any = 
         elif driver == "ESRI Shapefile":
             kw["encoding"] = "UTF-8"
         if driver in ("GPKG", "FlatGeobuf", "ESRI Shapefile") and len(out):
-            kinds = set(out.geometry.geom_type.dropna())
-            if kinds and (kinds <= {"Polygon", "MultiPolygon"} or kinds <= {"LineString", "MultiLineString"}):
+            import numpy as np
+            import shapely
+
+            kinds = set(np.unique(shapely.get_type_id(out.geometry.values)).tolist()) - {-1}  # -1: missing
+            if kinds and (kinds <= {3, 6} or kinds <= {1, 5}):  # (Multi)Polygon, (Multi)LineString
                 kw["promote_to_multi"] = True
         if driver == "ESRI Shapefile":
             import warnings
