@@ -615,6 +615,10 @@ def users_steps_table(e: dict) -> list[str]:
         if all(v is None or v < 0.005 for v in vals):
             continue
         lines.append(f"| {step} | " + " | ".join(_fmt_s(v) for v in vals) + " |")
+    for step in sorted({s for k in kinds for s in u[k].get("background_steps_s", {})}):
+        vals = [u[k].get("background_steps_s", {}).get(step) for k in kinds]
+        lines.append(f"| {step}, on a second thread (overlaps the steps above; not in the total) | "
+                     + " | ".join(_fmt_s(v) for v in vals) + " |")
     lines.append("| **total in the process** | " + " | ".join(f"**{_fmt_s(u[k]['wall_s'])}**" for k in kinds) + " |")
     lines.append("| with Python start-up and imports | " + " | ".join(_fmt_s(u[k].get("process_wall_s"))
                                                                    for k in kinds) + " |")

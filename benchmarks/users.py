@@ -80,23 +80,41 @@ def peak_rss_mb() -> float:
 
 
 class StepTimer:
-    """Exclusive seconds per step: time inside a step's functions minus the steps called from them."""
+    """Exclusive seconds per step: time inside a step's functions minus the steps called from them.
+
+    Steps run on the main thread add up to the command's time; a step run on another thread (Chromium
+    printing the PDF while the map is drawn) overlaps them, so it is kept apart, in :attr:`background`.
+    """
 
     def __init__(self):
+        import threading
+
         self.seconds: dict[str, float] = {}
+        self.background: dict[str, float] = {}
         self.calls: dict[str, int] = {}
-        self._stack: list[list] = []
+        self._local = threading.local()
+        self._main = threading.main_thread()
+
+    @property
+    def _stack(self) -> list[list]:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
 
     def enter(self, step: str) -> None:
         self._stack.append([step, time.perf_counter(), 0.0])
 
     def leave(self) -> None:
-        step, start, inner = self._stack.pop()
+        import threading
+
+        stack = self._stack
+        step, start, inner = stack.pop()
         took = time.perf_counter() - start
-        self.seconds[step] = self.seconds.get(step, 0.0) + took - inner
+        into = self.seconds if threading.current_thread() is self._main else self.background
+        into[step] = into.get(step, 0.0) + took - inner
         self.calls[step] = self.calls.get(step, 0) + 1
-        if self._stack:
-            self._stack[-1][2] += took
+        if stack:
+            stack[-1][2] += took
 
     def wrap(self, fn, step: str):
         import functools
@@ -175,9 +193,31 @@ def install_step_timers(timer: StepTimer) -> list[str]:
     return missing
 
 
+def _trace_rss(timer: StepTimer, path: str, every_s: float = 0.2) -> None:
+    """``$LIFECIRCLE_BENCH_RSS_TRACE``: a line ``seconds RSS-MB step`` every ``every_s`` (where the memory goes)."""
+    import threading
+
+    main_stack = timer._stack  # the main thread's
+    t0 = time.perf_counter()
+
+    def sample() -> None:
+        with open(path, "w") as fh:
+            while True:
+                with open("/proc/self/statm") as st:
+                    rss_mb = int(st.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+                step = main_stack[-1][0] if main_stack else "-"
+                fh.write(f"{time.perf_counter() - t0:.2f} {rss_mb:.0f} {step}\n")
+                fh.flush()
+                time.sleep(every_s)
+
+    threading.Thread(target=sample, daemon=True).start()
+
+
 def run_cli(args: list[str]) -> dict:
     """One lifecircle command in this process, its steps timed."""
     timer = StepTimer()
+    if os.environ.get("LIFECIRCLE_BENCH_RSS_TRACE"):
+        _trace_rss(timer, os.environ["LIFECIRCLE_BENCH_RSS_TRACE"])
     t = time.perf_counter()
     missing = install_step_timers(timer)  # imports every module the commands use
     from lifecircle.cli import main
@@ -189,7 +229,8 @@ def run_cli(args: list[str]) -> dict:
     wall = time.perf_counter() - t0
     steps = dict(sorted(timer.seconds.items(), key=lambda kv: -kv[1]))
     steps["other"] = wall - sum(timer.seconds.values())
-    return {"exit_code": rc, "wall_s": wall, "imports_s": imports, "steps_s": steps, "untimed_functions": missing,
+    return {"exit_code": rc, "wall_s": wall, "imports_s": imports, "steps_s": steps,
+            "background_steps_s": dict(timer.background), "untimed_functions": missing,
             "core_s": wall - sum(steps.get(k, 0.0) for k in NOT_CORE)}
 
 

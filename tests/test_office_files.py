@@ -372,8 +372,43 @@ def test_progress_bar_on_a_terminal_reaches_its_end_and_q_silences_it(tmp_path):
     frames = [f for f in text.split("\r") if "] " in f]
     first = next(f for f in frames if f.startswith("reading the walking network [1/"))
     total = int(first.split("[1/")[1].split("]")[0])
-    assert any(f.startswith(f"drawing the map [{total - 1}/{total}]") for f in frames), frames
-    assert any(f.startswith(f"writing results.xlsx and the report [{total}/{total}]") for f in frames), frames
+    # the report before the map: Chromium prints the PDF while the map is drawn
+    assert any(f.startswith(f"writing results.xlsx and the report [{total - 1}/{total}]") for f in frames), frames
+    assert any(f.startswith(f"drawing the map [{total}/{total}]") for f in frames), frames
     assert f"[1/{total} " not in text  # a bar, not the log lines written off a terminal
     quiet = _stderr_on_a_terminal(["analyze", "-q", "--example", "toy_town", "--no-map", "--out", str(tmp_path / "b")])
     assert quiet.strip() == ""
+
+
+def test_xlsx_writer_cells_formats_panes_and_filters():
+    """lifecircle.present.xlsx: every kind of value comes back as written (openpyxl reads it), text that
+    looks like a formula stays text, characters XML cannot hold are dropped, and the same sheets give the
+    same bytes."""
+    import io
+
+    import openpyxl
+
+    from lifecircle.present.xlsx import Sheet, column_letter, xlsx_bytes
+
+    cols = [["a", "=SUM(A1)", "bell\x07 & <tag>", None], [0.5, 1e-12, None, 123456789.0], [True, False, None, True],
+            [1, -2, 3, 2**40], ["inf", "nan", "x", "y"]]
+    sheets = [Sheet("单元 'one'", ["名称", "覆盖率", "达标", "人口", "t"], cols, formats=[None, "0.0%", None, "#,##0"],
+                    widths=[10, 8, 6, 9, 4], freeze="C2"),
+              Sheet("empty", ["only"], [[]], freeze=None, autofilter=False)]
+    data = xlsx_bytes(sheets, date="2026-11-30")
+    assert data == xlsx_bytes(sheets, date="2026-11-30")
+    wb = openpyxl.load_workbook(io.BytesIO(data))
+    ws = wb["单元 'one'"]
+    got = [[c.value for c in row] for row in ws.iter_rows(min_row=2)]
+    assert got == [["a", 0.5, True, 1, "inf"], ["=SUM(A1)", 1e-12, False, -2, "nan"],
+                   ["bell & <tag>", None, None, 3, "x"], [None, 123456789.0, True, 2**40, "y"]]
+    assert ws["A3"].data_type == "s" and ws["B2"].number_format == "0.0%" and ws["D2"].number_format == "#,##0"
+    assert ws["A1"].font.b and ws["A1"].fill.fgColor.rgb == "FFEEF2F8" and ws["A1"].alignment.wrap_text
+    assert ws.freeze_panes == "C2" and ws.auto_filter.ref == "A1:E5" and ws.column_dimensions["B"].width == 8
+    assert [c.value for c in wb["empty"][1]] == ["only"] and wb["empty"].freeze_panes is None
+    assert wb.properties.created.isoformat().startswith("2026-11-30")
+    assert [column_letter(j) for j in (0, 1, 25, 26, 27, 701, 702)] == ["A", "B", "Z", "AA", "AB", "ZZ", "AAA"]
+    with pytest.raises(ValueError, match="same number of rows"):
+        Sheet("bad", ["a", "b"], [[1], [1, 2]])
+    with pytest.raises(ValueError, match="unique"):
+        xlsx_bytes([Sheet("s", ["a"], [[1]]), Sheet("s", ["a"], [[2]])])

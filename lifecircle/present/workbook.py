@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from ..config import ALL, CATEGORIES
-from ..errors import LifecircleError
 from ..read.files import atomic_path
 from .wording import category_name, detect_lang, header, text
 
@@ -24,6 +23,9 @@ STUDY_AREA = "study_area"
 #: Columns shown as percentages.
 _SHARE_COLUMNS = {"share", "target", "share_before", "share_after", "cumulative_share", "share_of_uncovered",
                   "found_share"}
+#: Columns shown with thousands separators.
+_THOUSANDS_COLUMNS = {"population", "covered_population", "population_to_cover", "newly_covered_population",
+                      "cumulative_covered_population", "population_unreachable"}
 
 
 
@@ -223,62 +225,37 @@ def write_results_xlsx(analysis: Any, path: str | os.PathLike[str], *, lang: str
     >>> [c.value for c in ws[1]][:5], ws.freeze_panes
     (['排名', '单元', '单元类型', '人口', '卫生'], 'C2')
     """
-    try:
-        from openpyxl import Workbook
-        from openpyxl.styles import Alignment, Font, PatternFill
-        from openpyxl.utils import get_column_letter
-    except ImportError:
-        raise LifecircleError("results.xlsx needs openpyxl: pip install openpyxl") from None
-
     from .outputs import safe_cells
+    from .xlsx import Sheet, xlsx_bytes
 
     lang = lang or detect_lang(analysis)
     sheets = results_sheets(analysis, lang=lang, tables=tables)
-    wb = Workbook()
-    wb.remove(wb.active)
-    bold = Font(bold=True)
-    fill = PatternFill("solid", fgColor="EEF2F8")
+    out = []
     for name, df in sheets.items():
-        ws = wb.create_sheet(title=name[:31])
         cols = list(df.columns)
         heads = [category_name(c.split(":", 1)[1], lang, categories=analysis.config.categories) if c.startswith("share:") else header(c, lang) for c in cols]
-        ws.append(heads)
-        for cell in ws[1]:
-            cell.font, cell.fill = bold, fill
-            cell.alignment = Alignment(vertical="top", wrap_text=True)
-        translate = {c for c in cols if c == "category"}
         values = []
         for col in cols:
             v = df[col]
-            if col in translate:
+            if col == "category":
                 v = v.map(lambda x: category_name(x, lang, categories=analysis.config.categories) if isinstance(x, str) else x)
             elif col == "unit":
                 study = text("study_area", lang)
                 v = v.map(lambda x: study if x == STUDY_AREA else x)
-            values.append(safe_cells(v.to_frame()).iloc[:, 0].tolist())  # the folder's one quoting rule
-        for row in zip(*values):
-            ws.append([_cell(v) for v in row])
+            values.append([_cell(x) for x in safe_cells(v.to_frame()).iloc[:, 0].tolist()])  # the folder's one quoting rule
         widths = [_width(h) for h in heads]
-        for j, col in enumerate(cols):
+        for j in range(len(cols)):
             sample = values[j][:2000]
             if sample:
                 widths[j] = max(widths[j], max(_width(_display(v)) for v in sample))
-            letter = get_column_letter(j + 1)
-            ws.column_dimensions[letter].width = min(max(widths[j] + 2, 6), 60)
-            if col in _SHARE_COLUMNS or col.startswith("share:"):
-                for cell in ws[letter][1:]:
-                    cell.number_format = "0.0%"
-            elif col in ("population", "covered_population", "population_to_cover", "newly_covered_population",
-                         "cumulative_covered_population", "population_unreachable"):
-                for cell in ws[letter][1:]:
-                    cell.number_format = "#,##0"
-        ws.freeze_panes = "C2" if name == text("sheet_units", lang) else "A2"
-        if ws.max_row > 1:
-            ws.auto_filter.ref = ws.dimensions
-    buf = io.BytesIO()
-    wb.save(buf)
-    with atomic_path(Path(path)) as tmp:  # dated by the analysis, not the clock: the same analysis, the same bytes
-        Path(tmp).write_bytes(fixed_zip(buf.getvalue(), report_date(analysis.summary)))
+        formats = ["0.0%" if col in _SHARE_COLUMNS or col.startswith("share:") else
+                   "#,##0" if col in _THOUSANDS_COLUMNS else None for col in cols]
+        widths = [max(w, 6) if f == "0.0%" else w for w, f in zip(widths, formats)]  # "100.0%", not "###"
+        out.append(Sheet(name[:31], heads, values, formats=formats, widths=[min(max(w + 2, 6), 60) for w in widths],
+                         freeze="C2" if name == text("sheet_units", lang) else "A2"))
+    data = xlsx_bytes(out, date=report_date(analysis.summary))  # dated by the analysis: the same bytes
+    with atomic_path(Path(path)) as tmp:
+        Path(tmp).write_bytes(data)
     return Path(path)
 
 
@@ -289,7 +266,7 @@ def _display(v: Any) -> str:
 
 
 def _cell(v: Any) -> Any:
-    """A value openpyxl writes as it is: numbers, booleans, text (neutralised); NaN/NA as empty."""
+    """A value the xlsx writer takes as it is: numbers, booleans, text (neutralised); NaN/NA as empty."""
     if v is None or v is pd.NA or v is pd.NaT:
         return None
     if isinstance(v, (bool, np.bool_)):
