@@ -384,18 +384,8 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             progress("planning new sites")
             site_paths, sites, needed = write_site_plans(result, out, out_crs=out_crs)
             paths.update(site_paths)
-        from .present.outputs import write_figures, write_maps
-        from .present.report import write_report_files
-
-        # the figures, then the report that embeds them (Chromium prints its PDF while the map is drawn)
-        if make_map and png:
-            paths.update(write_figures(result, out))
-        progress("the units chart" if no_report else "writing results.xlsx and the report")
-        paths.update(write_report_files(result, out, lang=lang, report=not no_report, pdf=pdf, chart=make_map and png,
-                                        tables={"sites": sites, "sites_needed": needed}))
-        if make_map:
-            progress("drawing the map")
-            paths.update(write_maps(result, out, png=False, basemap=basemap, sites=sites))
+        paths.update(_maps_and_report(result, out, progress, make_map=make_map, png=png, basemap=basemap,
+                                      sites=sites, needed=needed, report=not no_report, pdf=pdf, lang=lang))
         paths.update({n: out.final(n) for n in out.written if n not in paths and not n.startswith(".")})
     paths = {n: p for n, p in paths.items() if n in out.written}  # committed; without a PDF Chromium failed on
     if not quiet:
@@ -404,6 +394,32 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             click.echo("\n" + _needed_lines(needed))
         click.echo(f"\nwrote {len(paths)} files to {out_dir}/ in {time.perf_counter() - t0:.1f}s: "
                    + ", ".join(p.name for p in paths.values()))
+
+
+def _maps_and_report(result, out, progress, *, make_map: bool, png: bool, basemap: str, sites, needed, report: bool,
+                     pdf: bool, lang: str | None) -> dict[str, Path]:
+    """map.html on a second thread (its rasters, shapely and PNG work release the GIL) while this one draws
+    the figures and then the report that embeds them, and Chromium prints the PDF: the three outputs of
+    `analyze` that need nothing of each other. The run waits for both before it is committed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .present.outputs import write_figures, write_maps
+    from .present.report import write_report_files
+
+    paths: dict[str, Path] = {}
+    with ThreadPoolExecutor(1, thread_name_prefix="lifecircle-map") as pool:  # its exit waits for the map
+        drawn = None
+        if make_map:
+            progress("drawing the map")
+            drawn = pool.submit(write_maps, result, out, png=False, basemap=basemap, sites=sites)
+        if make_map and png:
+            paths.update(write_figures(result, out))
+        progress("the units chart" if not report else "writing results.xlsx and the report")
+        paths.update(write_report_files(result, out, lang=lang, report=report, pdf=pdf, chart=make_map and png,
+                                        tables={"sites": sites, "sites_needed": needed}))
+        if drawn is not None:
+            paths.update(drawn.result())
+    return paths
 
 
 @cli.command()
