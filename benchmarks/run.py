@@ -449,7 +449,7 @@ USER_LABELS = {
 #: Sizes without the ``--sites`` run (the whole-city simulation).
 DEFAULT_ONLY = ("46",)
 STEP_ORDER = ("read OSM", "network", "facilities", "residents", "input checks", "snapping", "walking times",
-              "coverage", "summary", "service areas", "gap areas", "sites", "map", "figures", "report",
+              "coverage", "summary", "service areas", "gap areas", "sites", "map", "figures", "report", "waiting for the map",
               "report.pdf (Chromium)", "load stored run", "scenario", "writing service areas", "writing gap areas",
               "writing layers", "writing", "other")
 

@@ -53,6 +53,7 @@ STEPS = {
     "gap areas": [("lifecircle.plan.gaps", "find_gaps")],
     "sites": [("lifecircle.plan.sites", "site_plans")],
     "map": [("lifecircle.present.maps", "coverage_map"), ("lifecircle.present.html", "save_map")],
+    "waiting for the map": [("lifecircle.cli", "_map_drawn")],
     "figures": [("lifecircle.present.figures", "coverage_figure"), ("lifecircle.present.figures", "coverage_curve"),
                 ("lifecircle.present.figures", "save_figure")],
     "load stored run": [("lifecircle.pipeline", "load_analysis"), ("lifecircle.measure.stored", "load_run_state")],
@@ -72,7 +73,7 @@ STEPS = {
 }
 #: Steps that are not "core outputs" (tables and layers of the analysis itself).
 NOT_CORE = ("service areas", "writing service areas", "gap areas", "writing gap areas", "map", "figures", "sites",
-            "report", "report.pdf (Chromium)")
+            "report", "report.pdf (Chromium)", "waiting for the map")
 
 
 def peak_rss_mb() -> float:
