@@ -32,7 +32,7 @@ from ..measure.bounded import local_dijkstra
 
 log = logging.getLogger("lifecircle")
 
-__all__ = ["Chains", "Searches", "chains", "pairs_within", "pairs_within_thinned"]
+__all__ = ["Chains", "Searches", "chains", "pairs_within", "pairs_within_thinned", "thin_targets"]
 
 #: Side of the square tiles the starting points are grouped by (metres).
 TILE_M = 1000.0
@@ -390,21 +390,28 @@ def _sequences(ch: Chains, chain, s, idx, n: int):
     return (e_idx, e_kind, e_chain, key), base, (inc_ptr, c2[oj], side[oj], inc_len), copies
 
 
-def _mark(flags: np.ndarray, key: np.ndarray, x: np.ndarray) -> None:
-    """Flag every gap ``g`` (between entries ``g`` and ``g + 1``) that holds a point of ``x``, give or take
-    :data:`EVENT_TOL_M`."""
+def _mark_groups(flags: list[np.ndarray], key: np.ndarray, x: np.ndarray, who: np.ndarray,
+                 member: list[np.ndarray]) -> None:
+    """Flag, in each group's ``flags``, every gap ``g`` (between entries ``g`` and ``g + 1``) that holds a
+    point of ``x`` (give or take :data:`EVENT_TOL_M`) of a source in that group.
+
+    ``who`` is each point's row and ``member[g]`` says which rows are in group ``g``.
+    """
     if x.size == 0:
         return
     lo = np.searchsorted(key, x - EVENT_TOL_M, side="right") - 1
     hi = np.searchsorted(key, x + EVENT_TOL_M, side="right") - 1
     lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, len(flags) - 1)
-    flags[lo] = True
-    flags[np.maximum(hi, 0)] = True
+    hi = np.maximum(np.minimum(hi, len(flags[0]) - 1), 0)
+    gaps, ev = np.concatenate([lo, hi]), np.tile(np.arange(len(x)), 2)
     wide = np.flatnonzero(hi - lo > 1)  # several entries within the tolerance (rare): every gap between
     if wide.size:
         cnt = hi[wide] - lo[wide] - 1
-        flags[np.repeat(lo[wide] + 1 - (np.cumsum(cnt) - cnt), cnt) + np.arange(int(cnt.sum()))] = True
+        gaps = np.concatenate([gaps, np.repeat(lo[wide] + 1 - (np.cumsum(cnt) - cnt), cnt) + np.arange(int(cnt.sum()))])
+        ev = np.concatenate([ev, np.repeat(wide, cnt)])
+    rows = who[ev]
+    for f, mk in zip(flags, member):
+        f[gaps[mk[rows]]] = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -467,6 +474,7 @@ def pairs_within_thinned(
     tile_m: float = TILE_M,
     searches: Searches | None = None,
     sources: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Iterator]:
     """:func:`pairs_within` for the targets whose catchment no neighbour's contains, and which those are.
 
@@ -496,6 +504,9 @@ def pairs_within_thinned(
         Searches made before (:meth:`Searches.run`, same ``limit_m``) from a set of points that
         holds the sources, and the sources' positions in it; ``src`` is then not used. So several
         calls with overlapping sources (one per facility category) search only once.
+    keep : bool array, optional
+        The targets kept, found before for these sources (:func:`thin_targets`, which thins for
+        several groups of sources in one pass); only their pairs are written.
 
     Returns
     -------
@@ -533,10 +544,86 @@ def pairs_within_thinned(
     use = np.arange(n_all) if sources is None else np.asarray(sources, dtype=np.int64)
     if len(use) == 0 or nt == 0:
         return np.ones(nt, dtype=bool), iter(())
+    if keep is None:
+        keep = thin_targets(network, dst, searches=searches, groups=[use], cover_m=cover_m, thin=thin)[0]
+    elif len(keep) != nt:
+        raise ValueError("keep must hold one flag per target")
     col_of = np.full(n_all, -1, dtype=np.int64)  # a search's source -> its index in this call
     col_of[use] = np.arange(len(use))
+    hi_m = float(limit_m)
+    ch = chains(network)
+    n = len(ch.junction)
+    d_chain, d_s = ch.locate(network, d_edge, d_t)
+    s_chain, s_s = ch.locate(network, searches.s_edge, searches.s_t)
+    s_leg = searches.s_leg
+    kept = np.flatnonzero(keep)
+    log.debug("pairs_within_thinned: %d of %d targets kept", len(kept), nt)
+    _, _, a, off_a, b, off_b = _points(network, ch, d_edge[kept], d_t[kept], d_leg[kept])
+    ends = _Ends.of(n, a, off_a, b, off_b)
+
+    def pairs():
+        local32 = np.full(n + 1, -1, dtype=np.int32)
+        for pos, nodes, d, sparse in searches.batches(col_of):
+            for si, ti, w in ends.expand(col_of[pos], nodes, d, hi_m, local32, sparse):
+                yield si, kept[ti], w
+        si, di, dist = _same_chain_pairs((s_chain[use], s_s[use], s_leg[use]),
+                                         (d_chain[kept], d_s[kept], d_leg[kept]), hi_m)
+        if si.size:
+            yield si, kept[di], dist
+
+    return keep, pairs()
+
+
+def thin_targets(
+    network,
+    dst: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    searches: Searches,
+    groups: list[np.ndarray],
+    cover_m: float,
+    thin: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """The ``keep`` flags of :func:`pairs_within_thinned` for several groups of sources at once.
+
+    Each group is an array of positions in ``searches`` (e.g. the residents one facility category
+    leaves uncovered). The interval edges of a source do not depend on the group it is in, so
+    they are found once per source (one pass over the searches) and flagged for each of its
+    groups: the flags, and so the targets kept, are those of one :func:`pairs_within_thinned`
+    call per group.
+
+    Examples
+    --------
+    The street of :func:`pairs_within_thinned` with a second source 50 m from its east end. The
+    west source alone keeps 3 (the last target before its interval ends at 370 m) and the east
+    junction's 10; for the east source alone the east junction's target covers everyone any
+    other target covers, so only 10 is kept; both together keep 3 and 10:
+
+    >>> from lifecircle import WalkNetwork
+    >>> net = WalkNetwork.from_lonlat([121.40, 121.4105], [31.20, 31.20], [0], [1])
+    >>> L = float(net.length_m[0])
+    >>> dst = (np.zeros(11, int), np.arange(11) / 10, np.zeros(11))
+    >>> s = Searches.run(net, (np.array([0, 0]), np.array([50 / L, 1 - 50 / L]), np.zeros(2)), limit_m=320)
+    >>> [np.flatnonzero(k).tolist() for k in thin_targets(net, dst, searches=s, groups=[[0], [1], [0, 1]],
+    ...                                                   cover_m=320)]
+    [[3, 10], [10], [3, 10]]
+    """
+    d_edge, d_t, d_leg = (np.asarray(a) for a in dst)
+    d_edge = d_edge.astype(np.int64)
+    d_t, d_leg = np.asarray(d_t, dtype=float), np.asarray(d_leg, dtype=float)
+    nt = len(d_edge)
+    n_all = len(searches.s_edge)
+    groups = [np.asarray(g, dtype=np.int64) for g in groups]
+    member = []  # per group: is each search's source in it
+    for g in groups:
+        mk = np.zeros(n_all, dtype=bool)
+        mk[g] = True
+        member.append(mk)
+    union = np.zeros(n_all, dtype=bool)
+    for mk in member:
+        union |= mk
+    col_of = np.where(union, 0, -1)  # the batches' rows: the sources in any group
     s_edge, s_t, s_leg = searches.s_edge, searches.s_t, searches.s_leg
-    hi_m, R = float(limit_m), float(cover_m)
+    R = float(cover_m)
     ch = chains(network)
     n = len(ch.junction)
     thin = (d_leg == 0) if thin is None else np.asarray(thin, dtype=bool)
@@ -544,13 +631,14 @@ def pairs_within_thinned(
     tidx = np.flatnonzero(thin)
     (e_idx, e_kind, e_chain, key), base, (inc_ptr, inc_chain, inc_side, inc_len), copies = _sequences(
         ch, d_chain[tidx], d_s[tidx], tidx, n)
-    ends_flag = np.zeros(max(len(key), 1), dtype=bool)  # gap g holds an interval's end
-    starts_flag = np.zeros(max(len(key), 1), dtype=bool)  # ... an interval's start
+    ends_flag = [np.zeros(max(len(key), 1), dtype=bool) for _ in groups]  # per group: gap g holds an interval's end
+    starts_flag = [np.zeros(max(len(key), 1), dtype=bool) for _ in groups]  # ... an interval's start
     s_chain, s_s = ch.locate(network, s_edge, s_t)
     has_entries = np.zeros(len(ch.length_m), dtype=bool)
     has_entries[e_chain] = True
     local = np.full(n + 1, -1, dtype=np.int64)  # junction -> column of a batch; the last stays -1
     for pos, nodes, d, (i, k, walk) in searches.batches(col_of):
+        mem = [g[pos] for g in member]  # each batch row's groups
         local[nodes] = np.arange(len(nodes))
         t = R - walk
         dpad = np.concatenate([d, np.full((len(d), 1), np.inf)], axis=1)  # column -1: not reached
@@ -576,8 +664,10 @@ def pairs_within_thinned(
             whole = t + t_other >= length + EVENT_TOL_M  # the two intervals overlap: the chain is covered
             inside = ~whole & (p >= -EVENT_TOL_M) & (p <= length + EVENT_TOL_M)
             x_ev = base[c] + p
-            _mark(ends_flag, key, x_ev[inside & from_a])
-            _mark(starts_flag, key, x_ev[inside & ~from_a])
+            sel = inside & from_a
+            _mark_groups(ends_flag, key, x_ev[sel], i[sel], mem)
+            sel = inside & ~from_a
+            _mark_groups(starts_flag, key, x_ev[sel], i[sel], mem)
         # each source on its own chain: the union of those two and the walk along the chain
         on = has_entries[s_chain[pos]]
         if on.any():
@@ -607,9 +697,10 @@ def pairs_within_thinned(
             for flags, xs in ((starts_flag, starts), (ends_flag, ends)):
                 xv = np.concatenate(xs)
                 cv = np.tile(c, len(xs))
+                rv = np.tile(rows, len(xs))
                 lv = ch.length_m[cv]
                 ok = np.isfinite(xv) & (xv > 0) & (xv < lv)
-                _mark(flags, key, base[cv[ok]] + xv[ok])
+                _mark_groups(flags, key, base[cv[ok]] + xv[ok], rv[ok], mem)
         local[nodes] = -1
     # the drops (see above): along the chain to the next entry, or back to the previous one
     m = len(key)
@@ -620,37 +711,24 @@ def pairs_within_thinned(
     prv_inside = np.zeros(m, dtype=bool)
     prv_inside[1:] = e_kind[:-1] == 1
     same_prev = np.r_[False, same_next[:-1]]
-    ends_prev = np.r_[False, ends_flag[: m - 1]] if m else np.zeros(0, bool)
-    starts_prev = np.r_[False, starts_flag[: m - 1]] if m else np.zeros(0, bool)
     # a junction's target may go into a chain only toward the end with the higher junction number, so
     # no run of drops comes back to where it started; between two equal neighbours only one way
     up = (ch.b > ch.a)[e_chain]  # into the chain from a
     down = (ch.a > ch.b)[e_chain]  # into the chain from b
-    ends_here = ends_flag[:m]
     nxt_down = np.r_[down[1:], False] if m else np.zeros(0, bool)
     prv_up = np.r_[False, up[:-1]] if m else np.zeros(0, bool)
-    starts_here = starts_flag[:m]
     inside = e_kind == 1
-    to_next = same_next & ~ends_here & (
-        (inside & (nxt_inside | starts_here | ~nxt_down)) | ((e_kind == 0) & nxt_inside & up))
-    to_prev = same_prev & ~starts_prev & (
-        (inside & (ends_prev | (~prv_inside & ~prv_up))) | ((e_kind == 2) & prv_inside & down))
-    keep = np.ones(nt, dtype=bool)
-    keep[e_idx[to_next | to_prev]] = False
-    keep[copies] = False
-    kept = np.flatnonzero(keep)
-    log.debug("pairs_within_thinned: %d of %d targets kept", len(kept), nt)
-    _, _, a, off_a, b, off_b = _points(network, ch, d_edge[kept], d_t[kept], d_leg[kept])
-    ends = _Ends.of(n, a, off_a, b, off_b)
-
-    def pairs():
-        local32 = np.full(n + 1, -1, dtype=np.int32)
-        for pos, nodes, d, sparse in searches.batches(col_of):
-            for si, ti, w in ends.expand(col_of[pos], nodes, d, hi_m, local32, sparse):
-                yield si, kept[ti], w
-        si, di, dist = _same_chain_pairs((s_chain[use], s_s[use], s_leg[use]),
-                                         (d_chain[kept], d_s[kept], d_leg[kept]), hi_m)
-        if si.size:
-            yield si, kept[di], dist
-
-    return keep, pairs()
+    keeps = []
+    for ends_g, starts_g in zip(ends_flag, starts_flag):
+        ends_prev = np.r_[False, ends_g[: m - 1]] if m else np.zeros(0, bool)
+        starts_prev = np.r_[False, starts_g[: m - 1]] if m else np.zeros(0, bool)
+        ends_here, starts_here = ends_g[:m], starts_g[:m]
+        to_next = same_next & ~ends_here & (
+            (inside & (nxt_inside | starts_here | ~nxt_down)) | ((e_kind == 0) & nxt_inside & up))
+        to_prev = same_prev & ~starts_prev & (
+            (inside & (ends_prev | (~prv_inside & ~prv_up))) | ((e_kind == 2) & prv_inside & down))
+        keep = np.ones(nt, dtype=bool)
+        keep[e_idx[to_next | to_prev]] = False
+        keep[copies] = False
+        keeps.append(keep)
+    return keeps

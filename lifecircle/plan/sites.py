@@ -67,7 +67,7 @@ from ..errors import CRSError, InputDataError
 from .gaps import check_category, check_minutes
 from ..measure.snapping import Snap, snap_points
 from ..measure.bounded import local_dijkstra
-from .catchments import TILE_M, Searches, pairs_within, pairs_within_thinned
+from .catchments import TILE_M, Searches, pairs_within, pairs_within_thinned, thin_targets
 from .deadline import TimedOut, call_with_deadline
 
 log = logging.getLogger("lifecircle")
@@ -420,7 +420,7 @@ def _limit_m(analysis, minutes: float) -> float:
     return (minutes + 1e-9 * minutes) * mpm * (1 + 1e-12)
 
 
-#: analysis -> {"categories": [...], minutes: (resident positions, Searches)} while site_plans runs
+#: analysis -> {"categories": [...], minutes: _Shared} while site_plans runs
 _SHARED_SEARCHES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
@@ -443,17 +443,43 @@ def _targets(analysis, category: str, minutes: float, area: np.ndarray) -> np.nd
     return np.flatnonzero(area & ~(mins <= minutes) & (pop > 0) & (rnode >= 0))
 
 
+class _Shared:
+    """What the categories of one site_plans call share: the residents uncovered in any of them
+    (``positions``), one search from them (``searches``), and each category's residents among them
+    (``groups``, positions in ``positions``), whose node candidates are thinned in one pass."""
+
+    def __init__(self, positions: np.ndarray, searches: Searches, groups: list[np.ndarray]):
+        self.positions, self.searches, self.groups = positions, searches, groups
+        self._keeps: tuple | None = None  # (candidates, thin, cover_m, keep per group)
+
+    def __getitem__(self, i):  # (positions, searches), as before
+        return (self.positions, self.searches)[i]
+
+    def keep(self, network, candidates, dst, sources: np.ndarray, *, thin: np.ndarray, cover_m: float):
+        """The thinning of ``candidates`` for ``sources`` when they are one of the groups (else None)."""
+        g = next((g for g, grp in enumerate(self.groups) if np.array_equal(grp, sources)), None)
+        if g is None:
+            return None
+        cached = self._keeps
+        if cached is None or cached[0] is not candidates or cached[2] != cover_m or not np.array_equal(cached[1], thin):
+            keeps = thin_targets(network, dst, searches=self.searches, groups=self.groups, cover_m=cover_m, thin=thin)
+            self._keeps = cached = (candidates, thin, cover_m, keeps)
+        return cached[3][g]
+
+
 def _shared_searches(analysis, minutes: float):
-    """(resident positions, Searches) shared by the categories site_plans plans, or None."""
+    """The :class:`_Shared` search of the categories site_plans plans, or None."""
     shared = _SHARED_SEARCHES.get(analysis)
     if shared is None:
         return None
     if minutes not in shared:
         everyone = np.ones(len(analysis.residents), dtype=bool)
-        union = np.unique(np.concatenate([_targets(analysis, c, minutes, everyone) for c in shared["categories"]]))
+        each = [_targets(analysis, c, minutes, everyone) for c in shared["categories"]]
+        union = np.unique(np.concatenate(each))
         rs = analysis.times.resident_snap
-        shared[minutes] = (union, Searches.run(analysis.network, (rs.edge[union], rs.t[union], rs.dist_m[union]),
-                                               limit_m=_limit_m(analysis, minutes)))
+        searches = Searches.run(analysis.network, (rs.edge[union], rs.t[union], rs.dist_m[union]),
+                                limit_m=_limit_m(analysis, minutes))
+        shared[minutes] = _Shared(union, searches, [np.searchsorted(union, e) for e in each])
     return shared[minutes]
 
 
@@ -506,8 +532,12 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
             if (at < len(_shared[0])).all() and np.array_equal(_shared[0][np.minimum(at, len(_shared[0]) - 1)],
                                                                 positions[ok_cols]):
                 searches, sources = _shared[1], at
+        thin = cs.dist_m == 0
+        keep = None
+        if sources is not None and isinstance(_shared, _Shared):  # thinned with the other categories, in one pass
+            keep = _shared.keep(analysis.network, candidates, dst, sources, thin=thin, cover_m=minutes * mpm)
         keep, found = pairs_within_thinned(analysis.network, src, dst, limit_m=limit, cover_m=minutes * mpm,
-                                           thin=cs.dist_m == 0, tile_m=tile_m, searches=searches, sources=sources)
+                                           thin=thin, tile_m=tile_m, searches=searches, sources=sources, keep=keep)
         log.debug("coverage_matrix: %d of %d candidates kept (the others' catchments are contained in theirs)",
                   int(keep.sum()), m)
     else:
