@@ -283,6 +283,49 @@ class _Ends:
             yield pos[src_i[once]], self.tgt_of[e[once]], np.minimum(walk, walk_other)[once]
 
 
+@dataclass(frozen=True, eq=False)
+class _SplitEnds:
+    """:class:`_Ends` of kept targets split for :meth:`Searches.expand`: targets with one end
+    (at a junction: at most one per junction when ``one``, then looked up directly) and with two."""
+
+    single_tgt: np.ndarray  # per junction (+1 spare): its single-end target or -1 (when ``one``)
+    single_off: np.ndarray  # ... the metres from the junction to it (inf when none)
+    single: _Ends  # every single-end target (used when not ``one``)
+    one: bool
+    cnt: np.ndarray  # per junction: its two-end targets' entries ...
+    start: np.ndarray
+    tgt: np.ndarray
+    off: np.ndarray
+    other: np.ndarray
+    other_off: np.ndarray
+    primary: np.ndarray
+
+    @classmethod
+    def of(cls, ends: _Ends, target_ids: np.ndarray) -> _SplitEnds:
+        n = ends.n
+        node_of = np.repeat(np.arange(n), np.diff(ends.node_ptr))
+        single = ends.other_of < 0
+        tgt = np.asarray(target_ids).astype(np.int32)[ends.tgt_of]
+        parts = []
+        for sel in (single, ~single):
+            idx = np.flatnonzero(sel)
+            ptr = np.r_[0, np.cumsum(np.bincount(node_of[idx], minlength=n))]
+            parts.append((idx, ptr))
+        (si, sptr), (di, dptr) = parts
+        s_cnt = np.diff(sptr)
+        one = int(s_cnt.max(initial=0)) <= 1
+        single_tgt = np.full(n + 1, -1, dtype=np.int32)
+        single_off = np.full(n + 1, np.inf)
+        has = np.flatnonzero(s_cnt)
+        if one:
+            single_tgt[has] = tgt[si[sptr[has]]]
+            single_off[has] = ends.off_of[si[sptr[has]]]
+        single_ends = _Ends(n, sptr, tgt[si], ends.off_of[si], ends.other_of[si], ends.other_off[si], ends.primary[si])
+        idx32 = np.int32 if len(di) < np.iinfo(np.int32).max else np.int64
+        return cls(single_tgt, single_off, single_ends, one, np.diff(dptr).astype(idx32), dptr[:-1].astype(idx32),
+                   tgt[di], ends.off_of[di], ends.other_of[di], ends.other_off[di], ends.primary[di])
+
+
 def pairs_within(
     network,
     src: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -463,6 +506,96 @@ class Searches:
             yield pos[rows], nodes, d, (i, kk, w)
 
 
+    def rows(self, col_of: np.ndarray):
+        """(source, junctions, row pointers, columns, metres) of each batch's sources with ``col_of >= 0``
+        (``source``: their ``col_of``), sparse."""
+        for pos, nodes, ptr, k, walk in self.stored:
+            sel = col_of[pos]
+            rows = np.flatnonzero(sel >= 0)
+            if rows.size == 0:
+                continue
+            if rows.size < len(pos):
+                ln = ptr[rows + 1] - ptr[rows]
+                at = np.repeat(ptr[rows] - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
+                ptr, k, walk = np.r_[0, np.cumsum(ln)], k[at], walk[at]
+            yield sel[rows], nodes, ptr, k, walk
+
+    def expand(self, col_of: np.ndarray, ends: _SplitEnds, *, limit_m: float, sure_m: float, rows=None):
+        """The (source, target) pairs of the sources with ``col_of >= 0`` within ``limit_m``, through junctions.
+
+        Pairs within ``sure_m`` go to ``rows.add_runs(sources, runs, targets)`` (each batch's pairs
+        grouped by source; ``rows`` may be None when ``sure_m`` is ``-inf``); the others are yielded
+        as (source, target, metres). A target reached through both ends of its chain comes once,
+        with the shorter walk (as :meth:`_Ends.expand`).
+        """
+        hi_m = float(limit_m)
+        local = np.full(ends.single_tgt.shape[0], -1, dtype=np.int32)  # junction -> column; the last stays -1
+        for src, nodes, ptr, k, walk in self.rows(col_of):
+            nr, width = len(src), len(nodes) + 1  # a padded row: its last column is inf (not reached)
+            big = nr * width >= np.iinfo(np.int32).max
+            per_row = np.diff(ptr)
+            rbase = np.repeat(np.arange(0, nr * width, width, dtype=np.int64 if big else np.int32), per_row)
+            node = nodes[k]
+            if ends.one:  # the junctions' own targets: one lookup per walk
+                w1 = ends.single_off[node] + walk
+                ok = w1 <= hi_m
+                sure = ok & (w1 <= sure_m)
+                if rows is not None:
+                    runs = np.diff(np.r_[0, np.cumsum(sure, dtype=np.int64)][ptr])
+                    nz = np.flatnonzero(runs)
+                    if nz.size:
+                        rows.add_runs(src[nz], runs[nz], ends.single_tgt[node[sure]])
+                band = np.flatnonzero(ok & ~sure)
+                if band.size:
+                    yield src[np.searchsorted(ptr, band, side="right") - 1], ends.single_tgt[node[band]], w1[band]
+            else:
+                d = np.full((nr, width), np.inf)
+                d.ravel()[rbase + k] = walk
+                for si, ti, w in ends.single.expand(src, nodes, d[:, :-1], hi_m, local, (rbase // width, k, walk)):
+                    sure = w <= sure_m
+                    if rows is not None and sure.any():
+                        rows.add_runs(*_runs(si[sure], ti[sure]))
+                    if not sure.all():
+                        yield si[~sure], ti[~sure], w[~sure]
+            c = ends.cnt[node]
+            tot = int(c.sum())
+            if tot == 0:
+                continue
+            dflat = np.full(nr * width, np.inf)
+            dflat[rbase + k] = walk
+            local[nodes] = np.arange(len(nodes), dtype=np.int32)
+            cs = np.cumsum(c)
+            e = np.repeat(ends.start[node] - (cs - c), c)
+            e += np.arange(tot, dtype=e.dtype)
+            w = ends.off[e]
+            w += np.repeat(walk, c)
+            col = local[ends.other[e]]  # -1 (the previous row's pad) when the other end is not reached
+            local[nodes] = -1
+            col = col + np.repeat(rbase, c)
+            wo = dflat[col]
+            wo += ends.other_off[e]
+            ok = (w <= hi_m) & (ends.primary[e] | ~(wo <= hi_m))
+            np.minimum(w, wo, out=w)
+            sure = ok & (w <= sure_m)
+            if rows is not None:
+                runs = np.diff(np.r_[0, np.cumsum(sure, dtype=np.int64)][np.r_[0, cs][ptr]])
+                nz = np.flatnonzero(runs)
+                if nz.size:
+                    rows.add_runs(src[nz], runs[nz], ends.tgt[e[sure]])
+            band = np.flatnonzero(ok & ~sure)
+            if band.size:
+                at = np.searchsorted(cs, band, side="right")  # the walk (entry) each comes from
+                yield src[np.searchsorted(ptr, at, side="right") - 1], ends.tgt[e[band]], w[band]
+
+
+def _runs(source: np.ndarray, target: np.ndarray):
+    """(sources, runs, targets) of pairs, grouped by source (stable)."""
+    order = np.argsort(source, kind="stable")
+    source, target = source[order], target[order]
+    start = np.flatnonzero(np.r_[True, source[1:] != source[:-1]])
+    return source[start], np.diff(np.r_[start, len(source)]), target
+
+
 def pairs_within_thinned(
     network,
     src: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -475,6 +608,8 @@ def pairs_within_thinned(
     searches: Searches | None = None,
     sources: np.ndarray | None = None,
     keep: np.ndarray | None = None,
+    sure_m: float | None = None,
+    rows: Any = None,
 ) -> tuple[np.ndarray, Iterator]:
     """:func:`pairs_within` for the targets whose catchment no neighbour's contains, and which those are.
 
@@ -507,12 +642,16 @@ def pairs_within_thinned(
     keep : bool array, optional
         The targets kept, found before for these sources (:func:`thin_targets`, which thins for
         several groups of sources in one pass); only their pairs are written.
+    sure_m, rows : float and rows builder, optional
+        Pairs within ``sure_m`` are not yielded but handed, grouped by source, to
+        ``rows.add_runs(sources, runs, targets)`` (fewer passes over the pairs, no metres kept).
 
     Returns
     -------
     (keep, pairs)
         ``keep``: bool per target. ``pairs``: batches ``(source, target, metres)`` as
-        :func:`pairs_within`, only for kept targets (indices into ``dst``).
+        :func:`pairs_within`, only for kept targets (indices into ``dst``), and only those farther
+        than ``sure_m`` when it is given.
 
     Examples
     --------
@@ -561,15 +700,18 @@ def pairs_within_thinned(
     _, _, a, off_a, b, off_b = _points(network, ch, d_edge[kept], d_t[kept], d_leg[kept])
     ends = _Ends.of(n, a, off_a, b, off_b)
 
+    split = _SplitEnds.of(ends, kept)
+    sure = -np.inf if sure_m is None else float(sure_m)
+
     def pairs():
-        local32 = np.full(n + 1, -1, dtype=np.int32)
-        for pos, nodes, d, sparse in searches.batches(col_of):
-            for si, ti, w in ends.expand(col_of[pos], nodes, d, hi_m, local32, sparse):
-                yield si, kept[ti], w
+        yield from searches.expand(col_of, split, limit_m=hi_m, sure_m=sure, rows=rows)
         si, di, dist = _same_chain_pairs((s_chain[use], s_s[use], s_leg[use]),
                                          (d_chain[kept], d_s[kept], d_leg[kept]), hi_m)
-        if si.size:
-            yield si, kept[di], dist
+        ok = dist <= sure
+        if rows is not None and ok.any():
+            rows.add_runs(*_runs(si[ok], kept[di[ok]].astype(np.int32)))
+        if not ok.all():
+            yield si[~ok], kept[di[~ok]], dist[~ok]
 
     return keep, pairs()
 

@@ -401,6 +401,11 @@ class _RowsBuilder:
         self.count[source[start]] += runs  # each row once in a batch
         self.batches.append((source[start], runs, tgt))
 
+    def add_runs(self, sources: np.ndarray, runs: np.ndarray, target: np.ndarray) -> None:
+        """Pairs grouped by source already: ``runs[i]`` targets of ``sources[i]`` (each source once)."""
+        self.count[sources] += runs
+        self.batches.append((sources, runs, np.asarray(target, dtype=np.int32)))
+
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         indptr = np.r_[0, np.cumsum(self.count)]
         indices = np.empty(int(indptr[-1]), dtype=np.int32)
@@ -537,7 +542,8 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
         if sources is not None and isinstance(_shared, _Shared):  # thinned with the other categories, in one pass
             keep = _shared.keep(analysis.network, candidates, dst, sources, thin=thin, cover_m=minutes * mpm)
         keep, found = pairs_within_thinned(analysis.network, src, dst, limit_m=limit, cover_m=minutes * mpm,
-                                           thin=thin, tile_m=tile_m, searches=searches, sources=sources, keep=keep)
+                                           thin=thin, tile_m=tile_m, searches=searches, sources=sources, keep=keep,
+                                           sure_m=sure_m, rows=build)  # the sure pairs go straight into the rows
         log.debug("coverage_matrix: %d of %d candidates kept (the others' catchments are contained in theirs)",
                   int(keep.sum()), m)
     else:
