@@ -600,6 +600,10 @@ def _reached(cov: sp.csr_matrix) -> np.ndarray:
     return out
 
 
+#: Rows per block of :func:`greedy_cover`'s running maxima.
+_BLOCK = 256
+
+
 def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None = None,
                  covered: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Greedy maximal covering: each step the candidate that covers the most still-uncovered weight.
@@ -654,11 +658,23 @@ def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None 
     tol = 1e-9 * float(gain.max())
     total = 0.0
     k_max = cov.shape[0] if k is None else int(k)
+    # the largest gain of each block of rows, kept up to date for the blocks whose rows change: a step
+    # looks at the blocks within a hair of the top only (the same rows, in the same order, as a scan)
+    n_rows = cov.shape[0]
+    n_blocks = -(-n_rows // _BLOCK)
+    padded = np.full(n_blocks * _BLOCK, -np.inf)
+    padded[:n_rows] = gain
+    gain = padded[:n_rows]  # a view: the running gains
+    blocks = padded.reshape(n_blocks, _BLOCK)
+    bmax = blocks.max(axis=1)
+    touched = np.zeros(n_blocks, dtype=bool)
     while len(chosen) < k_max and (need is None or total < need):
-        top = float(gain.max())
+        top = float(bmax.max())
         if top <= 0:
             break
-        near = np.flatnonzero(gain >= top - tol)
+        nb = np.flatnonzero(bmax >= top - tol)
+        rel = np.flatnonzero(blocks[nb] >= top - tol)
+        near = nb[rel // _BLOCK] * _BLOCK + rel % _BLOCK
         near = near[indptr[near + 1] > indptr[near]]  # (an empty row's gain is 0 already)
         st, ln = indptr[near], indptr[near + 1] - indptr[near]
         at = np.repeat(st - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
@@ -666,15 +682,22 @@ def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None 
         gain[near] = fresh
         best = int(np.argmax(fresh))
         if not fresh[best] > 0:
+            bmax[nb] = blocks[nb].max(axis=1)
             continue  # those were rounding leftovers: their gains are 0 now
         j = int(near[best])
         cols = indices[indptr[j]:indptr[j + 1]]
         new = cols[free[cols] > 0]
         cst, cln = col_ptr[new], col_ptr[new + 1] - col_ptr[new]
         cat = np.repeat(cst - (np.cumsum(cln) - cln), cln) + np.arange(int(cln.sum()))
-        np.subtract.at(gain, col_rows[cat], np.repeat(free[new], cln))
+        hit = col_rows[cat]
+        np.subtract.at(gain, hit, np.repeat(free[new], cln))
         free[new] = 0.0
         gain[j] = 0.0
+        touched[hit // _BLOCK] = True
+        touched[nb] = True
+        changed = np.flatnonzero(touched)
+        touched[changed] = False
+        bmax[changed] = blocks[changed].max(axis=1)
         chosen.append(j)
         gains.append(float(fresh[best]))
         total += float(fresh[best])
