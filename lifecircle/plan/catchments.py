@@ -467,6 +467,9 @@ class Searches:
     s_leg: np.ndarray
     limit_m: float
     stored: list
+    #: each source's walk to the ends ``a`` and ``b`` of its own chain (inf beyond ``limit_m``)
+    own_a: np.ndarray | None = None
+    own_b: np.ndarray | None = None
 
     @classmethod
     def run(cls, network, src, *, limit_m: float, tile_m: float = TILE_M) -> Searches:
@@ -475,18 +478,27 @@ class Searches:
         s_t, s_leg = np.asarray(s_t, dtype=float), np.asarray(s_leg, dtype=float)
         hi_m = float(limit_m)
         stored = []
+        own = np.full((2, len(s_edge)), np.inf)
         if len(s_edge):
             ch = chains(network)
             n = len(ch.junction)
             mat, x, y, src_nodes = _virtual_sources(network, ch, s_edge, s_t, s_leg)
+            own_ends = ch.a[ch.edge_chain[s_edge]], ch.b[ch.edge_chain[s_edge]]
             for pos, nodes, d in local_dijkstra(mat, x, y, src_nodes, limit_m=hi_m, tile_m=tile_m, n_pool=n):
                 cols = np.flatnonzero((nodes < n) & (d <= hi_m).any(axis=0))
                 d = d[:, cols]
+                nodes = nodes[cols]
+                rows = np.arange(len(pos))
+                for side, end in enumerate(own_ends):
+                    at = np.minimum(np.searchsorted(nodes, end[pos]), max(len(nodes) - 1, 0))
+                    if len(nodes):
+                        walk = np.where(nodes[at] == end[pos], d[rows, at], np.inf)
+                        own[side, pos] = np.where(walk <= hi_m, walk, np.inf)
                 i, k = np.nonzero(d <= hi_m)
                 kind = np.uint16 if len(cols) <= np.iinfo(np.uint16).max else np.int32
-                stored.append((pos, nodes[cols], np.r_[0, np.cumsum(np.bincount(i, minlength=len(pos)))],
+                stored.append((pos, nodes, np.r_[0, np.cumsum(np.bincount(i, minlength=len(pos)))],
                                k.astype(kind), d[i, k]))
-        return cls(s_edge, s_t, s_leg, hi_m, stored)
+        return cls(s_edge, s_t, s_leg, hi_m, stored, own[0], own[1])
 
     def batches(self, col_of: np.ndarray):
         """(positions, junctions, dense walks, (row, column, metres)) of each batch, only the sources
@@ -644,7 +656,8 @@ def pairs_within_thinned(
         several groups of sources in one pass); only their pairs are written.
     sure_m, rows : float and rows builder, optional
         Pairs within ``sure_m`` are not yielded but handed, grouped by source, to
-        ``rows.add_runs(sources, runs, targets)`` (fewer passes over the pairs, no metres kept).
+        ``rows.add_runs(sources, runs, targets)`` (fewer passes over the pairs, no metres kept),
+        each pair once.
 
     Returns
     -------
@@ -709,7 +722,14 @@ def pairs_within_thinned(
                                          (d_chain[kept], d_s[kept], d_leg[kept]), hi_m)
         ok = dist <= sure
         if rows is not None and ok.any():
-            rows.add_runs(*_runs(si[ok], kept[di[ok]].astype(np.int32)))
+            # a pair whose walk around (through an end of the chain) is sure is in the rows already
+            q, t = use[si], kept[di]
+            length = ch.length_m[d_chain[t]]
+            wa = np.where(d_s[t] >= length, np.inf, (d_leg[t] + d_s[t]) + searches.own_a[q])
+            wb = np.where(d_s[t] <= 0.0, np.inf, (d_leg[t] + (length - d_s[t])) + searches.own_b[q])
+            new = ok & ~(np.minimum(wa, wb) <= sure)
+            if new.any():
+                rows.add_runs(*_runs(si[new], t[new].astype(np.int32)))
         if not ok.all():
             yield si[~ok], kept[di[~ok]], dist[~ok]
 

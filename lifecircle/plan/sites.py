@@ -490,7 +490,7 @@ def _shared_searches(analysis, minutes: float):
 
 def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, minutes: float,
                     search_from: str = "auto", tile_m: float = TILE_M,
-                    drop_dominated: bool = False, _shared: tuple | None = None) -> sp.csr_matrix:
+                    drop_dominated: bool = False, _shared: tuple | None = None, _with_columns: bool = False):
     """Boolean sparse matrix: candidate ``i`` covers resident ``resident_positions[j]`` within ``minutes``.
 
     Walks are measured on the street network from every resident to every candidate (or the
@@ -518,7 +518,8 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
     m = len(candidates)
     ok_cols = np.flatnonzero(res_nodes >= 0)
     if m == 0 or ok_cols.size == 0:
-        return sp.csr_matrix((m, len(res_nodes)), dtype=bool)
+        empty = sp.csr_matrix((m, len(res_nodes)), dtype=bool)
+        return (empty, None) if _with_columns else empty
     rs = analysis.times.resident_snap
     res_pts = (rs.edge[positions[ok_cols]], rs.t[positions[ok_cols]], rs.dist_m[positions[ok_cols]])
     cs = candidates.snap
@@ -556,14 +557,25 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
         near_r.append(r[~sure])
     near_c = np.concatenate(near_c) if near_c else np.zeros(0, dtype=np.int64)
     near_r = np.concatenate(near_r) if near_r else np.zeros(0, dtype=np.int64)
+    once = drop_dominated and from_res  # the rows hold each pair once: they are the matrix's columns
+    extra = None
     if near_c.size:  # the walk measured the other way (or on the unsplit street) may differ in the last bit
         d = _remeasure(analysis, candidates, near_c, res_nodes[ok_cols[near_r]], limit_m=limit)
         hit = d / mpm <= minutes
-        build.add(*((near_r[hit], near_c[hit]) if from_res else (near_c[hit], near_r[hit])))
+        if once:
+            extra = (near_r[hit], near_c[hit])
+        else:
+            build.add(*((near_r[hit], near_c[hit]) if from_res else (near_c[hit], near_r[hit])))
         log.debug("coverage_matrix: %d pairs within %g min of the threshold measured again", near_c.size, band)
     indptr, indices = build.finish()
+    del build
+    if extra is not None:
+        indptr, indices = _add_new_pairs(indptr, indices, *extra)
+    by_res = None
     if from_res:  # rows are the residents: the transpose (linear, and its rows come out sorted)
         cov = sp.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr), shape=(ok_cols.size, m)).T.tocsr()
+        if once and _with_columns:
+            by_res = (indptr, indices)
         indptr, indices = cov.indptr, cov.indices
         del cov
     if ok_cols.size < len(res_nodes):
@@ -571,7 +583,40 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
     cov = sp.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr), shape=(m, len(res_nodes)))
     cov.sort_indices()
     cov.sum_duplicates()
-    return cov
+    if not _with_columns:
+        return cov
+    if by_res is None:
+        return cov, None
+    ptr, idx = by_res
+    if ok_cols.size < len(res_nodes):  # unsnapped residents: empty columns
+        cnt = np.zeros(len(res_nodes), dtype=np.int64)
+        cnt[ok_cols] = np.diff(ptr)
+        ptr = np.r_[0, np.cumsum(cnt)]
+    return cov, sp.csc_matrix((np.ones(len(idx), dtype=bool), idx, ptr), shape=cov.shape)
+
+
+def _add_new_pairs(indptr: np.ndarray, indices: np.ndarray, r: np.ndarray, c: np.ndarray):
+    """CSR rows plus the pairs (row ``r``, column ``c``) they do not hold yet (each once)."""
+    if len(r) == 0:
+        return indptr, indices
+    width = int(max(indices.max(initial=0), c.max(initial=0))) + 1
+    key = np.unique(r.astype(np.int64) * width + c)
+    rows = np.unique(key // width)
+    st, ln = indptr[rows], indptr[rows + 1] - indptr[rows]
+    at = np.repeat(st - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
+    held = np.repeat(rows, ln) * width + indices[at]
+    key = key[~np.isin(key, held)]
+    if key.size == 0:
+        return indptr, indices
+    nr, nc = key // width, (key % width).astype(indices.dtype)
+    add = np.bincount(nr, minlength=len(indptr) - 1)
+    new_ptr = indptr + np.r_[0, np.cumsum(add)]
+    out = np.empty(len(indices) + len(key), dtype=indices.dtype)
+    ln = np.diff(indptr)
+    out[np.repeat(new_ptr[:-1] - indptr[:-1], ln) + np.arange(len(indices))] = indices  # each row's old pairs first
+    first_new = new_ptr[1:][nr] - add[nr]  # then its new ones
+    out[first_new + (np.arange(len(key)) - np.searchsorted(nr, nr))] = nc
+    return new_ptr, out
 
 
 # ---------------------------------------------------------------------------- optimisation
@@ -605,14 +650,17 @@ _BLOCK = 256
 
 
 def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None = None,
-                 covered: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 covered: np.ndarray | None = None, _columns: sp.csc_matrix | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy maximal covering: each step the candidate that covers the most still-uncovered weight.
 
     Every candidate's gain is kept up to date: when a site is chosen, the people it newly covers
     are taken off the gain of every row that covers them (the matrix's columns, vectorised). The
     rows within a hair (1e-9 of the largest first gain) of the largest kept gain are summed
     afresh, and the first of them with the largest fresh sum is chosen, so rounding in the
-    running sums never changes a choice and the gains reported are plain sums.
+    running sums never changes a choice and the gains reported are plain sums. (A row loses the
+    people of a pick in their column order, whatever order each column lists its rows in, so its
+    running sum is the same bit for bit with ``_columns``, the matrix by columns when at hand.)
 
     Parameters
     ----------
@@ -652,7 +700,7 @@ def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None 
     if cov.shape[0] == 0 or not (gain > 0).any():
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     indptr, indices = cov.indptr, cov.indices
-    csc = cov.tocsc()
+    csc = cov.tocsc() if _columns is None else _columns  # (its rows need not be sorted: see below)
     col_ptr, col_rows = csc.indptr, csc.indices
     del csc
     tol = 1e-9 * float(gain.max())
@@ -890,6 +938,7 @@ class _Problem:
     weights: np.ndarray
     candidates: Candidates
     coverage: sp.csr_matrix  # candidates x target residents
+    columns: sp.csc_matrix | None = None  # the same matrix by columns (for greedy_cover), when at hand
 
 
 def _empty_problem(category: str, minutes: float) -> _Problem:
@@ -954,21 +1003,29 @@ def _build(analysis, category: str, minutes: float, area: np.ndarray, candidates
     if candidates is None:
         nodes = _all_node_candidates(analysis.network, cfg.max_snap_m) if target.size else \
             candidates_from_nodes(analysis.network, [], max_snap_m=cfg.max_snap_m)
-        cov = coverage_matrix(analysis, nodes, target, minutes=minutes, drop_dominated=True,
-                              _shared=_shared_searches(analysis, minutes) if target.size else None)
+        cov, columns = coverage_matrix(analysis, nodes, target, minutes=minutes, drop_dominated=True,
+                                       _shared=_shared_searches(analysis, minutes) if target.size else None,
+                                       _with_columns=True)
         # only the nodes that cover someone, and of those the ones whose catchment no neighbour's contains
         rows = np.flatnonzero(np.diff(cov.indptr) > 0)
         cands = _rows(nodes, rows)
         cov = sp.csr_matrix((cov.data[: cov.indptr[-1]], cov.indices, np.r_[0, cov.indptr[rows + 1]]),
                             shape=(len(rows), cov.shape[1]))  # empty rows out: the same arrays, no copy
+        if columns is not None:  # renumber its rows the same way, in place, a slice at a time
+            new_row = np.full(len(nodes), -1, dtype=columns.indices.dtype)
+            new_row[rows] = np.arange(len(rows), dtype=new_row.dtype)
+            idx = columns.indices
+            for lo in range(0, len(idx), 1 << 22):
+                idx[lo:lo + (1 << 22)] = new_row[idx[lo:lo + (1 << 22)]]
+            columns = sp.csc_matrix((columns.data, idx, columns.indptr), shape=cov.shape)
         log.info("%s: %d of %d network nodes can cover an uncovered resident and are not contained in a neighbour",
                  category, len(rows), len(nodes))
     else:
         cands = candidates_from_points(analysis.network, candidates, crs=candidates_crs, max_snap_m=cfg.max_snap_m)
-        cov = coverage_matrix(analysis, cands, target, minutes=minutes)
+        cov, columns = coverage_matrix(analysis, cands, target, minutes=minutes), None
     log.info("%s: %d candidate sites (%s) for %d uncovered resident points; %g min = %.0f m at %g km/h",
              category, len(cands), cands.source, len(target), minutes, minutes * mpm, cfg.walk_speed_kmh)
-    return _Problem(category, minutes, target, pop[target], cands, cov)
+    return _Problem(category, minutes, target, pop[target], cands, cov, columns)
 
 
 def _sites_table(problem: _Problem, analysis, chosen, gains, *, unit_label: str, population: float,
@@ -1098,7 +1155,7 @@ def suggest_sites(
         else:
             log.info("%s in %s: the %.0f uncovered people are farther than max_snap_m from every street; "
                      "no site can cover them", category, unit_label, float(pop[uncovered].sum()))
-    chosen, gains = greedy_cover(problem.coverage, problem.weights, k=k, need=need)
+    chosen, gains = greedy_cover(problem.coverage, problem.weights, k=k, need=need, _columns=problem.columns)
     out = _sites_table(problem, analysis, chosen, gains, unit_label=unit_label, population=population,
                        covered_before=before)
     share_after = (before + float(gains.sum())) / population if population > 0 else float("nan")
@@ -1196,7 +1253,9 @@ def plan_sites(
         before = float(pop[area & covered_now].sum())
         share_before = before / population if population > 0 else float("nan")
         cols = np.flatnonzero(area[problem.target_pos])
-        sub = problem.coverage if len(cols) == problem.coverage.shape[1] else problem.coverage[:, cols]  # no copy
+        whole = len(cols) == problem.coverage.shape[1]
+        sub = problem.coverage if whole else problem.coverage[:, cols]  # no copy
+        sub_columns = None if problem.columns is None else (problem.columns if whole else problem.columns[:, cols])
         w = problem.weights[cols]
         need = goal * population * (1 - _SHARE_TOL) - before
         coverable = float(w[_reached(sub)].sum())
@@ -1208,7 +1267,7 @@ def plan_sites(
             note = "already meets the target" if population > 0 else "nobody lives here"
             exact_sites, status = 0, "optimal"
         else:
-            chosen, gains = greedy_cover(sub, w, need=need if reachable else None)
+            chosen, gains = greedy_cover(sub, w, need=need if reachable else None, _columns=sub_columns)
             if not reachable:
                 best = (before + float(gains.sum())) / population
                 note = (f"not reachable with the candidates: at most {best:.1%} with {len(chosen)} sites")
