@@ -683,3 +683,138 @@ def test_site_plans_share_one_search_and_predict_a_fresh_analysis(shanghai, shan
     for cat, share in needed.set_index("category").share_after.items():
         got = b.residents.population[b.residents[minutes_column(cat)] <= 10].sum() / b.residents.population.sum()
         assert got == pytest.approx(share, abs=1e-12), cat
+
+
+# ------------------------------------------------------------------ the fast paths at city scale (issue 14)
+
+
+def test_thinning_several_groups_in_one_pass_equals_one_call_each(shanghai):
+    """thin_targets for three overlapping groups of residents keeps, for each, what its own
+    pairs_within_thinned call keeps, and the pairs of a group are those of its own call."""
+    from lifecircle.plan.catchments import Searches, pairs_within_thinned, thin_targets
+    from lifecircle.plan.sites import _all_node_candidates, _limit_m
+
+    a = shanghai[0]
+    rs = a.times.resident_snap
+    ok = np.flatnonzero(a.times.graph.point_node[: a.times.n_residents] >= 0)
+    src = (rs.edge[ok], rs.t[ok], rs.dist_m[ok])
+    cands = _all_node_candidates(a.network, a.config.max_snap_m)
+    dst = (cands.snap.edge, cands.snap.t, cands.snap.dist_m)
+    limit, cover = _limit_m(a, 10.0), 10.0 * a.config.walk_speed_kmh * 1000 / 60
+    searches = Searches.run(a.network, src, limit_m=limit)
+    rng = np.random.default_rng(5)
+    groups = [np.sort(rng.choice(len(ok), size, replace=False)) for size in (len(ok) // 2, len(ok) // 3)]
+    groups.append(np.union1d(groups[0], groups[1]))
+    keeps = thin_targets(a.network, dst, searches=searches, groups=groups, cover_m=cover)
+    for g, keep in zip(groups, keeps):
+        own = Searches.run(a.network, tuple(p[g] for p in src), limit_m=limit)
+        alone, pairs = pairs_within_thinned(a.network, None, dst, limit_m=limit, cover_m=cover, searches=own)
+        assert np.array_equal(keep, alone)
+        assert 0 < keep.sum() < len(keep)
+        shared, shared_pairs = pairs_within_thinned(a.network, None, dst, limit_m=limit, cover_m=cover,
+                                                    searches=searches, sources=g, keep=keep)
+        got = {(int(i), int(j)) for i, j, _ in shared_pairs for i, j in zip(i, j)}
+        want = {(int(i), int(j)) for i, j, _ in pairs for i, j in zip(i, j)}
+        assert got == want and len(got) > 1000
+
+
+def plain_greedy_first(cov: np.ndarray, w: np.ndarray):
+    """A plain greedy on a dense matrix, written out: each step the row covering the most uncovered
+    weight, summed in column order, the lowest such row on ties."""
+    free = w.astype(float).copy()
+    picks, gains = [], []
+    while True:
+        g = np.array([np.add.reduceat(free[row], [0])[0] if row.any() else 0.0 for row in cov])
+        j = int(np.argmax(g))
+        if g[j] <= 0:
+            return picks, gains
+        picks.append(j)
+        gains.append(float(g[j]))
+        free[cov[j]] = 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_greedy_by_blocks_equals_a_plain_greedy_with_ties(seed):
+    """1,300 rows (six blocks of the running maxima) and whole-number weights, so that many rows tie:
+    the same picks (the lowest row of a tie) and gains as a plain greedy; the same again when the
+    columns are handed over with their rows in another order."""
+    from lifecircle.plan.sites import _BLOCK
+
+    rng = np.random.default_rng(seed)
+    m, n = 1300, 400
+    assert m > 5 * _BLOCK
+    dense = rng.random((m, n)) < 0.02
+    dense[rng.choice(m, 300, replace=False)] = dense[rng.choice(m, 300)]  # identical rows: exact ties
+    w = rng.integers(1, 4, n).astype(float)
+    picks, gains = plain_greedy_first(dense, w)
+    cov = sp.csr_matrix(dense)
+    chosen, g = greedy_cover(cov, w)
+    assert chosen.tolist() == picks and g.tolist() == gains
+    csc = cov.tocsc()
+    for c in range(n):  # each column's rows reversed
+        lo, hi = csc.indptr[c], csc.indptr[c + 1]
+        csc.indices[lo:hi] = csc.indices[lo:hi][::-1].copy()
+    chosen2, g2 = greedy_cover(cov, w, _columns=csc)
+    assert chosen2.tolist() == picks and g2.tolist() == gains
+
+
+def test_new_pairs_are_added_once():
+    """Worked by hand: rows {0: [3, 1], 1: [], 2: [2]} plus (0, 1) (held), (1, 4) twice and (2, 0)."""
+    from lifecircle.plan.sites import _add_new_pairs
+
+    ptr, idx = _add_new_pairs(np.array([0, 2, 2, 3]), np.array([3, 1, 2], dtype=np.int32),
+                              np.array([0, 1, 1, 2]), np.array([1, 4, 4, 0]))
+    assert ptr.tolist() == [0, 2, 3, 5] and idx.tolist() == [3, 1, 4, 2, 0]
+
+
+def test_site_plans_fast_path_equals_brute_force_greedy(shanghai, shanghai_network, shanghai_facilities):
+    """site_plans (one search and one thinning pass for three categories, catchments by column, greedy by
+    blocks) against a plain greedy over full-Dijkstra catchments of every node, per category: the same
+    gains each step, the same people covered each step, and the columns it hands greedy hold each pair
+    once and equal its rows."""
+    from lifecircle.config import minutes_column
+    from lifecircle.plan import sites as S
+
+    _, res, _ = shanghai
+    f = shanghai_facilities[shanghai_facilities.category == "health"]
+    parts = [(f, "health"), (f.iloc[::2], "culture"), (f.iloc[::3], "sports")]
+    fac = gpd.GeoDataFrame(pd.concat([facilities([(0, 0)] * len(p), category=c).set_geometry(p.geometry.to_numpy())
+                                      for p, c in parts], ignore_index=True), crs=4326)
+    cfg = AnalysisConfig(minutes=(10,), categories=("health", "culture", "sports"))
+    a = analyze(network=shanghai_network, facilities=fac, replace_osm_facilities=True, population=res, config=cfg)
+    built = {}
+    real_build = S._build
+
+    def spy(*args, **kwargs):
+        p = real_build(*args, **kwargs)
+        built[p.category] = p
+        return p
+
+    S._build = spy
+    try:
+        sites, needed, _ = S.site_plans(a, exact=False, per_unit=False)
+    finally:
+        S._build = real_build
+    nodes = S.candidates_from_nodes(a.network, np.arange(a.network.n_nodes))
+    pop = a.residents["population"].to_numpy(float)
+    n_checked = 0
+    for cat in cfg.categories:
+        need = needed.set_index("category").loc[cat]
+        mine = sites[sites.category == cat]
+        if need.sites_needed == 0:
+            continue
+        p = built[cat]
+        assert p.columns is not None and p.columns.nnz == p.coverage.nnz
+        assert (p.columns.toarray() == p.coverage.toarray()).all()
+        uncovered = np.flatnonzero(~(a.residents[minutes_column(cat)].to_numpy(float) <= 10) & (pop > 0))
+        assert np.array_equal(uncovered, p.target_pos)
+        ref = full_row_catchments(a, nodes, uncovered, 10.0)
+        picks, gains = brute_greedy(ref, pop[uncovered])
+        k = len(mine)
+        np.testing.assert_allclose(mine.newly_covered_population.to_numpy(), gains[:k], rtol=1e-12)
+        free = np.ones(len(uncovered), dtype=bool)
+        for pick, node in zip(picks[:k], mine["node"].to_numpy()):
+            assert np.array_equal(ref[node] & free, ref[pick] & free)  # the same people (maybe by another node)
+            free &= ~ref[pick]
+        n_checked += 1
+    assert n_checked >= 2

@@ -359,11 +359,13 @@ def _remeasure(analysis, candidates: Candidates, cand, res_nodes, *, limit_m: fl
     out = np.full(len(cand), np.inf)
     if len(cand) == 0:
         return out
-    mat, cand_nodes = _attach(graph, analysis.network, candidates.snap, outward=True)
-    x, y = _access_positions(graph, analysis.network, candidates.snap)
-    which = np.unique(cand)
+    which = np.unique(cand)  # only these are attached: a candidate's edges lead out of it, so no walk
+    snap = candidates.snap   # from one passes through another, and each attaches as it would with all
+    snap = Snap(*(a[which] for a in (snap.edge, snap.t, snap.dist_m, snap.x, snap.y)))
+    mat, cand_nodes = _attach(graph, analysis.network, snap, outward=True)
+    x, y = _access_positions(graph, analysis.network, snap)
     row_of = np.full(len(candidates), -1, dtype=np.int64)
-    for pos, nodes, d in local_dijkstra(mat, x, y, cand_nodes[which], limit_m=limit_m, tile_m=TILE_M,
+    for pos, nodes, d in local_dijkstra(mat, x, y, cand_nodes, limit_m=limit_m, tile_m=TILE_M,
                                         n_pool=graph.n_nodes):
         row_of[which[pos]] = np.arange(len(pos))
         sel = np.flatnonzero(row_of[cand] >= 0)
