@@ -28,6 +28,11 @@ HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- plan_scale: begin -->", "<!-- plan_scale: end -->"
 #: Measured once by hand with the previous code, for comparison (same machine, 2026-12-01).
 NOTES = [
+    "Before the categories were thinned in one pass, the sure pairs went straight into the rows builder, greedy "
+    "took the catchments by column from it and kept block maxima of its running gains (same script, same machine, "
+    "2026-12-01, load ~1–2): at 23x23 `--sites` took 33.6 s wall (catchments 25.5 s wall / 25.3 s CPU, greedy 5.4 / "
+    "5.4 s, candidates 2.1 s), peak RSS 879 / 2,033 MB, the same 554,387 × 263,814 candidates and 49,294,165 pairs "
+    "(health), the same sites, ranks and gains.",
     "Before candidates contained in a neighbour's were left out, the search shared by the categories and the greedy's "
     "running gains (same script, same machine, 2026-12-01, load ~2–4): `--sites` took 45.4 / 21.6 / 59.0 / 146.1 s "
     "wall at 4x4 / 10x10 / 16x16 / 23x23 (catchments 1.2 / 8.6 / 23.4 / 60.6 s CPU, greedy 0.4 / 4.0 / 12.2 / 31.0 s "
