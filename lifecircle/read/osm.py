@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
 import tempfile
+from collections.abc import Mapping as _AbcMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -652,44 +654,334 @@ def _libosmium_areas(lines: list[bytes], relations: list[bytes]):
     return out
 
 
-def _decide(raw: bytes, want: int, net_keep, fac_keys, fac_words, fac_has_key) -> tuple[int, dict | None]:
-    """Which layers want an object with these raw OPL tags, and its tags (parsed only when wanted).
+# -- deciding every distinct tag set at once. The pass writes each object's tags as one raw OPL
+# "T" field; objects sharing all their tags share every decision. The distinct fields are joined
+# into one text and each layer's rule runs over that text as a regular expression (C), or, for the
+# walk rule (a Python callable), once per group of tag sets that agree on every tag it looked at.
 
-    ``fac_keys`` finds a facility key (or ``name``/``name:zh`` with keywords) in the raw text.
+_HEX_VALUE = np.full(256, 255, dtype=np.uint8)
+for _i, _ch in enumerate(b"0123456789abcdef"):
+    _HEX_VALUE[_ch] = _i
+for _i, _ch in enumerate(b"ABCDEF"):
+    _HEX_VALUE[_ch] = 10 + _i
+del _i, _ch
+
+
+def _unescape_bytes(text: bytes) -> bytes:
+    """Replace every OPL ``%hex%`` escape in ``text`` by the character's UTF-8 bytes, in numpy.
+
+    Every ``%`` of OPL text delimits an escape, so the escapes are the pairs of consecutive ``%``.
+    A decoded ``"`` or ``\\`` comes out as ``\\"``/``\\\\`` (the text is about to become JSON).
+
+    >>> _unescape_bytes(b"a%2c%b%20%%4e2d%%6587%%1f600%").decode()
+    'a,b 中文😀'
     """
-    if not raw:
-        return 0, None
-    flags = 0
-    tags = None
-    if want & _NET and (raw.startswith(b"highway=") or b",highway=" in raw):
-        tags = _opl_tags(raw)
-        if net_keep(tags):
-            flags |= _NET
-    if want & _FAC and fac_keys.search(raw) and (
-            fac_words is None or fac_words.search(raw) or (fac_has_key is not None and fac_has_key.search(raw))):
-        flags |= _FAC  # as libosmium's KeyFilter, then the name keywords, on the raw text
-    if want & _BLD and (b"building=" in raw or b"landuse=" in raw):
-        if tags is None:
-            tags = _opl_tags(raw)
-        b = tags.get("building")
-        if "building" in tags or "landuse" in tags:
-            if (b is not None and b != "no") or tags.get("landuse") == "residential":
-                flags |= _BLD
-    if want & _BND and b"boundary=" in raw:
-        if tags is None:
-            tags = _opl_tags(raw)
-        if tags.get("boundary") == "administrative":
-            flags |= _BND
-    if want & _LND and b"landuse=" in raw:
-        if tags is None:
-            tags = _opl_tags(raw)
-        if tags.get("landuse") in URBAN_LANDUSE:
-            flags |= _LND
-    if flags & _AREAS and b"area=no" in raw and _AREA_NO.search(raw):
-        flags |= _AREA_NO_FLAG
-    if flags and tags is None:
-        tags = _opl_tags(raw)
-    return flags, tags
+    arr = np.frombuffer(text, dtype=np.uint8)
+    pct = np.flatnonzero(arr == ord("%"))
+    if pct.size == 0:
+        return text
+    if pct.size % 2:
+        raise ValueError("an unpaired % in OPL text")
+    op, cl = pct[0::2], pct[1::2]
+    n_hex = cl - op - 1
+    if ((n_hex < 1) | (n_hex > 6)).any():
+        raise ValueError("an OPL escape that is not 1 to 6 hex digits")
+    cp = np.zeros(op.size, dtype=np.int64)
+    for j in range(6):
+        has = n_hex > j
+        digit = _HEX_VALUE[arr[np.where(has, op + 1 + j, 0)]].astype(np.int64)
+        if (has & (digit == 255)).any():
+            raise ValueError("an OPL escape that is not hex")
+        cp = np.where(has, cp * 16 + digit, cp)
+    if ((cp > 0x10FFFF) | ((cp >= 0xD800) & (cp <= 0xDFFF))).any():
+        raise ValueError("an OPL escape that is no character")
+    quote = (cp == ord('"')) | (cp == ord("\\"))
+    nb = np.where(cp < 0x80, 1, np.where(cp < 0x800, 2, np.where(cp < 0x10000, 3, 4))) + quote
+    out = arr.copy()
+    lead = np.where(nb == 1, cp, np.where(nb == 2, 0xC0 | (cp >> 6), np.where(nb == 3, 0xE0 | (cp >> 12),
+                                                                              0xF0 | (cp >> 18))))
+    out[op] = np.where(quote, ord("\\"), lead)
+    m = nb >= 2
+    out[op[m] + 1] = np.where(quote[m], cp[m], 0x80 | ((cp[m] >> np.where(nb[m] == 2, 0, np.where(nb[m] == 3, 6, 12)))
+                                                       & 0x3F))
+    m = nb >= 3
+    out[op[m] + 2] = 0x80 | ((cp[m] >> np.where(nb[m] == 3, 0, 6)) & 0x3F)
+    m = nb == 4
+    out[op[m] + 3] = 0x80 | (cp[m] & 0x3F)
+    keep = np.ones(arr.size, dtype=bool)
+    keep[_ranges(op + nb, cl - op + 1 - nb)] = False  # the rest of each escape
+    return out[keep].tobytes()
+
+
+def _bulk_tags(raws: list[bytes]) -> list[dict[str, str]]:
+    """:func:`_opl_tags` of many OPL tag fields at once: turned into one JSON text (C-level
+    replacements and numpy) that :func:`json.loads` makes into the dicts.
+
+    >>> _bulk_tags([b"highway=residential,name=%5357%%4eac%%897f%%8def%", b"", b'note=a%2c%b%3d%"\\\\'])
+    [{'highway': 'residential', 'name': '南京西路'}, {}, {'note': 'a,b="\\\\'}]
+    """
+    full = [r for r in raws if r]
+    if not full:
+        return [{} for _ in raws]
+    # raw "," and "=" only separate (OPL escapes them inside keys and values), "\n" never occurs
+    doc = (b'[{"' + b"\n".join(full).replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"=", b'":"')
+           .replace(b",", b'","').replace(b"\n", b'"},{"') + b'"}]')
+    dicts = json.loads(_unescape_bytes(doc), strict=False)  # strict=False: control characters as they are
+    if len(full) == len(raws):
+        return dicts
+    it = iter(dicts)
+    return [next(it) if r else {} for r in raws]
+
+
+def _joined(raws: list[bytes]) -> tuple[bytes, np.ndarray]:
+    """OPL tag fields as one text, each as a line ``,k=v,k=v,`` (every tag between commas), and the lines' starts.
+
+    >>> text, start = _joined([b"a=1,b=2", b""])
+    >>> text, start.tolist()
+    (b',a=1,b=2,\\n,,', [0, 10])
+    """
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws)) + 3
+    return b"," + b",\n,".join(raws) + b",", np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+
+
+def _rows_matching(pattern: bytes, text: bytes, line_start: np.ndarray) -> np.ndarray:
+    """Sorted distinct numbers of the lines of ``text`` (starting at ``line_start``) where ``pattern`` matches."""
+    pos = np.fromiter((m.start() for m in re.finditer(pattern, text)), dtype=np.int64)
+    return np.unique(np.searchsorted(line_start, pos, side="right") - 1)
+
+
+def _keys_alternative(keys) -> bytes:
+    """Regex (bytes) of one of ``keys`` (OPL-escaped) followed by ``=``."""
+    return rb"(?:" + b"|".join(re.escape(_opl_escape(k)) for k in sorted(keys)) + rb")="
+
+
+def _tag_pattern(keys, value: bytes | None = None) -> bytes:
+    """Regex (bytes) of a tag with one of ``keys`` (and the value ``value``, a regex) in :func:`_joined` text."""
+    return rb"," + _keys_alternative(keys) + (b"" if value is None else rb"(?:" + value + rb")(?=,)")
+
+
+class _Watched(_AbcMapping):
+    """A read-only view of a tag dict that records which keys were looked at, in order (``None``: all)."""
+
+    __slots__ = ("_tags", "seen")
+
+    def __init__(self, tags: dict[str, str]):
+        self._tags = tags
+        self.seen: dict | None = {}
+
+    def _look(self, key) -> None:
+        if self.seen is not None:
+            self.seen[key] = None
+
+    def __getitem__(self, key):
+        self._look(key)
+        return self._tags[key]
+
+    def get(self, key, default=None):
+        self._look(key)
+        return self._tags.get(key, default)
+
+    def __contains__(self, key) -> bool:
+        self._look(key)
+        return key in self._tags
+
+    def __iter__(self):
+        self.seen = None
+        return iter(self._tags)
+
+    def __len__(self) -> int:
+        self.seen = None
+        return len(self._tags)
+
+
+def _project(raws: list[bytes], keys) -> list[bytes]:
+    """Each OPL tag field reduced to its tags whose key is in ``keys``, as ``,k=v,k=v,`` (``,`` for none).
+
+    In numpy: a tag starts at each comma of :func:`_joined` text; the tags of ``keys`` are found by
+    comparing the bytes after the commas with each ``,key=``, and gathered with the lines' ends.
+
+    >>> _project([b"name=x,highway=path,foot=yes", b"name=y", b""], {"highway", "foot"})
+    [b',highway=path,foot=yes,', b',', b',']
+    """
+    if not keys:
+        return [b","] * len(raws)
+    text = _joined(raws)[0]
+    size = len(text)
+    arr = np.frombuffer(text + b"\0" * 64, dtype=np.uint8)
+    comma = np.flatnonzero(arr[:size] == ord(","))
+    last = (arr[comma + 1] == ord("\n")) | (comma + 1 == size)  # each line's closing comma (kept, with its newline)
+    keep = last.copy()
+    for key in keys:
+        needle = b"," + _opl_escape(key) + b"="
+        at = np.arange(comma.size)
+        for j in range(1, len(needle)):
+            if j >= 64:
+                at = at[[text[p:p + len(needle)] == needle for p in comma[at].tolist()]]
+                break
+            at = at[arr[comma[at] + j] == needle[j]]
+        keep[at] = True
+    seg_end = np.append(comma[1:], size)
+    seg_end = np.where(last, np.minimum(comma + 2, size), seg_end)
+    return arr[_ranges(comma[keep], (seg_end - comma)[keep])].tobytes().split(b"\n")
+
+
+def _any_word_pattern(words: list[bytes]) -> bytes:
+    """A regex (bytes) matching where any of ``words`` starts, as a trie (one branch per distinct next byte).
+
+    Equivalent to ``b"|".join(map(re.escape, words))`` for finding whether and where a word occurs,
+    but far faster for many words sharing a start (OPL-escaped Chinese all start with ``%``).
+
+    >>> p = _any_word_pattern([b"%4e2d%", b"%4e2d%%6587%", b"ab"])
+    >>> p
+    b'(?:%4e2d%|ab)'
+    >>> [bool(re.search(p, s)) for s in (b"x%4e2d%", b"xa", b"xab")]
+    [True, False, True]
+    """
+    root: dict = {}
+    for word in words:
+        node = root
+        for ch in word:
+            if None in node:
+                break  # a shorter word already ends here
+            node = node.setdefault(ch, {})
+        else:
+            node.clear()
+            node[None] = True
+
+    def emit(node) -> bytes:
+        if None in node:
+            return b""
+        alts = [re.escape(bytes([ch])) + emit(sub) for ch, sub in sorted(node.items())]
+        return alts[0] if len(alts) == 1 else b"(?:" + b"|".join(alts) + b")"
+
+    return emit(root)
+
+
+def _group_codes(items: list) -> tuple[np.ndarray, list]:
+    """Code of each item (equal items share one, numbered by first appearance) and the distinct items.
+
+    >>> _group_codes([b"a", b"b", b"a"])
+    (array([0, 1, 0]), [b'a', b'b'])
+    """
+    distinct = list(dict.fromkeys(items))
+    code = dict(zip(distinct, range(len(distinct))))
+    return np.fromiter(map(code.__getitem__, items), dtype=np.int64, count=len(items)), distinct
+
+
+def _decide_by_groups(raws: list[bytes], keep: Callable[[Mapping[str, str]], object], *, keys=frozenset(),
+                      projected: list[bytes] | None = None) -> np.ndarray:
+    """``bool(keep(tags))`` for every OPL tag field in ``raws``, calling ``keep`` once per group.
+
+    A group is the tag sets having the same tags for some keys (at first ``keys``; ``projected``
+    may give :func:`_project` of ``raws`` on them). ``keep`` is called on one tag set of each group
+    through :class:`_Watched`: when it looked only at those keys, every tag set of the group would
+    give the same answers to its look-ups, hence the same result, and the group is decided.
+    Otherwise the group is split by the keys it looked at too (by the first of them alone while
+    no key is fixed), and so on. ``keep`` must decide from the tags alone, as
+    :func:`lifecircle.read.network.is_walkable`; one that lists all the tags is called once per tag set.
+
+    >>> def keep(tags):
+    ...     return tags.get("highway") != "motorway" and (tags.get("highway") != "trunk" or "高架" not in tags.get("name", ""))
+    >>> _decide_by_groups([b"highway=residential,name=a", b"highway=residential,name=b", b"highway=motorway",
+    ...                    b"highway=trunk,name=%9ad8%%67b6%", b"highway=trunk,name=c"], keep).tolist()
+    [True, True, False, False, True]
+    """
+    out = np.zeros(len(raws), dtype=bool)
+    pending: dict[frozenset, tuple[np.ndarray, list[bytes] | None]] = {
+        frozenset(keys): (np.arange(len(raws)), projected)}
+    while pending:
+        fixed, (rows, proj) = pending.popitem()
+        if proj is None:
+            proj = _project([raws[i] for i in rows.tolist()], fixed)
+        group, distinct = _group_codes(proj)
+        first = np.unique(group, return_index=True)[1]  # first member of each group (groups in order)
+        value = np.zeros(len(distinct), dtype=bool)
+        split: dict[frozenset, list[int]] = {}
+        each = []
+        for g, i in enumerate(first.tolist()):
+            tags = _Watched(_opl_tags(raws[rows[i]]))
+            value[g] = bool(keep(tags))
+            if tags.seen is None:
+                each.append(g)  # it read every tag: decide each tag set by itself
+                continue
+            new = [k for k in tags.seen if k not in fixed and isinstance(k, str)]  # a key not str is in no tag set
+            if new:
+                split.setdefault(fixed | (set(new) if fixed else {new[0]}), []).append(g)
+        out[rows] = value[group]
+        if each:
+            for i in np.flatnonzero(np.isin(group, each)).tolist():
+                out[rows[i]] = bool(keep(_opl_tags(raws[rows[i]])))
+        for more, groups in split.items():
+            sub = rows[np.isin(group, groups)]
+            if more in pending:
+                sub = np.concatenate([pending[more][0], sub])
+            pending[more] = (sub, None)
+    return out
+
+
+def _decide_all(raws: list[bytes], want: int, walkable, fac) -> tuple[np.ndarray, list[dict | None]]:
+    """Layer flags of every distinct OPL tag field (without its ``T``), and its tags where a layer wants it.
+
+    ``fac`` holds the facility patterns (:func:`_facility_patterns`). The rules (each as in the
+    separate readers), all but the walk rule as regular expressions over all the fields at once:
+
+    * network: a ``highway`` key and ``walkable(tags)`` (:func:`_decide_by_groups`);
+    * facilities: one of the taxonomy's keys, or ``name``/``name:zh`` and a keyword anywhere in the
+      raw text (as libosmium's KeyFilter, then the name keywords, on the raw text);
+    * buildings: ``building`` other than ``no``, or ``landuse=residential``;
+    * boundaries: ``boundary=administrative``; landuse: ``landuse`` in :data:`URBAN_LANDUSE`;
+    * ``area=no`` marks a closed way that is no area.
+    """
+    n = len(raws)
+    flags = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return flags, []
+    text, line_start = _joined(raws)
+
+    def rows(pattern: bytes) -> np.ndarray:
+        return _rows_matching(pattern, text, line_start)
+
+    if want & _NET:
+        proj = _project(raws, {"highway"})
+        cand = np.flatnonzero(np.fromiter(map(len, proj), dtype=np.int64, count=n) > 1)  # "," alone: no highway
+        if cand.size:
+            sel = _decide_by_groups([raws[i] for i in cand.tolist()], walkable, keys={"highway"},
+                                    projected=[proj[i] for i in cand.tolist()])
+            flags[cand[sel]] |= _NET
+        del proj
+    if want & _FAC and fac is not None:
+        has_key, name_key, words = fac
+        sel = rows(has_key) if has_key is not None else np.empty(0, dtype=np.int64)
+        if words is not None:
+            w = rows(words)
+            w = w[np.fromiter((name_key.search(raws[i]) is not None for i in w.tolist()), dtype=bool, count=w.size)]
+            sel = np.union1d(sel, w)
+        flags[sel] |= _FAC
+    if want & _BLD:
+        flags[rows(_tag_pattern(["building"]) + rb"(?!no,)|" + _tag_pattern(["landuse"], rb"residential"))] |= _BLD
+    if want & _BND:
+        flags[rows(_tag_pattern(["boundary"], rb"administrative"))] |= _BND
+    if want & _LND:
+        flags[rows(_tag_pattern(["landuse"], b"|".join(v.encode() for v in URBAN_LANDUSE)))] |= _LND
+    if want & _AREAS:
+        no = rows(_tag_pattern(["area"], rb"no"))
+        flags[no[(flags[no] & _AREAS) > 0]] |= _AREA_NO_FLAG
+    kept = np.flatnonzero(flags)
+    tag_list: list[dict | None] = [None] * n
+    for i, tags in zip(kept.tolist(), _bulk_tags([raws[i] for i in kept.tolist()])):
+        tag_list[i] = tags
+    return flags, tag_list
+
+
+def _facility_patterns(keys: tuple[str, ...], words: tuple[str, ...]):
+    """(a facility key, ``name``/``name:zh``, a keyword): regexes (bytes, in :func:`_joined` text; the
+    second compiled, on one field) or ``None`` where there is nothing to look for."""
+    if not keys and not words:
+        return None
+    has_key = _tag_pattern(keys) if keys else None
+    if not words:
+        return has_key, None, None
+    return has_key, re.compile(rb"(?:^|,)(?:name|name:zh)="), _any_word_pattern([_opl_escape(w) for w in words])
 
 
 def read_osm(
@@ -744,19 +1036,11 @@ def read_osm(
         raise ValueError("the network layer needs walkable= (e.g. lifecircle.read.network.is_walkable)")
     fac_keys_t: tuple[str, ...] = ()
     fac_words_t: tuple[str, ...] = ()
-    fac_words = fac_has_key = None
     if want & _FAC:
         if taxonomy is None:
             raise ValueError("the facilities layer needs taxonomy= (lifecircle.read.facilities.load_taxonomy())")
         fac_keys_t, fac_words_t = tuple(taxonomy.keys), tuple(taxonomy.keywords)
-        if fac_words_t:
-            fac_words = re.compile(b"|".join(re.escape(_opl_escape(w)) for w in fac_words_t))
-            if fac_keys_t:
-                fac_has_key = re.compile(rb"(?:^|,)(?:" + b"|".join(re.escape(_opl_escape(k)) for k in fac_keys_t)
-                                         + rb")=")
     fac_prefilter = set((*fac_keys_t, *(("name", "name:zh") if fac_words_t else ())))
-    fac_key_re = re.compile(rb"(?:^|,)(?:" + b"|".join(re.escape(_opl_escape(k)) for k in sorted(fac_prefilter))
-                            + rb")=") if fac_prefilter else re.compile(rb"(?!)")
     areas_needed = bool(want & _AREAS)
 
     # -- the one pass: filters run in libosmium, objects come back as OPL text
@@ -771,20 +1055,6 @@ def read_osm(
     else:
         chain.append(osmium.filter.TagFilter(*_MP_TYPES).enable_for(osmium.osm.RELATION))
 
-    # decisions per distinct tag set (the raw OPL "T" field): layer flags, parsed tags, global code
-    code_of: dict[bytes, int] = {}
-    flag_list: list[int] = []
-    tag_list: list[dict | None] = []
-    raw_list: list[bytes] = []
-
-    def code(raw: bytes) -> int:
-        c = code_of.get(raw)
-        if c is None:
-            f, tags = _decide(raw[1:], want, walkable, fac_key_re, fac_words, fac_has_key)
-            c = code_of[raw] = len(flag_list)
-            flag_list.append(f); tag_list.append(tags); raw_list.append(raw[1:])
-        return c
-
     try:
         with _opl_dump(p, chain, locations=True) as tmp:
             with open(tmp, "rb") as fh:
@@ -792,33 +1062,40 @@ def read_osm(
     except RuntimeError as exc:
         raise _corrupt(p, exc) from None
     try:
-        kinds, starts_l, ends_l, sp1, sp2 = _opl_lines(text)
+        kinds, starts_l, ends_l, sp1, sp2, sp3 = _opl_lines(text)
+        is_n, is_w, is_r = kinds == ord("n"), kinds == ord("w"), kinds == ord("r")
+
+        def fields(sel, first, end) -> list[bytes]:
+            return [text[a:z] for a, z in zip(first[sel].tolist(), end[sel].tolist())]
+
+        # every object's raw OPL tag field (without its "T"); objects sharing it share every decision
+        rel_lines = fields(is_r, starts_l, ends_l)
+        rel_split = [line.split(b" ") for line in rel_lines]
+        raw_n, raw_w = fields(is_n, sp1 + 2, sp2), fields(is_w, sp1 + 2, sp2)
+        codes_all, distinct = _group_codes([r[1][1:] for r in rel_split] + raw_n + raw_w)
+        del raw_w
+        flag_arr, tag_list = _decide_all(distinct, want, walkable, _facility_patterns(fac_keys_t, fac_words_t)
+                                         if want & _FAC else None)
+        flag_list = flag_arr.tolist()
+        n_r, n_n = len(rel_split), len(raw_n)
         # relations first (they close the file): their member ways are kept whatever their tags
         rel_rows = []
         members: set[int] = set()
-        for a, z in zip(starts_l[kinds == ord("r")].tolist(), ends_l[kinds == ord("r")].tolist()):
-            line = text[a:z]
-            rid, raw, mem = line.split(b" ")
-            c = code(raw)
+        for (rid, _raw, mem), line, c in zip(rel_split, rel_lines, codes_all[:n_r].tolist()):
             rel_rows.append((int(rid[1:]), c, mem[1:], line))
             if flag_list[c] & _AREAS:
                 members.update(int(m[1:].split(b"@", 1)[0]) for m in mem[1:].split(b",") if m.startswith(b"w"))
         member_ids = np.fromiter(members, dtype=np.int64, count=len(members))
-        node_rows = []
-        for a, z in zip(starts_l[kinds == ord("n")].tolist(), ends_l[kinds == ord("n")].tolist()):
-            nid, raw, x, y = text[a:z].split(b" ")
-            c = code(raw)
-            if flag_list[c] & _FAC and len(x) > 1 and len(y) > 1:
-                node_rows.append((int(nid[1:]), float(x[1:]), float(y[1:]), tag_list[c]))
-        is_way = kinds == ord("w")
-        w_start, w_end, w_sp1, w_sp2 = starts_l[is_way], ends_l[is_way], sp1[is_way], sp2[is_way]
-        raws = [text[a:z] for a, z in zip((w_sp1 + 1).tolist(), w_sp2.tolist())]
-        known = list(map(code_of.get, raws))
-        if None in known:
-            known = [code(r) if c is None else c for r, c in zip(raws, known)]
-        codes = np.asarray(known, dtype=np.int64)
-        del raws, known
-        flags0 = np.asarray(flag_list, dtype=np.int64)[codes] if flag_list else np.zeros(0, dtype=np.int64)
+        # nodes: only the located facility candidates are read further
+        n_codes = codes_all[n_r:n_r + n_n]
+        n_start, n_sp2, n_sp3, n_end = starts_l[is_n], sp2[is_n], sp3[is_n], ends_l[is_n]
+        fac_node = np.flatnonzero(((flag_arr[n_codes] & _FAC) > 0) & (n_sp3 - n_sp2 > 2) & (n_end - n_sp3 > 2))
+        node_rows = list(zip(
+            map(int, fields(fac_node, n_start + 1, sp1[is_n])), map(float, fields(fac_node, n_sp2 + 2, n_sp3)),
+            map(float, fields(fac_node, n_sp3 + 2, n_end)), map(tag_list.__getitem__, n_codes[fac_node].tolist())))
+        w_start, w_end, w_sp1, w_sp2 = starts_l[is_w], ends_l[is_w], sp1[is_w], sp2[is_w]
+        codes = codes_all[n_r + n_n:]
+        flags0 = flag_arr[codes]
         if member_ids.size or not (flags0 > 0).all():  # ways no layer wants are not parsed
             w_ids0 = np.fromstring(np.frombuffer(text, dtype=np.uint8)[_ranges(w_start + 1, w_sp1 - w_start)]
                                    .tobytes(), dtype=np.int64, sep=" ") if w_start.size else np.empty(0, np.int64)
@@ -828,7 +1105,7 @@ def read_osm(
     except (ValueError, RuntimeError) as exc:  # a line not of the expected form
         raise _corrupt(p, RuntimeError(f"unexpected OPL text in the dump ({exc})")) from None
     w_code = codes
-    flags = np.asarray(flag_list, dtype=np.int64)[w_code] if flag_list else np.zeros(0, dtype=np.int64)
+    flags = flag_arr[w_code]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if counts.size else counts
 
     out: dict[str, object] = {}
@@ -847,14 +1124,14 @@ def read_osm(
 
 
 
-_WAY_NODES_TO_NUMBERS = bytes.maketrans(b"Nnxy,", b"     ")
+_WAY_NODES_TO_CSV = bytes.maketrans(b"nxy", b"\n,,")  # and "," "N" deleted
 
 
 def _opl_lines(text: bytes):
-    """Kind (first byte), start, end and the first two space positions of every OPL line, vectorised.
+    """Kind (first byte), start, end and the first three space positions of every OPL line, vectorised.
 
     OPL escapes spaces inside values, so a way or relation line has exactly two spaces (before its
-    ``T`` and ``N``/``M`` fields) and a node line three.
+    ``T`` and ``N``/``M`` fields) and a node line three (its ``x`` and ``y`` fields).
     """
     arr = np.frombuffer(text, dtype=np.uint8)
     ends = np.flatnonzero(arr == 10)
@@ -866,17 +1143,29 @@ def _opl_lines(text: bytes):
     kinds = arr[starts] if starts.size else np.empty(0, dtype=np.uint8)
     spaces = np.flatnonzero(arr == 32)
     k = np.searchsorted(spaces, starts)
-    spaces = np.append(spaces, [arr.size + 1, arr.size + 2])
-    sp1, sp2 = spaces[k], spaces[k + 1]
-    if ((sp2 >= ends) & (kinds != ord("n"))).any() or not np.isin(kinds, (ord("n"), ord("w"), ord("r"))).all():
+    spaces = np.append(spaces, [arr.size + 1, arr.size + 2, arr.size + 3, arr.size + 4])
+    sp1, sp2, sp3, sp4 = spaces[k], spaces[k + 1], spaces[k + 2], spaces[k + 3]
+    node = kinds == ord("n")
+    if (not np.isin(kinds, (ord("n"), ord("w"), ord("r"))).all() or (sp2 >= ends).any()
+            or (np.where(node, sp4, sp3) < ends).any() or (node & (sp3 >= ends)).any()
+            or (starts.size and (arr[sp1 + 1] != ord("T")).any())):
         raise RuntimeError("a line without its fields")
-    return kinds, starts, ends, sp1, sp2
+    return kinds, starts, ends, sp1, sp2, sp3
 
 
 def _parse_ways(text: bytes, start, sp1, sp2, end):
     """Ids, node refs/lon/lat, nodes per way and "a node is missing" per way of OPL way lines
-    (``w<id> T<tags> N<nodes>``, given by their start, space and end offsets in ``text``): the node
-    lists are joined into one text that parses in a single ``numpy.fromstring``."""
+    (``w<id> T<tags> N<nodes>``, given by their start, space and end offsets in ``text``).
+
+    The node lists are joined into one text, made into CSV (``n12x121.4y31.2,n13x…`` becomes
+    ``12,121.4,31.2`` lines) and parsed by Arrow's CSV reader (C++, correctly rounded like
+    ``float()``); a node without location (``n12xy``) gets NaN coordinates.
+
+    >>> t = b"w7 Thighway=path Nn1x121.5y31.25,n2xy\\nw8 T Nn3x-0.5y0.0000001\\n"
+    >>> _, st, en, s1, s2, _ = _opl_lines(t)
+    >>> [a.tolist() for a in _parse_ways(t, st, s1, s2, en)]
+    [[7, 8], [1, 2, 3], [121.5, nan, -0.5], [31.25, nan, 1e-07], [2, 1], [True, False]]
+    """
     if start.size == 0:
         e = np.empty(0, dtype=np.int64)
         return e, e, np.empty(0), np.empty(0), e, np.empty(0, dtype=bool)
@@ -884,27 +1173,43 @@ def _parse_ways(text: bytes, start, sp1, sp2, end):
     ids = np.fromstring(arr[_ranges(start + 1, sp1 - start)].tobytes(), dtype=np.int64, sep=" ")
     if ids.size != start.size or (arr[sp2 + 1] != ord("N")).any():
         raise RuntimeError("a way line without its id or node list")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     nodes_text = b"".join([text[a:z] for a, z in zip((sp2 + 1).tolist(), end.tolist())])
-    buf = np.frombuffer(nodes_text, dtype=np.uint8)
-    way_start = np.flatnonzero(buf == ord("N"))
-    tok = np.flatnonzero(buf == ord("n"))
-    counts = np.diff(np.append(np.searchsorted(tok, way_start), tok.size)).astype(np.int64)
+    # the node lists as an Arrow string array over that text (no copy): counted per way in C++
+    offsets = np.concatenate([[0], np.cumsum(end - sp2 - 1)]).astype(np.int64)
+    lists = pa.LargeStringArray.from_buffers(start.size, pa.py_buffer(offsets), pa.py_buffer(nodes_text))
+    counts = pc.count_substring(lists, "n").to_numpy().astype(np.int64)
     missing = np.zeros(start.size, dtype=bool)
     if b"xy" in nodes_text:  # nodes outside the extract: no coordinates
-        xy = np.flatnonzero((buf[:-1] == ord("x")) & (buf[1:] == ord("y")))
-        missing[np.searchsorted(way_start, xy, side="right") - 1] = True
-        nodes_text = nodes_text.replace(b"xy", _MISSING_XY)
-    del buf
-    numbers = np.fromstring(nodes_text.translate(_WAY_NODES_TO_NUMBERS), sep=" ") if tok.size else np.empty(0)
-    if numbers.size != 3 * tok.size:
+        missing = pc.count_substring(lists, "xy").to_numpy() > 0
+    del lists
+    n_nodes = int(counts.sum())
+    if not n_nodes:
+        return ids, np.empty(0, dtype=np.int64), np.empty(0), np.empty(0), counts, missing
+    ref, lon, lat = _read_node_csv(nodes_text.translate(_WAY_NODES_TO_CSV, b",N"))
+    if ref.size != n_nodes:
         raise RuntimeError("unexpected way node list in the OPL dump")
-    numbers = numbers.reshape(-1, 3)
-    lon = np.ascontiguousarray(numbers[:, 1])
-    lat = np.ascontiguousarray(numbers[:, 2])
-    if missing.any():
-        lon[lon == _MISSING] = np.nan
-        lat[lat == _MISSING] = np.nan
-    return ids, numbers[:, 0].astype(np.int64), lon, lat, counts, missing
+    return ids, ref, lon, lat, counts, missing
+
+
+def _read_node_csv(csv: bytes):
+    """Refs (int64), lon, lat (float64, NaN when empty) of ``ref,lon,lat`` CSV lines."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    table = pcsv.read_csv(
+        pa.py_buffer(csv),
+        read_options=pcsv.ReadOptions(column_names=["ref", "lon", "lat"], block_size=1 << 22),
+        parse_options=pcsv.ParseOptions(quote_char=False),
+        convert_options=pcsv.ConvertOptions(column_types={"ref": pa.int64(), "lon": pa.float64(), "lat": pa.float64()},
+                                            null_values=[""], true_values=[], false_values=[]),
+    )
+    if table.column("ref").null_count:
+        raise RuntimeError("a way node without its id")
+    return tuple(np.require(table.column(c).to_numpy(), requirements="W") for c in ("ref", "lon", "lat"))
+
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenated ``arange(s, s + c)`` for every (s, c), without a Python loop."""
