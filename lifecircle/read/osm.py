@@ -174,6 +174,16 @@ def _opl_dump(path: Path, filters: list, *, entities=None, locations: bool = Fal
             os.unlink(tmp)
 
 
+def _map_scratch(path: str):
+    """The scratch file's bytes: memory-mapped where the file may be removed while mapped (POSIX), else read."""
+    with open(path, "rb") as fh:
+        if os.name == "posix" and os.fstat(fh.fileno()).st_size:
+            import mmap
+
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        return fh.read()
+
+
 def _opl_blocks(path: Path, filters: list, *, entities=None, locations: bool = False, block_bytes: int = 1 << 24
                 ) -> Iterator[bytes]:
     """:func:`_opl_dump`'s text, whole lines per block."""
@@ -1057,8 +1067,7 @@ def read_osm(
 
     try:
         with _opl_dump(p, chain, locations=True) as tmp:
-            with open(tmp, "rb") as fh:
-                text = fh.read()
+            text = _map_scratch(tmp)
     except RuntimeError as exc:
         raise _corrupt(p, exc) from None
     try:
@@ -1071,9 +1080,12 @@ def read_osm(
         # every object's raw OPL tag field (without its "T"); objects sharing it share every decision
         rel_lines = fields(is_r, starts_l, ends_l)
         rel_split = [line.split(b" ") for line in rel_lines]
-        raw_n, raw_w = fields(is_n, sp1 + 2, sp2), fields(is_w, sp1 + 2, sp2)
-        codes_all, distinct = _group_codes([r[1][1:] for r in rel_split] + raw_n + raw_w)
-        del raw_w
+        raw_n = fields(is_n, sp1 + 2, sp2)
+        codes_all, distinct = _group_codes([r[1][1:] for r in rel_split] + raw_n)
+        w_codes, w_distinct = _distinct_slices(text, sp1[is_w] + 2, sp2[is_w])
+        if w_distinct:  # the ways' tag sets after the others' (one numbering)
+            more, distinct = _group_codes(distinct + w_distinct)
+            codes_all = np.concatenate([codes_all, more[len(more) - len(w_distinct):][w_codes]])
         flag_arr, tag_list = _decide_all(distinct, want, walkable, _facility_patterns(fac_keys_t, fac_words_t)
                                          if want & _FAC else None)
         flag_list = flag_arr.tolist()
@@ -1124,7 +1136,8 @@ def read_osm(
 
 
 
-_WAY_NODES_TO_CSV = bytes.maketrans(b"nxy", b"\n,,")  # and "," "N" deleted
+#: OPL way nodes to CSV: "Nn1x121.4y31.2,n2x121.5y31.3" -> "1,1,121.4,31.2\n,2,121.5,31.3" (a 1 marks a way's first node)
+_WAY_NODES_TO_CSV = bytes.maketrans(b"Nnxy,", b"1,,,\n")
 
 
 def _opl_lines(text: bytes):
@@ -1134,14 +1147,16 @@ def _opl_lines(text: bytes):
     ``T`` and ``N``/``M`` fields) and a node line three (its ``x`` and ``y`` fields).
     """
     arr = np.frombuffer(text, dtype=np.uint8)
-    ends = np.flatnonzero(arr == 10)
+    breaks = np.flatnonzero(arr <= 32)  # newlines and spaces (OPL escapes every other control character)
+    newline = arr[breaks] == 10
+    ends, spaces = breaks[newline], breaks[~newline]
+    del breaks, newline
     if arr.size and arr[-1] != 10:
         ends = np.append(ends, arr.size)
     starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64) if ends.size else ends
     keep = ends > starts  # no empty lines
     starts, ends = starts[keep], ends[keep]
     kinds = arr[starts] if starts.size else np.empty(0, dtype=np.uint8)
-    spaces = np.flatnonzero(arr == 32)
     k = np.searchsorted(spaces, starts)
     spaces = np.append(spaces, [arr.size + 1, arr.size + 2, arr.size + 3, arr.size + 4])
     sp1, sp2, sp3, sp4 = spaces[k], spaces[k + 1], spaces[k + 2], spaces[k + 3]
@@ -1153,13 +1168,66 @@ def _opl_lines(text: bytes):
     return kinds, starts, ends, sp1, sp2, sp3
 
 
+def _byte_views(text, start: np.ndarray, end: np.ndarray):
+    """``text[start:end]`` for every pair as one Arrow ``binary_view`` array over ``text`` (no copy),
+    or ``None`` when the text is too long for Arrow's 32-bit view offsets."""
+    import pyarrow as pa
+
+    size = len(text)
+    if size >= 2**31 - 1:
+        return None
+    n = start.size
+    length = (end - start).astype(np.int32)
+    views = np.zeros((n, 16), dtype=np.uint8)  # length, then 12 bytes inline, or a 4-byte prefix, buffer 0, offset
+    views[:, 0:4] = length.view(np.uint8).reshape(n, 4)
+    arr = np.frombuffer(text, dtype=np.uint8)
+    if size:
+        views[:, 4:8] = arr[np.minimum(start[:, None] + np.arange(4), size - 1)]  # inline start, or prefix
+        short = np.flatnonzero(length <= 12)
+        if short.size:
+            views[short, 8:16] = arr[np.minimum(start[short, None] + np.arange(4, 12), size - 1)]
+        views[:, 4:16][np.arange(12)[None, :] >= length[:, None]] = 0  # inline bytes past the end
+    long = np.flatnonzero(length > 12)
+    views[long, 8:12] = 0
+    views[long, 12:16] = start[long].astype(np.int32).view(np.uint8).reshape(-1, 4)
+    return pa.Array.from_buffers(pa.binary_view(), n, [None, pa.py_buffer(views), pa.py_buffer(text)])
+
+
+def _distinct_slices(text, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+    """:func:`_group_codes` of ``[text[a:z] for a, z in zip(start, end)]``, hashed in Arrow (C++).
+
+    >>> codes, distinct = _distinct_slices(b"ab ab cd", np.array([0, 3, 6]), np.array([2, 5, 8]))
+    >>> codes.tolist(), distinct
+    ([0, 0, 1], [b'ab', b'cd'])
+    """
+    import pyarrow.compute as pc
+
+    views = _byte_views(text, start, end) if start.size else None
+    if views is None:
+        return _group_codes([text[a:z] for a, z in zip(start.tolist(), end.tolist())])
+    enc = pc.dictionary_encode(views)  # codes by first appearance, as _group_codes
+    return enc.indices.to_numpy().astype(np.int64), enc.dictionary.to_pylist()
+
+
+def _joined_slices(text, start: np.ndarray, end: np.ndarray) -> bytes:
+    """``b"\\n".join(text[a:z] for a, z in zip(start, end))``, copied by Arrow when every slice is followed by a newline."""
+    import pyarrow as pa
+
+    if start.size and end[-1] < len(text):
+        views = _byte_views(text, start, end + 1)  # each slice with its line's newline
+        if views is not None:
+            return views.cast(pa.large_binary()).buffers()[2].to_pybytes()[:-1]
+    return b"\n".join([text[a:z] for a, z in zip(start.tolist(), end.tolist())])
+
+
 def _parse_ways(text: bytes, start, sp1, sp2, end):
     """Ids, node refs/lon/lat, nodes per way and "a node is missing" per way of OPL way lines
     (``w<id> T<tags> N<nodes>``, given by their start, space and end offsets in ``text``).
 
-    The node lists are joined into one text, made into CSV (``n12x121.4y31.2,n13x…`` becomes
-    ``12,121.4,31.2`` lines) and parsed by Arrow's CSV reader (C++, correctly rounded like
-    ``float()``); a node without location (``n12xy``) gets NaN coordinates.
+    The node lists are joined into one text, made into CSV (``Nn12x121.4y31.2,n13x…`` becomes the
+    lines ``1,12,121.4,31.2`` and ``,13,…``, the 1 marking a way's first node) and parsed by Arrow's
+    CSV reader (C++, correctly rounded like ``float()``); a node without location (``n12xy``) gets
+    NaN coordinates.
 
     >>> t = b"w7 Thighway=path Nn1x121.5y31.25,n2xy\\nw8 T Nn3x-0.5y0.0000001\\n"
     >>> _, st, en, s1, s2, _ = _opl_lines(t)
@@ -1173,42 +1241,42 @@ def _parse_ways(text: bytes, start, sp1, sp2, end):
     ids = np.fromstring(arr[_ranges(start + 1, sp1 - start)].tobytes(), dtype=np.int64, sep=" ")
     if ids.size != start.size or (arr[sp2 + 1] != ord("N")).any():
         raise RuntimeError("a way line without its id or node list")
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    nodes_text = b"".join([text[a:z] for a, z in zip((sp2 + 1).tolist(), end.tolist())])
-    # the node lists as an Arrow string array over that text (no copy): counted per way in C++
-    offsets = np.concatenate([[0], np.cumsum(end - sp2 - 1)]).astype(np.int64)
-    lists = pa.LargeStringArray.from_buffers(start.size, pa.py_buffer(offsets), pa.py_buffer(nodes_text))
-    counts = pc.count_substring(lists, "n").to_numpy().astype(np.int64)
+    full = np.flatnonzero(end - sp2 > 2)  # ways with at least one node ("N" alone: none)
+    counts = np.zeros(start.size, dtype=np.int64)
     missing = np.zeros(start.size, dtype=bool)
-    if b"xy" in nodes_text:  # nodes outside the extract: no coordinates
-        missing = pc.count_substring(lists, "xy").to_numpy() > 0
-    del lists
-    n_nodes = int(counts.sum())
-    if not n_nodes:
+    if not full.size:
         return ids, np.empty(0, dtype=np.int64), np.empty(0), np.empty(0), counts, missing
-    ref, lon, lat = _read_node_csv(nodes_text.translate(_WAY_NODES_TO_CSV, b",N"))
-    if ref.size != n_nodes:
+    nodes_text = _joined_slices(text, sp2[full] + 1, end[full])
+    mark, ref, lon, lat = _read_node_csv(nodes_text.translate(_WAY_NODES_TO_CSV))
+    del nodes_text
+    first = np.flatnonzero(mark)
+    if first.size != full.size or (first.size and first[0] != 0):
         raise RuntimeError("unexpected way node list in the OPL dump")
+    counts[full] = np.diff(np.append(first, ref.size))
+    no_location = np.isnan(lon)
+    if no_location.any():  # nodes outside the extract ("n12xy"): no coordinates
+        missing[full[np.searchsorted(first, np.flatnonzero(no_location), side="right") - 1]] = True
     return ids, ref, lon, lat, counts, missing
 
 
 def _read_node_csv(csv: bytes):
-    """Refs (int64), lon, lat (float64, NaN when empty) of ``ref,lon,lat`` CSV lines."""
+    """Columns of ``mark,ref,lon,lat`` CSV lines: ``mark`` (a way's first node: the mark is not
+    empty), refs (int64), lon, lat (float64, NaN when empty)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     table = pcsv.read_csv(
         pa.py_buffer(csv),
-        read_options=pcsv.ReadOptions(column_names=["ref", "lon", "lat"], block_size=1 << 22),
+        read_options=pcsv.ReadOptions(column_names=["mark", "ref", "lon", "lat"], block_size=1 << 22),
         parse_options=pcsv.ParseOptions(quote_char=False),
-        convert_options=pcsv.ConvertOptions(column_types={"ref": pa.int64(), "lon": pa.float64(), "lat": pa.float64()},
-                                            null_values=[""], true_values=[], false_values=[]),
+        convert_options=pcsv.ConvertOptions(
+            column_types={"mark": pa.int8(), "ref": pa.int64(), "lon": pa.float64(), "lat": pa.float64()},
+            null_values=[""], true_values=[], false_values=[]),
     )
     if table.column("ref").null_count:
         raise RuntimeError("a way node without its id")
-    return tuple(np.require(table.column(c).to_numpy(), requirements="W") for c in ("ref", "lon", "lat"))
+    mark = table.column("mark").is_valid().to_numpy(zero_copy_only=False)
+    return (mark, *(np.require(table.column(c).to_numpy(), requirements="W") for c in ("ref", "lon", "lat")))
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -1234,12 +1302,14 @@ def _segments_of(sel, w_code, tag_list, ref, lon, lat, counts, starts, missing) 
     start[0] = False
     pair_ok = start[1:] & ~np.isnan(all_lon[:-1]) & ~np.isnan(all_lon[1:])
     located = ~np.isnan(all_lon)
-    node_id, first_pos, inverse = np.unique(all_ref[located], return_index=True, return_inverse=True)
+    node_id, inverse = np.unique(all_ref[located], return_inverse=True)
     pos_to_node = np.full(len(all_ref), -1, dtype=np.int64)
     pos_to_node[located] = inverse
+    node_lon, node_lat = np.empty(node_id.size), np.empty(node_id.size)
+    node_lon[inverse], node_lat[inverse] = all_lon[located], all_lat[located]  # a node has one location
     seg_pos = np.flatnonzero(pair_ok)
     return WaySegments(
-        node_id=node_id, lon=all_lon[located][first_pos], lat=all_lat[located][first_pos],
+        node_id=node_id, lon=node_lon, lat=node_lat,
         u=pos_to_node[seg_pos], v=pos_to_node[seg_pos + 1], way_index=way_of_pos[seg_pos],
         way_tags=[tag_list[c] for c in w_code[sel].tolist()], ways_missing_nodes=int(missing[sel].sum()),
     )
