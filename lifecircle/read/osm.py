@@ -469,6 +469,12 @@ def iter_features(
 #
 # pyosmium's area handler (``FileProcessor.with_areas``) instead decodes the file twice (relations
 # first) and hands every area to Python as an object.
+#
+# Which layer wants an object is decided once per distinct tag set, all at once (:func:`_decide_all`):
+# Arrow hashes the ways' raw tag fields in place, each layer's rule is a regular expression over all
+# distinct fields joined, the walk rule (Python) runs once per group of tag sets, and the tags of the
+# kept sets are parsed in one JSON document. The way node lists become CSV for Arrow's parser.
+# Python runs per object only for relations and for the facility nodes kept.
 
 #: Layers :func:`read_osm` can read.
 LAYERS = ("network", "facilities", "buildings", "landuse", "boundaries")
@@ -1014,7 +1020,9 @@ def read_osm(
         Its ``keys`` and ``keywords`` pick the facility candidates (needed for ``"facilities"``).
     walkable : callable
         ``walkable(tags)`` deciding the network layer's ways (needed for ``"network"``), e.g.
-        :func:`lifecircle.read.network.is_walkable`. :func:`lifecircle.read.layers.read_layers`
+        :func:`lifecircle.read.network.is_walkable`. It gets a read-only mapping and must decide
+        from the tags alone: it is called once per group of tag sets that agree on every tag it
+        looked at (:func:`_decide_by_groups`), not once per way. :func:`lifecircle.read.layers.read_layers`
         fills both in and adds the cache.
     sha256 : str, optional
         The file's SHA-256 if already known (else computed once here).
