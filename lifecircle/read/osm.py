@@ -1116,12 +1116,13 @@ def read_osm(
         w_start, w_end, w_sp1, w_sp2 = starts_l[is_w], ends_l[is_w], sp1[is_w], sp2[is_w]
         codes = codes_all[n_r + n_n:]
         flags0 = flag_arr[codes]
+        w_ids = None
         if member_ids.size or not (flags0 > 0).all():  # ways no layer wants are not parsed
-            w_ids0 = np.fromstring(np.frombuffer(text, dtype=np.uint8)[_ranges(w_start + 1, w_sp1 - w_start)]
-                                   .tobytes(), dtype=np.int64, sep=" ") if w_start.size else np.empty(0, np.int64)
-            keep = (flags0 > 0) | np.isin(w_ids0, member_ids)
+            w_ids = _way_ids(text, w_start, w_sp1)
+            keep = (flags0 > 0) | np.isin(w_ids, member_ids)
             w_start, w_end, w_sp1, w_sp2, codes = w_start[keep], w_end[keep], w_sp1[keep], w_sp2[keep], codes[keep]
-        way_id, ref, lon, lat, counts, missing = _parse_ways(text, w_start, w_sp1, w_sp2, w_end)
+            w_ids = w_ids[keep]
+        way_id, ref, lon, lat, counts, missing = _parse_ways(text, w_start, w_sp1, w_sp2, w_end, ids=w_ids)
     except (ValueError, RuntimeError) as exc:  # a line not of the expected form
         raise _corrupt(p, RuntimeError(f"unexpected OPL text in the dump ({exc})")) from None
     w_code = codes
@@ -1228,9 +1229,21 @@ def _joined_slices(text, start: np.ndarray, end: np.ndarray) -> bytes:
     return b"\n".join([text[a:z] for a, z in zip(start.tolist(), end.tolist())])
 
 
-def _parse_ways(text: bytes, start, sp1, sp2, end):
+def _way_ids(text, start: np.ndarray, sp1: np.ndarray) -> np.ndarray:
+    """The ids of OPL lines (``w<id> …``) starting at ``start``, their first space at ``sp1``."""
+    if not start.size:
+        return np.empty(0, dtype=np.int64)
+    ids = np.fromstring(np.frombuffer(text, dtype=np.uint8)[_ranges(start + 1, sp1 - start)].tobytes(),
+                        dtype=np.int64, sep=" ")
+    if ids.size != start.size:
+        raise RuntimeError("a way line without its id")
+    return ids
+
+
+def _parse_ways(text: bytes, start, sp1, sp2, end, *, ids=None):
     """Ids, node refs/lon/lat, nodes per way and "a node is missing" per way of OPL way lines
-    (``w<id> T<tags> N<nodes>``, given by their start, space and end offsets in ``text``).
+    (``w<id> T<tags> N<nodes>``, given by their start, space and end offsets in ``text``; ``ids`` if
+    already known).
 
     The node lists are joined into one text, made into CSV (``Nn12x121.4y31.2,n13x…`` becomes the
     lines ``1,12,121.4,31.2`` and ``,13,…``, the 1 marking a way's first node) and parsed by Arrow's
@@ -1246,7 +1259,7 @@ def _parse_ways(text: bytes, start, sp1, sp2, end):
         e = np.empty(0, dtype=np.int64)
         return e, e, np.empty(0), np.empty(0), e, np.empty(0, dtype=bool)
     arr = np.frombuffer(text, dtype=np.uint8)
-    ids = np.fromstring(arr[_ranges(start + 1, sp1 - start)].tobytes(), dtype=np.int64, sep=" ")
+    ids = _way_ids(text, start, sp1) if ids is None else ids
     if ids.size != start.size or (arr[sp2 + 1] != ord("N")).any():
         raise RuntimeError("a way line without its id or node list")
     full = np.flatnonzero(end - sp2 > 2)  # ways with at least one node ("N" alone: none)
@@ -1310,14 +1323,12 @@ def _segments_of(sel, w_code, tag_list, ref, lon, lat, counts, starts, missing) 
     start[0] = False
     pair_ok = start[1:] & ~np.isnan(all_lon[:-1]) & ~np.isnan(all_lon[1:])
     located = ~np.isnan(all_lon)
-    node_id, inverse = np.unique(all_ref[located], return_inverse=True)
+    node_id, first_pos, inverse = np.unique(all_ref[located], return_index=True, return_inverse=True)
     pos_to_node = np.full(len(all_ref), -1, dtype=np.int64)
     pos_to_node[located] = inverse
-    node_lon, node_lat = np.empty(node_id.size), np.empty(node_id.size)
-    node_lon[inverse], node_lat[inverse] = all_lon[located], all_lat[located]  # a node has one location
     seg_pos = np.flatnonzero(pair_ok)
     return WaySegments(
-        node_id=node_id, lon=node_lon, lat=node_lat,
+        node_id=node_id, lon=all_lon[located][first_pos], lat=all_lat[located][first_pos],
         u=pos_to_node[seg_pos], v=pos_to_node[seg_pos + 1], way_index=way_of_pos[seg_pos],
         way_tags=[tag_list[c] for c in w_code[sel].tolist()], ways_missing_nodes=int(missing[sel].sum()),
     )
