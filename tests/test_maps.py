@@ -624,3 +624,15 @@ def test_web_mercator_formula_equals_pyproj():
     lon, lat = rng.uniform(-180, 180, 10_000), rng.uniform(-85, 85, 10_000)
     want = pyproj.Transformer.from_crs(4326, 3857, always_xy=True).transform(lon, lat)
     assert np.allclose(_to_mercator(lon, lat), want, rtol=0, atol=1e-6)
+
+
+def test_raster_polygons_in_blocks_of_edges_is_the_same(monkeypatch):
+    """Edges taken a few at a time (the temporaries' bound at city scale) give the very same image."""
+    from lifecircle.present import styles
+
+    rng = np.random.default_rng(3)
+    geoms = np.array([shapely.union_all(shapely.buffer(shapely.points(rng.uniform(0, 50, (30, 2))), 4.0)),
+                      shapely.box(5, 5, 30, 45).difference(shapely.Point(15, 20).buffer(6))], dtype=object)
+    whole = styles.raster_polygons(geoms, bounds=(0, 0, 50, 50), shape=(64, 80))
+    monkeypatch.setattr(styles, "_EDGES_PER_BLOCK", 7)
+    assert (styles.raster_polygons(geoms, bounds=(0, 0, 50, 50), shape=(64, 80)) == whole).all() and whole.max() == 2

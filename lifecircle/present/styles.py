@@ -187,6 +187,10 @@ def raster_segments(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarr
     return img
 
 
+#: :func:`raster_polygons` handles this many ring edges at a time (its temporaries: some 50 bytes each).
+_EDGES_PER_BLOCK = 1 << 20
+
+
 def raster_polygons(geoms: np.ndarray, *, bounds: tuple[float, float, float, float],
                     shape: tuple[int, int], transform: Any = None) -> np.ndarray:
     """How many of ``geoms`` (polygons) cover each pixel's centre, as a ``uint8`` image (row 0 at the top).
@@ -219,13 +223,18 @@ def raster_polygons(geoms: np.ndarray, *, bounds: tuple[float, float, float, flo
             xy = np.column_stack(transform(xy[:, 0], xy[:, 1]))
         c = (xy[:, 0] - w) * (cols / max(e - w, 1e-12))
         r = (n - xy[:, 1]) * (rows / max(n - s, 1e-12))
-        edge = np.flatnonzero(ring[1:] == ring[:-1])  # vertex i to i + 1 within one (closed) ring
-        ra, rb = r[edge], r[edge + 1]
-        lo = np.clip(np.ceil(np.minimum(ra, rb) - 0.5), 0, rows)  # rows k with ra <= k + 0.5 < rb (or rb..ra)
-        hi = np.clip(np.ceil(np.maximum(ra, rb) - 0.5), 0, rows)
-        count = (hi - lo).astype(np.int64)
-        hit = np.flatnonzero(count > 0)
-        if len(hit):
+        del xy
+        edges = np.flatnonzero(ring[1:] == ring[:-1])  # vertex i to i + 1 within one (closed) ring
+        del ring
+        for first in range(0, len(edges), _EDGES_PER_BLOCK):  # blocks of edges: bounded temporaries
+            edge = edges[first:first + _EDGES_PER_BLOCK]
+            ra, rb = r[edge], r[edge + 1]
+            lo = np.clip(np.ceil(np.minimum(ra, rb) - 0.5), 0, rows)  # rows k with ra <= k + 0.5 < rb (or rb..ra)
+            hi = np.clip(np.ceil(np.maximum(ra, rb) - 0.5), 0, rows)
+            count = (hi - lo).astype(np.int64)
+            hit = np.flatnonzero(count > 0)
+            if not len(hit):
+                continue
             count, lo, edge, ra, rb = count[hit], lo[hit], edge[hit], ra[hit], rb[hit]
             which = np.repeat(np.arange(len(hit)), count)
             k = (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)) + lo[which].astype(np.int64)
