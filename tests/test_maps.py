@@ -636,3 +636,14 @@ def test_raster_polygons_in_blocks_of_edges_is_the_same(monkeypatch):
     whole = styles.raster_polygons(geoms, bounds=(0, 0, 50, 50), shape=(64, 80))
     monkeypatch.setattr(styles, "_EDGES_PER_BLOCK", 7)
     assert (styles.raster_polygons(geoms, bounds=(0, 0, 50, 50), shape=(64, 80)) == whole).all() and whole.max() == 2
+
+
+def test_raster_segments_in_blocks_is_the_same(monkeypatch):
+    from lifecircle.present import styles
+
+    rng = np.random.default_rng(5)
+    x0, y0, x1, y1 = (rng.uniform(-5, 105, 300) for _ in range(4))
+    whole = styles.raster_segments(x0, y0, x1, y1, bounds=(0, 0, 100, 100), shape=(90, 110), width_px=2)
+    monkeypatch.setattr(styles, "_EDGES_PER_BLOCK", 13)
+    assert (styles.raster_segments(x0, y0, x1, y1, bounds=(0, 0, 100, 100), shape=(90, 110), width_px=2) == whole).all()
+    assert 0 < whole.mean() < 1

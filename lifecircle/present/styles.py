@@ -143,6 +143,11 @@ def _pct(share: float) -> str:
 _NO_DATA = "#bdbdbd"
 
 
+#: :func:`raster_segments` and :func:`raster_polygons` take this many segments or ring edges at a time
+#: (their temporaries: some 50 bytes for each).
+_EDGES_PER_BLOCK = 1 << 20
+
+
 def raster_segments(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, *,
                     bounds: tuple[float, float, float, float], shape: tuple[int, int],
                     width_px: int = 1) -> np.ndarray:
@@ -166,17 +171,20 @@ def raster_segments(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarr
     ok = np.isfinite(c0) & np.isfinite(r0) & np.isfinite(c1) & np.isfinite(r1)
     if not ok.all():
         c0, r0, c1, r1 = c0[ok], r0[ok], c1[ok], r1[ok]
-    steps = np.ceil(2 * np.maximum(np.abs(c1 - c0), np.abs(r1 - r0))).astype(np.int64) + 1
     img = np.zeros(shape, dtype=bool)
-    if not len(steps):
-        return img
-    seg = np.repeat(np.arange(len(steps)), steps)
-    k = np.arange(int(steps.sum())) - np.repeat(np.cumsum(steps) - steps, steps)
-    f = k / np.maximum(steps[seg] - 1, 1)
-    cc = np.floor(c0[seg] + f * (c1 - c0)[seg]).astype(np.int64)
-    rr = np.floor(r0[seg] + f * (r1 - r0)[seg]).astype(np.int64)
-    ok = (cc >= 0) & (cc < cols) & (rr >= 0) & (rr < rows)
-    img[rr[ok], cc[ok]] = True
+    for first in range(0, len(c0), _EDGES_PER_BLOCK):  # blocks of segments: bounded temporaries
+        a0, b0 = c0[first:first + _EDGES_PER_BLOCK], r0[first:first + _EDGES_PER_BLOCK]
+        a1, b1 = c1[first:first + _EDGES_PER_BLOCK], r1[first:first + _EDGES_PER_BLOCK]
+        steps = np.ceil(2 * np.maximum(np.abs(a1 - a0), np.abs(b1 - b0))).astype(np.int64) + 1
+        seg = np.repeat(np.arange(len(steps)), steps)
+        k = np.arange(int(steps.sum())) - np.repeat(np.cumsum(steps) - steps, steps)
+        f = k / np.maximum(steps[seg] - 1, 1)
+        del k
+        cc = np.floor(a0[seg] + f * (a1 - a0)[seg]).astype(np.int64)
+        rr = np.floor(b0[seg] + f * (b1 - b0)[seg]).astype(np.int64)
+        del f, seg
+        ok = (cc >= 0) & (cc < cols) & (rr >= 0) & (rr < rows)
+        img[rr[ok], cc[ok]] = True
     if width_px > 1:
         grown = img.copy()
         for dr in range(int(width_px)):
@@ -185,10 +193,6 @@ def raster_segments(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarr
                     grown[dr:, dc:] |= img[:rows - dr, :cols - dc]
         img = grown
     return img
-
-
-#: :func:`raster_polygons` handles this many ring edges at a time (its temporaries: some 50 bytes each).
-_EDGES_PER_BLOCK = 1 << 20
 
 
 def raster_polygons(geoms: np.ndarray, *, bounds: tuple[float, float, float, float],
