@@ -58,8 +58,10 @@ STEPS = {
                 ("lifecircle.present.figures", "save_figure")],
     "load stored run": [("lifecircle.pipeline", "load_analysis"), ("lifecircle.measure.stored", "load_run_state")],
     "scenario": [("lifecircle.plan.scenario", "scenario")],
-    "writing service areas": [("lifecircle.present.isochrones", "write_isochrones")],
-    "writing gap areas": [("lifecircle.plan.gaps", "write_gaps")],
+    "writing service areas": [("lifecircle.present.isochrones", "write_isochrones"),
+                              ("lifecircle.present.outputs", "write_service_areas")],
+    "writing gap areas": [("lifecircle.plan.gaps", "write_gaps"), ("lifecircle.present.outputs", "write_gaps_layer")],
+    "waiting for report.pdf": [("lifecircle.present.outputs", "OutputRun._wait_background")],
     "report": [("lifecircle.present.report", "report_content"), ("lifecircle.present.report", "write_report_html"),
                ("lifecircle.present.report", "write_report_docx"), ("lifecircle.present.workbook", "write_results_xlsx"),
                ("lifecircle.present.figures", "units_bar_chart")],
@@ -73,7 +75,9 @@ STEPS = {
 }
 #: Steps that are not "core outputs" (tables and layers of the analysis itself).
 NOT_CORE = ("service areas", "writing service areas", "gap areas", "writing gap areas", "map", "figures", "sites",
-            "report", "report.pdf (Chromium)", "waiting for the map")
+            "report", "report.pdf (Chromium)", "waiting for the map", "waiting for report.pdf")
+#: Steps whose own layers are written by the shared layer writer: that time is theirs, not "writing layers".
+OWN_LAYER_WRITES = ("writing service areas", "writing gap areas")
 
 
 def peak_rss_mb() -> float:
@@ -103,7 +107,10 @@ class StepTimer:
         return self._local.stack
 
     def enter(self, step: str) -> None:
-        self._stack.append([step, time.perf_counter(), 0.0])
+        stack = self._stack
+        if step == "writing layers" and stack and stack[-1][0] in OWN_LAYER_WRITES:
+            step = stack[-1][0]  # isochrones.gpkg, gaps.gpkg: the service and gap areas' own output
+        stack.append([step, time.perf_counter(), 0.0])
 
     def leave(self) -> None:
         import threading
@@ -206,7 +213,8 @@ def _trace_rss(timer: StepTimer, path: str, every_s: float = 0.2) -> None:
             while True:
                 with open("/proc/self/statm") as st:
                     rss_mb = int(st.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-                step = main_stack[-1][0] if main_stack else "-"
+                top = main_stack[-1:]  # the main thread may pop in between
+                step = top[0][0] if top else "-"
                 fh.write(f"{time.perf_counter() - t0:.2f} {rss_mb:.0f} {step}\n")
                 fh.flush()
                 time.sleep(every_s)

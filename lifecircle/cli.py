@@ -411,12 +411,18 @@ def _maps_and_report(result, out, progress, *, make_map: bool, png: bool, basema
         drawn = None
         if make_map:
             progress("drawing the map")
+            out.path("map.html")  # named in the run here, on this thread (the other one only writes it)
             drawn = pool.submit(write_maps, result, out, png=False, basemap=basemap, sites=sites)
-        if make_map and png:
-            paths.update(write_figures(result, out))
-        progress("the units chart" if not report else "writing results.xlsx and the report")
-        paths.update(write_report_files(result, out, lang=lang, report=report, pdf=pdf, chart=make_map and png,
-                                        tables={"sites": sites, "sites_needed": needed}))
+        try:
+            if make_map and png:
+                paths.update(write_figures(result, out))
+            progress("the units chart" if not report else "writing results.xlsx and the report")
+            paths.update(write_report_files(result, out, lang=lang, report=report, pdf=pdf, chart=make_map and png,
+                                            tables={"sites": sites, "sites_needed": needed}))
+        except BaseException:
+            if drawn is not None and not drawn.done():
+                log.warning("stopping: waiting for the map's thread to end (a few seconds at city scale)")
+            raise
         if drawn is not None:
             paths.update(_map_drawn(drawn))
     return paths

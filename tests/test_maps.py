@@ -647,3 +647,12 @@ def test_raster_segments_in_blocks_is_the_same(monkeypatch):
     monkeypatch.setattr(styles, "_EDGES_PER_BLOCK", 13)
     assert (styles.raster_segments(x0, y0, x1, y1, bounds=(0, 0, 100, 100), shape=(90, 110), width_px=2) == whole).all()
     assert 0 < whole.mean() < 1
+
+
+def test_raster_polygons_skips_edges_with_non_finite_vertices():
+    from lifecircle.present.styles import raster_polygons
+
+    square = shapely.box(0, 0, 2, 2)
+    bad = shapely.Polygon([(5, 5), (np.nan, 6), (7, 7), (5, 5)])
+    img = raster_polygons(np.array([square, bad], dtype=object), bounds=(0, 0, 8, 8), shape=(8, 8))
+    assert img[6:, :2].sum() == 4 and img.sum() >= 4  # the square is there; no IndexError from the NaN

@@ -411,3 +411,18 @@ def test_xlsx_writer_cells_formats_panes_and_filters():
         Sheet("bad", ["a", "b"], [[1], [1, 2]])
     with pytest.raises(ValueError, match="unique"):
         xlsx_bytes([Sheet("s", ["a"], [[1]]), Sheet("s", ["a"], [[2]])])
+
+
+def test_xlsx_writer_cuts_what_excel_cannot_hold():
+    """Text over Excel's 32,767 characters is cut with an ellipsis; lone surrogates are dropped (not an
+    encoding error)."""
+    import io
+
+    import openpyxl
+
+    from lifecircle.present.xlsx import MAX_CELL_CHARS, Sheet, xlsx_bytes
+
+    long = "长" * 40_000
+    data = xlsx_bytes([Sheet("s", ["a"], [[long, "ok\ud800"]])])
+    ws = openpyxl.load_workbook(io.BytesIO(data))["s"]
+    assert len(ws["A2"].value) == MAX_CELL_CHARS and ws["A2"].value.endswith("…") and ws["A3"].value == "ok"

@@ -531,3 +531,26 @@ def test_analyze_prints_the_pdf_beside_the_map_and_a_failed_one_is_not_listed(tm
     manifest = json.loads((out / "lifecircle_manifest.json").read_text(encoding="utf-8"))
     assert "report.pdf" not in manifest["files"] and not (out / "report.pdf").exists()  # the old PDF went too
     assert "report.pdf not written" in printed.err
+
+
+def test_a_map_that_fails_while_the_report_is_written_keeps_the_old_run(tmp_path, monkeypatch, capsys):
+    """The map is drawn on a second thread: its error still ends `analyze` with one line and exit 1, after
+    the report, and the folder keeps its earlier run with nothing staged left behind."""
+    import lifecircle.present.outputs as outputs_module
+    from lifecircle.errors import InputDataError
+
+    out = tmp_path / "out"
+    assert main(["-q", "analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+
+    def broken(*args, **kwargs):
+        raise InputDataError("the map could not be drawn (a test): fix the test")
+
+    monkeypatch.setattr(outputs_module, "write_maps", broken)
+    assert main(["analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--minutes", "7",
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "the map could not be drawn" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".lifecircle")]

@@ -551,10 +551,11 @@ class OutputRun:
 
     def _wait_background(self) -> None:
         """Wait for every :meth:`in_background` job; the first job's error is raised after all have ended."""
-        jobs, self._background = self._background, []
         error = None
-        for name, thread, box in jobs:
+        while self._background:
+            name, thread, box = self._background[0]
             thread.join()
+            self._background.pop(0)  # only once ended: a Ctrl-C during the join leaves it for _discard
             if "error" in box:
                 error = error or box["error"]
             elif not box.get("ok"):

@@ -1048,7 +1048,7 @@ def write_report(analysis: Any, path_html: str | os.PathLike[str], *, lang: str 
 def _run_figures(run: Any) -> dict[str, bytes]:
     """The PNGs of an output run in report order: those it wrote (staged), and in a run that adds to the
     previous one, the previous run's figures it keeps."""
-    names = {n: run.path(n) for n in run.written if n.endswith(".png")}
+    names = {n: run.path(n) for n in list(run.written) if n.endswith(".png")}  # a copy: the map's thread adds
     if run.replace is not None:
         previous = (run.previous or {}).get("files")
         for p in run.folder.glob("*.png"):

@@ -228,8 +228,9 @@ def raster_polygons(geoms: np.ndarray, *, bounds: tuple[float, float, float, flo
         c = (xy[:, 0] - w) * (cols / max(e - w, 1e-12))
         r = (n - xy[:, 1]) * (rows / max(n - s, 1e-12))
         del xy
-        edges = np.flatnonzero(ring[1:] == ring[:-1])  # vertex i to i + 1 within one (closed) ring
-        del ring
+        good = np.isfinite(c) & np.isfinite(r)
+        edges = np.flatnonzero((ring[1:] == ring[:-1]) & good[1:] & good[:-1])  # i to i + 1 within one ring
+        del ring, good
         for first in range(0, len(edges), _EDGES_PER_BLOCK):  # blocks of edges: bounded temporaries
             edge = edges[first:first + _EDGES_PER_BLOCK]
             ra, rb = r[edge], r[edge + 1]
