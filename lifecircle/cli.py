@@ -199,6 +199,13 @@ class _Steps:
         elif self.lines and not self.quiet:
             click.echo(f"[{self.done}/{self.total} {time.perf_counter() - self.t0:5.1f}s] {msg}…", err=True)
 
+    def note(self, msg: str) -> None:
+        """Say what the current step is waiting for, without counting a step."""
+        if self.bar is not None:
+            self.bar.set_description_str(msg, refresh=True)
+        elif self.lines and not self.quiet:
+            click.echo(f"[{self.done}/{self.total} {time.perf_counter() - self.t0:5.1f}s] {msg}…", err=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.update(self.total - self.bar.n)
@@ -424,6 +431,8 @@ def _maps_and_report(result, out, progress, *, make_map: bool, png: bool, basema
                 log.warning("stopping: waiting for the map's thread to end (a few seconds at city scale)")
             raise
         if drawn is not None:
+            if not drawn.done():
+                progress.note("finishing the map")
             paths.update(_map_drawn(drawn))
     return paths
 
