@@ -122,6 +122,7 @@ __all__ = [
     "safe_cells",
     "read_analysis_folder",
     "write_maps",
+    "write_figures",
     "maps_from_folder",
     "write_sites",
     "write_site_plans",
@@ -1329,8 +1330,8 @@ def write_maps(analysis: Any, out_dir: str | os.PathLike[str] | OutputRun, *, pn
 
 def write_figures(analysis: Any, run: OutputRun, *, isochrones: Any = None, units: Any = None) -> dict[str, Path]:
     """The static figures of :func:`write_maps` into an open run: ``coverage_map.png``, ``coverage_curve.png``
-    and, with accessibility per unit, ``lorenz.png``. ``lifecircle analyze`` draws them before the report
-    (which embeds them) and the HTML map after it, while Chromium prints the PDF."""
+    and, with accessibility per unit, ``lorenz.png``. ``lifecircle analyze`` draws them, then the report that
+    embeds them, while the HTML map is drawn on a second thread (and Chromium prints the PDF)."""
     from .figures import coverage_curve, coverage_figure, save_figure
 
     paths: dict[str, Path] = {}
