@@ -423,7 +423,8 @@ def _maps_and_report(result, out, progress, *, make_map: bool, png: bool, basema
         try:
             if make_map and png:
                 paths.update(write_figures(result, out))
-            progress("the units chart" if not report else "writing results.xlsx and the report")
+            progress("writing results.xlsx and the report" if report else
+                     "the units chart" if make_map and png else "finishing")
             paths.update(write_report_files(result, out, lang=lang, report=report, pdf=pdf, chart=make_map and png,
                                             tables={"sites": sites, "sites_needed": needed}))
         except BaseException:
