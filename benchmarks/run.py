@@ -451,7 +451,7 @@ DEFAULT_ONLY = ("46",)
 STEP_ORDER = ("read OSM", "network", "facilities", "residents", "input checks", "snapping", "walking times",
               "coverage", "summary", "service areas", "gap areas", "sites", "map", "figures", "report", "waiting for the map",
               "report.pdf (Chromium)", "waiting for report.pdf", "load stored run", "scenario", "writing service areas", "writing gap areas",
-              "writing layers", "writing", "other")
+              "writing layers", "writing", "returning freed memory", "other")
 
 
 def _add_one_facility(spec: dict, path: Path) -> None:

@@ -54,6 +54,7 @@ STEPS = {
     "sites": [("lifecircle.plan.sites", "site_plans")],
     "map": [("lifecircle.present.maps", "coverage_map"), ("lifecircle.present.html", "save_map")],
     "waiting for the map": [("lifecircle.cli", "_map_drawn")],
+    "returning freed memory": [("lifecircle.cli", "_return_freed_memory")],
     "figures": [("lifecircle.present.figures", "coverage_figure"), ("lifecircle.present.figures", "coverage_curve"),
                 ("lifecircle.present.figures", "save_figure")],
     "load stored run": [("lifecircle.pipeline", "load_analysis"), ("lifecircle.measure.stored", "load_run_state")],
