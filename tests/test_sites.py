@@ -659,20 +659,28 @@ def test_dropped_candidates_change_nothing(where, shanghai):
         free &= ~ref[p]
 
 
-def test_site_plans_share_one_search_and_predict_a_fresh_analysis(shanghai, shanghai_network, shanghai_facilities):
+@pytest.fixture(scope="module")
+def three_categories(shanghai, shanghai_network, shanghai_facilities):
+    """The Shanghai sample's real health points, and every 2nd / 3rd of them relabelled culture and sports:
+    three categories, three coverages (10 min); ``(analysis, residents)``."""
+    _, res, _ = shanghai
+    f = shanghai_facilities[shanghai_facilities.category == "health"]
+    parts = [(f, "health"), (f.iloc[::2], "culture"), (f.iloc[::3], "sports")]
+    fac = gpd.GeoDataFrame(pd.concat([facilities([(0, 0)] * len(p), category=c).set_geometry(p.geometry.to_numpy())
+                                      for p, c in parts], ignore_index=True), crs=4326)
+    cfg = AnalysisConfig(minutes=(10,), categories=("health", "culture", "sports"))
+    return analyze(network=shanghai_network, facilities=fac, replace_osm_facilities=True, population=res,
+                   config=cfg), res
+
+
+def test_site_plans_share_one_search_and_predict_a_fresh_analysis(three_categories):
     """site_plans searches once for the four categories: the same plans as one plan_sites call each, and
     a fresh analyze with every study-area site added covers what the plans say, per category."""
     from lifecircle.config import minutes_column
     from lifecircle.plan.sites import site_plans
 
-    _, res, _ = shanghai
-    f = shanghai_facilities[shanghai_facilities.category == "health"]
-    # the real health points, and every 2nd / 3rd of them relabelled: three categories, three coverages
-    parts = [(f, "health"), (f.iloc[::2], "culture"), (f.iloc[::3], "sports")]
-    fac = gpd.GeoDataFrame(pd.concat([facilities([(0, 0)] * len(p), category=c).set_geometry(p.geometry.to_numpy())
-                                      for p, c in parts], ignore_index=True), crs=4326)
-    cfg = AnalysisConfig(minutes=(10,), categories=("health", "culture", "sports"))
-    a = analyze(network=shanghai_network, facilities=fac, replace_osm_facilities=True, population=res, config=cfg)
+    a, res = three_categories
+    cfg = a.config
     sites, needed, _ = site_plans(a, exact=False, per_unit=False)
     assert (needed.sites_needed > 0).sum() >= 2  # several categories need sites
     for cat in cfg.categories:
@@ -767,7 +775,7 @@ def test_new_pairs_are_added_once():
     assert ptr.tolist() == [0, 2, 3, 5] and idx.tolist() == [3, 1, 4, 2, 0]
 
 
-def test_site_plans_fast_path_equals_brute_force_greedy(shanghai, shanghai_network, shanghai_facilities):
+def test_site_plans_fast_path_equals_brute_force_greedy(three_categories, monkeypatch):
     """site_plans (one search and one thinning pass for three categories, catchments by column, greedy by
     blocks) against a plain greedy over full-Dijkstra catchments of every node, per category: the same
     gains each step, the same people covered each step, and the columns it hands greedy hold each pair
@@ -775,13 +783,8 @@ def test_site_plans_fast_path_equals_brute_force_greedy(shanghai, shanghai_netwo
     from lifecircle.config import minutes_column
     from lifecircle.plan import sites as S
 
-    _, res, _ = shanghai
-    f = shanghai_facilities[shanghai_facilities.category == "health"]
-    parts = [(f, "health"), (f.iloc[::2], "culture"), (f.iloc[::3], "sports")]
-    fac = gpd.GeoDataFrame(pd.concat([facilities([(0, 0)] * len(p), category=c).set_geometry(p.geometry.to_numpy())
-                                      for p, c in parts], ignore_index=True), crs=4326)
-    cfg = AnalysisConfig(minutes=(10,), categories=("health", "culture", "sports"))
-    a = analyze(network=shanghai_network, facilities=fac, replace_osm_facilities=True, population=res, config=cfg)
+    a, res = three_categories
+    cfg = a.config
     built = {}
     real_build = S._build
 
@@ -790,11 +793,9 @@ def test_site_plans_fast_path_equals_brute_force_greedy(shanghai, shanghai_netwo
         built[p.category] = p
         return p
 
-    S._build = spy
-    try:
-        sites, needed, _ = S.site_plans(a, exact=False, per_unit=False)
-    finally:
-        S._build = real_build
+    monkeypatch.setattr(S, "_build", spy)
+    sites, needed, _ = S.site_plans(a, exact=False, per_unit=False)
+    monkeypatch.undo()
     nodes = S.candidates_from_nodes(a.network, np.arange(a.network.n_nodes))
     pop = a.residents["population"].to_numpy(float)
     n_checked = 0
