@@ -608,12 +608,15 @@ def test_exact_check_tries_what_its_time_limit_can_solve(plus_town, monkeypatch)
 # ------------------------------------------------------------------ candidates a neighbour's catchment contains
 
 
-def brute_greedy(cov: np.ndarray, w: np.ndarray):
-    """Plain greedy on a dense matrix: each step the row covering the most uncovered weight (lowest on ties)."""
+def brute_greedy(cov: np.ndarray, w: np.ndarray, *, column_order: bool = False):
+    """Plain greedy on a dense matrix: each step the row covering the most uncovered weight (lowest on ties);
+    ``column_order``: each row's weight summed one column after another, as the code under test sums it
+    (exact ties stay ties)."""
     free = w.astype(float).copy()
     picks, gains = [], []
     while True:
-        g = cov.astype(float) @ free
+        g = (np.array([np.add.reduceat(free[row], [0])[0] if row.any() else 0.0 for row in cov]) if column_order
+             else cov.astype(float) @ free)
         j = int(np.argmax(g))
         if g[j] <= 0:
             return picks, gains
@@ -726,21 +729,6 @@ def test_thinning_several_groups_in_one_pass_equals_one_call_each(shanghai):
         assert got == want and len(got) > 1000
 
 
-def plain_greedy_first(cov: np.ndarray, w: np.ndarray):
-    """A plain greedy on a dense matrix, written out: each step the row covering the most uncovered
-    weight, summed in column order, the lowest such row on ties."""
-    free = w.astype(float).copy()
-    picks, gains = [], []
-    while True:
-        g = np.array([np.add.reduceat(free[row], [0])[0] if row.any() else 0.0 for row in cov])
-        j = int(np.argmax(g))
-        if g[j] <= 0:
-            return picks, gains
-        picks.append(j)
-        gains.append(float(g[j]))
-        free[cov[j]] = 0.0
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_greedy_by_blocks_equals_a_plain_greedy_with_ties(seed):
     """1,300 rows (six blocks of the running maxima) and whole-number weights, so that many rows tie:
@@ -754,7 +742,7 @@ def test_greedy_by_blocks_equals_a_plain_greedy_with_ties(seed):
     dense = rng.random((m, n)) < 0.02
     dense[rng.choice(m, 300, replace=False)] = dense[rng.choice(m, 300)]  # identical rows: exact ties
     w = rng.integers(1, 4, n).astype(float)
-    picks, gains = plain_greedy_first(dense, w)
+    picks, gains = brute_greedy(dense, w, column_order=True)
     cov = sp.csr_matrix(dense)
     chosen, g = greedy_cover(cov, w)
     assert chosen.tolist() == picks and g.tolist() == gains
