@@ -559,7 +559,8 @@ def _w(r: dict | None) -> float | None:
 def _step(r: dict | None, *names: str) -> float | None:
     if not _ok(r) or "steps_s" not in r:
         return None
-    return sum(r["steps_s"].get(n, 0.0) for n in names)
+    bg = r.get("background_steps_s", {})  # a step run on another thread (the service areas, the map): its own time
+    return sum(r["steps_s"].get(n, bg.get(n, 0.0)) for n in names)
 
 
 def _failed(r: dict) -> str:

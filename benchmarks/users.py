@@ -203,11 +203,13 @@ def install_step_timers(timer: StepTimer) -> list[str]:
 
 
 def _trace_rss(timer: StepTimer, path: str, every_s: float = 0.2) -> None:
-    """``$LIFECIRCLE_BENCH_RSS_TRACE``: a line ``seconds RSS-MB step`` every ``every_s`` (where the memory goes)."""
+    """``$LIFECIRCLE_BENCH_RSS_TRACE``: a line ``seconds RSS-MB cores step`` every ``every_s`` (where the memory goes)."""
     import threading
 
     main_stack = timer._stack  # the main thread's
     t0 = time.perf_counter()
+
+    last = [0.0, 0.0]
 
     def sample() -> None:
         with open(path, "w") as fh:
@@ -216,7 +218,12 @@ def _trace_rss(timer: StepTimer, path: str, every_s: float = 0.2) -> None:
                     rss_mb = int(st.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
                 top = main_stack[-1:]  # the main thread may pop in between
                 step = top[0][0] if top else "-"
-                fh.write(f"{time.perf_counter() - t0:.2f} {rss_mb:.0f} {step}\n")
+                with open("/proc/self/stat") as st:  # user + system CPU seconds: how many cores the step keeps busy
+                    cpu_s = sum(int(v) for v in st.read().rsplit(")", 1)[1].split()[11:13]) / os.sysconf("SC_CLK_TCK")
+                now = time.perf_counter() - t0
+                cores = (cpu_s - last[1]) / max(now - last[0], 1e-9)
+                last[:] = [now, cpu_s]
+                fh.write(f"{now:.2f} {rss_mb:.0f} {cores:.2f} {step}\n")
                 fh.flush()
                 time.sleep(every_s)
 

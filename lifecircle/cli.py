@@ -365,7 +365,7 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
 
     # the folder is locked from the start (a second run into it stops at once) and written in one commit
     with output_folder(out_dir, command="analyze") as out, \
-            _Steps(ctx, 8 + plan_sites + make_map, "analyze", lines=True) as progress:
+            _Steps(ctx, 9 + plan_sites + make_map, "analyze", lines=True) as progress:
         result = run(osm, place=place, facilities=facilities, replace_osm_facilities=replace_osm_facilities,
                      population=population, units=units, config=cfg, taxonomy=taxonomy,
                      facilities_crs=facilities_crs, population_crs=population_crs, units_crs=units_crs,
@@ -379,20 +379,27 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                      capacity_column=capacity_column, group_columns=group_columns, group_speed_kmh=group_speed_kmh,
                      demand_groups=demand_group, ratio_per_1000=ratio_per_1000, unit_parent=unit_parent,
                      progress=progress, cache_network=not no_cache)
-        progress(f"writing {out_dir}")
+        progress("gap areas and service areas")
         result.isochrone_method = isochrone_method
-        paths = result.write(out, isochrones="auto" if isochrones is None else isochrones,
-                             facility_isochrones=facility_isochrones, isochrone_layers=isochrone_layers,
-                             out_crs=out_crs)
-        sites = needed = None
-        if plan_sites:
-            from .present.outputs import write_site_plans
+        isochrones = "auto" if isochrones is None else isochrones
+        result.areas(isochrones=isochrones)
+        with _MapThread(result, out, progress, make_map=make_map, basemap=basemap) as drawn:
+            if not plan_sites:  # the map has all it shows: it is drawn while the files are written
+                drawn.start()
+            progress(f"writing {out_dir}")
+            paths = result.write(out, isochrones=isochrones, facility_isochrones=facility_isochrones,
+                                 isochrone_layers=isochrone_layers, out_crs=out_crs)
+            sites = needed = None
+            if plan_sites:
+                from .present.outputs import write_site_plans
 
-            progress("planning new sites")
-            site_paths, sites, needed = write_site_plans(result, out, out_crs=out_crs)
-            paths.update(site_paths)
-        paths.update(_maps_and_report(result, out, progress, make_map=make_map, png=png, basemap=basemap,
-                                      sites=sites, needed=needed, report=not no_report, pdf=pdf, lang=lang))
+                progress("planning new sites")
+                site_paths, sites, needed = write_site_plans(result, out, out_crs=out_crs)
+                paths.update(site_paths)
+                drawn.start(sites=sites)
+            paths.update(_figures_and_report(result, out, progress, figures=make_map and png, sites=sites,
+                                             needed=needed, report=not no_report, pdf=pdf, lang=lang))
+            paths.update(drawn.result())
         paths.update({n: out.final(n) for n in out.written if n not in paths and not n.startswith(".")})
     paths = {n: p for n, p in paths.items() if n in out.written}  # committed; without a PDF Chromium failed on
     if not quiet:
@@ -403,38 +410,56 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                    + ", ".join(p.name for p in paths.values()))
 
 
-def _maps_and_report(result, out, progress, *, make_map: bool, png: bool, basemap: str, sites, needed, report: bool,
-                     pdf: bool, lang: str | None) -> dict[str, Path]:
-    """map.html on a second thread (its rasters, shapely and PNG work release the GIL) while this one draws
-    the figures and then the report that embeds them, and Chromium prints the PDF: the three outputs of
-    `analyze` that need nothing of each other. The run waits for both before it is committed."""
-    from concurrent.futures import ThreadPoolExecutor
+class _MapThread:
+    """map.html drawn on a second thread (its rasters, shapely and PNG work release the GIL) while this
+    one writes the layers, draws the figures and then the report that embeds them, and Chromium prints
+    the PDF: the outputs of `analyze` that need nothing of each other. Leaving the ``with`` waits for
+    the map (so the run is committed whole, or an error in either thread ends it)."""
 
-    from .present.outputs import write_figures, write_maps
+    def __init__(self, result, out, progress, *, make_map: bool, basemap: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.analysis, self.out, self.progress, self.make_map, self.basemap = result, out, progress, make_map, basemap
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="lifecircle-map")
+        self.drawn = None
+
+    def start(self, *, sites=None) -> None:
+        if not self.make_map:
+            return
+        from .present.outputs import write_maps
+
+        self.progress("drawing the map")
+        self.out.path("map.html")  # named in the run here, on this thread (the other one only writes it)
+        self.drawn = self.pool.submit(write_maps, self.analysis, self.out, png=False, basemap=self.basemap, sites=sites)
+
+    def result(self) -> dict[str, Path]:
+        if self.drawn is None:
+            return {}
+        if not self.drawn.done():
+            self.progress.note("finishing the map")
+        return _map_drawn(self.drawn)
+
+    def __enter__(self) -> "_MapThread":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and self.drawn is not None and not self.drawn.done():
+            log.warning("stopping: waiting for the map's thread to end (a few seconds at city scale)")
+        self.pool.shutdown(wait=True)
+
+
+def _figures_and_report(result, out, progress, *, figures: bool, sites, needed, report: bool, pdf: bool,
+                        lang: str | None) -> dict[str, Path]:
+    """The PNG figures, then results.xlsx and the report that embeds them (the PDF prints in the background)."""
+    from .present.outputs import write_figures
     from .present.report import write_report_files
 
     paths: dict[str, Path] = {}
-    with ThreadPoolExecutor(1, thread_name_prefix="lifecircle-map") as pool:  # its exit waits for the map
-        drawn = None
-        if make_map:
-            progress("drawing the map")
-            out.path("map.html")  # named in the run here, on this thread (the other one only writes it)
-            drawn = pool.submit(write_maps, result, out, png=False, basemap=basemap, sites=sites)
-        try:
-            if make_map and png:
-                paths.update(write_figures(result, out))
-            progress("writing results.xlsx and the report" if report else
-                     "the units chart" if make_map and png else "finishing")
-            paths.update(write_report_files(result, out, lang=lang, report=report, pdf=pdf, chart=make_map and png,
-                                            tables={"sites": sites, "sites_needed": needed}))
-        except BaseException:
-            if drawn is not None and not drawn.done():
-                log.warning("stopping: waiting for the map's thread to end (a few seconds at city scale)")
-            raise
-        if drawn is not None:
-            if not drawn.done():
-                progress.note("finishing the map")
-            paths.update(_map_drawn(drawn))
+    if figures:
+        paths.update(write_figures(result, out))
+    progress("writing results.xlsx and the report" if report else "the units chart" if figures else "finishing")
+    paths.update(write_report_files(result, out, lang=lang, report=report, pdf=pdf, chart=figures,
+                                    tables={"sites": sites, "sites_needed": needed}))
     return paths
 
 

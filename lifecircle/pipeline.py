@@ -153,11 +153,33 @@ class Analysis:
         log.info("wrote %s", ", ".join(p.name for p in paths.values()))
         return paths
 
+    def areas(self, *, gaps: bool = True, isochrones: bool | str = "auto") -> None:
+        """Draw the gap areas (:attr:`gaps`) and the service areas (:attr:`isochrones`) that :meth:`write`
+        writes, unless they are there already (drawn by :attr:`isochrone_method`).
+
+        :meth:`write` calls it; call it first to draw maps from the areas while the files are written.
+
+        Examples
+        --------
+        >>> from lifecircle.datasets import toy_town_osm
+        >>> a = analyze(toy_town_osm())
+        >>> a.areas()
+        >>> sorted(set(a.isochrones["minutes"])), a.gaps is not None
+        ([5.0, 10.0, 15.0], True)
+        """
+        from .plan.gaps import find_gaps
+        from .present.isochrones import service_areas
+
+        if gaps and self.gaps is None:
+            self.gaps = find_gaps(self)
+        if isochrones and self.isochrones is None and self.times.graph is not None:  # "auto": at every size
+            self.isochrones = service_areas(self, method=self.isochrone_method)
+        elif isochrones and self.isochrones is None:
+            log.info("no isochrones: a tiled run keeps no single access graph")
+
     def _write_into(self, run: OutputRun, *, isochrones: bool | str, gaps: bool,
                     facility_isochrones: bool, isochrone_layers: str = "one", out_crs: Any = None) -> list[str]:
         """Stage the outputs in ``run``; returns their names (:data:`OUTPUT_FILES` first)."""
-        from .plan.gaps import find_gaps
-        from .present.isochrones import service_areas
         from .present.outputs import write_analysis_layers, write_service_areas
 
         written = list(OUTPUT_FILES)
@@ -174,13 +196,8 @@ class Analysis:
         if merged is not None and len(merged):
             run.table(merged, "facilities_merged.csv")
             written.append("facilities_merged.csv")
-        if gaps and self.gaps is None:
-            self.gaps = find_gaps(self)
         isochrones = bool(isochrones)  # "auto": at every size
-        if isochrones and self.isochrones is None and self.times.graph is not None:
-            self.isochrones = service_areas(self, method=self.isochrone_method)
-        elif isochrones and self.isochrones is None:
-            log.info("no isochrones: a tiled run keeps no single access graph")
+        self.areas(gaps=gaps, isochrones=isochrones)
         layers = write_analysis_layers(run, self, gaps=self.gaps if gaps else None,
                                        isochrones=self.isochrones if isochrones else None,
                                        isochrone_layers=isochrone_layers, out_crs=out_crs)

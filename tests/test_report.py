@@ -554,3 +554,40 @@ def test_a_map_that_fails_while_the_report_is_written_keeps_the_old_run(tmp_path
     assert "the map could not be drawn" in err and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert not [p for p in out.iterdir() if p.name.startswith(".lifecircle")]
+
+
+def test_an_error_while_the_map_is_drawn_waits_for_it_and_keeps_the_old_run(tmp_path, monkeypatch, capsys):
+    """The map starts as soon as the service areas are drawn, while the layers are written: an error in the
+    layers ends `analyze` with one line and exit 1 once the map's thread has ended (said), and the folder
+    keeps its earlier run with nothing staged left behind."""
+    import threading
+    import time
+
+    import lifecircle.present.outputs as outputs_module
+    from lifecircle.errors import InputDataError
+
+    out = tmp_path / "out"
+    assert main(["-q", "analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    real_maps, drawing = outputs_module.write_maps, threading.Event()
+
+    def slow_maps(*args, **kwargs):
+        drawing.set()
+        time.sleep(0.5)  # still drawing when the layers fail
+        return real_maps(*args, **kwargs)
+
+    def broken_layers(*args, **kwargs):
+        assert drawing.wait(5), "the map was not started before the layers were written"
+        raise InputDataError("the layers could not be written (a test): fix the test")
+
+    monkeypatch.setattr(outputs_module, "write_maps", slow_maps)
+    monkeypatch.setattr(outputs_module, "write_analysis_layers", broken_layers)
+    assert main(["analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--minutes", "7",
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "the layers could not be written" in err and "Traceback" not in err
+    assert "waiting for the map's thread" in err
+    assert not [t for t in threading.enumerate() if t.name.startswith("lifecircle-map")]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".lifecircle")]

@@ -147,12 +147,15 @@ def network_arrays(network) -> dict[str, np.ndarray]:
     :func:`network_from_arrays` turns them back into the parts of a network.
     """
     arrays: dict[str, Any] = {name: np.asarray(getattr(network, name)) for name in _ARRAYS}
-    if network.highway is not None:
-        values = ["" if h is None else str(h) for h in network.highway]
-        categories, codes = np.unique(np.asarray(values, dtype=str), return_inverse=True)
+    if network.highway is not None:  # hashed, not sorted: a few distinct values over millions of edges
+        import pandas as pd
+
+        hw = np.asarray(network.highway, dtype=object)
+        codes, values = pd.factorize(hw, use_na_sentinel=True)  # None (and NaN) -> -1
+        categories, remap = np.unique(np.asarray([str(v) for v in values] + [""], dtype=str), return_inverse=True)
         arrays["highway_categories"] = categories
-        arrays["highway_codes"] = codes.astype(np.int32)
-        arrays["highway_none"] = np.asarray([h is None for h in network.highway], dtype=bool)
+        arrays["highway_codes"] = remap.astype(np.int32)[codes]  # -1 takes the last entry: ""
+        arrays["highway_none"] = codes < 0
     arrays["crs"] = np.asarray(network.crs.srs if network.crs.srs else network.crs.to_wkt())
     arrays["format"] = np.asarray(CACHE_FORMAT)
     return arrays
