@@ -46,8 +46,8 @@ def geojson_layers(html: str) -> list[dict]:
 
 
 def compact_layers(html: str) -> list[dict]:
-    """The data of every resident layer (``var d = {...};``)."""
-    return [json.loads(s.replace("<\\/", "</")) for s in re.findall(r"var d = (\{.*?\});\n", html)]
+    """The data of every resident layer (``var compact_layer_<id>_data = {...};``, set before its script)."""
+    return [json.loads(s.replace("<\\/", "</")) for s in re.findall(r"var compact_layer_\w+_data = (\{.*?\});\n", html)]
 
 
 def toy_units():
@@ -494,7 +494,7 @@ def test_service_areas_over_budget_become_an_image(monkeypatch):
     m = maps.service_areas_map(areas, basemap="none", show=True)
     assert maps.overlay_names(m) == ["服务范围 Service areas · 卫生 health (15 min) (image)"]
     html = maps.render_html(m)
-    png = base64.b64decode(re.search(r'L\.imageOverlay\(\s*"data:image/png;base64,([A-Za-z0-9+/=]+)', html).group(1))
+    png = _overlay_png(html)
     img = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
     assert max(img.shape[:2]) == 200
     h, w = img.shape[:2]
@@ -529,10 +529,10 @@ def test_city_streets_become_an_image(toy, monkeypatch):
     monkeypatch.setattr(maps, "MAX_LAYER_VERTICES", 2)
     monkeypatch.setattr(maps, "IMAGE_MAX_PX", 400)
     m = maps.streets_map(toy.network, basemap="none")
-    (layer,) = [c for c in m._children.values() if isinstance(c, folium.raster_layers.ImageOverlay)]
+    (layer,) = [c for c in m._children.values() if isinstance(c, maps._ImageOverlay)]
     assert layer.layer_name == "街道 streets"
     html = maps.render_html(m)
-    png = base64.b64decode(re.search(r'L\.imageOverlay\(\s*"data:image/png;base64,([A-Za-z0-9+/=]+)', html).group(1))
+    png = _overlay_png(html)
     img = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
     assert max(img.shape[:2]) == 400
     drawn = img[..., 3] > 0
@@ -656,3 +656,14 @@ def test_raster_polygons_skips_edges_with_non_finite_vertices():
     bad = shapely.Polygon([(5, 5), (np.nan, 6), (7, 7), (5, 5)])
     img = raster_polygons(np.array([square, bad], dtype=object), bounds=(0, 0, 8, 8), shape=(8, 8))
     assert img[6:, :2].sum() == 4 and img.sum() >= 4  # the square is there; no IndexError from the NaN
+
+
+def _overlay_png(html: str) -> bytes:
+    """The PNG of the page's one image overlay: its data URI is a variable set before the layer's script."""
+    import base64
+    import re
+
+    (name,) = re.findall(r"L\.imageOverlay\((\w+)_data,", html)
+    data = re.search(rf'var {name}_data = "data:image/png;base64,([A-Za-z0-9+/=]+)";', html)
+    assert data is not None and data.start() < html.index(f"L.imageOverlay({name}_data,")
+    return base64.b64decode(data.group(1))

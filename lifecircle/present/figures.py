@@ -230,6 +230,29 @@ def _metric_crs(analysis: Any, frames: Sequence[Any]):
     return local_utm_crs((b[:, 0].min() + b[:, 2].max()) / 2, (b[:, 1].min() + b[:, 3].max()) / 2)
 
 
+def _projected_xy(gdf: Any, crs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The coordinates of ``gdf``'s points (a polygon's representative point) in ``crs``, projected as
+    arrays: no point objects are made (a million residents in a fraction of a second).
+
+    >>> import geopandas as gpd, shapely
+    >>> g = gpd.GeoDataFrame(geometry=[shapely.Point(121.5, 31.2), shapely.box(121.4, 31.1, 121.41, 31.11)], crs=4326)
+    >>> x, y = _projected_xy(g, "EPSG:32651")
+    >>> ref = g.representative_point().to_crs("EPSG:32651")
+    >>> bool(np.allclose(x, ref.x) and np.allclose(y, ref.y))
+    True
+    """
+    import pyproj
+    import shapely
+
+    geoms = gdf.geometry.to_numpy()
+    if not (shapely.get_type_id(geoms) == 0).all():
+        geoms = shapely.point_on_surface(geoms)
+    x, y = shapely.get_x(geoms), shapely.get_y(geoms)
+    if gdf.crs is not None and not pyproj.CRS(crs).equals(gdf.crs):
+        x, y = pyproj.Transformer.from_crs(gdf.crs, crs, always_xy=True).transform(x, y)
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+
+
 def _halo():
     """White outline of text drawn on maps, so names read on any fill."""
     from matplotlib import patheffects
@@ -363,15 +386,12 @@ def coverage_figure(analysis: Any, *, category: str = ALL, isochrones: Any = Non
     units = units if units is not None else getattr(analysis, "units", None)
     crs = _metric_crs(analysis, [res, fac])
 
-    pts = res.geometry.to_crs(crs)
-    if not (pts.geom_type == "Point").all():
-        pts = pts.representative_point()
-    x, y = pts.x.to_numpy(), pts.y.to_numpy()
+    x, y = _projected_xy(res, crs)
     frames_x, frames_y = [x], [y]
     if fac is not None and len(fac):
-        f = fac.geometry.to_crs(crs)
-        frames_x.append(f.x.to_numpy())
-        frames_y.append(f.y.to_numpy())
+        fx, fy = _projected_xy(fac, crs)
+        frames_x.append(fx)
+        frames_y.append(fy)
     ax_x, ax_y = np.concatenate(frames_x), np.concatenate(frames_y)
     if not len(ax_x):
         raise InputDataError("nothing to draw: the analysis has no residents and no facilities")

@@ -260,8 +260,36 @@ def _add_image(m: folium.Map, png: bytes, frame: tuple[float, float, float, floa
     back = pyproj.Transformer.from_crs(3857, 4326, always_xy=True)
     (w, e), (s_, n) = back.transform([x0, x1], [y0, y1])
     (w, e), (s_, n) = shapely.get_coordinates(_shift_round(m, shapely.points([w, e], [s_, n]), 6)).T
-    folium.raster_layers.ImageOverlay(url, bounds=[[s_, w], [n, e]], name=name, show=show,
-                                      pixelated=False).add_to(m)
+    _ImageOverlay(url, bounds=[[s_, w], [n, e]], name=name, show=show).add_to(m)
+
+
+def _script_data(layer: Any, js: str) -> None:
+    """Put the JavaScript value ``js`` (a layer's data) into the page as ``var <layer name>_data``, before
+    the layer's script. As is: branca parses the text of every rendered script as a Jinja template
+    again, which a city's megabytes of data would make take seconds."""
+    layer.get_root().script.add_child(_Raw(f"var {layer.get_name()}_data = {js};\n"), name=layer.get_name() + "_data")
+
+
+class _ImageOverlay(Layer):
+    """An image over the map (an embedded PNG), its data URI put into the page by :func:`_script_data`."""
+
+    _template = Template("""
+{% macro script(this, kwargs) %}
+var {{ this.get_name() }} = L.imageOverlay({{ this.get_name() }}_data, {{ this.bounds|tojson }}, {});
+{% endmacro %}
+""")
+
+    def __init__(self, url: str, *, bounds: list, name: str, show: bool = True):
+        super().__init__(name=name, overlay=True, control=True, show=show)
+        self._name = "ImageOverlay"
+        self.url, self.bounds = url, bounds
+
+    def render(self, **kwargs) -> None:
+        _script_data(self, json.dumps(self.url))
+        super().render(**kwargs)
+
+    def _get_self_bounds(self) -> list:
+        return self.bounds
 
 
 def _to_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -710,7 +738,7 @@ class _CompactLayer(Layer):
 {% macro script(this, kwargs) %}
 var {{ this.get_name() }} = L.featureGroup();
 (function (group) {
-    var d = {{ this.payload() }};
+    var d = {{ this.get_name() }}_data;
     function fmt(kind, v) {
         if (kind === "minutes") { return v < 0 ? d.unreachable : (v / 10).toFixed(1) + " min"; }
         if (kind === "pct") { return v < 0 ? "" : v + " %"; }
@@ -745,6 +773,10 @@ var {{ this.get_name() }} = L.featureGroup();
 
     def payload(self) -> str:
         return json.dumps(self.data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+
+    def render(self, **kwargs) -> None:
+        _script_data(self, self.payload())
+        super().render(**kwargs)
 
     def _get_self_bounds(self) -> list:
         xs = np.asarray(self.data.get("x") or [c for r in self.data.get("rings", []) for c in r[0::2]], dtype=float)

@@ -104,7 +104,9 @@ def fixed_zip(data: bytes, date: str) -> bytes:
                 blob = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)", rb"\g<1>" + iso.encode()
                               + rb"\g<2>", blob)
             z = zipfile.ZipInfo(info.filename, date_time=when)
-            z.compress_type = zipfile.ZIP_DEFLATED
+            # images are compressed already: deflating a city map's PNG again gains nothing and costs time
+            z.compress_type = zipfile.ZIP_STORED if info.filename.lower().endswith((".png", ".jpg", ".jpeg")) \
+                else zipfile.ZIP_DEFLATED
             z.external_attr = info.external_attr
             dst.writestr(z, blob)
     return out.getvalue()
