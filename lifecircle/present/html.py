@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,8 @@ class _MapState:
     legend: _Legend | None = None
     info: _Box | None = None
     layer_control: Any = None
+    #: what layers of one map share (the residents' hexagons of each category's layer), by the object it is of
+    shared: dict = field(default_factory=dict)
 
 
 def _state(m: folium.Map) -> _MapState:

@@ -151,8 +151,8 @@ def _wgs84(gdf: Any, what: str):
         gdf = gdf.set_crs(4326)
     elif gdf.crs.to_epsg() != 4326:
         gdf = gdf.to_crs(4326)
-    keep = gdf.geometry.notna() & ~gdf.geometry.is_empty
-    return gdf[keep.to_numpy()]
+    keep = (gdf.geometry.notna() & ~gdf.geometry.is_empty).to_numpy()
+    return gdf if keep.all() else gdf[keep]  # no copy of a city's residents when nothing is dropped
 
 
 #: Polygons are simplified by at least 1e-5° (~1 m) before drawing: invisible at street zoom, and buffered
@@ -327,7 +327,7 @@ def _image_layer(m: folium.Map, geoms: np.ndarray, colour: str, *, name: str, sh
     pal.putpalette([0, 0, 0] + rgb * levels)
     alphas = [0] + [int(round((1 - (1 - alpha) ** k) * 255)) for k in range(1, levels + 1)]
     buf = io.BytesIO()
-    pal.save(buf, format="PNG", transparency=bytes(alphas), compress_level=3)  # 2.5x faster than 6, 15 % larger
+    pal.save(buf, format="PNG", transparency=bytes(alphas), compress_level=2)  # 1M nodes: 0.07 s, 3 % over level 3's 0.14 s
     _add_image(m, buf.getvalue(), frame[:4], name=name, show=show)
 
 
@@ -351,7 +351,7 @@ def _segments_image_layer(m: folium.Map, lon: np.ndarray, lat: np.ndarray, u: np
     pal = Image.fromarray(img.astype(np.uint8), "P")
     pal.putpalette([0, 0, 0, *_hex_to_rgb(colour).astype(int).tolist()])
     buf = io.BytesIO()
-    pal.save(buf, format="PNG", transparency=bytes([0, int(round(alpha * 255))]))
+    pal.save(buf, format="PNG", transparency=bytes([0, int(round(alpha * 255))]), compress_level=2)  # 1M: 0.6 -> 0.2 s, +11 %
     _add_image(m, buf.getvalue(), frame[:4], name=name, show=show)
 
 
@@ -829,7 +829,6 @@ def residents_map(residents: Any, *, category: str, m: folium.Map | None = None,
     >>> overlay_names(residents_map(r, category="health", basemap="none"))
     ['居民 Walking minutes · 卫生 health']
     """
-    import geopandas as gpd
     import shapely
 
     col = minutes_column(category)
@@ -850,27 +849,13 @@ def residents_map(residents: Any, *, category: str, m: folium.Map | None = None,
     name = name or f"居民 Walking minutes · {_style(category).label}"
     data: dict[str, Any] = {"colours": [c[2] for c in classes], "unreachable": f"> {cutoff:g} min (not reachable)"}
     if len(gdf) > max_points:
-        import pyproj
-
-        crs = _metric_crs(gdf)
-        lonlat = shapely.get_coordinates(gdf.geometry.to_numpy())
-        x, y = pyproj.Transformer.from_crs(4326, crs, always_xy=True).transform(lonlat[:, 0], lonlat[:, 1])
-        if hex_size_m is None:
-            hex_size_m = hex_size_for(float(np.ptp(x)), float(np.ptp(y)))
-        q, r = hex_cells(x, y, hex_size_m)
-        span = int(r.max() - r.min()) + 1
-        cell, inv = np.unique((q - q.min()) * span + (r - r.min()), return_inverse=True)  # one int per cell
-        keys = np.column_stack([cell // span + q.min(), cell % span + r.min()])
-        n = len(keys)
+        hexes = _hexagons_of(m, gdf, hex_size_m)
+        n, inv, hex_size_m = hexes["n"], hexes["inv"], hexes["size_m"]
         med = _weighted_median(inv, mins, pop, n)
         hex_pop = np.bincount(inv, weights=pop, minlength=n)
         covered = np.bincount(inv, weights=pop * (mins <= th[-1]), minlength=n)
         share = np.divide(covered, hex_pop, out=np.full(n, np.nan), where=hex_pop > 0)
-        polys = gpd.GeoSeries(_hex_polygons(keys[:, 0], keys[:, 1], hex_size_m), crs=crs).to_crs(4326)
-        coords = shapely.get_coordinates(_map_geoms(m, polys.to_numpy())).reshape(n, 7, 2)[:, :6, :]
-        x0, y0 = float(coords[..., 0].min()), float(coords[..., 1].min())
-        rings = np.stack([np.rint((coords[..., 0] - x0) * 1e6), np.rint((coords[..., 1] - y0) * 1e6)], axis=-1)
-        data.update(kind="polygons", x0=x0, y0=y0, rings=rings.reshape(n, 12).astype(np.int64).tolist(),
+        data.update(kind="polygons", x0=hexes["x0"], y0=hexes["y0"], rings=hexes["rings"],
                     k=_minutes_class_index(med, classes).tolist(), stroke="#ffffff", weight=0.5, opacity=0.75,
                     fields=[["residents", "int", np.rint(hex_pop).astype(np.int64).tolist()],
                             ["median walk", "minutes", _tenths(med)],
@@ -894,6 +879,37 @@ def residents_map(residents: Any, *, category: str, m: folium.Map | None = None,
     _legend(m).sections["minutes"] = (f'<div class="lc-sec">步行时间 Walk to the nearest facility</div>{rows}'
                                       f'<div class="lc-small">{_html.escape(note)}; one layer per category</div>')
     return _finish(m)
+
+
+def _hexagons_of(m: folium.Map, gdf: Any, hex_size_m: float | None) -> dict[str, Any]:
+    """The hexagons holding ``gdf``'s points (WGS84): each point's hexagon ``inv``, their number ``n``, size
+    and rings (micro-degrees from ``x0``, ``y0``, in the map's datum). Made once per map for the same
+    residents: each category's layer shows the same hexagons."""
+    import geopandas as gpd
+    import pyproj
+    import shapely
+
+    key = ("hexagons", id(gdf), hex_size_m)
+    hit = _state(m).shared.get(key)
+    if hit is not None and hit[0] is gdf:  # the frame itself is kept with it: its id is not reused
+        return hit[1]
+    crs = _metric_crs(gdf)
+    lonlat = shapely.get_coordinates(gdf.geometry.to_numpy())
+    x, y = pyproj.Transformer.from_crs(4326, crs, always_xy=True).transform(lonlat[:, 0], lonlat[:, 1])
+    size_m = hex_size_m if hex_size_m is not None else hex_size_for(float(np.ptp(x)), float(np.ptp(y)))
+    q, r = hex_cells(x, y, size_m)
+    span = int(r.max() - r.min()) + 1
+    cell, inv = np.unique((q - q.min()) * span + (r - r.min()), return_inverse=True)  # one int per cell
+    keys = np.column_stack([cell // span + q.min(), cell % span + r.min()])
+    n = len(keys)
+    polys = gpd.GeoSeries(_hex_polygons(keys[:, 0], keys[:, 1], size_m), crs=crs).to_crs(4326)
+    coords = shapely.get_coordinates(_map_geoms(m, polys.to_numpy())).reshape(n, 7, 2)[:, :6, :]
+    x0, y0 = float(coords[..., 0].min()), float(coords[..., 1].min())
+    rings = np.stack([np.rint((coords[..., 0] - x0) * 1e6), np.rint((coords[..., 1] - y0) * 1e6)], axis=-1)
+    out = {"n": n, "inv": inv, "size_m": size_m, "x0": x0, "y0": y0,
+           "rings": rings.reshape(n, 12).astype(np.int64).tolist()}
+    _state(m).shared[key] = (gdf, out)
+    return out
 
 
 def units_map(units: Any, coverage: pd.DataFrame, *, category: str = ALL, minutes: float = 15,
