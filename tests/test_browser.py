@@ -169,3 +169,36 @@ def test_map_in_offline_chromium(sample, browser):
     # and no error while switching layers or opening the popup
     assert [e["message"] for e in browser.get_log("browser")
             if e["level"] == "SEVERE" and TILE_HOST not in e["message"]] == []
+
+
+def test_gap_areas_in_offline_chromium(tmp_path, browser):
+    """The compact gap layer draws one Leaflet polygon per gap, its hole and its parts kept, with its tooltip."""
+    import shapely
+
+    from lifecircle.present.maps import gaps_map
+
+    ring = shapely.box(121.470, 31.230, 121.480, 31.240).difference(shapely.box(121.474, 31.234, 121.476, 31.236))
+    two = shapely.MultiPolygon([shapely.box(121.49, 31.23, 121.495, 31.235), shapely.box(121.50, 31.23, 121.505, 31.235)])
+    gaps = gpd.GeoDataFrame({"gap": [1, 2, 1], "category": ["health", "health", "sports"],
+                             "population": [400.0, 100.0, 50.0], "median_minutes": [21.5, 30.0, 18.0],
+                             "unit": ["黄浦区", "静安区", "静安区"]},
+                            geometry=[ring, two, shapely.box(121.47, 31.25, 121.48, 31.26)], crs=4326)
+    m = gaps_map(gaps, basemap="none")
+    path = save_map(m, tmp_path / "gaps.html")
+    browser.get(path.resolve().as_uri())
+    got = browser.execute_script("""
+        var out = [];
+        window[arguments[0]].eachLayer(function (l) {
+            if (l instanceof L.Polygon) {
+                var ll = l.getLatLngs();  // a polygon with holes: [outer, hole]; several parts: [[outer], [outer]]
+                out.push({depth: Array.isArray(ll[0][0]) ? 3 : 2, parts: ll.length, rings: ll[0].length,
+                          tip: l.getTooltip().getContent(), fill: l.options.fillOpacity});
+            }
+        });
+        return out;""", m.get_name())
+    severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []
+    assert len(got) == 2  # the health layer is on, the sports one off
+    assert got[0]["depth"] == 3 and got[0]["parts"] == 1 and got[0]["rings"] == 2  # outer ring and its hole
+    assert got[1]["depth"] == 3 and got[1]["parts"] == 2
+    assert "400 people" in got[0]["tip"] and "黄浦区" in got[0]["tip"] and got[0]["fill"] == pytest.approx(0.7)

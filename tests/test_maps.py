@@ -667,3 +667,41 @@ def _overlay_png(html: str) -> bytes:
     data = re.search(rf'var {name}_data = "data:image/png;base64,([A-Za-z0-9+/=]+)";', html)
     assert data is not None and data.start() < html.index(f"L.imageOverlay({name}_data,")
     return base64.b64decode(data.group(1))
+
+
+def _decode_areas(d: dict) -> list:
+    """The (multi)polygons of a ``kind="areas"`` layer, rebuilt from its flat arrays as the page's JavaScript does."""
+    xy = np.asarray(d["xy"], dtype=float).reshape(-1, 2) / 1e6 + (d["x0"], d["y0"])
+    out = []
+    for i in range(len(d["feat"]) - 1):
+        polys = []
+        for p in range(d["feat"][i], d["feat"][i + 1]):
+            rings = [xy[d["ring"][q]:d["ring"][q + 1]] for q in range(d["poly"][p], d["poly"][p + 1])]
+            polys.append(shapely.Polygon(rings[0], rings[1:]))
+        out.append(shapely.MultiPolygon(polys))
+    return out
+
+
+def test_gap_areas_are_one_compact_layer_per_category_with_holes_and_parts():
+    """Gap areas go into the page as flat integer arrays: rebuilt, they are the gap polygons (holes and
+    several parts kept, to the 1e-5 degree the map rounds to), darker the more people, with their tooltips."""
+    from lifecircle.present.maps import gaps_map
+
+    ring = shapely.box(121.470, 31.230, 121.480, 31.240).difference(shapely.box(121.474, 31.234, 121.476, 31.236))
+    two = shapely.MultiPolygon([shapely.box(121.49, 31.23, 121.495, 31.235), shapely.box(121.50, 31.23, 121.505, 31.235)])
+    gaps = gpd.GeoDataFrame({"gap": [1, 2, 1], "category": ["health", "health", "sports"],
+                             "population": [400.0, 100.0, 50.0], "median_minutes": [21.5, np.inf, 18.0],
+                             "unit": ["黄浦区", "<b>x</b>", "静安区"]},
+                            geometry=[ring, two, shapely.box(121.47, 31.25, 121.48, 31.26)], crs=4326)
+    html = render_html(gaps_map(gaps, basemap="none"))
+    assert "Gaps" in html and not geojson_layers(html)
+    health, sports = compact_layers(html)
+    assert health["kind"] == "areas" and len(health["feat"]) == 3 and len(sports["feat"]) == 2
+    back = _decode_areas(health)
+    for got, want in zip(back, [ring, two]):
+        assert got.is_valid and got.symmetric_difference(want).area < 1e-4 * want.area
+    assert len(back[0].geoms[0].interiors) == 1 and len(back[1].geoms) == 2
+    assert health["alpha"] == [0.7, pytest.approx(0.15 + 0.55 * 100 / 400, abs=1e-3)]  # share of the largest gap
+    what, people, walk, unit = (f[2] for f in health["fields"])
+    assert people == ["400 people", "100 people"] and walk[1] == "no facility within the search limit"
+    assert unit == ["黄浦区", "&lt;b&gt;x&lt;/b&gt;"]  # escaped: tooltips are put in with innerHTML

@@ -564,24 +564,19 @@ def gaps_map(gaps: Any, *, m: folium.Map | None = None, basemap: str = "osm", sh
         sub = gdf[gdf["category"] == cat]
         st = _style(cat)
         med = sub["median_minutes"].to_numpy(dtype=float) if "median_minutes" in sub else np.full(len(sub), np.nan)
-        props = pd.DataFrame({
-            "what": [f"{st.label}: gap {int(g) if 'gap' in sub else i + 1}" for i, g in
-                     enumerate(sub["gap"] if "gap" in sub else range(len(sub)))],
-            "people": [f"{p:,.0f} people" for p in sub["population"]],
-            "walk": [("no facility within the search limit" if not np.isfinite(v) else f"median walk {v:.1f} min")
-                     for v in med],
-            "unit": _text(sub["unit"]) if "unit" in sub else [""] * len(sub),
-            "weight": np.round(sub["population"].to_numpy(dtype=float) / top, 3),
-        })
-        fc = _feature_collection(_map_geoms(m, sub.geometry.to_numpy(), simplify=True), props)
-
-        def style(feature: dict) -> dict:
-            w = feature["properties"]["weight"]
-            return {"color": "#67000d", "weight": 0.8, "fillColor": "#cb181d", "fillOpacity": 0.15 + 0.55 * w}
-
-        folium.GeoJson(fc, name=f"缺口 Gaps · {st.label} ({sub['population'].sum():,.0f} people)", show=show,
-                       style_function=style,
-                       tooltip=folium.GeoJsonTooltip(fields=["what", "people", "walk", "unit"], labels=False)).add_to(m)
+        what = [_html.escape(f"{st.label}: gap {int(g) if 'gap' in sub else i + 1}") for i, g in
+                enumerate(sub["gap"] if "gap" in sub else range(len(sub)))]
+        walk = [("no facility within the search limit" if not np.isfinite(v) else f"median walk {v:.1f} min")
+                for v in med]
+        weight = sub["population"].to_numpy(dtype=float) / top
+        # one compact layer (flat integer arrays; a city's gaps: about half the bytes of GeoJSON), darker = more people
+        data = {"kind": "areas", **_area_arrays(_map_geoms(m, sub.geometry.to_numpy(), simplify=True)),
+                "colours": ["#cb181d"], "k": [0] * len(sub), "stroke": "#67000d", "weight": 0.8, "opacity": 0.5,
+                "alpha": np.round(0.15 + 0.55 * weight, 3).tolist(),
+                "fields": [["", "text", what], ["", "text", [f"{p:,.0f} people" for p in sub["population"]]],
+                           ["", "text", walk],
+                           ["", "text", _text(sub["unit"]) if "unit" in sub else [""] * len(sub)]]}
+        _CompactLayer(data, name=f"缺口 Gaps · {st.label} ({sub['population'].sum():,.0f} people)", show=show).add_to(m)
         show = False  # only the first category's gaps are on when the page opens
     _legend(m).sections["gaps"] = ('<div class="lc-sec">缺口 Gaps</div><div class="lc-small">residents beyond the '
                                    "walk, grouped into areas; darker = more people</div>")
@@ -742,14 +737,28 @@ var {{ this.get_name() }} = L.featureGroup();
     function fmt(kind, v) {
         if (kind === "minutes") { return v < 0 ? d.unreachable : (v / 10).toFixed(1) + " min"; }
         if (kind === "pct") { return v < 0 ? "" : v + " %"; }
+        if (kind === "text") { return v; }
         return Number(v).toLocaleString("en-US");
     }
     for (var i = 0; i < d.k.length; i++) {
-        var style = {color: d.stroke, weight: d.weight, fillColor: d.colours[d.k[i]], fillOpacity: d.opacity};
+        var style = {color: d.stroke, weight: d.weight, fillColor: d.colours[d.k[i]],
+                     fillOpacity: d.alpha ? d.alpha[i] : d.opacity};
         var f;
         if (d.kind === "points") {
             style.radius = d.radius;
             f = L.circleMarker([d.y0 + d.y[i] / 1e6, d.x0 + d.x[i] / 1e6], style);
+        } else if (d.kind === "areas") {  // polygons with holes, several a feature: flat arrays with offsets
+            var polys = [];
+            for (var p = d.feat[i]; p < d.feat[i + 1]; p++) {
+                var rings = [];
+                for (var q = d.poly[p]; q < d.poly[p + 1]; q++) {
+                    var pts = [];
+                    for (var j = d.ring[q]; j < d.ring[q + 1]; j++) { pts.push([d.y0 + d.xy[2 * j + 1] / 1e6, d.x0 + d.xy[2 * j] / 1e6]); }
+                    rings.push(pts);
+                }
+                polys.push(rings);
+            }
+            f = L.polygon(polys, style);
         } else {
             var r = d.rings[i], ll = [];
             for (var j = 0; j < r.length; j += 2) { ll.push([d.y0 + r[j + 1] / 1e6, d.x0 + r[j] / 1e6]); }
@@ -757,7 +766,8 @@ var {{ this.get_name() }} = L.featureGroup();
         }
         var tip = [];
         for (var c = 0; c < d.fields.length; c++) {
-            tip.push("<b>" + d.fields[c][0] + "</b> " + fmt(d.fields[c][1], d.fields[c][2][i]));
+            var v = fmt(d.fields[c][1], d.fields[c][2][i]);
+            if (v !== "") { tip.push(d.fields[c][0] ? "<b>" + d.fields[c][0] + "</b> " + v : v); }
         }
         f.bindTooltip(tip.join("<br>"));
         group.addLayer(f);
@@ -779,12 +789,47 @@ var {{ this.get_name() }} = L.featureGroup();
         super().render(**kwargs)
 
     def _get_self_bounds(self) -> list:
-        xs = np.asarray(self.data.get("x") or [c for r in self.data.get("rings", []) for c in r[0::2]], dtype=float)
-        ys = np.asarray(self.data.get("y") or [c for r in self.data.get("rings", []) for c in r[1::2]], dtype=float)
+        xy = self.data.get("xy") or []
+        xs = np.asarray(self.data.get("x") or xy[0::2] or [c for r in self.data.get("rings", []) for c in r[0::2]],
+                        dtype=float)
+        ys = np.asarray(self.data.get("y") or xy[1::2] or [c for r in self.data.get("rings", []) for c in r[1::2]],
+                        dtype=float)
         if not len(xs):
             return [[None, None], [None, None]]
         x0, y0 = self.data["x0"], self.data["y0"]
         return [[y0 + ys.min() / 1e6, x0 + xs.min() / 1e6], [y0 + ys.max() / 1e6, x0 + xs.max() / 1e6]]
+
+
+def _area_arrays(geoms: np.ndarray) -> dict[str, Any]:
+    """(Multi)polygons (lon/lat, as drawn) as the flat arrays of a ``kind="areas"`` :class:`_CompactLayer`:
+    ``xy`` micro-degrees from ``x0``, ``y0`` (each ring without its closing point), and the first point of
+    each ring (``ring``), the first ring of each polygon (``poly``, its outer ring then its holes) and the
+    first polygon of each feature (``feat``), each with one more entry closing the last.
+
+    >>> import shapely
+    >>> sq = shapely.box(0, 0, 1e-5, 1e-5).difference(shapely.box(2e-6, 2e-6, 4e-6, 4e-6))
+    >>> a = _area_arrays(np.array([shapely.MultiPolygon([sq, shapely.box(2e-5, 0, 3e-5, 1e-5)])]))
+    >>> a["feat"], a["poly"], a["ring"], len(a["xy"]) // 2
+    ([0, 2], [0, 2, 3], [0, 4, 8, 12], 12)
+    """
+    import shapely
+
+    parts, feat_of = shapely.get_parts(geoms, return_index=True)
+    rings, poly_of = shapely.get_rings(parts, return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    n_pts = np.bincount(ring_of, minlength=len(rings))
+    keep = np.ones(len(xy), dtype=bool)
+    keep[np.cumsum(n_pts)[n_pts > 0] - 1] = False  # the closing point repeats the first
+    xy = xy[keep]
+    x0, y0 = (float(xy[:, 0].min()), float(xy[:, 1].min())) if len(xy) else (0.0, 0.0)
+
+    def starts(counts: np.ndarray) -> list[int]:
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64).tolist()
+
+    return {"x0": x0, "y0": y0,
+            "xy": np.rint((xy - (x0, y0)) * 1e6).astype(np.int64).ravel().tolist(),
+            "ring": starts(np.maximum(n_pts - 1, 0)), "poly": starts(np.bincount(poly_of, minlength=len(parts))),
+            "feat": starts(np.bincount(feat_of, minlength=len(geoms)))}
 
 
 def _micro(values: np.ndarray, origin: float) -> list[int]:
