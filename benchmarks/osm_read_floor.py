@@ -39,7 +39,10 @@ def main() -> None:
     import pyarrow.csv  # noqa: F401
     import shapely  # noqa: F401
 
+    import lifecircle
     from users import osmium_floor
+
+    print(f"lifecircle from {Path(lifecircle.__file__).parent}")
 
     read_step(args.osm)  # warm the imports and the page cache
     raw, ours = [], []

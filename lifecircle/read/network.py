@@ -390,7 +390,7 @@ def network_from_osm(path, *, walkable=is_walkable, cache: bool = True) -> WalkN
             f"no walkable street in {p.name}: the file has no highway ways a pedestrian can use; "
             "use an extract that covers the study area (e.g. from `lifecircle fetch`)"
         )
-    highway = np.array([t.get("highway") for t in segs.way_tags], dtype=object)[segs.way_index]
+    highway = segs.way_highway[segs.way_index]
     # keep only nodes used by kept segments
     used_mask = np.zeros(len(segs.node_id), dtype=bool)
     used_mask[segs.u] = True

@@ -10,7 +10,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping as _AbcMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
@@ -180,7 +180,9 @@ def _map_scratch(path: str):
         if os.name == "posix" and os.fstat(fh.fileno()).st_size:
             import mmap
 
-            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            # MAP_POPULATE (Linux): the pages are mapped at once, not one fault per 4 KiB page when first read
+            return mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ,
+                             flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
         return fh.read()
 
 
@@ -227,12 +229,14 @@ def _parse_node_lists(node_lists: list[bytes]):
     return numbers[:, 0].astype(np.int64), lon, lat, counts, n_missing
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class WaySegments:
     """Straight segments of the OSM ways kept by a filter, as flat arrays.
 
     ``node_id``/``lon``/``lat`` describe the distinct nodes used; ``u``/``v`` index into them
-    (one row per pair of consecutive way nodes); ``way_index`` points into ``way_tags``.
+    (one row per pair of consecutive way nodes); ``way_index`` points into ``way_tags`` (the tags
+    of each way, as dicts) and :attr:`way_highway`. :func:`read_osm` makes the dicts only when
+    ``way_tags`` is first read (the walking network needs only ``highway``).
     """
 
     node_id: np.ndarray
@@ -241,8 +245,47 @@ class WaySegments:
     u: np.ndarray
     v: np.ndarray
     way_index: np.ndarray
-    way_tags: list[dict[str, str]]
+    _way_tags: "list[dict[str, str]] | _LazyTags" = field(repr=False)
     ways_missing_nodes: int
+    _way_highway: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __init__(self, node_id, lon, lat, u, v, way_index, way_tags, ways_missing_nodes, way_highway=None):
+        for name, value in (("node_id", node_id), ("lon", lon), ("lat", lat), ("u", u), ("v", v),
+                            ("way_index", way_index), ("_way_tags", way_tags),
+                            ("ways_missing_nodes", ways_missing_nodes), ("_way_highway", way_highway)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def way_tags(self) -> list[dict[str, str]]:
+        """The tags of every way (``way_index`` points here), one dict each."""
+        tags = self._way_tags
+        if isinstance(tags, _LazyTags):
+            tags = tags()
+            object.__setattr__(self, "_way_tags", tags)
+        return tags
+
+    @property
+    def way_highway(self) -> np.ndarray:
+        """The ``highway`` value of every way (object array; ``None`` where it has none)."""
+        if self._way_highway is None:
+            object.__setattr__(self, "_way_highway", np.array([t.get("highway") for t in self.way_tags], dtype=object))
+        return self._way_highway
+
+
+class _LazyTags:
+    """The tag dicts of some ways, parsed when first asked for: ``raws[code]`` is the OPL tag field of
+    tag set ``code``, ``known[code]`` its dict if already parsed (else ``None``), ``codes`` each way's."""
+
+    def __init__(self, raws: list[bytes], known: list, codes: np.ndarray):
+        self.raws, self.known, self.codes = raws, known, codes
+
+    def __call__(self) -> list[dict[str, str]]:
+        used = np.unique(self.codes).tolist()
+        todo = [c for c in used if self.known[c] is None]
+        dicts = list(self.known)
+        for c, tags in zip(todo, _bulk_tags([self.raws[c] for c in todo])):
+            dicts[c] = tags
+        return list(map(dicts.__getitem__, self.codes.tolist()))
 
 
 def read_way_segments(
@@ -947,24 +990,31 @@ def _decide_all(raws: list[bytes], want: int, walkable, fac) -> tuple[np.ndarray
     * buildings: ``building`` other than ``no``, or ``landuse=residential``;
     * boundaries: ``boundary=administrative``; landuse: ``landuse`` in :data:`URBAN_LANDUSE`;
     * ``area=no`` marks a closed way that is no area.
+
+    :func:`read_osm` runs the parts itself (:func:`_decide_patterns`, :func:`_decide_network`,
+    :func:`_tags_of`), parsing the ways' nodes meanwhile and the network's tags only when asked for.
     """
+    flags, _ = _decide_patterns(raws, want, fac)
+    if want & _NET:
+        _decide_network(raws, flags, walkable)
+    return flags, _tags_of(raws, flags > 0)
+
+
+def _decide_patterns(raws: list[bytes], want: int, fac) -> tuple[np.ndarray, np.ndarray]:
+    """The flags of :func:`_decide_all` but the network's (regular expressions only), and whether each
+    field has a ``highway`` tag (a network candidate, when ``want`` has the network)."""
     n = len(raws)
     flags = np.zeros(n, dtype=np.int64)
+    has_highway = np.zeros(n, dtype=bool)
     if n == 0:
-        return flags, []
+        return flags, has_highway
     text, line_start = _joined(raws)
 
     def rows(pattern: bytes) -> np.ndarray:
         return _rows_matching(pattern, text, line_start)
 
     if want & _NET:
-        proj = _project(raws, {"highway"})
-        cand = np.flatnonzero(np.fromiter(map(len, proj), dtype=np.int64, count=n) > 1)  # "," alone: no highway
-        if cand.size:
-            sel = _decide_by_groups([raws[i] for i in cand.tolist()], walkable, keys={"highway"},
-                                    projected=[proj[i] for i in cand.tolist()])
-            flags[cand[sel]] |= _NET
-        del proj
+        has_highway[rows(_tag_pattern(["highway"]))] = True
     if want & _FAC and fac is not None:
         has_key, name_key, words = fac
         sel = rows(has_key) if has_key is not None else np.empty(0, dtype=np.int64)
@@ -982,11 +1032,36 @@ def _decide_all(raws: list[bytes], want: int, walkable, fac) -> tuple[np.ndarray
     if want & _AREAS:
         no = rows(_tag_pattern(["area"], rb"no"))
         flags[no[(flags[no] & _AREAS) > 0]] |= _AREA_NO_FLAG
-    kept = np.flatnonzero(flags)
-    tag_list: list[dict | None] = [None] * n
-    for i, tags in zip(kept.tolist(), _bulk_tags([raws[i] for i in kept.tolist()])):
+    return flags, has_highway
+
+
+def _decide_network(raws: list[bytes], flags: np.ndarray, walkable) -> np.ndarray:
+    """Add the network flag to ``flags`` (a ``highway`` key and ``walkable(tags)``, :func:`_decide_by_groups`);
+    returns the ``highway`` value of every field (object array, ``None`` where it has none)."""
+    n = len(raws)
+    highway = np.full(n, None, dtype=object)
+    if n == 0:
+        return highway
+    proj = _project(raws, {"highway"})
+    cand = np.flatnonzero(np.fromiter(map(len, proj), dtype=np.int64, count=n) > 1)  # "," alone: no highway
+    if cand.size:
+        cand_proj = [proj[i] for i in cand.tolist()]
+        sel = _decide_by_groups([raws[i] for i in cand.tolist()], walkable, keys={"highway"}, projected=cand_proj)
+        flags[cand[sel]] |= _NET
+        # the highway value of each: parsed once per distinct ",highway=…," (as the whole field would be)
+        hw_code, hw_distinct = _group_codes(cand_proj)
+        hw_values = [t["highway"] for t in _bulk_tags([x[1:-1] for x in hw_distinct])]
+        highway[cand] = np.array(hw_values, dtype=object)[hw_code]
+    return highway
+
+
+def _tags_of(raws: list[bytes], mask: np.ndarray) -> list[dict | None]:
+    """The tags of the fields where ``mask`` (:func:`_bulk_tags`), ``None`` elsewhere."""
+    tag_list: list[dict | None] = [None] * len(raws)
+    kept = np.flatnonzero(mask).tolist()
+    for i, tags in zip(kept, _bulk_tags([raws[i] for i in kept])):
         tag_list[i] = tags
-    return flags, tag_list
+    return tag_list
 
 
 def _facility_patterns(keys: tuple[str, ...], words: tuple[str, ...]):
@@ -1091,38 +1166,62 @@ def read_osm(
         raw_n = fields(is_n, sp1 + 2, sp2)
         codes_all, distinct = _group_codes([r[1][1:] for r in rel_split] + raw_n)
         w_codes, w_distinct = _distinct_slices(text, sp1[is_w] + 2, sp2[is_w])
-        if w_distinct:  # the ways' tag sets after the others' (one numbering)
-            more, distinct = _group_codes(distinct + w_distinct)
-            codes_all = np.concatenate([codes_all, more[len(more) - len(w_distinct):][w_codes]])
-        flag_arr, tag_list = _decide_all(distinct, want, walkable, _facility_patterns(fac_keys_t, fac_words_t)
-                                         if want & _FAC else None)
-        flag_list = flag_arr.tolist()
+        if w_distinct:  # the ways' tag sets after the others' (one numbering, as _group_codes(distinct + w_distinct))
+            index = dict(zip(distinct, range(len(distinct))))
+            found = np.fromiter((-1 if c is None else c for c in map(index.get, w_distinct)), dtype=np.int64,
+                                count=len(w_distinct))
+            is_new = found < 0
+            found[is_new] = len(distinct) + np.arange(int(is_new.sum()))
+            distinct = distinct + [w_distinct[j] for j in np.flatnonzero(is_new).tolist()] if distinct else w_distinct
+            codes_all = np.concatenate([codes_all, found[w_codes]])
+        # the rules that are regular expressions first; the walk rule runs while the ways' nodes are parsed
+        flag_arr, maybe_net = _decide_patterns(distinct, want, _facility_patterns(fac_keys_t, fac_words_t)
+                                               if want & _FAC else None)
         n_r, n_n = len(rel_split), len(raw_n)
         # relations first (they close the file): their member ways are kept whatever their tags
         rel_rows = []
         members: set[int] = set()
         for (rid, _raw, mem), line, c in zip(rel_split, rel_lines, codes_all[:n_r].tolist()):
             rel_rows.append((int(rid[1:]), c, mem[1:], line))
-            if flag_list[c] & _AREAS:
+            if flag_arr[c] & _AREAS:  # final: the walk rule adds only the network's flag
                 members.update(int(m[1:].split(b"@", 1)[0]) for m in mem[1:].split(b",") if m.startswith(b"w"))
         member_ids = np.fromiter(members, dtype=np.int64, count=len(members))
-        # nodes: only the located facility candidates are read further
-        n_codes = codes_all[n_r:n_r + n_n]
-        n_start, n_sp2, n_sp3, n_end = starts_l[is_n], sp2[is_n], sp3[is_n], ends_l[is_n]
-        fac_node = np.flatnonzero(((flag_arr[n_codes] & _FAC) > 0) & (n_sp3 - n_sp2 > 2) & (n_end - n_sp3 > 2))
-        node_rows = list(zip(
-            map(int, fields(fac_node, n_start + 1, sp1[is_n])), map(float, fields(fac_node, n_sp2 + 2, n_sp3)),
-            map(float, fields(fac_node, n_sp3 + 2, n_end)), map(tag_list.__getitem__, n_codes[fac_node].tolist())))
         w_start, w_end, w_sp1, w_sp2 = starts_l[is_w], ends_l[is_w], sp1[is_w], sp2[is_w]
         codes = codes_all[n_r + n_n:]
-        flags0 = flag_arr[codes]
+        # the ways some layer may want (a layer's tags, a highway tag, a relation's member): their nodes
+        # are parsed on another thread (Arrow's CSV reader and numpy work without the GIL) meanwhile
+        maybe = ((flag_arr[codes] > 0) | maybe_net[codes]) if codes.size else np.zeros(0, dtype=bool)
         w_ids = None
-        if member_ids.size or not (flags0 > 0).all():  # ways no layer wants are not parsed
+        if member_ids.size:
             w_ids = _way_ids(text, w_start, w_sp1)
-            keep = (flags0 > 0) | np.isin(w_ids, member_ids)
-            w_start, w_end, w_sp1, w_sp2, codes = w_start[keep], w_end[keep], w_sp1[keep], w_sp2[keep], codes[keep]
-            w_ids = w_ids[keep]
-        way_id, ref, lon, lat, counts, missing = _parse_ways(text, w_start, w_sp1, w_sp2, w_end, ids=w_ids)
+            maybe |= np.isin(w_ids, member_ids)
+        if not maybe.all():  # ways no layer wants are not parsed
+            w_start, w_end, w_sp1, w_sp2, codes = w_start[maybe], w_end[maybe], w_sp1[maybe], w_sp2[maybe], codes[maybe]
+            w_ids = None if w_ids is None else w_ids[maybe]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            parsing = pool.submit(_parse_ways, text, w_start, w_sp1, w_sp2, w_end, ids=w_ids)
+            highway_of = (_decide_network(distinct, flag_arr, walkable) if want & _NET
+                          else np.full(len(distinct), None, dtype=object))
+            flag_list = flag_arr.tolist()
+            tag_list = _tags_of(distinct, (flag_arr & _AREAS) > 0)  # the network's: when asked for (_LazyTags)
+            # nodes: only the located facility candidates are read further
+            n_codes = codes_all[n_r:n_r + n_n]
+            n_start, n_sp2, n_sp3, n_end = starts_l[is_n], sp2[is_n], sp3[is_n], ends_l[is_n]
+            fac_node = np.flatnonzero(((flag_arr[n_codes] & _FAC) > 0) & (n_sp3 - n_sp2 > 2) & (n_end - n_sp3 > 2))
+            node_rows = list(zip(
+                map(int, fields(fac_node, n_start + 1, sp1[is_n])), map(float, fields(fac_node, n_sp2 + 2, n_sp3)),
+                map(float, fields(fac_node, n_sp3 + 2, n_end)), map(tag_list.__getitem__, n_codes[fac_node].tolist())))
+            way_id, ref, lon, lat, counts, missing = parsing.result()
+        keep = flag_arr[codes] > 0
+        if member_ids.size:
+            keep |= np.isin(way_id, member_ids)
+        if not keep.all():  # a highway way not walkable, wanted by no other layer
+            at = np.repeat(keep, counts)
+            ref, lon, lat = ref[at], lon[at], lat[at]
+            way_id, counts, missing, codes = way_id[keep], counts[keep], missing[keep], codes[keep]
+            w_start, w_end = w_start[keep], w_end[keep]
     except (ValueError, RuntimeError) as exc:  # a line not of the expected form
         raise _corrupt(p, RuntimeError(f"unexpected OPL text in the dump ({exc})")) from None
     w_code = codes
@@ -1131,8 +1230,8 @@ def read_osm(
 
     out: dict[str, object] = {}
     if want & _NET:
-        out["network"] = _segments_of(np.flatnonzero((flags & _NET).astype(bool) & (counts >= 2)),
-                                      w_code, tag_list, ref, lon, lat, counts, starts, missing)
+        out["network"] = _segments_of((flags & _NET).astype(bool) & (counts >= 2), w_code, _LazyTags(distinct, tag_list, None),
+                                      highway_of, ref, lon, lat, counts, starts, missing)
     if areas_needed:
         way_lines = (text, w_start, w_end)
         out.update(_feature_layers(want, way_id, flags, w_code, tag_list, way_lines, flag_list, ref, lon, lat,
@@ -1218,15 +1317,19 @@ def _distinct_slices(text, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarr
     return enc.indices.to_numpy().astype(np.int64), enc.dictionary.to_pylist()
 
 
-def _joined_slices(text, start: np.ndarray, end: np.ndarray) -> bytes:
-    """``b"\\n".join(text[a:z] for a, z in zip(start, end))``, copied by Arrow when every slice is followed by a newline."""
+def _joined_slices(text, start: np.ndarray, end: np.ndarray, *, table: bytes | None = None) -> bytes:
+    """``b"\\n".join(text[a:z] for a, z in zip(start, end))``, copied by Arrow when every slice is followed by a
+    newline (then the result ends with that newline too), translated by ``table`` if given (:meth:`bytes.translate`)."""
     import pyarrow as pa
 
     if start.size and end[-1] < len(text):
         views = _byte_views(text, start, end + 1)  # each slice with its line's newline
         if views is not None:
-            return views.cast(pa.large_binary()).buffers()[2].to_pybytes()[:-1]
-    return b"\n".join([text[a:z] for a, z in zip(start.tolist(), end.tolist())])
+            joined = views.cast(pa.large_binary())
+            data = joined.buffers()[2].slice(0, int((end + 1 - start).sum())).to_pybytes()
+            return data if table is None else data.translate(table)
+    data = b"\n".join([text[a:z] for a, z in zip(start.tolist(), end.tolist())])
+    return data if table is None else data.translate(table)
 
 
 def _way_ids(text, start: np.ndarray, sp1: np.ndarray) -> np.ndarray:
@@ -1267,9 +1370,7 @@ def _parse_ways(text: bytes, start, sp1, sp2, end, *, ids=None):
     missing = np.zeros(start.size, dtype=bool)
     if not full.size:
         return ids, np.empty(0, dtype=np.int64), np.empty(0), np.empty(0), counts, missing
-    nodes_text = _joined_slices(text, sp2[full] + 1, end[full])
-    mark, ref, lon, lat = _read_node_csv(nodes_text.translate(_WAY_NODES_TO_CSV))
-    del nodes_text
+    mark, ref, lon, lat = _read_node_csv(_joined_slices(text, sp2[full] + 1, end[full], table=_WAY_NODES_TO_CSV))
     first = np.flatnonzero(mark)
     if first.size != full.size or (first.size and first[0] != 0):
         raise RuntimeError("unexpected way node list in the OPL dump")
@@ -1309,29 +1410,56 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.repeat(starts - (ends - counts), counts) + np.arange(total)
 
 
-def _segments_of(sel, w_code, tag_list, ref, lon, lat, counts, starts, missing) -> WaySegments:
-    """:class:`WaySegments` of the ways ``sel`` (positions into the pass's way arrays)."""
+def _segments_of(keep, w_code, tags: _LazyTags, highway_of, ref, lon, lat, counts, starts, missing) -> WaySegments:
+    """:class:`WaySegments` of the ways where ``keep`` (a mask over the pass's way arrays), whose
+    nodes ``starts[w]:starts[w] + counts[w]`` follow each other in ``ref``/``lon``/``lat``."""
+    sel = np.flatnonzero(keep)
     if sel.size == 0:
         empty_i = np.empty(0, dtype=np.int64)
         return WaySegments(empty_i, np.empty(0), np.empty(0), empty_i, empty_i, empty_i, [], 0)
     lengths = counts[sel]
-    pos = _ranges(starts[sel], lengths)
-    all_ref, all_lon, all_lat = ref[pos], lon[pos], lat[pos]
+    if sel.size == counts.size:  # every way: its nodes are the arrays as they are
+        all_ref, all_lon, all_lat = ref, lon, lat
+    else:
+        at = np.repeat(keep, counts)
+        all_ref, all_lon, all_lat = ref[at], lon[at], lat[at]
+    ends = np.cumsum(lengths)
     way_of_pos = np.repeat(np.arange(len(lengths)), lengths)
     start = np.ones(len(all_ref), dtype=bool)
-    start[np.cumsum(lengths)[:-1]] = False
+    start[ends[:-1]] = False
     start[0] = False
-    pair_ok = start[1:] & ~np.isnan(all_lon[:-1]) & ~np.isnan(all_lon[1:])
-    located = ~np.isnan(all_lon)
-    node_id, first_pos, inverse = np.unique(all_ref[located], return_index=True, return_inverse=True)
-    pos_to_node = np.full(len(all_ref), -1, dtype=np.int64)
-    pos_to_node[located] = inverse
+    no_loc = np.isnan(all_lon)
+    pair_ok = start[1:] & ~no_loc[:-1] & ~no_loc[1:]
+    if no_loc.any():
+        located = ~no_loc
+        node_id, first_pos, inverse = _unique_ids(all_ref[located])
+        pos_to_node = np.full(len(all_ref), -1, dtype=np.int64)
+        pos_to_node[located] = inverse
+        node_lon, node_lat = all_lon[located][first_pos], all_lat[located][first_pos]
+    else:
+        node_id, first_pos, pos_to_node = _unique_ids(all_ref)
+        node_lon, node_lat = all_lon[first_pos], all_lat[first_pos]
     seg_pos = np.flatnonzero(pair_ok)
+    codes = w_code[sel]
     return WaySegments(
-        node_id=node_id, lon=all_lon[located][first_pos], lat=all_lat[located][first_pos],
+        node_id=node_id, lon=node_lon, lat=node_lat,
         u=pos_to_node[seg_pos], v=pos_to_node[seg_pos + 1], way_index=way_of_pos[seg_pos],
-        way_tags=[tag_list[c] for c in w_code[sel].tolist()], ways_missing_nodes=int(missing[sel].sum()),
+        way_tags=_LazyTags(tags.raws, tags.known, codes), ways_missing_nodes=int(missing[sel].sum()),
+        way_highway=highway_of[codes],
     )
+
+
+def _unique_ids(ids: np.ndarray):
+    """``np.unique(ids, return_index=True, return_inverse=True)``, but the index is of *some* occurrence
+    of each id, not necessarily the first (an unstable sort: several times faster)."""
+    perm = np.argsort(ids, kind="quicksort")
+    s = ids[perm]
+    new = np.empty(s.size, dtype=bool)
+    new[:1] = True
+    np.not_equal(s[1:], s[:-1], out=new[1:])
+    inverse = np.empty(ids.size, dtype=np.int64)
+    inverse[perm] = np.cumsum(new) - 1
+    return s[new], perm[new], inverse
 
 
 def _feature_layers(want, way_id, flags, w_code, tag_list, way_lines, flag_list, ref, lon, lat, counts, starts,
