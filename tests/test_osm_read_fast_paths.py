@@ -1,16 +1,13 @@
 """The shortcuts of read_osm's network layer against the plain computations they replace.
 
 ``read_osm`` parses the network's tag dicts only when ``way_tags`` is read, takes each way's
-``highway`` from a projection of the raw tags, numbers the nodes with an unstable sort made on the
-parsing thread and finds "has a highway tag" by a byte search: each is checked here against the
-straightforward way (``np.unique``, a regular expression, ``dict.get`` on the parsed tags), on the
+``highway`` from a projection of the raw tags and numbers the nodes with an unstable sort: each is
+checked here against the straightforward way (``np.unique``, ``dict.get`` on the parsed tags), on the
 toy town, Helsinki and a file written here with the odd cases (a way that is not walkable, a way
 with one node, nodes missing from the extract, a highway value with an escaped character).
 """
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ import pytest
 from lifecircle.datasets import helsinki_osm, toy_town_osm
 from lifecircle.read.facilities import load_taxonomy
 from lifecircle.read.network import is_walkable, network_from_osm
-from lifecircle.read.osm import _lines_with, _unique_ids, read_osm, read_way_segments
+from lifecircle.read.osm import _unique_ids, read_osm, read_way_segments
 
 TAX = load_taxonomy()
 
@@ -83,11 +80,3 @@ def test_unique_ids_equals_np_unique():
         ref_uniq, _, ref_inverse = np.unique(ids, return_index=True, return_inverse=True)
         assert np.array_equal(uniq, ref_uniq) and np.array_equal(inverse, ref_inverse)
         assert np.array_equal(ids[some], uniq)  # an occurrence of each
-
-
-def test_lines_with_equals_a_regex():
-    lines = [b",highway=path,", b",name=highway=x,", b",xhighway=a,", b",a=1,highway=,", b",", b",highway=%2c%,"]
-    text = b"\n".join(lines)
-    start = np.cumsum([0] + [len(x) + 1 for x in lines[:-1]])
-    ref = [i for i, x in enumerate(lines) if re.search(rb",highway=", x)]
-    assert _lines_with(text, start, b",highway=").tolist() == ref == [0, 3, 5]

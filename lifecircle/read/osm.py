@@ -992,29 +992,25 @@ def _decide_all(raws: list[bytes], want: int, walkable, fac) -> tuple[np.ndarray
     * ``area=no`` marks a closed way that is no area.
 
     :func:`read_osm` runs the parts itself (:func:`_decide_patterns`, :func:`_decide_network`,
-    :func:`_tags_of`), parsing the ways' nodes meanwhile and the network's tags only when asked for.
+    :func:`_tags_of`), parsing the network's tags only when asked for.
     """
-    flags, _ = _decide_patterns(raws, want, fac)
+    flags = _decide_patterns(raws, want, fac)
     if want & _NET:
         _decide_network(raws, flags, walkable)
     return flags, _tags_of(raws, flags > 0)
 
 
-def _decide_patterns(raws: list[bytes], want: int, fac) -> tuple[np.ndarray, np.ndarray]:
-    """The flags of :func:`_decide_all` but the network's (regular expressions only), and whether each
-    field has a ``highway`` tag (a network candidate, when ``want`` has the network)."""
+def _decide_patterns(raws: list[bytes], want: int, fac) -> np.ndarray:
+    """The flags of :func:`_decide_all` but the network's (the rules that are regular expressions)."""
     n = len(raws)
     flags = np.zeros(n, dtype=np.int64)
-    has_highway = np.zeros(n, dtype=bool)
     if n == 0:
-        return flags, has_highway
+        return flags
     text, line_start = _joined(raws)
 
     def rows(pattern: bytes) -> np.ndarray:
         return _rows_matching(pattern, text, line_start)
 
-    if want & _NET:
-        has_highway[_lines_with(text, line_start, b",highway=")] = True
     if want & _FAC and fac is not None:
         has_key, name_key, words = fac
         sel = rows(has_key) if has_key is not None else np.empty(0, dtype=np.int64)
@@ -1032,21 +1028,7 @@ def _decide_patterns(raws: list[bytes], want: int, fac) -> tuple[np.ndarray, np.
     if want & _AREAS:
         no = rows(_tag_pattern(["area"], rb"no"))
         flags[no[(flags[no] & _AREAS) > 0]] |= _AREA_NO_FLAG
-    return flags, has_highway
-
-
-def _lines_with(text: bytes, line_start: np.ndarray, needle: bytes) -> np.ndarray:
-    """Numbers of the lines of ``text`` (starting at ``line_start``) holding ``needle``, in numpy (a
-    plain string: faster than :func:`_rows_matching` when most lines match).
-
-    >>> _lines_with(b",a=1,\\n,b=2,\\n,ab=3,a=4,", np.array([0, 6, 12]), b",a=").tolist()
-    [0, 2]
-    """
-    arr = np.frombuffer(text, dtype=np.uint8)
-    at = np.flatnonzero(arr[:max(arr.size - len(needle) + 1, 0)] == needle[0])
-    for j in range(1, len(needle)):
-        at = at[arr[at + j] == needle[j]]
-    return np.unique(np.searchsorted(line_start, at, side="right") - 1)
+    return flags
 
 
 def _decide_network(raws: list[bytes], flags: np.ndarray, walkable) -> np.ndarray:
@@ -1188,55 +1170,38 @@ def read_osm(
             found[is_new] = len(distinct) + np.arange(int(is_new.sum()))
             distinct = distinct + [w_distinct[j] for j in np.flatnonzero(is_new).tolist()] if distinct else w_distinct
             codes_all = np.concatenate([codes_all, found[w_codes]])
-        # the rules that are regular expressions first; the walk rule runs while the ways' nodes are parsed
-        flag_arr, maybe_net = _decide_patterns(distinct, want, _facility_patterns(fac_keys_t, fac_words_t)
-                                               if want & _FAC else None)
+        flag_arr = _decide_patterns(distinct, want, _facility_patterns(fac_keys_t, fac_words_t)
+                                    if want & _FAC else None)
+        highway_of = (_decide_network(distinct, flag_arr, walkable) if want & _NET
+                      else np.full(len(distinct), None, dtype=object))
+        flag_list = flag_arr.tolist()
+        tag_list = _tags_of(distinct, (flag_arr & _AREAS) > 0)  # the network's: when asked for (_LazyTags)
         n_r, n_n = len(rel_split), len(raw_n)
         # relations first (they close the file): their member ways are kept whatever their tags
         rel_rows = []
         members: set[int] = set()
         for (rid, _raw, mem), line, c in zip(rel_split, rel_lines, codes_all[:n_r].tolist()):
             rel_rows.append((int(rid[1:]), c, mem[1:], line))
-            if flag_arr[c] & _AREAS:  # final: the walk rule adds only the network's flag
+            if flag_list[c] & _AREAS:
                 members.update(int(m[1:].split(b"@", 1)[0]) for m in mem[1:].split(b",") if m.startswith(b"w"))
         member_ids = np.fromiter(members, dtype=np.int64, count=len(members))
+        # nodes: only the located facility candidates are read further
+        n_codes = codes_all[n_r:n_r + n_n]
+        n_start, n_sp2, n_sp3, n_end = starts_l[is_n], sp2[is_n], sp3[is_n], ends_l[is_n]
+        fac_node = np.flatnonzero(((flag_arr[n_codes] & _FAC) > 0) & (n_sp3 - n_sp2 > 2) & (n_end - n_sp3 > 2))
+        node_rows = list(zip(
+            map(int, fields(fac_node, n_start + 1, sp1[is_n])), map(float, fields(fac_node, n_sp2 + 2, n_sp3)),
+            map(float, fields(fac_node, n_sp3 + 2, n_end)), map(tag_list.__getitem__, n_codes[fac_node].tolist())))
         w_start, w_end, w_sp1, w_sp2 = starts_l[is_w], ends_l[is_w], sp1[is_w], sp2[is_w]
         codes = codes_all[n_r + n_n:]
-        # the ways some layer may want (a layer's tags, a highway tag, a relation's member): their nodes
-        # are parsed on another thread (Arrow's CSV reader and numpy work without the GIL) meanwhile
-        maybe = ((flag_arr[codes] > 0) | maybe_net[codes]) if codes.size else np.zeros(0, dtype=bool)
+        flags0 = flag_arr[codes]
         w_ids = None
-        if member_ids.size:
+        if member_ids.size or not (flags0 > 0).all():  # ways no layer wants are not parsed
             w_ids = _way_ids(text, w_start, w_sp1)
-            maybe |= np.isin(w_ids, member_ids)
-        if not maybe.all():  # ways no layer wants are not parsed
-            w_start, w_end, w_sp1, w_sp2, codes = w_start[maybe], w_end[maybe], w_sp1[maybe], w_sp2[maybe], codes[maybe]
-            w_ids = None if w_ids is None else w_ids[maybe]
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(1) as pool:
-            parsing = pool.submit(_parse_and_rank, text, w_start, w_sp1, w_sp2, w_end, w_ids)
-            highway_of = (_decide_network(distinct, flag_arr, walkable) if want & _NET
-                          else np.full(len(distinct), None, dtype=object))
-            flag_list = flag_arr.tolist()
-            tag_list = _tags_of(distinct, (flag_arr & _AREAS) > 0)  # the network's: when asked for (_LazyTags)
-            # nodes: only the located facility candidates are read further
-            n_codes = codes_all[n_r:n_r + n_n]
-            n_start, n_sp2, n_sp3, n_end = starts_l[is_n], sp2[is_n], sp3[is_n], ends_l[is_n]
-            fac_node = np.flatnonzero(((flag_arr[n_codes] & _FAC) > 0) & (n_sp3 - n_sp2 > 2) & (n_end - n_sp3 > 2))
-            node_rows = list(zip(
-                map(int, fields(fac_node, n_start + 1, sp1[is_n])), map(float, fields(fac_node, n_sp2 + 2, n_sp3)),
-                map(float, fields(fac_node, n_sp3 + 2, n_end)), map(tag_list.__getitem__, n_codes[fac_node].tolist())))
-            way_id, ref, lon, lat, counts, missing, ranked = parsing.result()
-        keep = flag_arr[codes] > 0
-        if member_ids.size:
-            keep |= np.isin(way_id, member_ids)
-        if not keep.all():  # a highway way not walkable, wanted by no other layer
-            at = np.repeat(keep, counts)
-            ref, lon, lat = ref[at], lon[at], lat[at]
-            ranked = (*ranked[:3], ranked[3][at])
-            way_id, counts, missing, codes = way_id[keep], counts[keep], missing[keep], codes[keep]
-            w_start, w_end = w_start[keep], w_end[keep]
+            keep = (flags0 > 0) | np.isin(w_ids, member_ids)
+            w_start, w_end, w_sp1, w_sp2, codes = w_start[keep], w_end[keep], w_sp1[keep], w_sp2[keep], codes[keep]
+            w_ids = w_ids[keep]
+        way_id, ref, lon, lat, counts, missing = _parse_ways(text, w_start, w_sp1, w_sp2, w_end, ids=w_ids)
     except (ValueError, RuntimeError) as exc:  # a line not of the expected form
         raise _corrupt(p, RuntimeError(f"unexpected OPL text in the dump ({exc})")) from None
     w_code = codes
@@ -1246,7 +1211,7 @@ def read_osm(
     out: dict[str, object] = {}
     if want & _NET:
         out["network"] = _segments_of((flags & _NET).astype(bool) & (counts >= 2), w_code, _LazyTags(distinct, tag_list, None),
-                                      highway_of, ref, lon, lat, counts, starts, missing, ranked=ranked)
+                                      highway_of, ref, lon, lat, counts, starts, missing)
     if areas_needed:
         way_lines = (text, w_start, w_end)
         out.update(_feature_layers(want, way_id, flags, w_code, tag_list, way_lines, flag_list, ref, lon, lat,
@@ -1425,25 +1390,19 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.repeat(starts - (ends - counts), counts) + np.arange(total)
 
 
-def _segments_of(keep, w_code, tags: _LazyTags, highway_of, ref, lon, lat, counts, starts, missing, *, ranked=None
-                 ) -> WaySegments:
+def _segments_of(keep, w_code, tags: _LazyTags, highway_of, ref, lon, lat, counts, starts, missing) -> WaySegments:
     """:class:`WaySegments` of the ways where ``keep`` (a mask over the pass's way arrays), whose
-    nodes ``starts[w]:starts[w] + counts[w]`` follow each other in ``ref``/``lon``/``lat``.
-
-    ``ranked`` (:func:`_parse_and_rank`): the distinct refs of all the pass's ways, sorted, their
-    coordinates, and each node's number among them; then no sort is left to do here."""
+    nodes ``starts[w]:starts[w] + counts[w]`` follow each other in ``ref``/``lon``/``lat``."""
     sel = np.flatnonzero(keep)
     if sel.size == 0:
         empty_i = np.empty(0, dtype=np.int64)
         return WaySegments(empty_i, np.empty(0), np.empty(0), empty_i, empty_i, empty_i, [], 0)
     lengths = counts[sel]
-    all_rank = None if ranked is None else ranked[3]
     if sel.size == counts.size:  # every way: its nodes are the arrays as they are
         all_ref, all_lon, all_lat = ref, lon, lat
     else:
         at = np.repeat(keep, counts)
         all_ref, all_lon, all_lat = ref[at], lon[at], lat[at]
-        all_rank = None if all_rank is None else all_rank[at]
     ends = np.cumsum(lengths)
     way_of_pos = np.repeat(np.arange(len(lengths)), lengths)
     start = np.ones(len(all_ref), dtype=bool)
@@ -1451,16 +1410,7 @@ def _segments_of(keep, w_code, tags: _LazyTags, highway_of, ref, lon, lat, count
     start[0] = False
     no_loc = np.isnan(all_lon)
     pair_ok = start[1:] & ~no_loc[:-1] & ~no_loc[1:]
-    if ranked is not None:  # the distinct refs among these: a mask over all the pass's, in linear time
-        located = ~no_loc
-        rank = all_rank[located]
-        present = np.zeros(ranked[0].size, dtype=bool)
-        present[rank] = True
-        renumber = np.cumsum(present) - 1
-        node_id, node_lon, node_lat = ranked[0][present], ranked[1][present], ranked[2][present]
-        pos_to_node = np.full(len(all_ref), -1, dtype=np.int64)
-        pos_to_node[located] = renumber[rank]
-    elif no_loc.any():
+    if no_loc.any():
         located = ~no_loc
         node_id, first_pos, inverse = _unique_ids(all_ref[located])
         pos_to_node = np.full(len(all_ref), -1, dtype=np.int64)
@@ -1477,14 +1427,6 @@ def _segments_of(keep, w_code, tags: _LazyTags, highway_of, ref, lon, lat, count
         way_tags=_LazyTags(tags.raws, tags.known, codes), ways_missing_nodes=int(missing[sel].sum()),
         way_highway=highway_of[codes],
     )
-
-
-def _parse_and_rank(text, start, sp1, sp2, end, ids):
-    """:func:`_parse_ways`, plus the distinct node refs (sorted), their lon, lat and each node's number
-    among them (:func:`_unique_ids`; a node's coordinates are the same wherever it occurs)."""
-    way_id, ref, lon, lat, counts, missing = _parse_ways(text, start, sp1, sp2, end, ids=ids)
-    uniq, first, rank = _unique_ids(ref)
-    return way_id, ref, lon, lat, counts, missing, (uniq, lon[first], lat[first], rank)
 
 
 def _unique_ids(ids: np.ndarray):
