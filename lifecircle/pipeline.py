@@ -153,11 +153,15 @@ class Analysis:
         log.info("wrote %s", ", ".join(p.name for p in paths.values()))
         return paths
 
-    def areas(self, *, gaps: bool = True, isochrones: bool | str = "auto") -> None:
+    def areas(self, *, gaps: bool = True, isochrones: bool | str = "auto", release: bool = False) -> None:
         """Draw the gap areas (:attr:`gaps`) and the service areas (:attr:`isochrones`) that :meth:`write`
         writes, unless they are there already (drawn by :attr:`isochrone_method`).
 
         :meth:`write` calls it; call it first to draw maps from the areas while the files are written.
+        ``release=True`` then drops the access graph and the distance fields (``times.graph`` becomes None,
+        ``times.distances_m`` empty: ~0.5 GB for a 4M-node city), before the service areas are contoured:
+        the outputs need neither, but no more areas can be drawn from this analysis (facility service
+        areas, site planning: analyse again or :func:`load_analysis`). ``lifecircle analyze`` does it.
 
         Examples
         --------
@@ -168,14 +172,24 @@ class Analysis:
         ([5.0, 10.0, 15.0], True)
         """
         from .plan.gaps import find_gaps
-        from .present.isochrones import service_areas
+        from .present.isochrones import _service_areas_begun
 
         if gaps and self.gaps is None:
             self.gaps = find_gaps(self)
         if isochrones and self.isochrones is None and self.times.graph is not None:  # "auto": at every size
-            self.isochrones = service_areas(self, method=self.isochrone_method)
+            finish = _service_areas_begun(self, method=self.isochrone_method)  # service_areas(self, method=...)
+            if release:
+                self._release_walking_graph()
+            self.isochrones = finish()
         elif isochrones and self.isochrones is None:
             log.info("no isochrones: a tiled run keeps no single access graph")
+        if release:
+            self._release_walking_graph()
+
+    def _release_walking_graph(self) -> None:
+        from dataclasses import replace
+
+        self.times = replace(self.times, graph=None, distances_m={})
 
     def _write_into(self, run: OutputRun, *, isochrones: bool | str, gaps: bool,
                     facility_isochrones: bool, isochrone_layers: str = "one", out_crs: Any = None) -> list[str]:

@@ -395,6 +395,24 @@ def test_grid_blocks_do_not_change_the_polygons(shanghai, monkeypatch):
     assert all(shapely.equals_exact(a, b, tolerance=0) for a, b in zip(small.geometry, default.geometry))
 
 
+
+def test_grid_polygons_made_after_the_contours_are_the_same(shanghai, monkeypatch):
+    """A city-sized grid keeps its rings as arrays until the last contour, then makes them polygons: the same
+    polygons and areas to the last bit as made beside the contours."""
+    import lifecircle.present.isochrones as iso
+
+    beside = service_areas(shanghai)
+    monkeypatch.setattr(iso, "_DEFER_POLYGONS_CELLS", 0)
+    shifted, original = [], iso._rings_shifted
+    monkeypatch.setattr(iso, "_rings_shifted", lambda *a: shifted.append(1) or original(*a))
+    monkeypatch.setattr(iso, "_rings_polygon", None)  # not called when the polygons are made after the contours
+    after = service_areas(shanghai)
+    assert len(shifted) == len(after) == 6  # health and sports at 5, 10, 15 min, each shifted on its own
+    assert after.area_km2.tolist() == beside.area_km2.tolist()
+    assert [shapely.to_wkb(g) for g in after.geometry] == [shapely.to_wkb(g) for g in beside.geometry]
+    assert 0 < after.area_km2.iloc[0] < after.area_km2.iloc[2]  # health: 5 min inside 15 min, not empty
+
+
 def test_grid_thresholds_nest_and_areas_match_the_polygons(shanghai):
     """5-min ⊆ 10-min ⊆ 15-min area of each category (the fields are nested by construction: a running minimum
     over the limits), and area_km2 (summed from the contour rings) is the polygon's area in UTM."""

@@ -475,24 +475,31 @@ def _reach_layers(st: _GridStreets, network: WalkNetwork, d: np.ndarray, limits:
     return _Reach(k, t_whole, cut, iv)
 
 
-def _pair_blocks(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray, *, h: float, radius_m: float,
+def _pair_blocks(st: _GridStreets, U: np.ndarray, ox: float, oy: float, *, h: float, radius_m: float,
                  nx: int, ny: int):
-    """The (cell, segment) pairs of segments given in grid coordinates (metres from the grid's corner), in blocks.
+    """The (cell, segment) pairs of the segments ``U`` of ``st``, in grid coordinates (metres from the grid's
+    corner ``ox``, ``oy``), in blocks.
 
     Each segment's cells are those whose centre lies in its box of half-width ``radius_m`` around it (the
     capsule of that radius and the four corners next to its end caps), found row by row in closed form.
     Yields ``(first, cell, seg, s, p)`` per block: ``seg`` numbers the segments from 0 (``first`` is the
     block's first segment), ``s`` and ``p`` are the cell centre's coordinates along and across the
     segment from its first end (float32). Along a row, they change by ``h ux`` and ``-h uy`` per cell.
+    A block's segment coordinates are taken from ``st`` when it is made.
     """
     R = float(radius_m)
-    length = np.hypot(bx - ax, by - ay)
-    est = (length + 2 * R + h) * (2 * R + h) / (h * h) + 1  # upper bound of the cells in a box
-    cum = np.cumsum(est)
+    cum = np.hypot(st.bx[U] - st.ax[U], st.by[U] - st.ay[U])
+    cum += 2 * R + h  # upper bound of the cells in a segment's box: (length + 2R + h)(2R + h) / h² + 1
+    cum *= (2 * R + h) / (h * h)
+    cum += 1
+    np.cumsum(cum, out=cum)
     cuts = np.searchsorted(cum, np.arange(1, int(cum[-1] // _PAIR_BLOCK) + 1) * _PAIR_BLOCK) if cum.size else []
-    bounds = np.unique(np.concatenate([[0], cuts, [ax.size]])).astype(np.int64)
+    del cum
+    bounds = np.unique(np.concatenate([[0], cuts, [U.size]])).astype(np.int64)
     for b0, b1 in zip(bounds[:-1], bounds[1:]):
-        yield (int(b0), *_block_pairs(ax[b0:b1], ay[b0:b1], bx[b0:b1], by[b0:b1], length[b0:b1], h, R, nx, ny))
+        k = U[b0:b1]
+        ax, ay, bx, by = st.ax[k] - ox, st.ay[k] - oy, st.bx[k] - ox, st.by[k] - oy
+        yield (int(b0), *_block_pairs(ax, ay, bx, by, np.hypot(bx - ax, by - ay), h, R, nx, ny))
 
 
 def _block_pairs(ax, ay, bx, by, length, h, R, nx, ny):
@@ -550,18 +557,61 @@ def _grid_frame(st: _GridStreets, k: np.ndarray, h: float, R: float):
     return ox, oy, nx, ny
 
 
+#: Contours of grids over this many cells keep their rings as arrays until the last one is drawn, and
+#: only then make them polygons (a 4M-node city, 32M cells: ~0.3 GB less beside its last contour).
+_DEFER_POLYGONS_CELLS = 16_000_000
+
+
 def _grid_polygons(st: _GridStreets, network: WalkNetwork, groups: list[tuple], limits: np.ndarray,
                    buffer_m: float, cell_m: float, *, lonlat: bool = True) -> list[tuple[float, Any]]:
     """The ``method="grid"`` polygon of each ``(distance field, source mask, segments or None)`` in ``groups``
     at each of ``limits`` (group-major, then limits).
 
     Every cell centre within ``buffer_m + cell_m`` of a reached segment gets its exact distance to the
-    reached parts of the segments near it. The pairs of cells and segments are made once, in blocks, for
-    all groups and limits: a segment reached whole from limit ``i`` on writes its distance into layer
-    ``i`` (a running minimum, ``np.minimum.at``); a segment cut where the time runs out writes, at each limit,
-    the distance to its reached parts. A minimum over the layers (what a smaller limit reaches, a larger
-    one reaches too) then gives each limit's field, stored as uint16 steps of about 1 mm. Its filled contour
-    at ``buffer_m`` is the polygon.
+    reached parts of the segments near it (:func:`_grid_layers`); the filled contour at ``buffer_m`` of each
+    limit's layer is its polygon (:func:`_grid_contours`).
+    """
+    plan = _grid_plan(st, network, groups, limits, buffer_m, cell_m)
+    return _plan_polygons(plan, [st], network.crs, lonlat=lonlat)
+
+
+def _plan_polygons(plan: "_GridPlan", streets: list, crs: Any, *, lonlat: bool = True) -> list[tuple[float, Any]]:
+    """The polygons of :func:`_grid_plan`'s groups. ``streets`` is ``[the segments]``, handed over: emptied
+    here, so that the segments and the plan's per-segment arrays are freed before the contours (each of
+    which takes 28 bytes a cell: a float64 copy of its layer and contourpy's 2-D coordinates)."""
+    layers = _grid_layers(plan, streets.pop())
+    plan.layer_of = plan.never = plan.cut_of = plan.U = None
+    plan.ivs = [None] * len(plan.ivs)
+    return _grid_contours(plan, layers, crs, lonlat=lonlat)
+
+
+@dataclass
+class _GridPlan:
+    """:func:`_grid_plan`: the grid frame over every group's reached segments ``U``, and per group what its
+    pairs write: the layer of each segment of ``U`` (the first limit at which it is whole), ``never`` (the
+    cap for a segment never reached whole), the cut segments' row in ``ivs[g]`` (their reached parts)."""
+
+    U: np.ndarray
+    layer_of: np.ndarray
+    never: np.ndarray
+    cut_of: np.ndarray
+    ivs: list
+    n_lim: int
+    nx: int
+    ny: int
+    h: float
+    R: float
+    ox: float
+    oy: float
+    q_per_m: float
+    level: float
+
+
+def _grid_plan(st: _GridStreets, network: WalkNetwork, groups: list[tuple], limits: np.ndarray,
+               buffer_m: float, cell_m: float) -> _GridPlan:
+    """What each group reaches at each limit (:func:`_reach_layers`) and the grid frame over all of it.
+
+    Per segment, a few bytes per group (``layer_of``: uint8, ``never``: uint16, ``cut_of``: int32).
     """
     n_lim, h, B = len(limits), float(cell_m), float(buffer_m)
     R = B + h
@@ -573,29 +623,52 @@ def _grid_polygons(st: _GridStreets, network: WalkNetwork, groups: list[tuple], 
         for r in reach:
             used[r.k] = True
         U = np.flatnonzero(used)
+        del used
+    G = len(groups)
+    q_per_m = _Q_MAX / (B + 2 * h)  # beyond B + 2h (the cap) is as good as unreached for the contour at B
     if not U.size:
-        return [(0.0, shapely.Polygon())] * (len(groups) * n_lim)
+        return _GridPlan(U, np.zeros((G, 0), np.uint8), np.zeros((G, 0), np.uint16), np.zeros((G, 0), np.int32),
+                         [r.iv for r in reach], n_lim, 0, 0, h, R, 0.0, 0.0, q_per_m, B * q_per_m)
     ox, oy, nx, ny = _grid_frame(st, U, h, R)
-    G, n_cells = len(groups), nx * ny
     # per group, the layer a segment's pairs go to: the first limit at which it is whole; a segment never
     # reached whole writes the cap (no change) into the last layer
-    layer_of = np.full((G, U.size), (n_lim - 1) * n_cells, dtype=np.int64)
+    layer_of = np.full((G, U.size), n_lim - 1, dtype=np.uint8)
     never = np.full((G, U.size), _Q_MAX, dtype=np.uint16)
     cut_of = np.full((G, U.size), -1, dtype=np.int32)
+    ivs = []
     for g, r in enumerate(reach):
         pos = np.searchsorted(U, r.k)
         whole = r.t_whole < n_lim
-        layer_of[g, pos[whole]] = r.t_whole[whole].astype(np.int64) * n_cells
+        layer_of[g, pos[whole]] = r.t_whole[whole]
         never[g, pos[whole]] = 0
         cut_of[g, pos[r.cut]] = np.arange(r.cut.size, dtype=np.int32)
+        ivs.append(r.iv)  # the reached parts of the cut segments: all that is kept of the reach
+        reach[g] = None
+    return _GridPlan(U, layer_of, never, cut_of, ivs, n_lim, nx, ny, h, R, ox, oy, q_per_m, B * q_per_m)
+
+
+def _grid_layers(plan: _GridPlan, st: _GridStreets) -> dict[int, np.ndarray]:
+    """The distance layers of the plan's groups: ``{group: uint16 array of n_lim × ny × nx}``.
+
+    The pairs of cells and segments are made once, in blocks, for all groups and limits: a segment reached
+    whole from limit ``i`` on writes its distance into layer ``i`` (a running minimum, ``np.minimum.at``); a
+    segment cut where the time runs out writes, at each limit, the distance to its reached parts.
+    :func:`_grid_contours` then takes the minimum over the layers (what a smaller limit reaches, a larger one
+    reaches too). Distances are uint16 steps of about 1 mm. Memory: 2 bytes a cell per group and limit
+    (~0.75 GB for four categories and three limits of a 4M-node city); what is made per pair, for one block.
+    """
+    which = range(len(plan.ivs))
+    n_lim, nx, ny, h, R, q_per_m = plan.n_lim, plan.nx, plan.ny, plan.h, plan.R, plan.q_per_m
+    n_cells = nx * ny
+    if not n_cells:
+        return {g: None for g in which}
+    U, layer_of, never, cut_of = plan.U, plan.layer_of, plan.never, plan.cut_of
     any_cut = (cut_of >= 0).any(axis=0)
-    q_per_m = _Q_MAX / (B + 2 * h)  # beyond B + 2h (the cap) is as good as unreached for the contour at B
-    fields: list = [np.full(n_lim * n_cells, _Q_MAX, dtype=np.uint16) for _ in range(G)]
+    fields = {g: np.full(n_lim * n_cells, _Q_MAX, dtype=np.uint16) for g in which}
     seg_len = np.hypot(st.bx[U] - st.ax[U], st.by[U] - st.ay[U]).astype(np.float32)
 
     def blocks():  # the pairs, their distance to the whole segment, and the pairs of segments cut somewhere
-        for first, cell, seg, s, p in _pair_blocks(st.ax[U] - ox, st.ay[U] - oy, st.bx[U] - ox, st.by[U] - oy,
-                                                    h=h, radius_m=R, nx=nx, ny=ny):
+        for first, cell, seg, s, p in _pair_blocks(st, U, plan.ox, plan.oy, h=h, radius_m=R, nx=nx, ny=ny):
             seg += first
             p2 = p * p
             gap = np.maximum(np.maximum(-s, s - seg_len[seg]), 0)
@@ -603,41 +676,65 @@ def _grid_polygons(st: _GridStreets, network: WalkNetwork, groups: list[tuple], 
             yield cell, seg, _quantise(p2 + gap * gap, q_per_m), cell[cut], seg[cut], s[cut], p2[cut]
 
     for cell, seg, q, c_cell, c_seg, c_s, c_p2 in _prefetched(blocks(), n_cells > 100_000):
-        for g, f in enumerate(fields):
-            np.minimum.at(f, layer_of[g][seg] + cell, np.maximum(q, never[g][seg]))
-            c = cut_of[g][c_seg]
+        for j, g in enumerate(which):
+            f = fields[g]
+            np.minimum.at(f, layer_of[j][seg].astype(np.int64) * n_cells + cell, np.maximum(q, never[j][seg]))
+            c = cut_of[j][c_seg]
             m = np.flatnonzero(c >= 0)
             if not m.size:
                 continue
-            iv, cs, cp2, cc = reach[g].iv[c[m]], c_s[m], c_p2[m], c_cell[m]
+            iv, cs, cp2, cc = plan.ivs[g][c[m]], c_s[m], c_p2[m], c_cell[m]
             for i in range(n_lim):
                 lo1, hi1, lo2, hi2 = iv[:, i, 0], iv[:, i, 1], iv[:, i, 2], iv[:, i, 3]
                 gap = np.minimum(np.maximum(np.maximum(lo1 - cs, cs - hi1), 0), np.maximum(np.maximum(lo2 - cs, cs - hi2), 0))
                 np.minimum.at(f, cc + i * n_cells, _quantise(cp2 + gap * gap, q_per_m))
-    del cell, seg, q, c_cell, c_seg, c_s, c_p2, layer_of, never, cut_of
-    for f in fields:
-        layers = f.reshape(n_lim, ny, nx)
-        for i in range(1, n_lim):
-            np.minimum(layers[i], layers[i - 1], out=layers[i])
-    x0, y0 = ox + 0.5 * h, oy + 0.5 * h
-    to_lonlat = _to_lonlat(network.crs) if lonlat else None
-    # one contour at a time (each holds a float64 copy of its layer); the projection to lon/lat and the
-    # shapely polygons of one layer are made on a second thread while the next layer is contoured
+    return fields
+
+
+def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, lonlat: bool = True
+                   ) -> list[tuple[float, Any]]:
+    """The (area, polygon) of each group's layers (group-major, then limits), dropping each group's layers
+    from ``layers`` once drawn."""
+    n_lim, nx, ny, h = plan.n_lim, plan.nx, plan.ny, plan.h
+    n_cells = nx * ny
+    if not n_cells:
+        return [(0.0, shapely.Polygon())] * (len(layers) * n_lim)
+    to_lonlat = _to_lonlat(crs) if lonlat else None
+    x0, y0 = plan.ox + 0.5 * h, plan.oy + 0.5 * h
+    # a city's contours: the rings wait as arrays (16 bytes a vertex, GEOS takes ~27) until the last contour,
+    # then become polygons one at a time
+    defer = n_cells > _DEFER_POLYGONS_CELLS
+    job = _rings_shifted if defer else _rings_polygon
+    # one contour at a time (each holds a float64 copy of its layer and its 2-D coordinates); the projection
+    # to lon/lat and the shapely polygons of one layer are made on a second thread while the next is contoured
     from concurrent.futures import Future, ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(1) if n_cells > 100_000 else None
     done: list[Future] = []
     try:
-        for g in range(G):
+        for g in sorted(layers):
+            field = layers.pop(g).reshape(n_lim, ny, nx)
+            for i in range(1, n_lim):
+                np.minimum(field[i], field[i - 1], out=field[i])
             for i in range(n_lim):
-                rings = _contour_rings(fields[g][i * n_cells:(i + 1) * n_cells].reshape(ny, nx), h, B * q_per_m)
+                rings = _contour_rings(field[i], h, plan.level)
                 if pool is None:
                     done.append(Future())
-                    done[-1].set_result(_rings_polygon(rings, x0, y0, to_lonlat))
+                    done[-1].set_result(job(rings, x0, y0, to_lonlat))
                 else:
-                    done.append(pool.submit(_rings_polygon, rings, x0, y0, to_lonlat))
-            fields[g] = None  # this group's layers are drawn
-        return [f.result() for f in done]
+                    if len(done) >= 2:
+                        done[-2].result()  # at most two layers' rings wait for their polygons (~40 MB each at 4M nodes)
+                    done.append(pool.submit(job, rings, x0, y0, to_lonlat))
+            del field  # this group's layers are drawn
+        if not defer:
+            return [f.result() for f in done]
+        out = []
+        for k, f in enumerate(done):
+            area, rings = f.result()
+            done[k] = None  # its rings are freed once they are a polygon
+            out.append((area, _rings_to_polygon(rings)))
+            del f, rings
+        return out
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -706,16 +803,31 @@ def _contour_rings(z: np.ndarray, h: float, level: float):
 def _rings_polygon(rings, x0: float, y0: float, to_lonlat=None) -> tuple[float, Any]:
     """The area (m²) and MultiPolygon of :func:`_contour_rings`' rings shifted by ``(x0, y0)``, in lon/lat when
     ``to_lonlat`` is given; ``(0, empty)`` for None."""
+    area, rings = _rings_shifted(rings, x0, y0, to_lonlat)
+    return area, _rings_to_polygon(rings)
+
+
+def _rings_shifted(rings, x0: float, y0: float, to_lonlat=None) -> tuple[float, Any]:
+    """The area (m²) of :func:`_contour_rings`' rings and the rings shifted by ``(x0, y0)`` (in lon/lat when
+    ``to_lonlat`` is given), for :func:`_rings_to_polygon`; ``(0, None)`` for None."""
     if rings is None:
-        return 0.0, shapely.Polygon()
+        return 0.0, None
     points, offsets, outer = rings
     area = _rings_area(points, offsets, outer)  # before the shift: no cancellation
     points += (x0, y0)
     if to_lonlat is not None:
         points[:, 0], points[:, 1] = to_lonlat(points[:, 0], points[:, 1])
+    return area, rings
+
+
+def _rings_to_polygon(rings) -> Any:
+    """The MultiPolygon of :func:`_rings_shifted`' rings (an empty Polygon for None)."""
+    if rings is None:
+        return shapely.Polygon()
+    points, offsets, outer = rings
     ring = shapely.linearrings(points, indices=np.repeat(np.arange(offsets.size - 1), np.diff(offsets)))
     owner = np.repeat(np.arange(outer.size - 1), np.diff(outer))
-    return area, shapely.multipolygons(shapely.polygons(ring, indices=owner))
+    return shapely.multipolygons(shapely.polygons(ring, indices=owner))
 
 
 def _rings_area(points: np.ndarray, offsets: np.ndarray, outer: np.ndarray) -> float:
@@ -961,6 +1073,16 @@ def service_areas(
     >>> grid.attrs["cell_m"], abs(float(grid.area_km2[0]) * 1e6 / 11243 - 1) < 0.002
     (5.0, True)
     """
+    return _service_areas_begun(times, network, minutes=minutes, walk_speed_kmh=walk_speed_kmh, buffer_m=buffer_m,
+                                categories=categories, method=method, concave_ratio=concave_ratio, cell_m=cell_m)()
+
+
+def _service_areas_begun(times: Any, network: WalkNetwork | None = None, *, minutes: Any = None,
+                         walk_speed_kmh: float | None = None, buffer_m: float = DEFAULT_BUFFER_M, categories: Any = None,
+                         method: str = "grid", concave_ratio: float = DEFAULT_CONCAVE_RATIO, cell_m: float | None = None):
+    """:func:`service_areas` in two steps: what needs the walking times (their access graph and distance
+    fields) is done here; the returned ``finish()`` makes the result from what it keeps, which refers to
+    neither. ``method="grid"``: finish() contours the layers; the other methods are done here."""
     method = _method(method)
     times, network, minutes, walk_speed_kmh, _ = _unpack(times, network, minutes, walk_speed_kmh)
     mins, cats, mpm, limits, seg, fac_nodes, h = _prepare(times, network, "service areas", minutes, walk_speed_kmh,
@@ -969,9 +1091,13 @@ def service_areas(
     params = {"walk_speed_kmh": walk_speed_kmh, "buffer_m": buffer_m, "method": method}
     if method == "grid":
         fields = _category_fields(times, seg, cats, fac_nodes, limits[-1])
+        del seg  # the access graph's edges: only the check for truncated searches needs them
         st, fcat, _ = _grid_points(times, network)
-        groups = [(fields[cat], fcat == cat, None) for cat in cats]
-        return _grid_gdf(columns, _grid_polygons(st, network, groups, limits, buffer_m, h), {**params, "cell_m": h})
+        plan = _grid_plan(st, network, [(fields[cat], fcat == cat, None) for cat in cats], limits, buffer_m, h)
+        streets, crs = [st], network.crs
+        del fields, st  # the searches made again (if any) are in the plan; the segments are handed over
+
+        return lambda: _grid_service_areas_finish(columns, plan, streets, crs, {**params, "cell_m": h})
     parts: list[_Pieces] = []
     for ci, cat in enumerate(cats):
         src = np.unique(fac_nodes[(times.facility_category == cat) & (fac_nodes >= 0)])
@@ -991,7 +1117,14 @@ def service_areas(
             parts.append(_pieces(seg, rows, da[rows], db[rows], np.full(rows.size, lim),
                                  np.full(rows.size, ci * len(limits) + li), src_a, src_b))
     polys = _polygons(_concat(parts), len(cats) * len(limits), buffer_m=buffer_m, method=method, ratio=concave_ratio)
-    return _to_gdf(columns, polys, network, params)
+    gdf = _to_gdf(columns, polys, network, params)
+    return lambda: gdf
+
+
+def _grid_service_areas_finish(columns: dict[str, Any], plan: _GridPlan, streets: list, crs: Any,
+                               params: dict[str, Any]):
+    """:func:`service_areas`' second step for ``method="grid"``: the layers, contours and table."""
+    return _grid_gdf(columns, _plan_polygons(plan, streets, crs), params)
 
 
 def facility_service_areas(

@@ -166,15 +166,15 @@ def raster_segments(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarr
     w, s, e, n = (float(b) for b in bounds)
     rows, cols = shape
     sx, sy = cols / max(e - w, 1e-12), rows / max(n - s, 1e-12)
-    c0, r0 = (np.asarray(x0, float) - w) * sx, (n - np.asarray(y0, float)) * sy
-    c1, r1 = (np.asarray(x1, float) - w) * sx, (n - np.asarray(y1, float)) * sy
-    ok = np.isfinite(c0) & np.isfinite(r0) & np.isfinite(c1) & np.isfinite(r1)
-    if not ok.all():
-        c0, r0, c1, r1 = c0[ok], r0[ok], c1[ok], r1[ok]
+    x0, y0, x1, y1 = (np.asarray(a, float) for a in (x0, y0, x1, y1))
     img = np.zeros(shape, dtype=bool)
-    for first in range(0, len(c0), _EDGES_PER_BLOCK):  # blocks of segments: bounded temporaries
-        a0, b0 = c0[first:first + _EDGES_PER_BLOCK], r0[first:first + _EDGES_PER_BLOCK]
-        a1, b1 = c1[first:first + _EDGES_PER_BLOCK], r1[first:first + _EDGES_PER_BLOCK]
+    for first in range(0, len(x0), _EDGES_PER_BLOCK):  # blocks of segments: bounded temporaries
+        block = slice(first, first + _EDGES_PER_BLOCK)
+        a0, b0 = (x0[block] - w) * sx, (n - y0[block]) * sy
+        a1, b1 = (x1[block] - w) * sx, (n - y1[block]) * sy
+        ok = np.isfinite(a0) & np.isfinite(b0) & np.isfinite(a1) & np.isfinite(b1)
+        if not ok.all():
+            a0, b0, a1, b1 = a0[ok], b0[ok], a1[ok], b1[ok]
         steps = np.ceil(2 * np.maximum(np.abs(a1 - a0), np.abs(b1 - b0))).astype(np.int64) + 1
         seg = np.repeat(np.arange(len(steps)), steps)
         k = np.arange(int(steps.sum())) - np.repeat(np.cumsum(steps) - steps, steps)
@@ -193,6 +193,27 @@ def raster_segments(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarr
                     grown[dr:, dc:] |= img[:rows - dr, :cols - dc]
         img = grown
     return img
+
+
+def _add_crossings(out: np.ndarray, c: np.ndarray, r: np.ndarray, edges: np.ndarray, rows: int, cols: int) -> None:
+    """:func:`raster_polygons`' scanline step: each ring edge ``edges[i] -> edges[i] + 1`` (pixel columns ``c``,
+    rows ``r`` of its ends) adds its direction at the first pixel right of where it crosses a row's centre line."""
+    for first in range(0, len(edges), _EDGES_PER_BLOCK):  # blocks of edges: bounded temporaries
+        edge = edges[first:first + _EDGES_PER_BLOCK]
+        ra, rb = r[edge], r[edge + 1]
+        lo = np.clip(np.ceil(np.minimum(ra, rb) - 0.5), 0, rows)  # rows k with ra <= k + 0.5 < rb (or rb..ra)
+        hi = np.clip(np.ceil(np.maximum(ra, rb) - 0.5), 0, rows)
+        count = (hi - lo).astype(np.int64)
+        hit = np.flatnonzero(count > 0)
+        if not len(hit):
+            continue
+        count, lo, edge, ra, rb = count[hit], lo[hit], edge[hit], ra[hit], rb[hit]
+        which = np.repeat(np.arange(len(hit)), count)
+        k = (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)) + lo[which].astype(np.int64)
+        ca, cb = c[edge][which], c[edge + 1][which]
+        t = (k + 0.5 - ra[which]) / (rb - ra)[which]
+        col = np.clip(np.ceil(ca + t * (cb - ca) - 0.5), 0, cols).astype(np.int64)  # first centre to the right
+        np.add.at(out.reshape(-1), k * (cols + 1) + col, np.where(rb > ra, 1, -1).astype(np.int16)[which])
 
 
 def raster_polygons(geoms: np.ndarray, *, bounds: tuple[float, float, float, float],
@@ -220,9 +241,15 @@ def raster_polygons(geoms: np.ndarray, *, bounds: tuple[float, float, float, flo
     out = np.zeros((rows, cols + 1), dtype=np.int16)
     parts = shapely.get_parts(np.asarray(geoms, dtype=object))
     parts = parts[~shapely.is_empty(parts)]
-    if len(parts):
-        rings = shapely.get_rings(shapely.orient_polygons(parts))
+    # blocks of parts of about _EDGES_PER_BLOCK vertices: their oriented copies, rings and coordinates are
+    # made and freed in turn (a city's service areas of one category: ~8M vertices, ~1.5 GB at once)
+    n_xy = shapely.get_num_coordinates(parts).astype(np.int64)
+    block = (np.cumsum(n_xy) - n_xy) // _EDGES_PER_BLOCK
+    starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]]) if len(parts) else np.zeros(0, dtype=np.int64)
+    for p0, p1 in zip(starts.tolist(), starts[1:].tolist() + [len(parts)]):
+        rings = shapely.get_rings(shapely.orient_polygons(parts[p0:p1]))
         xy, ring = shapely.get_coordinates(rings, return_index=True)
+        del rings
         if transform is not None:
             xy = np.column_stack(transform(xy[:, 0], xy[:, 1]))
         c = (xy[:, 0] - w) * (cols / max(e - w, 1e-12))
@@ -231,22 +258,7 @@ def raster_polygons(geoms: np.ndarray, *, bounds: tuple[float, float, float, flo
         good = np.isfinite(c) & np.isfinite(r)
         edges = np.flatnonzero((ring[1:] == ring[:-1]) & good[1:] & good[:-1])  # i to i + 1 within one ring
         del ring, good
-        for first in range(0, len(edges), _EDGES_PER_BLOCK):  # blocks of edges: bounded temporaries
-            edge = edges[first:first + _EDGES_PER_BLOCK]
-            ra, rb = r[edge], r[edge + 1]
-            lo = np.clip(np.ceil(np.minimum(ra, rb) - 0.5), 0, rows)  # rows k with ra <= k + 0.5 < rb (or rb..ra)
-            hi = np.clip(np.ceil(np.maximum(ra, rb) - 0.5), 0, rows)
-            count = (hi - lo).astype(np.int64)
-            hit = np.flatnonzero(count > 0)
-            if not len(hit):
-                continue
-            count, lo, edge, ra, rb = count[hit], lo[hit], edge[hit], ra[hit], rb[hit]
-            which = np.repeat(np.arange(len(hit)), count)
-            k = (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)) + lo[which].astype(np.int64)
-            ca, cb = c[edge][which], c[edge + 1][which]
-            t = (k + 0.5 - ra[which]) / (rb - ra)[which]
-            col = np.clip(np.ceil(ca + t * (cb - ca) - 0.5), 0, cols).astype(np.int64)  # first centre to the right
-            np.add.at(out.reshape(-1), k * (cols + 1) + col, np.where(rb > ra, 1, -1).astype(np.int16)[which])
+        _add_crossings(out, c, r, edges, rows, cols)
     wind = np.cumsum(out[:, :cols], axis=1, dtype=np.int16)
     del out
     return np.clip(wind, 0, 255, out=wind).astype(np.uint8)

@@ -76,6 +76,44 @@ def _ready(gdf):
     return out
 
 
+#: A GeoPackage layer of (multi)polygons or lines with more vertices than this is written in blocks of
+#: rows holding at most this many (one row at least): each block's WKB and multi-part copies are made
+#: and freed in turn, not the whole layer's at once (a city's service areas: 30M vertices, ~1 GB of copies).
+BLOCK_VERTICES = 2_000_000
+
+
+def _row_blocks(geoms, max_vertices: int = BLOCK_VERTICES) -> list[tuple[int, int]] | None:
+    """``[(start, stop), ...]``: row ranges each starting within its own run of ``max_vertices`` vertices
+    (so a block holds at most that many plus its last row's), or None when the whole layer has fewer:
+    then it is written at once.
+
+    >>> import shapely
+    >>> line = shapely.LineString([(0, 0), (1, 1)])
+    >>> _row_blocks([line] * 3, 4) is None
+    False
+    >>> _row_blocks([line] * 3, 6) is None
+    True
+    >>> _row_blocks([line] * 5, 4), _row_blocks([shapely.LineString([(0, 0)] * 9), line, line], 4)
+    ([(0, 2), (2, 4), (4, 5)], [(0, 1), (1, 3)])
+    """
+    import numpy as np
+    import shapely
+
+    n = shapely.get_num_coordinates(np.asarray(geoms, dtype=object)).astype(np.int64)
+    if int(n.sum()) <= max_vertices:
+        return None
+    first = (np.cumsum(n) - n) // max_vertices  # the run each row starts in
+    starts = np.flatnonzero(np.r_[True, first[1:] != first[:-1]]).tolist()
+    return list(zip(starts, starts[1:] + [len(n)]))
+
+
+def _write_blocks(out, path: Path, blocks: list[tuple[int, int]], kw: dict[str, Any]) -> None:
+    """``out`` written as :func:`write_vector` writes it, one block of rows at a time (appended to the layer
+    the first block made, whose geometry type ``kw`` fixes): the same features, fields and order."""
+    for k, (start, stop) in enumerate(blocks):
+        out.iloc[start:stop].to_file(path, **kw, **({"mode": "a"} if k else {}))
+
+
 def write_vector(gdf, path: str | os.PathLike[str], *, layer: str, style: Any = None,
                  extra_styles: dict[str, Any] | None = None) -> list[Path]:
     """Write ``gdf`` to ``path`` in the format its extension names, with its QGIS style.
@@ -119,6 +157,7 @@ def write_vector(gdf, path: str | os.PathLike[str], *, layer: str, style: Any = 
             kw.update(layer=layer, use_arrow=True)
         elif driver == "ESRI Shapefile":
             kw["encoding"] = "UTF-8"
+        blocks = None
         if driver in ("GPKG", "FlatGeobuf", "ESRI Shapefile") and len(out):
             import numpy as np
             import shapely
@@ -126,7 +165,12 @@ def write_vector(gdf, path: str | os.PathLike[str], *, layer: str, style: Any = 
             kinds = set(np.unique(shapely.get_type_id(out.geometry.values)).tolist()) - {-1}  # -1: missing
             if kinds and (kinds <= {3, 6} or kinds <= {1, 5}):  # (Multi)Polygon, (Multi)LineString
                 kw["promote_to_multi"] = True
-        if driver == "ESRI Shapefile":
+                if driver == "GPKG":
+                    blocks = _row_blocks(out.geometry.values)
+                    kw["geometry_type"] = "MultiPolygon" if kinds <= {3, 6} else "MultiLineString"
+        if blocks is not None:
+            _write_blocks(out, p, blocks, kw)
+        elif driver == "ESRI Shapefile":
             import warnings
 
             cut = [str(c) for c in out.columns if c != out.geometry.name and len(str(c).encode("utf-8")) > 10]
