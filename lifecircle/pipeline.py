@@ -47,6 +47,11 @@ __all__ = ["Analysis", "analyze", "run_analysis", "reanalyze", "load_analysis", 
 OUTPUT_FILES = ("summary.json", "coverage.csv", "residents.gpkg", "facilities.gpkg", "unsnapped.csv", "run_state.npz")
 
 
+#: Why no more areas can be drawn from an analysis whose access graph :meth:`Analysis.areas` released.
+_RELEASED = ("the access graph of this analysis was released by areas(release=True): run analyze again, or "
+             "lifecircle.load_analysis(folder), to draw facility service areas, service areas or site plans")
+
+
 @dataclass(eq=False)
 class Analysis:
     """Everything :func:`analyze` computed; :meth:`write` saves it.
@@ -113,6 +118,7 @@ class Analysis:
     accessibility: pd.DataFrame | None = None
     equity: pd.DataFrame | None = None
     isochrone_method: str = "grid"
+    _graph_released: bool = field(default=False, repr=False, compare=False)
 
     def category_share(self, category: str, minutes: float | None = None, unit: str = STUDY_AREA) -> float:
         """Coverage share of a category (or ``all``) at ``minutes`` (default: the headline threshold)."""
@@ -182,6 +188,8 @@ class Analysis:
                 self._release_walking_graph()
             self.isochrones = finish()
         elif isochrones and self.isochrones is None:
+            if self._graph_released:
+                raise InputDataError(_RELEASED)
             log.info("no isochrones: a tiled run keeps no single access graph")
         if release:
             self._release_walking_graph()
@@ -190,6 +198,7 @@ class Analysis:
         from dataclasses import replace
 
         self.times = replace(self.times, graph=None, distances_m={})
+        self._graph_released = True
 
     def _write_into(self, run: OutputRun, *, isochrones: bool | str, gaps: bool,
                     facility_isochrones: bool, isochrone_layers: str = "one", out_crs: Any = None) -> list[str]:
@@ -216,6 +225,8 @@ class Analysis:
                                        isochrones=self.isochrones if isochrones else None,
                                        isochrone_layers=isochrone_layers, out_crs=out_crs)
         written += [n for n in layers if n not in written]
+        if facility_isochrones and self._graph_released:
+            raise InputDataError(_RELEASED)
         if facility_isochrones and self.times.graph is not None:
             from .present.isochrones import facility_service_areas
 

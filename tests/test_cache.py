@@ -192,3 +192,15 @@ def test_arrays_checksum_covers_values_dtypes_shapes_and_names():
     assert cache.arrays_sha256({"m": np.asfortranarray(m)}) == cache.arrays_sha256({"m": m})  # values, not layout
     with pytest.raises(TypeError, match="Python objects"):
         cache.arrays_sha256({"h": np.array(["a", None], dtype=object)})
+
+
+def test_cached_highway_values_read_back_exactly_none_empty_and_nan_apart(tmp_path):
+    """The highway column is stored as codes: None, "" and a float NaN (a hand-made network) stay three things."""
+    hw = np.array(["footway", None, "", float("nan"), "primary", None, "footway"], dtype=object)
+    n = len(hw)
+    net = WalkNetwork.from_lonlat(np.linspace(121.40, 121.41, n + 1), np.full(n + 1, 31.2), np.arange(n),
+                                  np.arange(1, n + 1), highway=hw)
+    f = tmp_path / "net.npz"
+    cache.save_network(net, f)
+    back = WalkNetwork.from_arrays(cache.load_network(f), source=net.source).highway.tolist()
+    assert back == ["footway", None, "", "nan", "primary", None, "footway"]  # NaN as its text, as str() wrote it

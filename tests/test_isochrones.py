@@ -544,3 +544,23 @@ def test_tiled_run_says_it_has_no_access_graph():
     for fn in (service_areas, facility_service_areas):
         with pytest.raises(InputDataError, match="tiled run"):
             fn(tiled, a.network, facilities=a.facilities) if fn is facility_service_areas else fn(tiled, a.network)
+
+
+def test_areas_after_the_graph_is_released_say_so(tmp_path):
+    """analyze's default run releases the access graph once the areas are drawn; asking the same analysis for
+    more areas then says why it cannot (not 'a tiled run'), and the areas drawn before are the same."""
+    from lifecircle import analyze
+    from lifecircle.datasets import toy_town_osm
+    from lifecircle.errors import InputDataError
+    from lifecircle.present.isochrones import service_areas
+
+    a = analyze(toy_town_osm())
+    want = service_areas(a)
+    a.areas(release=True)
+    assert a.times.graph is None
+    assert a.isochrones["area_km2"].tolist() == want["area_km2"].tolist()
+    with pytest.raises(InputDataError, match="released by areas"):
+        a.write(tmp_path / "out", facility_isochrones=True)
+    a.isochrones = None
+    with pytest.raises(InputDataError, match="released by areas"):
+        a.areas()

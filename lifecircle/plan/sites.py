@@ -999,7 +999,8 @@ def _build(analysis, category: str, minutes: float, area: np.ndarray, candidates
     graph = analysis.times.graph
     if graph is None:
         raise InputDataError("site planning needs the access graph, which a tiled run (lifecircle.scale.partition) does "
-                             "not keep; plan on an analysis made without walking_times_fn")
+                             "not keep and Analysis.areas(release=True) drops; plan on an analysis made without "
+                             "walking_times_fn, or on lifecircle.load_analysis(folder)")
     target = _targets(analysis, category, minutes, area)
     mpm = cfg.walk_speed_kmh * 1000.0 / 60.0
     if candidates is None:

@@ -248,7 +248,9 @@ def _projected_xy(gdf: Any, crs: Any) -> tuple[np.ndarray, np.ndarray]:
     if not (shapely.get_type_id(geoms) == 0).all():
         geoms = shapely.point_on_surface(geoms)
     x, y = shapely.get_x(geoms), shapely.get_y(geoms)
-    if gdf.crs is not None and not pyproj.CRS(crs).equals(gdf.crs):
+    if gdf.crs is None:
+        raise InputDataError("the points to draw have no CRS: set it (gdf.set_crs(4326) for longitude/latitude)")
+    if not pyproj.CRS(crs).equals(gdf.crs):
         x, y = pyproj.Transformer.from_crs(gdf.crs, crs, always_xy=True).transform(x, y)
     return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 

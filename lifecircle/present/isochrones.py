@@ -948,7 +948,8 @@ def _unpack(times: Any, network: WalkNetwork | None, minutes: Any, walk_speed_km
 def _check_graph(times: WalkingTimes) -> None:
     if times.graph is None:
         raise InputDataError("service areas need the access graph, which a tiled run (lifecircle.scale.partition) does not "
-                             "keep; run lifecircle.measure.walking_times (or analyze without walking_times_fn) for them")
+                             "keep and Analysis.areas(release=True) drops; run lifecircle.measure.walking_times (or "
+                             "analyze without walking_times_fn, or lifecircle.load_analysis(folder)) for them")
 
 
 def _categories(times: WalkingTimes, categories: Iterable[str] | str | None) -> list[str]:

@@ -167,7 +167,9 @@ def write_vector(gdf, path: str | os.PathLike[str], *, layer: str, style: Any = 
                 kw["promote_to_multi"] = True
                 if driver == "GPKG":
                     blocks = _row_blocks(out.geometry.values)
-                    kw["geometry_type"] = "MultiPolygon" if kinds <= {3, 6} else "MultiLineString"
+                if blocks is not None:  # each block must declare the layer's type (the first might be all None)
+                    has_z = bool(shapely.has_z(out.geometry.values).any())
+                    kw["geometry_type"] = ("MultiPolygon" if kinds <= {3, 6} else "MultiLineString") + (" Z" if has_z else "")
         if blocks is not None:
             _write_blocks(out, p, blocks, kw)
         elif driver == "ESRI Shapefile":

@@ -151,11 +151,14 @@ def network_arrays(network) -> dict[str, np.ndarray]:
         import pandas as pd
 
         hw = np.asarray(network.highway, dtype=object)
-        codes, values = pd.factorize(hw, use_na_sentinel=True)  # None (and NaN) -> -1
-        categories, remap = np.unique(np.asarray([str(v) for v in values] + [""], dtype=str), return_inverse=True)
+        codes, values = pd.factorize(hw, use_na_sentinel=True)  # None and NaN -> -1
+        none = np.asarray(hw == None, dtype=bool)  # noqa: E711 - elementwise: which are None (NaN is "nan")
+        codes = np.where(codes >= 0, codes, np.where(none, len(values), len(values) + 1))
+        categories, remap = np.unique(np.asarray([str(v) for v in values] + ["", "nan"], dtype=str),
+                                      return_inverse=True)
         arrays["highway_categories"] = categories
-        arrays["highway_codes"] = remap.astype(np.int32)[codes]  # -1 takes the last entry: ""
-        arrays["highway_none"] = codes < 0
+        arrays["highway_codes"] = remap.astype(np.int32)[codes]
+        arrays["highway_none"] = none
     arrays["crs"] = np.asarray(network.crs.srs if network.crs.srs else network.crs.to_wkt())
     arrays["format"] = np.asarray(CACHE_FORMAT)
     return arrays
