@@ -419,7 +419,7 @@ def _release_measuring_caches(network) -> None:
     from .measure.snapping import release_index
 
     release_index(network)
-    network.__dict__.pop("_matrix", None)
+    network.release_matrix()
 
 
 class _MapThread:

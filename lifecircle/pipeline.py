@@ -191,7 +191,7 @@ class Analysis:
             if self._graph_released:
                 raise InputDataError(_RELEASED)
             log.info("no isochrones: a tiled run keeps no single access graph")
-        if release:
+        if release and not self._graph_released:  # no service areas were drawn here
             self._release_walking_graph()
 
     def _release_walking_graph(self) -> None:

@@ -657,14 +657,14 @@ def _grid_layers(plan: _GridPlan, st: _GridStreets) -> dict[int, np.ndarray]:
     reaches too). Distances are uint16 steps of about 1 mm. Memory: 2 bytes a cell per group and limit
     (~0.75 GB for four categories and three limits of a 4M-node city); what is made per pair, for one block.
     """
-    which = range(len(plan.ivs))
+    groups = range(len(plan.ivs))
     n_lim, nx, ny, h, R, q_per_m = plan.n_lim, plan.nx, plan.ny, plan.h, plan.R, plan.q_per_m
     n_cells = nx * ny
     if not n_cells:
-        return {g: None for g in which}
+        return {g: None for g in groups}
     U, layer_of, never, cut_of = plan.U, plan.layer_of, plan.never, plan.cut_of
     any_cut = (cut_of >= 0).any(axis=0)
-    fields = {g: np.full(n_lim * n_cells, _Q_MAX, dtype=np.uint16) for g in which}
+    fields = {g: np.full(n_lim * n_cells, _Q_MAX, dtype=np.uint16) for g in groups}
     seg_len = np.hypot(st.bx[U] - st.ax[U], st.by[U] - st.ay[U]).astype(np.float32)
 
     def blocks():  # the pairs, their distance to the whole segment, and the pairs of segments cut somewhere
@@ -676,10 +676,10 @@ def _grid_layers(plan: _GridPlan, st: _GridStreets) -> dict[int, np.ndarray]:
             yield cell, seg, _quantise(p2 + gap * gap, q_per_m), cell[cut], seg[cut], s[cut], p2[cut]
 
     for cell, seg, q, c_cell, c_seg, c_s, c_p2 in _prefetched(blocks(), n_cells > 100_000):
-        for j, g in enumerate(which):
+        for g in groups:
             f = fields[g]
-            np.minimum.at(f, layer_of[j][seg].astype(np.int64) * n_cells + cell, np.maximum(q, never[j][seg]))
-            c = cut_of[j][c_seg]
+            np.minimum.at(f, layer_of[g][seg].astype(np.int64) * n_cells + cell, np.maximum(q, never[g][seg]))
+            c = cut_of[g][c_seg]
             m = np.flatnonzero(c >= 0)
             if not m.size:
                 continue

@@ -261,6 +261,10 @@ class WalkNetwork:
         """Symmetric CSR adjacency matrix of edge lengths in metres (for scipy.sparse.csgraph)."""
         return self._matrix
 
+    def release_matrix(self) -> None:
+        """Free the adjacency matrix :meth:`matrix` keeps (made again when next asked for)."""
+        self.__dict__.pop("_matrix", None)
+
     @cached_property
     def _matrix(self) -> sp.csr_matrix:
         n = self.n_nodes
