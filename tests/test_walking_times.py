@@ -134,3 +134,49 @@ def test_identical_to_networkx_on_shanghai_sample(shanghai_network, shanghai_fac
         assert finite.mean() > 0.5  # the drive-only sample has several disconnected pieces
         np.testing.assert_array_equal(np.isfinite(ours), finite)
         np.testing.assert_allclose(ours[finite], ref[finite], rtol=1e-9, atol=1e-6)
+
+
+def test_search_without_the_residents_equals_the_whole_access_graph():
+    """The category search runs on the network with only the facilities inserted; every other node's distance is
+    derived (walking_times module docstring). On a street grid with residents and facilities sharing edges, at
+    the same position and beside each other, every node's distance equals a networkx Dijkstra on the whole
+    access graph (residents inserted), with and without a cut-off."""
+    from dataclasses import replace
+
+    from lifecircle.measure.snapping import snap_points
+    from lifecircle.measure.walking_times import build_access_graph
+
+    xs = np.arange(4) * 200.0  # a 4 x 4 grid of 200 m blocks
+    gx, gy = np.meshgrid(xs, xs)
+    lo, la = lonlat(gx.ravel(), gy.ravel())
+    idx = np.arange(16).reshape(4, 4)
+    u = np.r_[idx[:, :-1].ravel(), idx[:-1, :].ravel()]
+    v = np.r_[idx[:, 1:].ravel(), idx[1:, :].ravel()]
+    net = WalkNetwork.from_lonlat(lo, la, u, v)
+    rng = np.random.default_rng(7)
+    # residents: random, plus two on the street between (0,0) and (200,0), where facilities also are
+    res_xy = np.c_[rng.uniform(0, 600, 40), rng.uniform(0, 600, 40)]
+    res_xy = np.r_[res_xy, [[50, 5], [150, 5], [120, -4]]]
+    # facilities: two on that street (one at the same place as a resident's projection), one elsewhere
+    fac_xy = np.array([[120.0, 8.0], [80, -3], [410, 390]])
+    x, y = lonlat(np.r_[res_xy[:, 0], fac_xy[:, 0]], np.r_[res_xy[:, 1], fac_xy[:, 1]])
+    snap = snap_points(net, x, y)
+    nr = len(res_xy)
+    graph = build_access_graph(net, snap, sources=nr + np.arange(len(fac_xy)))
+    whole = replace(graph, source_points=None, _cache={})  # the same graph, searched as a whole
+    ref = whole.to_networkx()
+    for src_pts in ([nr], [nr, nr + 1], [nr + 2], [nr, nr + 1, nr + 2]):
+        src = graph.point_node[src_pts]
+        want = nx.multi_source_dijkstra_path_length(ref, set(src.tolist()), weight="length")
+        exact = np.array([want.get(i, np.inf) for i in range(graph.n_nodes)])
+        for limit in (np.inf, 350.0):
+            got = graph.distances_from(src, limit_m=limit)
+            expect = np.where(exact <= limit, exact, np.inf)
+            np.testing.assert_allclose(got, expect, rtol=0, atol=1e-9)
+            np.testing.assert_allclose(whole.distances_from(src, limit_m=limit), expect, rtol=0, atol=1e-9)
+    assert "sources" in graph._cache  # the smaller graph was searched
+    # sources that are not among the declared ones: the whole graph is searched
+    other = graph.point_node[[0, 1]]
+    want = nx.multi_source_dijkstra_path_length(ref, set(other.tolist()), weight="length")
+    np.testing.assert_allclose(graph.distances_from(other),
+                               [want.get(i, np.inf) for i in range(graph.n_nodes)], rtol=0, atol=1e-9)

@@ -180,7 +180,7 @@ def load_run_state(path: str | os.PathLike[str], facility_category: np.ndarray, 
     if problem:
         raise InputFileError(f"{p} does not belong to the run of {p.parent} ({problem}); {fix}")
     snap = Snap(*(np.concatenate([getattr(res, k), getattr(fac, k)]) for k in _SNAP))
-    graph = build_access_graph(net, snap)
+    graph = build_access_graph(net, snap, sources=len(res) + np.arange(len(fac)))
     fac_cat = np.asarray(facility_category)
     dists = _Distances(graph, graph.point_node[len(res):], fac_cat, cats, config.max_dist_m)
     table = pd.DataFrame(minutes, index=index if index is not None else pd.RangeIndex(len(res)))

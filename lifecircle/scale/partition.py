@@ -252,7 +252,7 @@ def run_tile(tile_file: str | os.PathLike[str], out_file: str | os.PathLike[str]
     empty = np.zeros(len(edge))
     snap = Snap(edge, np.concatenate([a["res_t"], a["fac_t"]]),
                 np.concatenate([a["res_dist_m"], a["fac_dist_m"]]), empty, empty)
-    graph = build_access_graph(sub, snap)
+    graph = build_access_graph(sub, snap, sources=nr + np.arange(len(a["fac_edge"])))
     res_nodes = graph.point_node[:nr]
     fac_nodes = graph.point_node[nr:]
     mpm = float(a["walk_speed_kmh"]) * 1000.0 / 60.0  # the same expression as walking_times
