@@ -62,3 +62,6 @@ def test_report_font_subset_is_small_and_keeps_the_licence():
     assert ord("静") in font.getBestCmap() and ord("鬱") not in font.getBestCmap()
     assert "SIL Open Font License" in font["name"].getDebugName(13)
     assert len(data) < 40_000
+    # the localised forms stay: a page with lang="zh-CN" draws the simplified-Chinese glyphs
+    features = {r.FeatureTag for r in font["GSUB"].table.FeatureList.FeatureRecord}
+    assert "locl" in features and "aalt" not in features

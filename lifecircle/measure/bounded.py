@@ -188,11 +188,11 @@ def sparse_within(matrix: sp.csr_matrix, x: np.ndarray, y: np.ndarray, sources: 
     """
     rows, cols, vals = [], [], []
     for pos, nodes, d in local_dijkstra(matrix, x, y, sources, limit_m=limit_m, tile_m=tile_m):
+        if targets is not None:  # the target columns first: the rest of the block is never looked at
+            at = np.flatnonzero(targets[nodes])
+            nodes, d = nodes[at], d[:, at]
         r, c = np.nonzero(d <= limit_m)
         n = nodes[c]
-        if targets is not None:
-            keep = targets[n]
-            r, c, n = r[keep], c[keep], n[keep]
         rows.append(pos[r])
         cols.append(n)
         vals.append(d[r, c])

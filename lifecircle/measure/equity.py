@@ -82,7 +82,11 @@ def gini(values, weights=None) -> float:
     >>> gini([5, 5, 5]), gini([1, 0], [1, 3])
     (0.0, 0.75)
     """
-    p, l = lorenz(values, weights)
+    return _gini_of(*lorenz(values, weights))
+
+
+def _gini_of(p: np.ndarray, l: np.ndarray) -> float:
+    """:func:`gini` from the Lorenz curve ``p``, ``l`` (:func:`lorenz`)."""
     if not np.isfinite(l).all():
         return float("nan")
     return float(1.0 - np.sum((p[1:] - p[:-1]) * (l[1:] + l[:-1])))
@@ -150,7 +154,11 @@ def palma(values, weights=None) -> float:
     >>> palma([1] * 9 + [11])
     2.75
     """
-    p, l = lorenz(values, weights)
+    return _palma_of(*lorenz(values, weights))
+
+
+def _palma_of(p: np.ndarray, l: np.ndarray) -> float:
+    """:func:`palma` from the Lorenz curve ``p``, ``l`` (:func:`lorenz`)."""
     if not np.isfinite(l).all():
         return float("nan")
     bottom = float(np.interp(0.4, p, l))
@@ -249,9 +257,10 @@ def equity_table(residents, access, table, *, categories: Sequence[str], groups:
 def _row(cat, group, indicator, level, vunit, x, w, goal, groupings, urban) -> dict:
     x = np.asarray(x, dtype=float)
     w = np.asarray(w, dtype=float)
+    curve = lorenz(x, w)  # one sort for the Gini and the Palma ratio
     r = {"category": cat, "group": group, "indicator": indicator, "level": level, "value_unit": vunit,
-         "n": int(np.sum(w > 0)), "population": float(w.sum()), "mean": weighted_mean(x, w), "gini": gini(x, w),
-         "theil": theil(x, w), "palma": palma(x, w), "target": np.nan if goal is None else float(goal)}
+         "n": int(np.sum(w > 0)), "population": float(w.sum()), "mean": weighted_mean(x, w), "gini": _gini_of(*curve),
+         "theil": theil(x, w), "palma": _palma_of(*curve), "target": np.nan if goal is None else float(goal)}
     for name, labels in groupings.items():
         if labels is not None:
             d = theil_decomposition(x, w, labels)

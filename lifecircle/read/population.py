@@ -211,13 +211,16 @@ def _warn_duplicates(gdf, *, label: str) -> None:
 
     from .files import add_warning, row_name
 
-    wkb = shapely.to_wkb(gdf.geometry.to_numpy(), output_dimension=2)
-    key = pd.DataFrame({"g": wkb, "p": gdf["population"].to_numpy()})
+    geoms = gdf.geometry.to_numpy()
+    if len(geoms) and (shapely.get_type_id(geoms) == 0).all():  # points: their coordinates are the key
+        key = pd.DataFrame({"g": shapely.get_x(geoms), "y": shapely.get_y(geoms), "p": gdf["population"].to_numpy()})
+    else:
+        key = pd.DataFrame({"g": shapely.to_wkb(geoms, output_dimension=2), "p": gdf["population"].to_numpy()})
     dup = key.duplicated(keep="first").to_numpy()
     if not dup.any():
         return
     i = int(np.flatnonzero(dup)[0])
-    same = int(np.flatnonzero((key["g"] == key["g"].iloc[i]).to_numpy() & (key["p"] == key["p"].iloc[i]).to_numpy())[0])
+    same = int(np.flatnonzero((key == key.iloc[i]).all(axis=1).to_numpy())[0])
     add_warning(gdf, f"{label}: {int(dup.sum()):,} rows repeat another row exactly (same place, same count; "
                      f"{float(gdf['population'].to_numpy()[dup].sum()):,.0f} people counted twice if they are copies; "
                      f"first: {row_name(gdf, i)} = {row_name(gdf, same)}); remove the copies if they are not "
