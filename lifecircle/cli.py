@@ -385,10 +385,23 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
         result.isochrone_method = isochrone_method
         isochrones = "auto" if isochrones is None else isochrones
         # the default run needs the access graph no more once the areas are drawn (sites and facility areas do)
-        result.areas(isochrones=isochrones, release=not plan_sites and not facility_isochrones)
+        release = not plan_sites and not facility_isochrones
         with _MapThread(result, out, progress, make_map=make_map, basemap=basemap) as drawn:
-            if not plan_sites:  # the map has all it shows: it is drawn while the files are written
-                drawn.start()
+            if plan_sites or not make_map:
+                result.areas(isochrones=isochrones, release=release)
+            else:  # the map starts once the gap areas are drawn; its service areas come last, when contoured
+                from concurrent.futures import Future
+
+                result.areas(isochrones=False)
+                contoured: Future = Future()
+                drawn.start(isochrones=contoured)
+                progress.note("service areas")
+                try:
+                    result.areas(isochrones=isochrones, release=release)
+                except BaseException as exc:
+                    contoured.set_exception(exc)
+                    raise
+                contoured.set_result(result.isochrones)
             progress(f"writing {out_dir}")
             paths = result.write(out, isochrones=isochrones, facility_isochrones=facility_isochrones,
                                  isochrone_layers=isochrone_layers, out_crs=out_crs)
@@ -424,9 +437,10 @@ def _release_measuring_caches(network) -> None:
 
 class _MapThread:
     """map.html drawn on a second thread (its rasters, shapely and PNG work release the GIL) while this
-    one writes the layers, draws the figures and then the report that embeds them, and Chromium prints
-    the PDF: the outputs of `analyze` that need nothing of each other. Leaving the ``with`` waits for
-    the map (so the run is committed whole, or an error in either thread ends it)."""
+    one contours the service areas (the map's last layers: it waits for them), writes the layers, draws
+    the figures and then the report that embeds them, and Chromium prints the PDF: the outputs of `analyze`
+    that need nothing of each other. Leaving the ``with`` waits for the map (so the run is committed whole,
+    or an error in either thread ends it)."""
 
     def __init__(self, result, out, progress, *, make_map: bool, basemap: str) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -435,14 +449,16 @@ class _MapThread:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="lifecircle-map")
         self.drawn = None
 
-    def start(self, *, sites=None) -> None:
+    def start(self, *, sites=None, isochrones=None) -> None:
+        """Start the map; ``isochrones``: a Future of the service areas, given while they are contoured."""
         if not self.make_map:
             return
         from .present.outputs import write_maps
 
         self.progress("drawing the map")
         self.out.path("map.html")  # named in the run here, on this thread (the other one only writes it)
-        self.drawn = self.pool.submit(write_maps, self.analysis, self.out, png=False, basemap=self.basemap, sites=sites)
+        self.drawn = self.pool.submit(write_maps, self.analysis, self.out, png=False, basemap=self.basemap, sites=sites,
+                                      isochrones=isochrones)
 
     def result(self) -> dict[str, Path]:
         if self.drawn is None:

@@ -705,3 +705,33 @@ def test_gap_areas_are_one_compact_layer_per_category_with_holes_and_parts():
     what, people, walk, unit = (f[2] for f in health["fields"])
     assert people == ["400 people", "100 people"] and walk[1] == "no facility within the search limit"
     assert unit == ["黄浦区", "&lt;b&gt;x&lt;/b&gt;"]  # escaped: tooltips are put in with innerHTML
+
+
+def test_service_areas_given_later_go_where_they_belong():
+    """coverage_map with a Future of the service areas (lifecircle analyze starts the map before they are
+    contoured) makes every other layer first, then puts the service areas' layers and legend section where
+    they would have been: the same layers, legend and data as with the areas given at once."""
+    import re
+    import threading
+    from concurrent.futures import Future
+
+    from lifecircle import analyze
+    from lifecircle.datasets import toy_town_osm
+    from lifecircle.present.html import _state, render_html
+    from lifecircle.present.maps import coverage_map
+
+    a = analyze(toy_town_osm())
+    a.areas()
+    direct = coverage_map(a, isochrones=a.isochrones, basemap="none")
+    pending: Future = Future()
+    threading.Timer(0.2, pending.set_result, [a.isochrones]).start()
+    later = coverage_map(a, isochrones=pending, basemap="none")
+    assert overlay_names(later) == overlay_names(direct)
+    assert any("Service areas" in n for n in overlay_names(later))
+    assert list(_state(later).legend.sections) == list(_state(direct).legend.sections)
+    assert _state(later).legend.sections == _state(direct).legend.sections
+
+    def without_ids(html: str) -> str:  # folium names elements by random ids
+        return re.sub(r"[0-9a-f]{32}", "ID", html)
+
+    assert without_ids(render_html(later)) == without_ids(render_html(direct))

@@ -570,15 +570,17 @@ def test_an_error_while_the_map_is_drawn_waits_for_it_and_keeps_the_old_run(tmp_
     assert main(["-q", "analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--out", str(out)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     capsys.readouterr()
-    real_maps, drawing = outputs_module.write_maps, threading.Event()
+    real_maps, drawing, failing = outputs_module.write_maps, threading.Event(), threading.Event()
 
     def slow_maps(*args, **kwargs):
         drawing.set()
+        failing.wait(30)
         time.sleep(0.5)  # still drawing when the layers fail
         return real_maps(*args, **kwargs)
 
     def broken_layers(*args, **kwargs):
         assert drawing.wait(5), "the map was not started before the layers were written"
+        failing.set()
         raise InputDataError("the layers could not be written (a test): fix the test")
 
     monkeypatch.setattr(outputs_module, "write_maps", slow_maps)
@@ -588,6 +590,41 @@ def test_an_error_while_the_map_is_drawn_waits_for_it_and_keeps_the_old_run(tmp_
     err = capsys.readouterr().err
     assert "the layers could not be written" in err and "Traceback" not in err
     assert "waiting for the map's thread" in err
+    assert not [t for t in threading.enumerate() if t.name.startswith("lifecircle-map")]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".lifecircle")]
+
+
+def test_service_areas_that_fail_while_the_map_waits_for_them_keep_the_old_run(tmp_path, monkeypatch, capsys):
+    """The map starts once the gap areas are drawn and waits for the service areas: an error while they are
+    contoured ends `analyze` with that error's one line and exit 1, the map's thread ends too (no hang), and
+    the folder keeps its earlier run."""
+    import threading
+
+    import lifecircle.present.isochrones as iso_module
+    import lifecircle.present.outputs as outputs_module
+    from lifecircle.errors import InputDataError
+
+    out = tmp_path / "out"
+    assert main(["-q", "analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    real_maps, started = outputs_module.write_maps, threading.Event()
+
+    def watched_maps(*args, **kwargs):
+        started.set()
+        return real_maps(*args, **kwargs)
+
+    def broken_areas(*args, **kwargs):
+        assert started.wait(5), "the map was not started before the service areas"
+        raise InputDataError("the service areas could not be drawn (a test): fix the test")
+
+    monkeypatch.setattr(outputs_module, "write_maps", watched_maps)
+    monkeypatch.setattr(iso_module, "_service_areas_begun", broken_areas)
+    assert main(["analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--minutes", "7",
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "the service areas could not be drawn" in err and "Traceback" not in err
     assert not [t for t in threading.enumerate() if t.name.startswith("lifecircle-map")]
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert not [p for p in out.iterdir() if p.name.startswith(".lifecircle")]

@@ -1149,7 +1149,9 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
         Anything with ``facilities``, ``residents``, ``coverage``, ``config`` and ``summary``.
     isochrones : GeoDataFrame, optional
         Service areas (``category, minutes, area_km2, geometry``); default ``analysis.isochrones``
-        if it has them.
+        if it has them. A :class:`concurrent.futures.Future` of them is waited for after every other layer is
+        made, and its layers go where they would have been (``lifecircle analyze`` starts the map on a second
+        thread before the service areas are contoured).
     units : GeoDataFrame, optional
         Unit polygons with a ``unit`` column; default ``analysis.units`` if present.
     gaps, sites : GeoDataFrame, optional
@@ -1177,6 +1179,11 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
     residents = analysis.residents
     facilities = analysis.facilities
     isochrones = isochrones if isochrones is not None else getattr(analysis, "isochrones", None)
+    from concurrent.futures import Future
+
+    pending = isochrones if isinstance(isochrones, Future) else None  # drawn last, put in their place
+    if pending is not None:
+        isochrones = None
     units = units if units is not None else getattr(analysis, "units", None)
     cats = [c for c in cfg.categories if minutes_column(c) in residents.columns]
     if not cats:
@@ -1199,6 +1206,11 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
     if units is not None and len(units):
         cat = ALL if ALL in cats else cats[0]
         units_map(units, analysis.coverage, category=cat, minutes=head, target=cfg.target, m=m)
+    def n_sections() -> int:
+        return len(st.legend.sections) if st.legend is not None else 0
+
+    # where the service areas go: after the layers made so far (the legend and the layer control move to the end)
+    at = (set(m._children), n_sections()) if pending is not None else None
     if isochrones is not None and len(isochrones):
         service_areas_map(isochrones, m=m)
     for cat in cats:
@@ -1210,8 +1222,29 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
         facilities_map(facilities, m=m)
     if sites is not None and len(sites):
         sites_map(sites, m=m)
+    if pending is not None:
+        isochrones = pending.result()  # (an error in making them ends the map too)
+        if isochrones is not None and len(isochrones):
+            before = set(m._children), set(st.legend.sections if st.legend is not None else ())
+            service_areas_map(isochrones, m=m)
+            controls = {c.get_name() for c in (st.legend, st.info, st.layer_control) if c is not None}
+            kept = [k for k in m._children if k in before[0]]
+            pos = max((i + 1 for i, k in enumerate(kept) if k in at[0] and k not in controls), default=0)
+            _move_new(m._children, before[0], pos)  # (_finish below puts the legend and control last again)
+            _move_new(_legend(m).sections, before[1], at[1])
     _title(m, title or "15分钟社区生活圈 15-minute life circle", summary, cfg, replace=True)
     return _finish(m)
+
+
+def _move_new(d: dict, old: set, pos: int) -> None:
+    """Move the items of ``d`` whose keys are not in ``old`` to position ``pos`` (in their order), in place."""
+    items = list(d.items())
+    new = [kv for kv in items if kv[0] not in old]
+    if not new:
+        return
+    rest = [kv for kv in items if kv[0] in old]
+    d.clear()
+    d.update(rest[:pos] + new + rest[pos:])
 
 
 def _points_layer(m: folium.Map, points: Any, *, name: str, colour: str, what: str) -> None:

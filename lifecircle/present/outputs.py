@@ -1324,6 +1324,10 @@ def write_maps(analysis: Any, out_dir: str | os.PathLike[str] | OutputRun, *, pn
             save_map(m, run.path(html_name))
             paths["map.html"] = run.final(html_name)
         if png:
+            from concurrent.futures import Future
+
+            if isinstance(isochrones, Future):
+                isochrones = isochrones.result()
             paths.update(write_figures(analysis, run, isochrones=isochrones, units=units))
     return paths
 
