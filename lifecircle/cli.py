@@ -389,19 +389,23 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
         with _MapThread(result, out, progress, make_map=make_map, basemap=basemap) as drawn:
             if plan_sites or not make_map:
                 result.areas(isochrones=isochrones, release=release)
-            else:  # the map starts once the gap areas are drawn; its service areas come last, when contoured
+            else:  # the map starts now; its gap areas and service areas come last, once drawn here
                 from concurrent.futures import Future
 
-                result.areas(isochrones=False)
+                gaps_drawn: Future = Future()
                 contoured: Future = Future()
-                drawn.start(isochrones=contoured)
-                progress.note("service areas")
+                drawn.start(isochrones=contoured, gaps=gaps_drawn)
+                progress.note("gap areas and service areas")
                 try:
+                    result.areas(isochrones=False)
+                    gaps_drawn.set_result(result.gaps)
                     result.areas(isochrones=isochrones, release=release)
+                    contoured.set_result(result.isochrones)
                 except BaseException as exc:
-                    contoured.set_exception(exc)
+                    for f in (gaps_drawn, contoured):
+                        if not f.done():
+                            f.set_exception(exc)
                     raise
-                contoured.set_result(result.isochrones)
             progress(f"writing {out_dir}")
             paths = result.write(out, isochrones=isochrones, facility_isochrones=facility_isochrones,
                                  isochrone_layers=isochrone_layers, out_crs=out_crs)
@@ -437,7 +441,7 @@ def _release_measuring_caches(network) -> None:
 
 class _MapThread:
     """map.html drawn on a second thread (its rasters, shapely and PNG work release the GIL) while this
-    one contours the service areas (the map's last layers: it waits for them), writes the layers, draws
+    one draws the gap areas and contours the service areas (the map's last layers: it waits for them), writes the layers, draws
     the figures and then the report that embeds them, and Chromium prints the PDF: the outputs of `analyze`
     that need nothing of each other. Leaving the ``with`` waits for the map (so the run is committed whole,
     or an error in either thread ends it)."""
@@ -449,8 +453,8 @@ class _MapThread:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="lifecircle-map")
         self.drawn = None
 
-    def start(self, *, sites=None, isochrones=None) -> None:
-        """Start the map; ``isochrones``: a Future of the service areas, given while they are contoured."""
+    def start(self, *, sites=None, isochrones=None, gaps=None) -> None:
+        """Start the map; ``isochrones``, ``gaps``: Futures of the areas, given before they are drawn."""
         if not self.make_map:
             return
         from .present.outputs import write_maps
@@ -458,7 +462,7 @@ class _MapThread:
         self.progress("drawing the map")
         self.out.path("map.html")  # named in the run here, on this thread (the other one only writes it)
         self.drawn = self.pool.submit(write_maps, self.analysis, self.out, png=False, basemap=self.basemap, sites=sites,
-                                      isochrones=isochrones)
+                                      isochrones=isochrones, gaps=gaps)
 
     def result(self) -> dict[str, Path]:
         if self.drawn is None:

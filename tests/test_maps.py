@@ -708,9 +708,9 @@ def test_gap_areas_are_one_compact_layer_per_category_with_holes_and_parts():
 
 
 def test_service_areas_given_later_go_where_they_belong():
-    """coverage_map with a Future of the service areas (lifecircle analyze starts the map before they are
-    contoured) makes every other layer first, then puts the service areas' layers and legend section where
-    they would have been: the same layers, legend and data as with the areas given at once."""
+    """coverage_map with Futures of the service areas and gap areas (lifecircle analyze starts the map before
+    they are drawn) makes every other layer first, then puts their layers and legend sections where they
+    would have been: the same page as with the areas given at once."""
     import re
     import threading
     from concurrent.futures import Future
@@ -722,10 +722,13 @@ def test_service_areas_given_later_go_where_they_belong():
 
     a = analyze(toy_town_osm())
     a.areas()
-    direct = coverage_map(a, isochrones=a.isochrones, basemap="none")
+    direct = coverage_map(a, isochrones=a.isochrones, gaps=a.gaps, basemap="none")
+    assert any("Gaps" in n for n in overlay_names(direct))
     pending: Future = Future()
+    gaps: Future = Future()
     threading.Timer(0.2, pending.set_result, [a.isochrones]).start()
-    later = coverage_map(a, isochrones=pending, basemap="none")
+    threading.Timer(0.4, gaps.set_result, [a.gaps]).start()  # ready after the service areas, though due before
+    later = coverage_map(a, isochrones=pending, gaps=gaps, basemap="none")
     assert overlay_names(later) == overlay_names(direct)
     assert any("Service areas" in n for n in overlay_names(later))
     assert list(_state(later).legend.sections) == list(_state(direct).legend.sections)

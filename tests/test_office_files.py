@@ -372,7 +372,7 @@ def test_progress_bar_on_a_terminal_reaches_its_end_and_q_silences_it(tmp_path):
     frames = [f for f in text.split("\r") if "] " in f]
     first = next(f for f in frames if f.startswith("reading the walking network [1/"))
     total = int(first.split("[1/")[1].split("]")[0])
-    # the map starts once the gap areas are drawn (its service areas come last), before the files are written
+    # the map starts before the gap and service areas are drawn (they come last in it), and the files are written
     assert any(f.startswith(f"drawing the map [{total - 2}/{total}]") for f in frames), frames
     assert any(f.startswith(f"writing {tmp_path / 'a'} [{total - 1}/{total}]") for f in frames), frames
     assert any(f.startswith(f"writing results.xlsx and the report [{total}/{total}]") for f in frames), frames

@@ -11,7 +11,7 @@ import html as _html
 import json
 import logging
 import os
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import folium
 import numpy as np
@@ -1149,13 +1149,15 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
         Anything with ``facilities``, ``residents``, ``coverage``, ``config`` and ``summary``.
     isochrones : GeoDataFrame, optional
         Service areas (``category, minutes, area_km2, geometry``); default ``analysis.isochrones``
-        if it has them. A :class:`concurrent.futures.Future` of them is waited for after every other layer is
-        made, and its layers go where they would have been (``lifecircle analyze`` starts the map on a second
-        thread before the service areas are contoured).
+        if it has them.
     units : GeoDataFrame, optional
         Unit polygons with a ``unit`` column; default ``analysis.units`` if present.
     gaps, sites : GeoDataFrame, optional
         Gap areas (:func:`gaps_map`) and suggested new sites (:func:`sites_map`).
+
+        ``isochrones`` and ``gaps`` may be :class:`concurrent.futures.Future` objects: the other layers are made
+        first, then each is waited for and its layers go where they would have been (``lifecircle analyze``
+        starts the map on a second thread before it draws the areas).
     basemap : str
         See :func:`base_map`.
     title : str, optional
@@ -1179,11 +1181,6 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
     residents = analysis.residents
     facilities = analysis.facilities
     isochrones = isochrones if isochrones is not None else getattr(analysis, "isochrones", None)
-    from concurrent.futures import Future
-
-    pending = isochrones if isinstance(isochrones, Future) else None  # drawn last, put in their place
-    if pending is not None:
-        isochrones = None
     units = units if units is not None else getattr(analysis, "units", None)
     cats = [c for c in cfg.categories if minutes_column(c) in residents.columns]
     if not cats:
@@ -1206,32 +1203,38 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
     if units is not None and len(units):
         cat = ALL if ALL in cats else cats[0]
         units_map(units, analysis.coverage, category=cat, minutes=head, target=cfg.target, m=m)
-    def n_sections() -> int:
-        return len(st.legend.sections) if st.legend is not None else 0
+    later: list = []  # (a Future of a layer's data, how to draw it, what the map held when it was due)
 
-    # where the service areas go: after the layers made so far (the legend and the layer control move to the end)
-    at = (set(m._children), n_sections()) if pending is not None else None
-    if isochrones is not None and len(isochrones):
-        service_areas_map(isochrones, m=m)
+    def due(data: Any, draw: Callable[[Any], Any]) -> None:
+        """Draw ``data`` now, or note where it goes when it is a Future (drawn once the rest is made)."""
+        from concurrent.futures import Future
+
+        if isinstance(data, Future):
+            later.append((data, draw, set(m._children), list(st.legend.sections) if st.legend is not None else []))
+        elif data is not None and len(data):
+            draw(data)
+
+    due(isochrones, lambda g: service_areas_map(g, m=m))
     for cat in cats:
         residents_map(residents, category=cat, m=m, minutes=cfg.minutes, cutoff_minutes=cfg.cutoff_minutes,
                       max_points=max_points, show=cat == cats[-1])
-    if gaps is not None and len(gaps):
-        gaps_map(gaps, m=m, show=False)
+    due(gaps, lambda g: gaps_map(g, m=m, show=False))
     if facilities is not None and len(facilities):
         facilities_map(facilities, m=m)
     if sites is not None and len(sites):
         sites_map(sites, m=m)
-    if pending is not None:
-        isochrones = pending.result()  # (an error in making them ends the map too)
-        if isochrones is not None and len(isochrones):
-            before = set(m._children), set(st.legend.sections if st.legend is not None else ())
-            service_areas_map(isochrones, m=m)
-            controls = {c.get_name() for c in (st.legend, st.info, st.layer_control) if c is not None}
-            kept = [k for k in m._children if k in before[0]]
-            pos = max((i + 1 for i, k in enumerate(kept) if k in at[0] and k not in controls), default=0)
-            _move_new(m._children, before[0], pos)  # (_finish below puts the legend and control last again)
-            _move_new(_legend(m).sections, before[1], at[1])
+    for data, draw, held, sections in sorted(later, key=lambda x: not x[0].done()):  # the ready ones first
+        data = data.result()  # (an error in making them ends the map too)
+        if data is None or not len(data):
+            continue
+        before = set(m._children), set(_legend(m).sections)
+        draw(data)
+        controls = {c.get_name() for c in (st.legend, st.info, st.layer_control) if c is not None}
+        kept = [k for k in m._children if k in before[0]]
+        _move_new(m._children, before[0],
+                  max((i + 1 for i, k in enumerate(kept) if k in held and k not in controls), default=0))
+        kept = [k for k in _legend(m).sections if k in before[1]]
+        _move_new(_legend(m).sections, before[1], max((i + 1 for i, k in enumerate(kept) if k in sections), default=0))
     _title(m, title or "15分钟社区生活圈 15-minute life circle", summary, cfg, replace=True)
     return _finish(m)
 
