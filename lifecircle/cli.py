@@ -387,8 +387,10 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
         # the default run needs the access graph no more once the areas are drawn (sites and facility areas do)
         release = not plan_sites and not facility_isochrones
         with _MapThread(result, out, progress, make_map=make_map, basemap=basemap) as drawn:
-            if plan_sites or not make_map:
+            if plan_sites or not make_map or result.network.n_nodes > MAP_BESIDE_AREAS_MAX_NODES:
                 result.areas(isochrones=isochrones, release=release)
+                if not plan_sites:
+                    drawn.start()
             else:  # the map starts now; its gap areas and service areas come last, once drawn here
                 from concurrent.futures import Future
 
@@ -437,6 +439,11 @@ def _release_measuring_caches(network) -> None:
 
     release_index(network)
     network.release_matrix()
+
+
+#: Up to this many street nodes the map is drawn beside the gap and service areas; above, it starts once they
+#: are drawn, as the map beside the contours of a 4M-node city would hold ~0.4 GB more at the run's peak.
+MAP_BESIDE_AREAS_MAX_NODES = 2_000_000
 
 
 class _MapThread:

@@ -628,3 +628,28 @@ def test_service_areas_that_fail_while_the_map_waits_for_them_keep_the_old_run(t
     assert not [t for t in threading.enumerate() if t.name.startswith("lifecircle-map")]
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert not [p for p in out.iterdir() if p.name.startswith(".lifecircle")]
+
+
+@pytest.mark.parametrize("beside", [True, False])
+def test_the_map_is_drawn_beside_the_areas_up_to_a_size(tmp_path, monkeypatch, beside):
+    """Up to MAP_BESIDE_AREAS_MAX_NODES street nodes the map starts before the gap and service areas are drawn
+    (it is handed Futures of them); above, once they are (a 4M-node city's peak memory), with the same page."""
+    from concurrent.futures import Future
+
+    import lifecircle.cli as cli_module
+    import lifecircle.present.outputs as outputs_module
+
+    if not beside:
+        monkeypatch.setattr(cli_module, "MAP_BESIDE_AREAS_MAX_NODES", 0)
+    real_maps, given = outputs_module.write_maps, {}
+
+    def watched_maps(*args, **kwargs):
+        given.update(kwargs)
+        return real_maps(*args, **kwargs)
+
+    monkeypatch.setattr(outputs_module, "write_maps", watched_maps)
+    out = tmp_path / "out"
+    assert main(["-q", "analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--out", str(out)]) == 0
+    assert isinstance(given["isochrones"], Future) is beside and isinstance(given["gaps"], Future) is beside
+    page = (out / "map.html").read_text(encoding="utf-8")
+    assert "服务范围 Service areas" in page and "缺口 Gaps" in page
