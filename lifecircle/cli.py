@@ -448,10 +448,10 @@ MAP_BESIDE_AREAS_MAX_NODES = 2_000_000
 
 class _MapThread:
     """map.html drawn on a second thread (its rasters, shapely and PNG work release the GIL) while this
-    one draws the gap areas and contours the service areas (the map's last layers: it waits for them), writes the layers, draws
-    the figures and then the report that embeds them, and Chromium prints the PDF: the outputs of `analyze`
-    that need nothing of each other. Leaving the ``with`` waits for the map (so the run is committed whole,
-    or an error in either thread ends it)."""
+    one draws the gap areas and contours the service areas (the map's last layers: it waits for them),
+    writes the layers, draws the figures and then the report that embeds them, and Chromium prints the
+    PDF: the outputs of `analyze` that need nothing of each other. Leaving the ``with`` waits for the map
+    (so the run is committed whole, or an error in either thread ends it)."""
 
     def __init__(self, result, out, progress, *, make_map: bool, basemap: str) -> None:
         from concurrent.futures import ThreadPoolExecutor

@@ -533,6 +533,26 @@ def test_analyze_prints_the_pdf_beside_the_map_and_a_failed_one_is_not_listed(tm
     assert "report.pdf not written" in printed.err
 
 
+def _first_run(out, capsys) -> dict[str, bytes]:
+    """A whole run of the toy town in ``out``; its files' bytes."""
+    assert main(["-q", "analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--out", str(out)]) == 0
+    capsys.readouterr()
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def _failing_run(out, capsys) -> str:
+    """Another run into ``out`` that must fail (exit 1); what it printed on stderr."""
+    assert main(["analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--minutes", "7",
+                 "--out", str(out)]) == 1
+    return capsys.readouterr().err
+
+
+def _assert_kept(out, before: dict[str, bytes]) -> None:
+    """``out`` holds the earlier run as it was, with nothing staged left behind."""
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".lifecircle")]
+
+
 def test_a_map_that_fails_while_the_report_is_written_keeps_the_old_run(tmp_path, monkeypatch, capsys):
     """The map is drawn on a second thread: its error still ends `analyze` with one line and exit 1, after
     the report, and the folder keeps its earlier run with nothing staged left behind."""
@@ -540,20 +560,15 @@ def test_a_map_that_fails_while_the_report_is_written_keeps_the_old_run(tmp_path
     from lifecircle.errors import InputDataError
 
     out = tmp_path / "out"
-    assert main(["-q", "analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--out", str(out)]) == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    capsys.readouterr()
+    before = _first_run(out, capsys)
 
     def broken(*args, **kwargs):
         raise InputDataError("the map could not be drawn (a test): fix the test")
 
     monkeypatch.setattr(outputs_module, "write_maps", broken)
-    assert main(["analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--minutes", "7",
-                 "--out", str(out)]) == 1
-    err = capsys.readouterr().err
+    err = _failing_run(out, capsys)
     assert "the map could not be drawn" in err and "Traceback" not in err
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
-    assert not [p for p in out.iterdir() if p.name.startswith(".lifecircle")]
+    _assert_kept(out, before)
 
 
 def test_an_error_while_the_map_is_drawn_waits_for_it_and_keeps_the_old_run(tmp_path, monkeypatch, capsys):
@@ -567,9 +582,7 @@ def test_an_error_while_the_map_is_drawn_waits_for_it_and_keeps_the_old_run(tmp_
     from lifecircle.errors import InputDataError
 
     out = tmp_path / "out"
-    assert main(["-q", "analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--out", str(out)]) == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    capsys.readouterr()
+    before = _first_run(out, capsys)
     real_maps, drawing, failing = outputs_module.write_maps, threading.Event(), threading.Event()
 
     def slow_maps(*args, **kwargs):
@@ -585,14 +598,11 @@ def test_an_error_while_the_map_is_drawn_waits_for_it_and_keeps_the_old_run(tmp_
 
     monkeypatch.setattr(outputs_module, "write_maps", slow_maps)
     monkeypatch.setattr(outputs_module, "write_analysis_layers", broken_layers)
-    assert main(["analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--minutes", "7",
-                 "--out", str(out)]) == 1
-    err = capsys.readouterr().err
+    err = _failing_run(out, capsys)
     assert "the layers could not be written" in err and "Traceback" not in err
     assert "waiting for the map's thread" in err
     assert not [t for t in threading.enumerate() if t.name.startswith("lifecircle-map")]
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
-    assert not [p for p in out.iterdir() if p.name.startswith(".lifecircle")]
+    _assert_kept(out, before)
 
 
 def test_service_areas_that_fail_while_the_map_waits_for_them_keep_the_old_run(tmp_path, monkeypatch, capsys):
@@ -606,9 +616,7 @@ def test_service_areas_that_fail_while_the_map_waits_for_them_keep_the_old_run(t
     from lifecircle.errors import InputDataError
 
     out = tmp_path / "out"
-    assert main(["-q", "analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--out", str(out)]) == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    capsys.readouterr()
+    before = _first_run(out, capsys)
     real_maps, started = outputs_module.write_maps, threading.Event()
 
     def watched_maps(*args, **kwargs):
@@ -621,13 +629,10 @@ def test_service_areas_that_fail_while_the_map_waits_for_them_keep_the_old_run(t
 
     monkeypatch.setattr(outputs_module, "write_maps", watched_maps)
     monkeypatch.setattr(iso_module, "_service_areas_begun", broken_areas)
-    assert main(["analyze", "--example", "toy_town", "--basemap", "none", "--no-pdf", "--minutes", "7",
-                 "--out", str(out)]) == 1
-    err = capsys.readouterr().err
+    err = _failing_run(out, capsys)
     assert "the service areas could not be drawn" in err and "Traceback" not in err
     assert not [t for t in threading.enumerate() if t.name.startswith("lifecircle-map")]
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
-    assert not [p for p in out.iterdir() if p.name.startswith(".lifecircle")]
+    _assert_kept(out, before)
 
 
 @pytest.mark.parametrize("beside", [True, False])

@@ -1230,22 +1230,19 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
         before = set(m._children), set(_legend(m).sections)
         draw(data)
         controls = {c.get_name() for c in (st.legend, st.info, st.layer_control) if c is not None}
-        kept = [k for k in m._children if k in before[0]]
-        _move_new(m._children, before[0],
-                  max((i + 1 for i, k in enumerate(kept) if k in held and k not in controls), default=0))
-        kept = [k for k in _legend(m).sections if k in before[1]]
-        _move_new(_legend(m).sections, before[1], max((i + 1 for i, k in enumerate(kept) if k in sections), default=0))
+        _move_new(m._children, before[0], after=held - controls)  # (_finish puts the controls last again)
+        _move_new(_legend(m).sections, before[1], after=set(sections))
     _title(m, title or "15分钟社区生活圈 15-minute life circle", summary, cfg, replace=True)
     return _finish(m)
 
 
-def _move_new(d: dict, old: set, pos: int) -> None:
-    """Move the items of ``d`` whose keys are not in ``old`` to position ``pos`` (in their order), in place."""
+def _move_new(d: dict, old: set, *, after: set) -> None:
+    """Move the items of ``d`` whose keys are not in ``old`` (in their order) to just after the last of the others
+    whose key is in ``after`` (first if none is), in place."""
     items = list(d.items())
     new = [kv for kv in items if kv[0] not in old]
-    if not new:
-        return
     rest = [kv for kv in items if kv[0] in old]
+    pos = max((i + 1 for i, (k, _) in enumerate(rest) if k in after), default=0)
     d.clear()
     d.update(rest[:pos] + new + rest[pos:])
 
