@@ -178,11 +178,14 @@ class Analysis:
         ([5.0, 10.0, 15.0], True)
         """
         from .plan.gaps import find_gaps
-        from .present.isochrones import _service_areas_begun
+        from .present.isochrones import _service_areas_begun, warm_up_compiled
 
+        draw = isochrones and self.isochrones is None and self.times.graph is not None
+        if draw and gaps and self.gaps is None and self.isochrone_method == "grid":
+            warm_up_compiled(self.network)  # while the gap areas are drawn
         if gaps and self.gaps is None:
             self.gaps = find_gaps(self)
-        if isochrones and self.isochrones is None and self.times.graph is not None:  # "auto": at every size
+        if draw:  # "auto": at every size
             finish = _service_areas_begun(self, method=self.isochrone_method)  # service_areas(self, method=...)
             if release:
                 self._release_walking_graph()

@@ -388,12 +388,74 @@ def test_grid_blocks_do_not_change_the_polygons(shanghai, monkeypatch):
     same fields, so the same polygons to the last bit (here: blocks of ~50 candidate cells instead of ~2 million)."""
     import lifecircle.present.isochrones as iso
 
+    monkeypatch.setattr(iso, "_COMPILED_MIN_CELLS", 10**12)  # the numpy path, which makes the pairs in blocks
     default = service_areas(shanghai)
     monkeypatch.setattr(iso, "_PAIR_BLOCK", 50)
     small = service_areas(shanghai)
     assert small.area_km2.tolist() == default.area_km2.tolist()
     assert all(shapely.equals_exact(a, b, tolerance=0) for a, b in zip(small.geometry, default.geometry))
 
+
+
+def _plan(a, cats, cell_m=5.0):
+    """The grid plan of ``cats`` at 5, 10 and 15 minutes, and the segments it was made from."""
+    from lifecircle.present.isochrones import _grid_plan, _grid_points
+
+    st, fcat, _ = _grid_points(a.times, a.network)
+    groups = [(a.times.distances_m[c], fcat == c, None) for c in cats]
+    return _grid_plan(st, a.network, groups, np.array([5.0, 10.0, 15.0]) * MPM, B, cell_m), st
+
+
+@pytest.mark.parametrize("cell_m", [5.0, 20.0])
+def test_compiled_layers_are_the_numpy_layers(shanghai, cell_m):
+    """The compiled kernel (numba) writes the same uint16 distances as numpy, cell by cell: streets reached
+    whole at some limit, streets cut mid-way, access legs (some of zero length) and their junction copies."""
+    import lifecircle.present.isochrones as iso
+
+    assert iso._compiled_kernel() is not None  # numba is a dependency: the kernel must load
+    plan, st = _plan(shanghai, ("health", "sports"), cell_m)
+    assert all(iv.shape[0] > 50 for iv in plan.ivs)  # both categories have streets cut at some limit
+    by_numpy = iso._grid_layers(plan, st, compiled=False)
+    by_kernel = iso._grid_layers(plan, st, compiled=True)
+    assert sorted(by_kernel) == sorted(by_numpy) == [0, 1]
+    for g in by_numpy:
+        assert by_kernel[g].dtype == np.uint16
+        np.testing.assert_array_equal(by_kernel[g], by_numpy[g])
+        assert 0.01 < (by_numpy[g] < iso._Q_MAX).mean() < 0.9  # the layers hold distances, not just the cap
+
+
+def test_service_areas_without_numba_are_the_same(shanghai, monkeypatch):
+    """Where numba cannot be imported, numpy draws the layers: the same polygons, to the last bit."""
+    import sys
+
+    import lifecircle.present.isochrones as iso
+
+    monkeypatch.setattr(iso, "_COMPILED_MIN_CELLS", 0)
+    calls, original = [], iso._compiled_layers
+    monkeypatch.setattr(iso, "_compiled_layers", lambda *a: calls.append(1) or original(*a))
+    with_kernel = service_areas(shanghai)
+    assert calls == [1]
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    monkeypatch.delitem(sys.modules, "lifecircle.present._grid_kernel", raising=False)
+    assert iso._compiled_kernel() is None
+    without = service_areas(shanghai)
+    assert calls == [1]
+    assert without.area_km2.tolist() == with_kernel.area_km2.tolist()
+    assert [shapely.to_wkb(g) for g in without.geometry] == [shapely.to_wkb(g) for g in with_kernel.geometry]
+
+
+def test_grid_drawn_on_two_threads_is_drawn_as_on_one(shanghai, monkeypatch):
+    """A city-sized grid makes its pairs on two threads (numpy) and its polygons on a second thread while the
+    next layer is contoured: the same polygons as a small grid's, drawn on one thread."""
+    import lifecircle.present.isochrones as iso
+
+    monkeypatch.setattr(iso, "_COMPILED_MIN_CELLS", 10**12)
+    monkeypatch.setattr(iso, "_THREADS_MIN_CELLS", 0)
+    threads = service_areas(shanghai)
+    monkeypatch.setattr(iso, "_THREADS_MIN_CELLS", 10**12)
+    in_turn = service_areas(shanghai)
+    assert threads.area_km2.tolist() == in_turn.area_km2.tolist()
+    assert [shapely.to_wkb(g) for g in threads.geometry] == [shapely.to_wkb(g) for g in in_turn.geometry]
 
 
 def test_grid_polygons_made_after_the_contours_are_the_same(shanghai, monkeypatch):

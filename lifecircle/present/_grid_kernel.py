@@ -1,0 +1,105 @@
+"""The compiled inner loop of ``method="grid"`` service areas (numba).
+
+:func:`group_layers` writes one group's cell–street distances into its layers, pair by pair, with the same
+arithmetic as the numpy path of :func:`lifecircle.present.isochrones._grid_layers` (float64 for the cells a
+street's box covers, float32 for the distances, uint16 steps): the layers are identical, which
+``tests/test_isochrones.py`` checks. Compiled once per machine (``cache=True``), and it releases the GIL,
+so that groups are drawn on two threads.
+
+Imported only when a grid is large enough to need it; :mod:`lifecircle.present.isochrones` falls back to
+numpy when numba is missing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+Q_MAX = 65535
+
+
+@numba.njit(cache=True, nogil=True)
+def group_layers(ax, ay, bx, by, base, cut_row, iv, at, h, R, nx, ny, q_per_m, n_cells, field):  # pragma: no cover
+    """Take the minimum of ``field`` (uint16, ``n_lim × n_cells``) with the distances of the cells near each
+    segment ``e`` (``ax[e], ay[e]`` → ``bx[e], by[e]``, metres from the grid's corner; cells of ``h`` metres,
+    ``nx`` × ``ny``; those whose centre lies in the box of half-width ``R`` around the segment).
+
+    ``base[e] >= 0``: the segment is reached whole from some limit on and writes its distance at
+    ``field[base[e] + cell]``. ``cut_row[e] >= 0``: it is cut at some limits, where ``at[cut_row[e], i]``
+    is set, and writes its distance to the reached parts ``iv[cut_row[e], i] = (lo1, hi1, lo2, hi2)``
+    (metres along it) at ``field[i * n_cells + cell]``.
+    """
+    n_lim = at.shape[1]
+    qpm = np.float32(q_per_m)
+    half = np.float32(0.5)
+    qmax = np.float32(Q_MAX)
+    zero = np.float32(0.0)
+    for e in range(ax.size):
+        b = base[e]
+        c = cut_row[e]
+        if b < 0 and c < 0:
+            continue
+        x0, y0, x1, y1 = ax[e], ay[e], bx[e], by[e]
+        length = math.hypot(x1 - x0, y1 - y0)
+        if length > 0:
+            ux = (x1 - x0) / length
+            uy = (y1 - y0) / length
+        else:  # a point (a zero-length leg) gets any direction
+            ux, uy = 1.0, 0.0
+        iux = 1.0 / (1e-12 if abs(ux) < 1e-12 else ux)
+        iuy = 1.0 / (1e-12 if abs(uy) < 1e-12 else uy)
+        j0 = int(min(max(math.ceil((min(y0, y1) - R) / h - 0.5), 0.0), float(ny)))
+        j1 = int(min(max(math.floor((max(y0, y1) + R) / h - 0.5), -1.0), float(ny - 1)))
+        length32 = np.float32(length)
+        for j in range(j0, j1 + 1):
+            dy = (j + 0.5) * h - y0
+            across0 = dy * ux
+            along0 = dy * uy
+            c1 = (across0 - R) * iuy
+            c2 = (across0 + R) * iuy
+            c3 = (-R - along0) * iux
+            c4 = (length + R - along0) * iux
+            lo = max(min(c1, c2), min(c3, c4)) + x0
+            hi = min(max(c1, c2), max(c3, c4)) + x0
+            i_lo = int(math.ceil(min(max(lo / h - 0.5, 0.0), float(nx))))
+            i_hi = int(math.floor(min(max(hi / h - 0.5, -1.0), float(nx - 1))))
+            if i_hi < i_lo:
+                continue
+            dx0 = (i_lo + 0.5) * h - x0
+            s0 = np.float32(dx0 * ux + along0)
+            p0 = np.float32(across0 - dx0 * uy)
+            sx = np.float32(h * ux)
+            px = np.float32(-h * uy)
+            c0 = j * nx + i_lo
+            for k in range(i_hi - i_lo + 1):
+                kf = np.float32(k)
+                s = s0 + kf * sx
+                p = p0 + kf * px
+                p2 = p * p
+                if b >= 0:
+                    gap = max(max(-s, s - length32), zero)
+                    q = np.uint16(min(np.sqrt(p2 + gap * gap) * qpm + half, qmax))
+                    idx = b + c0 + k
+                    if q < field[idx]:
+                        field[idx] = q
+                if c >= 0:
+                    for i in range(n_lim):
+                        if at[c, i]:
+                            g1 = max(max(iv[c, i, 0] - s, s - iv[c, i, 1]), zero)
+                            g2 = max(max(iv[c, i, 2] - s, s - iv[c, i, 3]), zero)
+                            gap = min(g1, g2)
+                            q = np.uint16(min(np.sqrt(p2 + gap * gap) * qpm + half, qmax))
+                            idx = i * n_cells + c0 + k
+                            if q < field[idx]:
+                                field[idx] = q
+
+
+def warm_up() -> None:
+    """Load (or, the first time on a machine, compile) :func:`group_layers` for the argument types that
+    :func:`lifecircle.present.isochrones._compiled_layers` passes, by calling it on one empty cell."""
+    one = np.zeros(1)
+    group_layers(one, one, one, one, np.full(1, -1, dtype=np.int64), np.full(1, -1, dtype=np.int32),
+                 np.zeros((0, 1, 4), dtype=np.float32), np.zeros((0, 1), dtype=bool), 1.0, 1.0, 1, 1, 1.0, 1,
+                 np.full(1, Q_MAX, dtype=np.uint16))
