@@ -431,8 +431,8 @@ def test_service_areas_without_numba_are_the_same(shanghai, monkeypatch):
     import lifecircle.present.isochrones as iso
 
     monkeypatch.setattr(iso, "_COMPILED_MIN_CELLS", 0)
-    calls, original = [], iso._compiled_layers
-    monkeypatch.setattr(iso, "_compiled_layers", lambda *a: calls.append(1) or original(*a))
+    calls, original = [], iso._group_layers_maker
+    monkeypatch.setattr(iso, "_group_layers_maker", lambda *a: calls.append(1) or original(*a))
     with_kernel = service_areas(shanghai)
     assert calls == [1]
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError

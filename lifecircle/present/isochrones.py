@@ -583,11 +583,19 @@ def _grid_polygons(st: _GridStreets, network: WalkNetwork, groups: list[tuple], 
 def _plan_polygons(plan: "_GridPlan", streets: list, crs: Any, *, lonlat: bool = True) -> list[tuple[float, Any]]:
     """The polygons of :func:`_grid_plan`'s groups. ``streets`` is ``[the segments]``, handed over: emptied
     here, so that the segments and the plan's per-segment arrays are freed before the contours (each of
-    which takes 28 bytes a cell: a float64 copy of its layer and contourpy's 2-D coordinates)."""
-    layers = _grid_layers(plan, streets.pop())
+    which takes 28 bytes a cell: a float64 copy of its layer and contourpy's 2-D coordinates). With the
+    compiled kernel, each group's layers are made while the group before is contoured (:class:`_LayersAhead`)."""
+    st = streets.pop()
+    kernel = _compiled_kernel() if plan.nx * plan.ny > _COMPILED_MIN_CELLS else None
+    layers = _LayersAhead(kernel, plan, st) if kernel is not None else _grid_layers(plan, st, compiled=False)
+    del st
     plan.layer_of = plan.never = plan.cut_of = plan.U = None
     plan.ivs = [None] * len(plan.ivs)
-    return _grid_contours(plan, layers, crs, lonlat=lonlat)
+    try:
+        return _grid_contours(plan, layers, crs, lonlat=lonlat)
+    finally:
+        if isinstance(layers, _LayersAhead):
+            layers.close()
 
 
 @dataclass
@@ -767,25 +775,70 @@ def _grid_layers(plan: _GridPlan, st: _GridStreets, *, compiled: bool | None = N
     return fields
 
 
-def _compiled_layers(kernel, plan: _GridPlan, st: _GridStreets) -> dict[int, np.ndarray]:
-    """:func:`_grid_layers` by the compiled ``kernel``: each group in one call, two groups at a time."""
-    n_lim, n_cells, U = plan.n_lim, plan.nx * plan.ny, plan.U
+def _group_layers_maker(kernel, plan: _GridPlan, st: _GridStreets):
+    """``make(g)``: the layers of group ``g`` by the compiled ``kernel`` (it keeps what it needs of ``plan`` and
+    ``st``: the reached segments' ends and the groups' per-segment arrays, not the whole segments)."""
+    n_lim, n_cells, U, h, R, q_per_m = plan.n_lim, plan.nx * plan.ny, plan.U, plan.h, plan.R, plan.q_per_m
+    nx, ny, layer_of, never, cut_of, ivs = plan.nx, plan.ny, plan.layer_of, plan.never, plan.cut_of, list(plan.ivs)
     ax, ay = st.ax[U] - plan.ox, st.ay[U] - plan.oy
     bx, by = st.bx[U] - plan.ox, st.by[U] - plan.oy
 
-    def one(g: int) -> np.ndarray:
+    def make(g: int) -> np.ndarray:
         field = np.full(n_lim * n_cells, _Q_MAX, dtype=np.uint16)
-        base = np.where(plan.never[g] == 0, plan.layer_of[g].astype(np.int64) * n_cells, -1)
-        iv = np.ascontiguousarray(plan.ivs[g], dtype=np.float32)
+        base = np.where(never[g] == 0, layer_of[g].astype(np.int64) * n_cells, -1)
+        iv = np.ascontiguousarray(ivs[g], dtype=np.float32)
         at = np.ascontiguousarray((iv[:, :, 0] <= iv[:, :, 1]) | (iv[:, :, 2] <= iv[:, :, 3]))
-        kernel(ax, ay, bx, by, base, plan.cut_of[g].astype(np.int32), iv, at, float(plan.h), float(plan.R),
-               int(plan.nx), int(plan.ny), float(plan.q_per_m), int(n_cells), field)
+        kernel(ax, ay, bx, by, base, cut_of[g].astype(np.int32), iv, at, float(h), float(R), int(nx), int(ny),
+               float(q_per_m), int(n_cells), field)
+        ivs[g] = None  # its cut segments' parts are written
         return field
 
+    return make
+
+
+def _compiled_layers(kernel, plan: _GridPlan, st: _GridStreets) -> dict[int, np.ndarray]:
+    """:func:`_grid_layers` by the compiled ``kernel``: each group in one call, two groups at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
+    make, groups = _group_layers_maker(kernel, plan, st), range(len(plan.ivs))
     with ThreadPoolExecutor(2) as pool:
-        return dict(zip(range(len(plan.ivs)), pool.map(one, range(len(plan.ivs)))))
+        return dict(zip(groups, pool.map(make, groups)))
+
+
+class _LayersAhead:
+    """The groups' layers for :func:`_grid_contours`, each made by the compiled kernel on a thread while the group
+    before it is contoured: ``pop(g)`` hands over group ``g``'s (waiting for it if need be) and starts ``g + 1``'s.
+    At most two groups' layers are alive, not all of them (a 4M-node city: 192 MB a group). :meth:`close` ends the
+    thread."""
+
+    def __init__(self, kernel, plan: _GridPlan, st: _GridStreets):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._make = _group_layers_maker(kernel, plan, st)
+        self._groups = list(range(len(plan.ivs)))
+        self._ahead: dict[int, Any] = {}
+        self._pool = ThreadPoolExecutor(1)
+        self._start(0)
+
+    def _start(self, g: int) -> None:
+        if g in self._groups and g not in self._ahead:
+            self._ahead[g] = self._pool.submit(self._make, g)
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def __iter__(self):
+        return iter(list(self._groups))
+
+    def pop(self, g: int) -> np.ndarray:
+        self._start(g)
+        self._groups.remove(g)
+        self._start(g + 1)
+        return self._ahead.pop(g).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+        self._make, self._ahead = None, {}
 
 
 def _take_minimum(fields: dict[int, np.ndarray], block: list) -> None:
