@@ -458,6 +458,24 @@ def test_grid_drawn_on_two_threads_is_drawn_as_on_one(shanghai, monkeypatch):
     assert [shapely.to_wkb(g) for g in threads.geometry] == [shapely.to_wkb(g) for g in in_turn.geometry]
 
 
+def test_rings_go_to_lon_lat_within_a_millimetre():
+    """The rings' UTM -> lon/lat projection uses PROJ's faster transverse Mercator only where it agrees with
+    the exact one to 1 mm (checked at the box's corners): inside the zone, not 10° beyond it."""
+    from pyproj import Transformer
+
+    from lifecircle.present.isochrones import _to_lonlat
+
+    exact, to_utm = Transformer.from_crs(32651, 4326, always_xy=True), Transformer.from_crs(4326, 32651, always_xy=True)
+    x, y = to_utm.transform(np.linspace(120.0, 126.0, 200), np.linspace(20.0, 45.0, 200))  # zone 51: 120-126°E
+    fast = _to_lonlat("EPSG:32651", (x.min(), x.max()), (y.min(), y.max()))
+    assert "approx" in fast.__self__.definition
+    (lon, lat), (lon0, lat0) = fast(x, y), exact.transform(x, y)
+    assert np.hypot((lon - lon0) * np.cos(np.radians(lat0)), lat - lat0).max() * 111_320 < 1e-3
+    far = to_utm.transform([133.0, 134.0], [30.0, 31.0])
+    assert "approx" not in _to_lonlat("EPSG:32651", (min(far[0]), max(far[0])), (min(far[1]), max(far[1]))).__self__.definition
+    assert "approx" not in _to_lonlat("EPSG:4547", (3.4e5, 3.5e5), (3.4e6, 3.5e6)).__self__.definition  # not UTM
+
+
 def test_grid_polygons_made_after_the_contours_are_the_same(shanghai, monkeypatch):
     """A city-sized grid keeps its rings as arrays until the last contour, then makes them polygons: the same
     polygons and areas to the last bit as made beside the contours."""
