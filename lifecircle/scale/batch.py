@@ -600,8 +600,10 @@ def dask_client(*, workers: int | None = None, scheduler: str | None = None, das
         options = {"dashboard_address": None, "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"}}
         quiet_http = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
     with dask.config.set(quiet_http):  # read while the scheduler and the workers start
+        # silence_logs: the workers' own Dask log lines stay off the terminal (a worker closing with the cluster
+        # can log its last heartbeat's failure as an error with a traceback); a task's errors still come back
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               protocol=protocol, security=security, **options)
+                               protocol=protocol, security=security, silence_logs=logging.CRITICAL, **options)
     with cluster, Client(cluster, security=security) as client:
         if dashboard:
             try:
