@@ -425,7 +425,7 @@ def test_compiled_layers_are_the_numpy_layers(shanghai, cell_m):
 
 
 def test_service_areas_without_numba_are_the_same(shanghai, monkeypatch):
-    """Where numba cannot be imported, numpy draws the layers: the same polygons, to the last bit."""
+    """Where numba cannot be imported or compile, numpy draws the layers: the same polygons, to the last bit."""
     import sys
 
     import lifecircle.present.isochrones as iso
@@ -435,6 +435,8 @@ def test_service_areas_without_numba_are_the_same(shanghai, monkeypatch):
     monkeypatch.setattr(iso, "_group_layers_maker", lambda *a: calls.append(1) or original(*a))
     with_kernel = service_areas(shanghai)
     assert calls == [1]
+    import numba
+
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
     monkeypatch.delitem(sys.modules, "lifecircle.present._grid_kernel", raising=False)
     assert iso._compiled_kernel() is None
@@ -442,6 +444,17 @@ def test_service_areas_without_numba_are_the_same(shanghai, monkeypatch):
     assert calls == [1]
     assert without.area_km2.tolist() == with_kernel.area_km2.tolist()
     assert [shapely.to_wkb(g) for g in without.geometry] == [shapely.to_wkb(g) for g in with_kernel.geometry]
+    # numba there, but it cannot compile here (no writable cache): numpy again
+    monkeypatch.setitem(sys.modules, "numba", numba)
+    import lifecircle.present._grid_kernel as kernel
+
+    def cannot_compile():
+        raise RuntimeError("cannot cache function 'group_layers': no locator available")
+
+    monkeypatch.setattr(kernel, "warm_up", cannot_compile)
+    assert iso._compiled_kernel() is None
+    assert service_areas(shanghai).area_km2.tolist() == with_kernel.area_km2.tolist()
+    assert calls == [1]
 
 
 def test_grid_drawn_on_two_threads_is_drawn_as_on_one(shanghai, monkeypatch):

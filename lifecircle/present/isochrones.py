@@ -669,9 +669,13 @@ _COMPILED_MIN_CELLS = 2_000_000
 
 
 def _compiled_kernel():
-    """:func:`._grid_kernel.group_layers`, or None when numba cannot be imported (then numpy draws the layers)."""
+    """:func:`._grid_kernel.group_layers`, compiled (or loaded from numba's cache) and called once on an empty
+    cell; None when numba cannot be imported or compile it here (no writable cache, an unsupported platform):
+    then numpy draws the same layers."""
     try:
-        from ._grid_kernel import group_layers
+        from ._grid_kernel import group_layers, warm_up
+
+        warm_up()
     except Exception as exc:  # numba missing or broken on this platform: the numpy path gives the same layers
         log.debug("service areas: numba unavailable (%s); the grid's layers are drawn with numpy", exc)
         return None
@@ -689,18 +693,9 @@ def warm_up_compiled(network: WalkNetwork, *, buffer_m: float = DEFAULT_BUFFER_M
     if cells <= _COMPILED_MIN_CELLS:
         return None
 
-    def load() -> None:
-        try:
-            if _compiled_kernel() is not None:
-                from ._grid_kernel import warm_up
-
-                warm_up()
-        except Exception as exc:  # the service areas will say it, or fall back to numpy
-            log.debug("service areas: the compiled kernel did not load ahead (%s)", exc)
-
     import threading
 
-    t = threading.Thread(target=load, name="lifecircle-grid-kernel", daemon=True)
+    t = threading.Thread(target=_compiled_kernel, name="lifecircle-grid-kernel", daemon=True)
     t.start()
     return t
 
