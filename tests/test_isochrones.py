@@ -397,26 +397,34 @@ def test_grid_blocks_do_not_change_the_polygons(shanghai, monkeypatch):
 
 
 
-def _plan(a, cats, cell_m=5.0):
-    """The grid plan of ``cats`` at 5, 10 and 15 minutes, and the segments it was made from."""
+def _plan(a, cats, cell_m=5.0, minutes=(5, 10, 15)):
+    """The grid plan of ``cats`` at ``minutes``, and the segments it was made from."""
     from lifecircle.present.isochrones import _grid_plan, _grid_points
 
     st, fcat, _ = _grid_points(a.times, a.network)
-    groups = [(a.times.distances_m[c], fcat == c, None) for c in cats]
-    return _grid_plan(st, a.network, groups, np.array([5.0, 10.0, 15.0]) * MPM, B, cell_m), st
+    d = {c: a.times.distances_m[c] for c in cats}
+    if max(minutes) > 15:  # the analysis searched to 15 minutes: search again, without a cut-off
+        fac = a.times.graph.point_node[a.times.n_residents:]
+        d = {c: a.times.graph.distances_from(np.unique(fac[(a.times.facility_category == c) & (fac >= 0)]),
+                                             limit_m=np.inf) for c in cats}
+    groups = [(d[c], fcat == c, None) for c in cats]
+    return _grid_plan(st, a.network, groups, np.array(minutes, dtype=float) * MPM, B, cell_m), st
 
 
-@pytest.mark.parametrize("cell_m", [5.0, 20.0])
-def test_compiled_layers_are_the_numpy_layers(shanghai, cell_m):
+@pytest.mark.parametrize("cell_m, minutes, cut", [(5.0, (5, 10, 15), True), (20.0, (5, 10, 15), True),
+                                                  (5.0, (15,), True), (5.0, (600,), False)])
+def test_compiled_layers_are_the_numpy_layers(shanghai, cell_m, minutes, cut):
     """The compiled kernel (numba) writes the same uint16 distances as numpy, cell by cell: streets reached
-    whole at some limit, streets cut mid-way, access legs (some of zero length) and their junction copies."""
+    whole at some limit, streets cut mid-way, access legs (some of zero length) and their junction copies;
+    three limits or one; with streets cut, or (10 hours) none."""
     import lifecircle.present.isochrones as iso
 
-    assert iso._compiled_kernel() is not None  # numba is a dependency: the kernel must load
-    plan, st = _plan(shanghai, ("health", "sports"), cell_m)
-    assert all(iv.shape[0] > 50 for iv in plan.ivs)  # both categories have streets cut at some limit
+    kernel = iso._compiled_kernel()
+    assert kernel is not None  # numba is a dependency: the kernel must load
+    plan, st = _plan(shanghai, ("health", "sports"), cell_m, minutes)
+    assert all((iv.shape[0] > 0) == cut for iv in plan.ivs)  # streets cut at some limit, or none
     by_numpy = iso._grid_layers(plan, st, compiled=False)
-    by_kernel = iso._grid_layers(plan, st, compiled=True)
+    by_kernel = iso._compiled_layers(kernel, plan, st)
     assert sorted(by_kernel) == sorted(by_numpy) == [0, 1]
     for g in by_numpy:
         assert by_kernel[g].dtype == np.uint16
@@ -463,6 +471,7 @@ def test_grid_drawn_on_two_threads_is_drawn_as_on_one(shanghai, monkeypatch):
     import lifecircle.present.isochrones as iso
 
     monkeypatch.setattr(iso, "_COMPILED_MIN_CELLS", 10**12)
+    monkeypatch.setattr(iso, "_PAIR_BLOCK", 5_000)  # many blocks: the two threads run ahead of their use
     monkeypatch.setattr(iso, "_THREADS_MIN_CELLS", 0)
     threads = service_areas(shanghai)
     monkeypatch.setattr(iso, "_THREADS_MIN_CELLS", 10**12)
@@ -471,9 +480,24 @@ def test_grid_drawn_on_two_threads_is_drawn_as_on_one(shanghai, monkeypatch):
     assert [shapely.to_wkb(g) for g in threads.geometry] == [shapely.to_wkb(g) for g in in_turn.geometry]
 
 
+def test_the_compiled_kernel_is_loaded_ahead_only_for_a_city_sized_grid(toy_net):
+    """Above 2M grid cells (a 56 km square at 20 m: a million-node city) numba is loaded on a thread while the
+    gap areas are drawn; for a town it is not loaded at all."""
+    from lifecircle.present.isochrones import warm_up_compiled
+
+    assert warm_up_compiled(toy_net) is None
+    lo, la = lonlat([0.0, 30_000.0, 30_000.0], [0.0, 0.0, 30_000.0])
+    city = WalkNetwork.from_lonlat(lo, la, [0, 1], [1, 2])  # 30 × 30 km: 20 m cells, 2.25M of them
+    thread = warm_up_compiled(city)
+    assert thread is not None
+    thread.join(60)
+    assert not thread.is_alive()
+
+
 def test_rings_go_to_lon_lat_within_a_millimetre():
     """The rings' UTM -> lon/lat projection uses PROJ's faster transverse Mercator only where it agrees with
-    the exact one to 1 mm (checked at the box's corners): inside the zone, not 10° beyond it."""
+    the exact one to 1 mm (checked at the box's corners, edge midpoints and centre): inside the zone, not 10°
+    beyond it."""
     from pyproj import Transformer
 
     from lifecircle.present.isochrones import _to_lonlat

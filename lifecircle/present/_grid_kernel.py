@@ -4,7 +4,7 @@
 arithmetic as the numpy path of :func:`lifecircle.present.isochrones._grid_layers` (float64 for the cells a
 street's box covers, float32 for the distances, uint16 steps): the layers are identical, which
 ``tests/test_isochrones.py`` checks. Compiled once per machine (``cache=True``), and it releases the GIL,
-so that groups are drawn on two threads.
+so that a group's layers are made while the group before is contoured.
 
 Imported only when a grid is large enough to need it; :mod:`lifecircle.present.isochrones` falls back to
 numpy when numba is missing.

@@ -38,9 +38,9 @@ included). For each category, every cell-street pair is visited once: a street r
 threshold on (a closed form of its end distances) writes its distance into that threshold's layer, a street
 cut where the time runs out writes its distance to the reached parts at each threshold, and a running
 minimum (per cell, then over the layers) gives each threshold's field, so the 5-minute area lies inside the
-10-minute one. A compiled loop (numba, two categories at a time) does it on city-sized grids, numpy
-(``np.minimum.at`` over blocks of pairs) on small ones; both write the same fields, kept as uint16 steps of
-about 1 mm. The polygons are the filled contours (contourpy, linear interpolation between cell centres) of
+10-minute one. A compiled loop (numba; each category's while the one before is contoured) does it on
+city-sized grids, numpy (``np.minimum.at`` over blocks of pairs) on small ones; both write the same fields,
+kept as uint16 steps of about 1 mm. The polygons are the filled contours (contourpy, linear interpolation between cell centres) of
 each field at ``buffer_m``, with holes where nothing is reached. A cell is never filled
 across unreached space: a river without a bridge stays a hole, as with the exact method. The only error
 is the interpolation between cell centres, which cuts the inner corners where two streets' buffers meet
@@ -731,7 +731,9 @@ def _grid_layers(plan: _GridPlan, st: _GridStreets, *, compiled: bool | None = N
     cut_iv = [[np.ascontiguousarray(iv[:, i]) for i in range(n_lim)] for iv in plan.ivs]
     cut_at = [[(v[:, 0] <= v[:, 1]) | (v[:, 2] <= v[:, 3]) for v in per] for per in cut_iv]
     fields = {g: np.full(n_lim * n_cells, _Q_MAX, dtype=np.uint16) for g in groups}
-    seg_len = np.hypot(st.bx[U] - st.ax[U], st.by[U] - st.ay[U]).astype(np.float32)
+    # from the ends shifted to the grid's corner, as _block_pairs and the compiled kernel take them
+    seg_len = np.hypot((st.bx[U] - plan.ox) - (st.ax[U] - plan.ox),
+                       (st.by[U] - plan.oy) - (st.ay[U] - plan.oy)).astype(np.float32)
 
     def writes(make):  # per group, the (index, distance) pairs of one block that its layers take the minimum with
         first, cell, seg, s, p = make()
@@ -817,8 +819,10 @@ class _LayersAhead:
         self._start(0)
 
     def _start(self, g: int) -> None:
-        if g in self._groups and g not in self._ahead:
+        if g in self._groups and g not in self._ahead and self._make is not None:
             self._ahead[g] = self._pool.submit(self._make, g)
+            if g == self._groups[-1]:
+                self._make = None  # the segments' ends and per-segment arrays go once the last group is made
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -828,9 +832,10 @@ class _LayersAhead:
 
     def pop(self, g: int) -> np.ndarray:
         self._start(g)
+        layers = self._ahead.pop(g).result()
+        self._start(g + 1)  # made while group g is contoured
         self._groups.remove(g)
-        self._start(g + 1)
-        return self._ahead.pop(g).result()
+        return layers
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -987,10 +992,14 @@ class _Contourer:
         n_r, n_c = r1 - r0, c1 - c0
         if self._z is None:
             self._z = np.empty(self.ny * self.nx)
-            self._ij = np.meshgrid(np.arange(self.nx, dtype=np.float64), np.arange(self.ny, dtype=np.float64))
         zz = self._z[:n_r * n_c].reshape(n_r, n_c)
         np.copyto(zz, z[r0:r1, c0:c1], casting="unsafe")
-        i, j = (a[:n_r, :n_c] for a in self._ij)
+        if n_c == self.nx:  # whole rows: a view of the shared coordinates
+            if self._ij is None:
+                self._ij = np.meshgrid(np.arange(self.nx, dtype=np.float64), np.arange(self.ny, dtype=np.float64))
+            i, j = (a[:n_r] for a in self._ij)
+        else:  # a narrower window: its own (contourpy would copy a view of the shared ones)
+            i, j = np.meshgrid(np.arange(n_c, dtype=np.float64), np.arange(n_r, dtype=np.float64))
         # "threaded" with one thread and one chunk: serial's algorithm and output, without holding the GIL
         gen = contourpy.contour_generator(i, j, zz, name="threaded", thread_count=1, chunk_count=1,
                                           fill_type=contourpy.FillType.ChunkCombinedOffsetOffset)
