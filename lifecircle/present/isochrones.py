@@ -586,7 +586,7 @@ def _plan_polygons(plan: "_GridPlan", streets: list, crs: Any, *, lonlat: bool =
     which takes 28 bytes a cell: a float64 copy of its layer and contourpy's 2-D coordinates). With the
     compiled kernel, each group's layers are made while the group before is contoured (:class:`_LayersAhead`)."""
     st = streets.pop()
-    kernel = _compiled_kernel() if plan.nx * plan.ny > _COMPILED_MIN_CELLS else None
+    kernel = _kernel_for(plan.nx * plan.ny)
     layers = _LayersAhead(kernel, plan, st) if kernel is not None else _grid_layers(plan, st, compiled=False)
     del st
     plan.layer_of = plan.never = plan.cut_of = plan.U = None
@@ -700,6 +700,12 @@ def warm_up_compiled(network: WalkNetwork, *, buffer_m: float = DEFAULT_BUFFER_M
     return t
 
 
+def _kernel_for(n_cells: int, compiled: bool | None = None):
+    """The compiled kernel for a grid of ``n_cells`` (``compiled=None``: above :data:`_COMPILED_MIN_CELLS`), or
+    None: numpy draws the layers."""
+    return _compiled_kernel() if (n_cells > _COMPILED_MIN_CELLS if compiled is None else compiled) else None
+
+
 def _grid_layers(plan: _GridPlan, st: _GridStreets, *, compiled: bool | None = None) -> dict[int, np.ndarray]:
     """The distance layers of the plan's groups: ``{group: uint16 array of n_lim × ny × nx}``.
 
@@ -719,7 +725,7 @@ def _grid_layers(plan: _GridPlan, st: _GridStreets, *, compiled: bool | None = N
     n_cells = nx * ny
     if not n_cells:
         return {g: None for g in groups}
-    kernel = _compiled_kernel() if (n_cells > _COMPILED_MIN_CELLS if compiled is None else compiled) else None
+    kernel = _kernel_for(n_cells, compiled)
     if kernel is not None:
         return _compiled_layers(kernel, plan, st)
     U, cut_of = plan.U, plan.cut_of
