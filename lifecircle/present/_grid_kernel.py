@@ -6,6 +6,9 @@ street's box covers, float32 for the distances, uint16 steps): the layers are id
 ``tests/test_isochrones.py`` checks. Compiled once per machine (``cache=True``), and it releases the GIL,
 so that a group's layers are made while the group before is contoured.
 
+:func:`rings_lonlat` measures a contour's rings and turns them into lon/lat by two polynomials fitted to PROJ's
+transform over the grid (checked against it there; about 5× faster than PROJ on a city's millions of vertices).
+
 Imported only when a grid is large enough to need it; :mod:`lifecircle.present.isochrones` falls back to
 numpy when numba is missing.
 """
@@ -96,10 +99,50 @@ def group_layers(ax, ay, bx, by, base, cut_row, iv, at, h, R, nx, ny, q_per_m, n
                                 field[idx] = q
 
 
+@numba.njit(cache=True, nogil=True)
+def rings_lonlat(points, offsets, shell, x0, y0, frame, coef):  # pragma: no cover
+    """The area of closed rings (m²: shells minus holes, measured before the shift), then the rings' points
+    shifted by ``(x0, y0)`` and turned into lon/lat in place by two polynomials.
+
+    ``points``: float64 ``n × 2``; ring ``r`` is ``points[offsets[r]:offsets[r + 1]]``, its last point its first;
+    ``shell[r]``: ring ``r`` is a polygon's outer ring. ``frame = (cx, cy, 1 / sx, 1 / sy, lon0, lat0)``:
+    ``u = (x - cx) / sx``, ``v = (y - cy) / sy``; ``lon = lon0 + sum(coef[0, i, j] u^i v^j)``, ``lat`` likewise
+    with ``coef[1]`` (``i + j <= degree``, evaluated by Horner's rule).
+    """
+    area = 0.0
+    for r in range(offsets.size - 1):
+        a = 0.0
+        for k in range(offsets[r], offsets[r + 1] - 1):
+            a += points[k, 0] * points[k + 1, 1] - points[k + 1, 0] * points[k, 1]
+        a = abs(a) / 2
+        area += a if shell[r] else -a
+    cx, cy, isx, isy, lon0, lat0 = frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]
+    deg = coef.shape[1] - 1
+    for k in range(points.shape[0]):
+        u = (points[k, 0] + x0 - cx) * isx
+        v = (points[k, 1] + y0 - cy) * isy
+        lon = 0.0
+        lat = 0.0
+        for i in range(deg, -1, -1):
+            b0 = 0.0
+            b1 = 0.0
+            for j in range(deg - i, -1, -1):
+                b0 = b0 * v + coef[0, i, j]
+                b1 = b1 * v + coef[1, i, j]
+            lon = lon * u + b0
+            lat = lat * u + b1
+        points[k, 0] = lon0 + lon
+        points[k, 1] = lat0 + lat
+    return area
+
+
 def warm_up() -> None:
-    """Load (or, the first time on a machine, compile) :func:`group_layers` for the argument types that
-    :func:`lifecircle.present.isochrones._compiled_layers` passes, by calling it on one empty cell."""
+    """Load (or, the first time on a machine, compile) :func:`group_layers` and :func:`rings_lonlat` for the
+    argument types that :mod:`lifecircle.present.isochrones` passes, by calling them on one empty cell and
+    one empty ring."""
     one = np.zeros(1)
     group_layers(one, one, one, one, np.full(1, -1, dtype=np.int64), np.full(1, -1, dtype=np.int32),
                  np.zeros((0, 1, 4), dtype=np.float32), np.zeros((0, 1), dtype=bool), 1.0, 1.0, 1, 1, 1.0, 1,
                  np.full(1, Q_MAX, dtype=np.uint16))
+    rings_lonlat(np.zeros((2, 2)), np.array([0, 2], dtype=np.int64), np.ones(1, dtype=bool), 0.0, 0.0,
+                 np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0]), np.zeros((2, 1, 1)))

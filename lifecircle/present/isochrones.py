@@ -864,37 +864,54 @@ def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, 
     if not n_cells:
         return [(0.0, shapely.Polygon())] * (len(layers) * n_lim)
     x0, y0 = plan.ox + 0.5 * h, plan.oy + 0.5 * h
-    to_lonlat = _to_lonlat(crs, (x0, x0 + (nx - 1) * h), (y0, y0 + (ny - 1) * h)) if lonlat else None
+    to_lonlat = None
+    if lonlat:  # a city's grid: compiled polynomials (its layers are compiled too); else PROJ
+        box = (x0, x0 + (nx - 1) * h), (y0, y0 + (ny - 1) * h)
+        to_lonlat = (_compiled_lonlat(crs, *box) if n_cells > _COMPILED_MIN_CELLS else None) or _to_lonlat(crs, *box)
     contour = _Contourer(ny, nx, h)
     # a city's contours: the rings wait as arrays (16 bytes a vertex, GEOS takes ~27) until the last contour,
     # then become polygons one at a time
     defer = n_cells > _DEFER_POLYGONS_CELLS
     job = _rings_shifted if defer else _rings_polygon
-    # one contour at a time (each holds a float64 copy of its layer and its 2-D coordinates; two at a time on
-    # two threads saved ~0.5 s of 5 at a million nodes for ~0.25 GB more); the projection to lon/lat and the
-    # polygons of one layer are made on a second thread while the next is contoured (contourpy without the GIL)
+    # each contour holds a float64 copy of its layer (8 bytes a cell) while contourpy draws it (without the GIL).
+    # A town: one thread. A city: two contours at a time, each made a polygon (lon/lat, area) on its thread
+    # (1M nodes: ~0.1 GB more than one at a time; the compiled kernel makes the next group's layers on a third).
+    # A grid over _DEFER_POLYGONS_CELLS (4M nodes): one contour at a time, its rings projected on a second
+    # thread while the next is contoured.
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    pool = ThreadPoolExecutor(1) if n_cells > _THREADS_MIN_CELLS else None
+    threads = n_cells > _THREADS_MIN_CELLS
+    wide = 2 if threads and not defer else 1
+    pool = ThreadPoolExecutor(wide) if threads else None
     done: list[Future] = []
+
+    def draw(z):
+        return job(contour.rings(z, plan.level), x0, y0, to_lonlat)
+
     try:
         for g in sorted(layers):
             field = layers.pop(g).reshape(n_lim, ny, nx)
             for i in range(1, n_lim):
                 np.minimum(field[i], field[i - 1], out=field[i])
             for i in range(n_lim):
-                rings = contour.rings(field[i], plan.level)
                 if pool is None:
                     done.append(Future())
-                    done[-1].set_result(job(rings, x0, y0, to_lonlat))
+                    done[-1].set_result(draw(field[i]))
+                    continue
+                if len(done) >= 2:
+                    done[-2].result()  # at most two contours (or two layers' rings) in the works
+                if wide == 2:
+                    done.append(pool.submit(draw, field[i]))
                 else:
-                    if len(done) >= 2:
-                        done[-2].result()  # at most two layers' rings wait for their polygons (~40 MB each at 4M nodes)
+                    rings = contour.rings(field[i], plan.level)
                     done.append(pool.submit(job, rings, x0, y0, to_lonlat))
-            del field  # this group's layers are drawn
-        del contour  # its buffers
+                    del rings
+            del field  # this group's layers are drawn (or in the threads' hands)
         if not defer:
-            return [f.result() for f in done]
+            out = [f.result() for f in done]
+            del contour  # its buffers
+            return out
+        del contour
         out = []
         for k, f in enumerate(done):
             area, rings = f.result()
@@ -955,6 +972,91 @@ def _to_lonlat(crs, xs: tuple[float, float] | None = None, ys: tuple[float, floa
     return approx.transform if np.isfinite(err_m).all() and float(err_m.max()) < 1e-3 else exact.transform
 
 
+#: The compiled lon/lat of :class:`_PolyLonLat` is used where it agrees with PROJ to this many metres.
+_POLY_MAX_ERR_M = 1e-4
+
+
+class _PolyLonLat:
+    """Lon/lat of the points of a projected grid's box by two polynomials (:func:`_lonlat_poly`), evaluated by the
+    compiled :func:`._grid_kernel.rings_lonlat`: ``lon = lon0 + sum(coef[0, i, j] u^i v^j)`` with ``u``, ``v`` the
+    box's coordinates scaled to [-1, 1] (``frame``); ``err_m``: the largest error against PROJ where checked."""
+
+    def __init__(self, kernel, frame: np.ndarray, coef: np.ndarray):
+        self._kernel, self.frame, self.coef, self.err_m = kernel, frame, coef, math.inf
+
+    @property
+    def degree(self) -> int:
+        return self.coef.shape[1] - 1
+
+    def rings(self, points: np.ndarray, offsets: np.ndarray, outer: np.ndarray, x0: float, y0: float) -> float:
+        """:func:`_rings_area` of :meth:`_Contourer.rings`' rings, then their points shifted by ``(x0, y0)`` and
+        turned into lon/lat in place, in one pass."""
+        shell = np.zeros(offsets.size - 1, dtype=bool)
+        shell[outer[:-1]] = True
+        return float(self._kernel(points, offsets.astype(np.int64), shell, float(x0), float(y0), self.frame, self.coef))
+
+    def __call__(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        pts = np.column_stack([np.asarray(x, float).ravel(), np.asarray(y, float).ravel()])
+        self._kernel(pts, np.array([0, len(pts)], dtype=np.int64), np.zeros(1, dtype=bool), 0.0, 0.0, self.frame,
+                     self.coef)
+        return pts[:, 0], pts[:, 1]
+
+
+def _lonlat_poly(crs, xs: tuple[float, float], ys: tuple[float, float], kernel) -> _PolyLonLat | None:
+    """Polynomials of degree 4, 5 or 6 (the lowest that is close enough) for ``crs`` → EPSG:4326 over the box
+    ``xs`` × ``ys`` (metres), or None where none is.
+
+    Fitted by least squares to PROJ's transform at the Chebyshev nodes of the box (and its edges), then checked
+    against PROJ on a 33 × 33 lattice over it: used only where it agrees to :data:`_POLY_MAX_ERR_M` everywhere
+    there (a map projection is smooth over a city: at 56 km, degree 4 is within 0.003 mm). Its error is the
+    interpolation's, smallest inside the box and largest at its edges, which the lattice holds.
+    """
+    from pyproj import Transformer
+
+    exact = Transformer.from_crs(crs, 4326, always_xy=True)
+    (xa, xb), (ya, yb) = map(float, xs), map(float, ys)
+    cx, cy, sx, sy = (xa + xb) / 2, (ya + yb) / 2, max((xb - xa) / 2, 1.0), max((yb - ya) / 2, 1.0)
+    lon0, lat0 = exact.transform(cx, cy)
+    cu, cv = np.meshgrid(np.linspace(-1.0, 1.0, 33), np.linspace(-1.0, 1.0, 33))
+    check_x, check_y = cx + sx * cu.ravel(), cy + sy * cv.ravel()
+    lon_c, lat_c = exact.transform(check_x, check_y)
+    if not (np.isfinite(lon_c).all() and np.isfinite(lat_c).all() and math.isfinite(lon0 + lat0)):
+        return None
+    frame = np.array([cx, cy, 1.0 / sx, 1.0 / sy, lon0, lat0])
+    for degree in (4, 5, 6):
+        n = 2 * degree + 2
+        k = np.r_[-1.0, np.cos(np.pi * (np.arange(n) + 0.5) / n), 1.0]
+        u, v = (a.ravel() for a in np.meshgrid(k, k))
+        lon, lat = exact.transform(cx + sx * u, cy + sy * v)
+        ij = [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
+        design = np.column_stack([u ** i * v ** j for i, j in ij])
+        coef = np.zeros((2, degree + 1, degree + 1))
+        for o, target in enumerate((np.asarray(lon) - lon0, np.asarray(lat) - lat0)):
+            c = np.linalg.lstsq(design, target, rcond=None)[0]
+            for (i, j), value in zip(ij, c):
+                coef[o, i, j] = value
+        poly = _PolyLonLat(kernel, frame, coef)
+        lon, lat = poly(check_x, check_y)
+        err_m = np.hypot((lon - lon_c) * np.cos(np.radians(lat_c)), lat - lat_c) * 111_320.0
+        if np.isfinite(err_m).all() and float(err_m.max()) < _POLY_MAX_ERR_M:
+            poly.err_m = float(err_m.max())
+            return poly
+    return None
+
+
+def _compiled_lonlat(crs, xs: tuple[float, float], ys: tuple[float, float]) -> _PolyLonLat | None:
+    """:func:`_lonlat_poly` with the compiled kernel, or None (no numba, or no polynomial close enough)."""
+    if _compiled_kernel() is None:
+        return None
+    from ._grid_kernel import rings_lonlat
+
+    poly = _lonlat_poly(crs, xs, ys, rings_lonlat)
+    if poly is not None:
+        log.debug("service areas: rings to lon/lat by degree-%d polynomials (within %.2g mm of PROJ)",
+                  poly.degree, poly.err_m * 1e3)
+    return poly
+
+
 def _object_array(polys: list) -> np.ndarray:
     out = np.empty(len(polys), dtype=object)
     out[:] = polys
@@ -971,13 +1073,17 @@ class _Contourer:
 
     Each contour is made by contourpy from a float64 copy of the layer (or of the rows and columns around its
     cells at or below ``level``) and the 2-D coordinates of its cells: both are made once and reused (a
-    million-node city's grid has 8M cells: 0.2 s and 192 MB a contour, made afresh).
+    million-node city's grid has 8M cells: 0.2 s and 192 MB a contour, made afresh); one float64 buffer per
+    contour drawn at a time (:meth:`rings` may be called from two threads at once).
     """
 
     def __init__(self, ny: int, nx: int, h: float):
+        import threading
+
         self.ny, self.nx, self.h = ny, nx, float(h)
-        self._z: np.ndarray | None = None
+        self._free: list[np.ndarray] = []  # float64 buffers not in use (one per contour drawn at a time)
         self._ij: tuple[np.ndarray, np.ndarray] | None = None
+        self._lock = threading.Lock()
 
     def rings(self, z: np.ndarray, level: float):
         """The contour of ``z`` as closed rings ``(points, offsets, outer)``, in metres from the first cell
@@ -996,21 +1102,25 @@ class _Contourer:
         if c1 - c0 > 0.75 * z.shape[1]:  # whole rows: the shared coordinates are a view, not a copy
             c0, c1 = 0, z.shape[1]
         n_r, n_c = r1 - r0, c1 - c0
-        if self._z is None:
-            self._z = np.empty(self.ny * self.nx)
-        zz = self._z[:n_r * n_c].reshape(n_r, n_c)
-        np.copyto(zz, z[r0:r1, c0:c1], casting="unsafe")
-        if n_c == self.nx:  # whole rows: a view of the shared coordinates
-            if self._ij is None:
+        with self._lock:  # a buffer of its own, and the shared coordinates made once
+            buf = self._free.pop() if self._free else np.empty(self.ny * self.nx)
+            if n_c == self.nx and self._ij is None:
                 self._ij = np.meshgrid(np.arange(self.nx, dtype=np.float64), np.arange(self.ny, dtype=np.float64))
-            i, j = (a[:n_r] for a in self._ij)
-        else:  # a narrower window: its own (contourpy would copy a view of the shared ones)
-            i, j = np.meshgrid(np.arange(n_c, dtype=np.float64), np.arange(n_r, dtype=np.float64))
-        # "threaded" with one thread and one chunk: serial's algorithm and output, without holding the GIL
-        gen = contourpy.contour_generator(i, j, zz, name="threaded", thread_count=1, chunk_count=1,
-                                          fill_type=contourpy.FillType.ChunkCombinedOffsetOffset)
-        (points,), (offsets,), (outer,) = gen.filled(-1.0, level)
-        del gen
+        try:
+            zz = buf[:n_r * n_c].reshape(n_r, n_c)
+            np.copyto(zz, z[r0:r1, c0:c1], casting="unsafe")
+            if n_c == self.nx:  # whole rows: a view of the shared coordinates
+                i, j = (a[:n_r] for a in self._ij)
+            else:  # a narrower window: its own (contourpy would copy a view of the shared ones)
+                i, j = np.meshgrid(np.arange(n_c, dtype=np.float64), np.arange(n_r, dtype=np.float64))
+            # "threaded" with one thread and one chunk: serial's algorithm and output, without holding the GIL
+            gen = contourpy.contour_generator(i, j, zz, name="threaded", thread_count=1, chunk_count=1,
+                                              fill_type=contourpy.FillType.ChunkCombinedOffsetOffset)
+            (points,), (offsets,), (outer,) = gen.filled(-1.0, level)
+            del gen, zz
+        finally:
+            with self._lock:
+                self._free.append(buf)
         if points is None or not len(points):
             return None
         points += (c0, r0)
@@ -1027,10 +1137,13 @@ def _rings_polygon(rings, x0: float, y0: float, to_lonlat=None) -> tuple[float, 
 
 def _rings_shifted(rings, x0: float, y0: float, to_lonlat=None) -> tuple[float, Any]:
     """The area (m²) of :meth:`_Contourer.rings`' rings and the rings shifted by ``(x0, y0)`` (in lon/lat when
-    ``to_lonlat`` is given), for :func:`_rings_to_polygon`; ``(0, None)`` for None."""
+    ``to_lonlat`` is given: ``f(x, y) -> (lon, lat)`` or a :class:`_PolyLonLat`), for :func:`_rings_to_polygon`;
+    ``(0, None)`` for None."""
     if rings is None:
         return 0.0, None
     points, offsets, outer = rings
+    if isinstance(to_lonlat, _PolyLonLat):  # area, shift and lon/lat in one compiled pass
+        return to_lonlat.rings(points, offsets, outer, x0, y0), rings
     area = _rings_area(points, offsets, outer)  # before the shift: no cancellation
     points += (x0, y0)
     if to_lonlat is not None:
