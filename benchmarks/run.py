@@ -499,6 +499,25 @@ def run_user(kind: str, spec: dict, work: Path, *, cache_dir: Path, timeout_s: f
     return result
 
 
+#: The size of issue 14's goals (1M nodes).
+GOAL_SIZE = "23"
+
+
+def osm_read_pairs(osm: str, work: Path, repeat: int = 5) -> dict:
+    """The step "read OSM" and the bare libosmium pass, ``repeat`` times each, interleaved in one fresh process
+    (:mod:`osm_read_floor`): the goal's ratio is their median per-pair ratio, not that of two single passes
+    minutes apart."""
+    out = work / "osm_read_pairs.json"
+    out.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, str(HERE / "osm_read_floor.py"), osm, "--repeat", str(repeat),
+                           "--json", str(out)], capture_output=True, text=True, timeout=1800)
+    if not out.is_file():
+        return {"error": " | ".join((proc.stderr or "").strip().splitlines()[-3:])[:300]}
+    r = json.loads(out.read_text())
+    print(f"  OSM read vs raw osmium, {repeat} interleaved pairs: median ratio {r['median_pair_ratio']:.2f}", flush=True)
+    return r
+
+
 def users_size(size: str, args, work: Path) -> dict:
     """Every users-suite command on one size; the entry of the report."""
     files = prepare(size, work)
@@ -533,6 +552,8 @@ def users_size(size: str, args, work: Path) -> dict:
         shutil.rmtree(cache, ignore_errors=True)
     entry = {"size": size, "name": files["name"], "osm_mb": files["osm_mb"], "users": runs,
              "default_only": default_only}
+    if size == GOAL_SIZE and "osmium" in kinds:
+        entry["osm_read_pairs"] = osm_read_pairs(files["osm"], work)
     summary = out / "analyze" / "summary.json"
     if summary.is_file():
         s = json.loads(summary.read_text(encoding="utf-8"))
@@ -669,7 +690,7 @@ def goals(entries: list[dict]) -> list[str]:
     def at(size):
         return next((e for e in entries if e["size"] == size and e.get("users")), None)
 
-    m1, m4 = at("23"), at("46")
+    m1, m4 = at(GOAL_SIZE), at("46")
     rows = []
 
     def add(goal, value, ok):
@@ -699,8 +720,18 @@ def goals(entries: list[dict]) -> list[str]:
             None if iso is None else iso <= 5)
         rd = _step(an, "read OSM")
         r = rd / _w(osm) if rd and _w(osm) else None
-        add("1M nodes: OSM read ≤ 1.5× raw osmium", f"{_fmt_s(rd)} s vs {_fmt_s(_w(osm))} s = {r:.1f}×" if r else "–",
-            None if r is None else r <= 1.5)
+        pairs = m1.get("osm_read_pairs") or {}
+        if "median_pair_ratio" in pairs:  # interleaved in one process: the goal's number
+            import statistics
+
+            pr = pairs["median_pair_ratio"]
+            add("1M nodes: OSM read ≤ 1.5× raw osmium",
+                f"{_fmt_s(statistics.median(pairs['read_osm_s']))} s vs {_fmt_s(statistics.median(pairs['raw_osmium_s']))}"
+                f" s = {pr:.2f}× (median of {len(pairs['read_osm_s'])} interleaved pairs; the table's single passes: "
+                + (f"{r:.1f}×)" if r else "–)"), pr <= 1.5)
+        else:
+            add("1M nodes: OSM read ≤ 1.5× raw osmium", f"{_fmt_s(rd)} s vs {_fmt_s(_w(osm))} s = {r:.1f}×" if r else "–",
+                None if r is None else r <= 1.5)
         r = _w(sc) / _w(an) if _w(sc) and _w(an) else None
         add("1M nodes: scenario with one added facility ≤ 0.3× a fresh analyze",
             f"{_fmt_s(_w(sc))} s vs {_fmt_s(_w(an))} s = {r:.2f}×" if r else "–", None if r is None else r <= 0.3)

@@ -473,15 +473,17 @@ def test_service_areas_without_numba_are_the_same(shanghai, monkeypatch):
 
 
 def test_grid_drawn_on_two_threads_is_drawn_as_on_one(shanghai, monkeypatch):
-    """A city-sized grid makes its pairs on two threads (numpy) and its polygons on a second thread while the
-    next layer is contoured: the same polygons as a small grid's, drawn on one thread."""
+    """A city-sized grid measures its categories' reach and makes its pairs on two threads (numpy), and draws two
+    contours at a time, each made a polygon on its thread: the same polygons as a small grid's, drawn on one."""
     import lifecircle.present.isochrones as iso
 
     monkeypatch.setattr(iso, "_COMPILED_MIN_CELLS", 10**12)
     monkeypatch.setattr(iso, "_PAIR_BLOCK", 5_000)  # many blocks: the two threads run ahead of their use
     monkeypatch.setattr(iso, "_THREADS_MIN_CELLS", 0)
+    monkeypatch.setattr(iso, "_THREADS_MIN_SEGMENTS", 0)  # each category's reach on a thread
     threads = service_areas(shanghai)
     monkeypatch.setattr(iso, "_THREADS_MIN_CELLS", 10**12)
+    monkeypatch.setattr(iso, "_THREADS_MIN_SEGMENTS", 10**12)
     in_turn = service_areas(shanghai)
     assert threads.area_km2.tolist() == in_turn.area_km2.tolist()
     assert [shapely.to_wkb(g) for g in threads.geometry] == [shapely.to_wkb(g) for g in in_turn.geometry]

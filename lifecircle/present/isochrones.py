@@ -562,6 +562,10 @@ def _grid_frame(st: _GridStreets, k: np.ndarray, h: float, R: float):
     return ox, oy, nx, ny
 
 
+#: Grids of up to this many cells (and over :data:`_THREADS_MIN_CELLS`) are contoured two layers at a time:
+#: ~20 bytes a cell more while they are drawn. A million-node city's (8M cells: 0.5 s faster, 0.17 GB more,
+#: which would be the run's peak) is contoured one layer at a time.
+_TWO_CONTOURS_MAX_CELLS = 4_000_000
 #: Contours of grids over this many cells keep their rings as arrays until the last one is drawn, and
 #: only then make them polygons (a 4M-node city, 32M cells: ~0.3 GB less beside its last contour).
 _DEFER_POLYGONS_CELLS = 16_000_000
@@ -628,7 +632,10 @@ def _grid_plan(st: _GridStreets, network: WalkNetwork, groups: list[tuple], limi
     """
     n_lim, h, B = len(limits), float(cell_m), float(buffer_m)
     R = B + h
-    reach = [_reach_layers(st, network, d, limits, source, segs) for d, source, segs in groups]
+    # per group, on two threads for a city (numpy's loops do not hold the GIL)
+    workers = 2 if len(st.w) > _THREADS_MIN_SEGMENTS and len(groups) > 1 else 0
+    reach = list(_in_order(lambda grp: _reach_layers(st, network, grp[0], limits, grp[1], grp[2]), iter(groups),
+                           workers=workers))
     if len(reach) == 1:
         U = reach[0].k
     else:
@@ -660,6 +667,8 @@ def _grid_plan(st: _GridStreets, network: WalkNetwork, groups: list[tuple], limi
     return _GridPlan(U, layer_of, never, cut_of, ivs, n_lim, nx, ny, h, R, ox, oy, q_per_m, B * q_per_m)
 
 
+#: Networks of more segments than this have their groups' reach measured on two threads.
+_THREADS_MIN_SEGMENTS = 50_000
 #: Grids over this many cells are drawn on two threads (smaller ones: the threads would cost more than they save).
 _THREADS_MIN_CELLS = 100_000
 #: Grids over this many cells have their layers written by the compiled kernel (:mod:`._grid_kernel`) when
@@ -874,14 +883,13 @@ def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, 
     defer = n_cells > _DEFER_POLYGONS_CELLS
     job = _rings_shifted if defer else _rings_polygon
     # each contour holds a float64 copy of its layer (8 bytes a cell) while contourpy draws it (without the GIL).
-    # A town: one thread. A city: two contours at a time, each made a polygon (lon/lat, area) on its thread
-    # (1M nodes: ~0.1 GB more than one at a time; the compiled kernel makes the next group's layers on a third).
-    # A grid over _DEFER_POLYGONS_CELLS (4M nodes): one contour at a time, its rings projected on a second
-    # thread while the next is contoured.
+    # A town: one thread. A district: two contours at a time, each made a polygon (lon/lat, area) on its thread.
+    # A city (over _TWO_CONTOURS_MAX_CELLS): one contour at a time, its rings made a polygon on a second thread
+    # while the next is contoured (the compiled kernel makes the next group's layers on a third).
     from concurrent.futures import Future, ThreadPoolExecutor
 
     threads = n_cells > _THREADS_MIN_CELLS
-    wide = 2 if threads and not defer else 1
+    wide = 2 if threads and n_cells <= _TWO_CONTOURS_MAX_CELLS else 1
     pool = ThreadPoolExecutor(wide) if threads else None
     done: list[Future] = []
 
@@ -911,6 +919,9 @@ def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, 
             out = [f.result() for f in done]
             del contour  # its buffers
             return out
+        from concurrent.futures import wait
+
+        wait(done)  # every contour is drawn (its rings wait): the buffers go before the polygons are made
         del contour
         out = []
         for k, f in enumerate(done):
