@@ -449,7 +449,8 @@ USER_LABELS = {
 #: Sizes without the ``--sites`` run (the whole-city simulation).
 DEFAULT_ONLY = ("46",)
 STEP_ORDER = ("read OSM", "network", "facilities", "residents", "input checks", "snapping", "walking times",
-              "coverage", "summary", "service areas", "gap areas", "sites", "map", "figures", "report", "waiting for the map",
+              "coverage", "supply–demand and equity", "summary", "service areas", "gap areas", "sites", "map", "figures",
+              "report", "waiting for the map",
               "report.pdf (Chromium)", "waiting for report.pdf", "load stored run", "scenario", "writing service areas", "writing gap areas",
               "writing layers", "writing", "returning freed memory", "other")
 
