@@ -510,8 +510,11 @@ def osm_read_pairs(osm: str, work: Path, repeat: int = 5) -> dict:
     minutes apart."""
     out = work / "osm_read_pairs.json"
     out.unlink(missing_ok=True)
-    proc = subprocess.run([sys.executable, str(HERE / "osm_read_floor.py"), osm, "--repeat", str(repeat),
-                           "--json", str(out)], capture_output=True, text=True, timeout=1800)
+    try:
+        proc = subprocess.run([sys.executable, str(HERE / "osm_read_floor.py"), osm, "--repeat", str(repeat),
+                               "--json", str(out)], capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired:
+        return {"error": "did not finish within 1800 s (timeout)"}
     if not out.is_file():
         return {"error": " | ".join((proc.stderr or "").strip().splitlines()[-3:])[:300]}
     r = json.loads(out.read_text())

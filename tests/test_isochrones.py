@@ -472,11 +472,15 @@ def test_service_areas_without_numba_are_the_same(shanghai, monkeypatch):
     assert calls == [1]
 
 
-def test_grid_drawn_on_two_threads_is_drawn_as_on_one(shanghai, monkeypatch):
+@pytest.mark.parametrize("two_contours", [True, False])
+def test_grid_drawn_on_two_threads_is_drawn_as_on_one(shanghai, monkeypatch, two_contours):
     """A city-sized grid measures its categories' reach and makes its pairs on two threads (numpy), and draws two
-    contours at a time, each made a polygon on its thread: the same polygons as a small grid's, drawn on one."""
+    contours at a time, each made a polygon on its thread (a district), or one at a time, each made a polygon on a
+    second thread while the next is drawn (a city): the same polygons as a small grid's, drawn on one thread."""
     import lifecircle.present.isochrones as iso
 
+    if not two_contours:
+        monkeypatch.setattr(iso, "_TWO_CONTOURS_MAX_CELLS", 0)
     monkeypatch.setattr(iso, "_COMPILED_MIN_CELLS", 10**12)
     monkeypatch.setattr(iso, "_PAIR_BLOCK", 5_000)  # many blocks: the two threads run ahead of their use
     monkeypatch.setattr(iso, "_THREADS_MIN_CELLS", 0)
@@ -539,13 +543,14 @@ def test_compiled_lon_lat_is_proj_within_a_tenth_of_a_millimetre():
     x, y = rng.uniform(*xs, 20_000), rng.uniform(*ys, 20_000)
     (lon, lat), (lon0, lat0) = poly(x, y), exact.transform(x, y)
     assert np.hypot((lon - lon0) * np.cos(np.radians(lat0)), lat - lat0).max() * 111_320 < 1e-4
-    # rings: a 100 m square with a 20 m square hole, and a 10 m triangle; area before the shift, then lon/lat
-    ring = lambda pts: np.array(pts + pts[:1], dtype=float)
+    # rings: a 100 m square with a 20 m square hole, and a 10 m triangle, at coordinates that are not whole metres
+    # (measured after the shift, their area would lose ~1e-9 of itself); area before the shift, then lon/lat
+    ring = lambda pts: np.array(pts + pts[:1], dtype=float) * 1.0123 + 0.3217
     points = np.concatenate([ring([(0, 0), (100, 0), (100, 100), (0, 100)]), ring([(40, 40), (40, 60), (60, 60), (60, 40)]),
                              ring([(200, 0), (210, 0), (200, 10)])])
     offsets, outer = np.array([0, 5, 10, 14], dtype=np.uint32), np.array([0, 2, 3], dtype=np.uint32)
     area = iso._rings_area(points, offsets, outer)
-    assert area == pytest.approx(100 * 100 - 20 * 20 + 50, rel=1e-12)
+    assert area == pytest.approx((100 * 100 - 20 * 20 + 50) * 1.0123 ** 2, rel=1e-12)
     shifted = points + (340_000.0, 3_450_000.0)
     assert poly.rings(points, offsets, outer, 340_000.0, 3_450_000.0) == pytest.approx(area, rel=1e-12)
     lon0, lat0 = exact.transform(shifted[:, 0], shifted[:, 1])
@@ -560,6 +565,7 @@ def test_grid_polygons_made_after_the_contours_are_the_same(shanghai, monkeypatc
 
     beside = service_areas(shanghai)
     monkeypatch.setattr(iso, "_DEFER_POLYGONS_CELLS", 0)
+    monkeypatch.setattr(iso, "_TWO_CONTOURS_MAX_CELLS", 0)  # as on a city's grid: one contour at a time
     shifted, original = [], iso._rings_shifted
     monkeypatch.setattr(iso, "_rings_shifted", lambda *a: shifted.append(1) or original(*a))
     monkeypatch.setattr(iso, "_rings_polygon", None)  # not called when the polygons are made after the contours

@@ -824,8 +824,9 @@ def _compiled_layers(kernel, plan: _GridPlan, st: _GridStreets) -> dict[int, np.
 class _LayersAhead:
     """The groups' layers for :func:`_grid_contours`, each made by the compiled kernel on a thread while the group
     before it is contoured: ``pop(g)`` hands over group ``g``'s (waiting for it if need be) and starts ``g + 1``'s.
-    At most two groups' layers are alive, not all of them (a 4M-node city: 192 MB a group). :meth:`close` ends the
-    thread."""
+    At most two groups' layers are alive, not all of them (a 4M-node city: 192 MB a group; a grid contoured two
+    layers at a time, of up to 4M cells: three for a moment, while one group's last contour is drawn on a thread).
+    :meth:`close` ends the thread."""
 
     def __init__(self, kernel, plan: _GridPlan, st: _GridStreets):
         from concurrent.futures import ThreadPoolExecutor
