@@ -449,8 +449,11 @@ def test_service_areas_without_numba_are_the_same(shanghai, monkeypatch):
     monkeypatch.setattr(iso, "_COMPILED_MIN_CELLS", 0)
     calls, original = [], iso._group_layers_maker
     monkeypatch.setattr(iso, "_group_layers_maker", lambda *a: calls.append(1) or original(*a))
+    projected, fit = [], iso._compiled_lonlat
+    monkeypatch.setattr(iso, "_compiled_lonlat", lambda *a: projected.append(fit(*a)) or projected[-1])
     with_kernel = service_areas(shanghai)
     assert calls == [1]
+    assert len(projected) == 1 and isinstance(projected[0], iso._PolyLonLat)  # the rings went by the polynomials
     import numba
 
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
