@@ -186,7 +186,8 @@ class Analysis:
         if gaps and self.gaps is None:
             self.gaps = find_gaps(self)
         if draw:  # "auto": at every size
-            finish = _service_areas_begun(self, method=self.isochrone_method)  # service_areas(self, method=...)
+            # service_areas(self, method=...), a city's with the WKB that isochrones.gpkg takes made as drawn
+            finish = _service_areas_begun(self, method=self.isochrone_method, wkb=True)
             if release:
                 self._release_walking_graph()
             self.isochrones = finish()

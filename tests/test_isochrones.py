@@ -451,9 +451,20 @@ def test_service_areas_without_numba_are_the_same(shanghai, monkeypatch):
     monkeypatch.setattr(iso, "_group_layers_maker", lambda *a: calls.append(1) or original(*a))
     projected, fit = [], iso._compiled_lonlat
     monkeypatch.setattr(iso, "_compiled_lonlat", lambda *a: projected.append(fit(*a)) or projected[-1])
+    import lifecircle.present.vectors as vectors
+
+    vectors._WKB_AHEAD.clear()
     with_kernel = service_areas(shanghai)
     assert calls == [1]
     assert len(projected) == 1 and isinstance(projected[0], iso._PolyLonLat)  # the rings went by the polynomials
+    assert not vectors._WKB_AHEAD  # made only for areas that are to be written
+    # the pipeline's (to be written): each polygon's WKB made with it, byte for byte shapely's
+    written = iso._service_areas_begun(shanghai, wkb=True)()
+    assert calls == [1, 1]  # by the kernel too
+    calls.pop()
+    _same_polygons(written, with_kernel)
+    drawn = [g for g in written.geometry if not g.is_empty]
+    assert drawn and [bytes(w) for w in vectors._take_wkb(drawn)] == [shapely.to_wkb(g) for g in drawn]
     import numba
 
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
@@ -473,6 +484,68 @@ def test_service_areas_without_numba_are_the_same(shanghai, monkeypatch):
     assert iso._compiled_kernel() is None
     _same_polygons(service_areas(shanghai), with_kernel)
     assert calls == [1]
+
+
+def test_compiled_wkb_is_shapelys():
+    """The compiled WKB of a contour's rings (MultiPolygons with holes, rings of a few to thousands of points) is
+    byte for byte ``shapely.to_wkb``'s, and as long as ``wkb_size`` says."""
+    pytest.importorskip("numba")
+    from lifecircle.present._grid_kernel import rings_wkb, wkb_size
+
+    rng = np.random.default_rng(7)
+    parts = []
+    for k in range(40):
+        c = rng.uniform(-1e4, 1e4, 2)
+        shell = shapely.Point(*c).buffer(rng.uniform(50, 400), quad_segs=int(rng.integers(1, 300)))
+        holes = [shapely.Point(*(c + rng.uniform(-20, 20, 2))).buffer(rng.uniform(2, 10)) for _ in range(k % 3)]
+        parts.append(shell.difference(shapely.union_all(holes)) if holes else shell)
+    for polys in (parts[:1], parts[:7], parts):
+        multi = shapely.MultiPolygon(polys)
+        _, pts, (off, outer, _) = shapely.to_ragged_array([multi])
+        pts = np.ascontiguousarray(pts)
+        out = np.zeros(wkb_size(len(pts), len(off) - 1, len(outer) - 1), dtype=np.uint8)
+        assert rings_wkb(pts.reshape(-1).view(np.uint8), off.astype(np.int64), outer.astype(np.int64), out) == out.size
+        assert out.tobytes() == shapely.to_wkb(multi)
+
+
+def test_service_areas_written_with_their_wkb_made_ahead_are_the_same_file(tmp_path):
+    """A GeoPackage written from WKB made ahead (a city's service areas) holds what the plain write makes: the same
+    fields, types, values and geometries (an empty row too); each WKB is taken once, and forgotten when its
+    geometry is freed."""
+    import gc
+
+    import geopandas as gpd
+    import pyogrio
+
+    import lifecircle.present.vectors as vectors
+    from lifecircle.present.vectors import wkb_made_ahead, write_vector
+
+    vectors._WKB_AHEAD.clear()
+    polys = [shapely.MultiPolygon([shapely.Point(121.4 + 0.01 * i, 31.2).buffer(0.004 * (i + 1), quad_segs=64)
+                                   .difference(shapely.Point(121.4 + 0.01 * i, 31.2).buffer(0.001))]) for i in range(3)]
+    gdf = gpd.GeoDataFrame({"category": ["health", "health", "sports", "sports"], "minutes": [5.0, 10.0, 5.0, np.inf],
+                            "area_km2": [0.1, 0.2, 0.3, 0.0]}, geometry=polys + [shapely.Polygon()], crs=4326)
+    plain = write_vector(gdf, tmp_path / "plain.gpkg", layer="isochrones")[0]
+    for g in polys:
+        wkb_made_ahead(g, np.frombuffer(shapely.to_wkb(g), dtype=np.uint8).copy())
+    ahead = write_vector(gdf, tmp_path / "ahead.gpkg", layer="isochrones")[0]
+    assert not vectors._WKB_AHEAD  # taken
+    a, b = pyogrio.read_info(ahead), pyogrio.read_info(plain)
+    assert (a["fields"].tolist(), a["dtypes"].tolist(), a["geometry_type"], a["crs"], a["features"]) == \
+        (b["fields"].tolist(), b["dtypes"].tolist(), b["geometry_type"], b["crs"], b["features"])
+    A, B = pyogrio.read_dataframe(ahead), pyogrio.read_dataframe(plain)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(A.drop(columns="geometry"), B.drop(columns="geometry"))
+    assert A.minutes.isna().tolist() == [False, False, False, True]  # inf as NULL, as before
+    assert [shapely.to_wkb(g) for g in A.geometry] == [shapely.to_wkb(g) for g in B.geometry]
+    assert A.geometry.iloc[3].is_empty and A.geometry.iloc[0].equals_exact(polys[0], 0)
+    extra = shapely.MultiPolygon([shapely.box(0, 0, 1, 1)])
+    wkb_made_ahead(extra, shapely.to_wkb(extra))
+    assert len(vectors._WKB_AHEAD) == 1
+    del extra
+    gc.collect()
+    assert not vectors._WKB_AHEAD  # its geometry is gone: so is its WKB
 
 
 @pytest.mark.parametrize("two_contours", [True, False])
@@ -570,7 +643,7 @@ def test_grid_polygons_made_after_the_contours_are_the_same(shanghai, monkeypatc
     monkeypatch.setattr(iso, "_DEFER_POLYGONS_CELLS", 0)
     monkeypatch.setattr(iso, "_TWO_CONTOURS_MAX_CELLS", 0)  # as on a city's grid: one contour at a time
     shifted, original = [], iso._rings_shifted
-    monkeypatch.setattr(iso, "_rings_shifted", lambda *a: shifted.append(1) or original(*a))
+    monkeypatch.setattr(iso, "_rings_shifted", lambda *a, **k: shifted.append(1) or original(*a, **k))
     monkeypatch.setattr(iso, "_rings_polygon", None)  # not called when the polygons are made after the contours
     after = service_areas(shanghai)
     assert len(shifted) == len(after) == 6  # health and sports at 5, 10, 15 min, each shifted on its own

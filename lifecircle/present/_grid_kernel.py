@@ -8,6 +8,8 @@ so that a group's layers are made while the group before is contoured.
 
 :func:`rings_lonlat` measures a contour's rings and turns them into lon/lat by two polynomials fitted to PROJ's
 transform over the grid (checked against it there; about 5× faster than PROJ on a city's millions of vertices).
+:func:`rings_wkb` writes a contour's rings as the WKB of one MultiPolygon, byte for byte what ``shapely.to_wkb``
+makes of it (a city's 126 MB in ~0.1 s instead of 0.8 s, on the thread that made the rings).
 
 Imported only when a grid is large enough to need it; :mod:`lifecircle.present.isochrones` falls back to
 numpy when numba is missing.
@@ -136,13 +138,56 @@ def rings_lonlat(points, offsets, shell, x0, y0, frame, coef):  # pragma: no cov
     return area
 
 
+def wkb_size(n_points: int, n_rings: int, n_polygons: int) -> int:
+    """Bytes of :func:`rings_wkb`'s MultiPolygon: its header, each polygon's and ring's, two doubles a point."""
+    return 9 + 9 * n_polygons + 4 * n_rings + 16 * n_points
+
+
+@numba.njit(cache=True, nogil=True)
+def rings_wkb(point_bytes, offsets, outer, out):  # pragma: no cover
+    """Write closed rings as the little-endian 2-D WKB of one MultiPolygon into ``out`` (uint8, of
+    :func:`wkb_size` bytes): polygon ``p`` has the rings ``outer[p]:outer[p + 1]``, its outer ring first; ring
+    ``r`` the points ``offsets[r]:offsets[r + 1]``, given as their float64 bytes (``point_bytes``: 16 a point,
+    x then y, as a C-ordered ``n × 2`` array holds them)."""
+    n_poly = outer.size - 1
+    pos = 0
+    out[pos] = 1
+    _u32(out, pos + 1, 6)
+    _u32(out, pos + 5, n_poly)
+    pos += 9
+    for p in range(n_poly):
+        out[pos] = 1
+        _u32(out, pos + 1, 3)
+        _u32(out, pos + 5, outer[p + 1] - outer[p])
+        pos += 9
+        for r in range(outer[p], outer[p + 1]):
+            a, b = offsets[r], offsets[r + 1]
+            _u32(out, pos, b - a)
+            pos += 4
+            n = 16 * (b - a)
+            out[pos:pos + n] = point_bytes[16 * a:16 * b]
+            pos += n
+    return pos
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _u32(out, at, value):  # pragma: no cover
+    v = np.uint32(value)
+    out[at] = v & 0xFF
+    out[at + 1] = (v >> 8) & 0xFF
+    out[at + 2] = (v >> 16) & 0xFF
+    out[at + 3] = (v >> 24) & 0xFF
+
+
 def warm_up() -> None:
-    """Load (or, the first time on a machine, compile) :func:`group_layers` and :func:`rings_lonlat` for the
-    argument types that :mod:`lifecircle.present.isochrones` passes, by calling them on one empty cell and
-    one empty ring."""
+    """Load (or, the first time on a machine, compile) :func:`group_layers`, :func:`rings_lonlat` and
+    :func:`rings_wkb` for the argument types that :mod:`lifecircle.present.isochrones` passes, by calling them
+    on one empty cell and one empty ring."""
     one = np.zeros(1)
     group_layers(one, one, one, one, np.full(1, -1, dtype=np.int64), np.full(1, -1, dtype=np.int32),
                  np.zeros((0, 1, 4), dtype=np.float32), np.zeros((0, 1), dtype=bool), 1.0, 1.0, 1, 1, 1.0, 1,
                  np.full(1, Q_MAX, dtype=np.uint16))
     rings_lonlat(np.zeros((2, 2)), np.array([0, 2], dtype=np.int64), np.ones(1, dtype=bool), 0.0, 0.0,
                  np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0]), np.zeros((2, 1, 1)))
+    rings_wkb(np.zeros(32, dtype=np.uint8), np.array([0, 2], dtype=np.int64), np.array([0, 1], dtype=np.int64),
+              np.zeros(wkb_size(2, 1, 1), dtype=np.uint8))

@@ -65,6 +65,7 @@ import logging
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -584,7 +585,8 @@ def _grid_polygons(st: _GridStreets, network: WalkNetwork, groups: list[tuple], 
     return _plan_polygons(plan, [st], network.crs, lonlat=lonlat)
 
 
-def _plan_polygons(plan: "_GridPlan", streets: list, crs: Any, *, lonlat: bool = True) -> list[tuple[float, Any]]:
+def _plan_polygons(plan: "_GridPlan", streets: list, crs: Any, *, lonlat: bool = True, wkb: bool = False
+                   ) -> list[tuple[float, Any]]:
     """The polygons of :func:`_grid_plan`'s groups. ``streets`` is ``[the segments]``, handed over: emptied
     here, so that the segments and the plan's per-segment arrays are freed before the contours (each of
     which takes 28 bytes a cell: a float64 copy of its layer and contourpy's 2-D coordinates). With the
@@ -596,7 +598,7 @@ def _plan_polygons(plan: "_GridPlan", streets: list, crs: Any, *, lonlat: bool =
     plan.layer_of = plan.never = plan.cut_of = plan.U = None
     plan.ivs = [None] * len(plan.ivs)
     try:
-        return _grid_contours(plan, layers, crs, lonlat=lonlat)
+        return _grid_contours(plan, layers, crs, lonlat=lonlat, wkb=wkb)
     finally:
         if isinstance(layers, _LayersAhead):
             layers.close()
@@ -868,10 +870,11 @@ def _take_minimum(fields: dict[int, np.ndarray], block: list) -> None:
             np.minimum.at(fields[g], idx, q)
 
 
-def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, lonlat: bool = True
-                   ) -> list[tuple[float, Any]]:
+def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, lonlat: bool = True,
+                   wkb: bool = False) -> list[tuple[float, Any]]:
     """The (area, polygon) of each group's layers (group-major, then limits), dropping each group's layers
-    from ``layers`` once drawn."""
+    from ``layers`` once drawn. ``wkb=True`` (they are to be written): a city's polygons (lon/lat by the
+    compiled polynomials, made a polygon as drawn) get their WKB made too (:func:`_rings_to_polygon`)."""
     n_lim, nx, ny, h = plan.n_lim, plan.nx, plan.ny, plan.h
     n_cells = nx * ny
     if not n_cells:
@@ -882,10 +885,13 @@ def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, 
         box = (x0, x0 + (nx - 1) * h), (y0, y0 + (ny - 1) * h)
         to_lonlat = (_compiled_lonlat(crs, *box) if n_cells > _COMPILED_MIN_CELLS else None) or _to_lonlat(crs, *box)
     contour = _Contourer(ny, nx, h)
+    if isinstance(layers, _LayersAhead):  # a city's: while its first group's layers are made
+        contour.prepare()
     # a city's contours: the rings wait as arrays (16 bytes a vertex, GEOS takes ~27) until the last contour,
     # then become polygons one at a time
     defer = n_cells > _DEFER_POLYGONS_CELLS
     job = _rings_shifted if defer else _rings_polygon
+    wkb = wkb and isinstance(to_lonlat, _PolyLonLat)
     # each contour holds a float64 copy of its layer (8 bytes a cell) while contourpy draws it (without the GIL).
     # A town: one thread. A district: two contours at a time, each made a polygon (lon/lat, area) on its thread.
     # A city (over _TWO_CONTOURS_MAX_CELLS): one contour at a time, its rings made a polygon on a second thread
@@ -898,7 +904,7 @@ def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, 
     done: list[Future] = []
 
     def draw(z):
-        return job(contour.rings(z, plan.level), x0, y0, to_lonlat)
+        return job(contour.rings(z, plan.level), x0, y0, to_lonlat, wkb=wkb)
 
     try:
         for g in sorted(layers):
@@ -916,7 +922,7 @@ def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, 
                     done.append(pool.submit(draw, field[i]))
                 else:
                     rings = contour.rings(field[i], plan.level)
-                    done.append(pool.submit(job, rings, x0, y0, to_lonlat))
+                    done.append(pool.submit(job, rings, x0, y0, to_lonlat, wkb=wkb))
                     del rings
             del field  # this group's layers are drawn (or in the threads' hands)
         if not defer:
@@ -1100,6 +1106,15 @@ class _Contourer:
         self._ij: tuple[np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()
 
+    def prepare(self) -> None:
+        """Make the shared coordinates and one buffer now (its pages written), not in the first contour: a city's
+        grid does it while the first group's layers are made (8M cells: ~0.2 s)."""
+        with self._lock:
+            if self._ij is None:
+                self._ij = np.meshgrid(np.arange(self.nx, dtype=np.float64), np.arange(self.ny, dtype=np.float64))
+            if not self._free:
+                self._free.append(np.zeros(self.ny * self.nx))
+
     def rings(self, z: np.ndarray, level: float):
         """The contour of ``z`` as closed rings ``(points, offsets, outer)``, in metres from the first cell
         centre (ring ``r`` is ``points[offsets[r]:offsets[r + 1]]``; polygon ``p`` has the rings
@@ -1143,14 +1158,14 @@ class _Contourer:
         return points, offsets, outer
 
 
-def _rings_polygon(rings, x0: float, y0: float, to_lonlat=None) -> tuple[float, Any]:
+def _rings_polygon(rings, x0: float, y0: float, to_lonlat=None, *, wkb: bool = False) -> tuple[float, Any]:
     """The area (m²) and MultiPolygon of :meth:`_Contourer.rings`' rings shifted by ``(x0, y0)``, in lon/lat when
     ``to_lonlat`` is given; ``(0, empty)`` for None."""
     area, rings = _rings_shifted(rings, x0, y0, to_lonlat)
-    return area, _rings_to_polygon(rings)
+    return area, _rings_to_polygon(rings, wkb=wkb)
 
 
-def _rings_shifted(rings, x0: float, y0: float, to_lonlat=None) -> tuple[float, Any]:
+def _rings_shifted(rings, x0: float, y0: float, to_lonlat=None, *, wkb: bool = False) -> tuple[float, Any]:
     """The area (m²) of :meth:`_Contourer.rings`' rings and the rings shifted by ``(x0, y0)`` (in lon/lat when
     ``to_lonlat`` is given: ``f(x, y) -> (lon, lat)`` or a :class:`_PolyLonLat`), for :func:`_rings_to_polygon`;
     ``(0, None)`` for None."""
@@ -1166,13 +1181,26 @@ def _rings_shifted(rings, x0: float, y0: float, to_lonlat=None) -> tuple[float, 
     return area, rings
 
 
-def _rings_to_polygon(rings) -> Any:
-    """The MultiPolygon of :func:`_rings_shifted`' rings (an empty Polygon for None)."""
+def _rings_to_polygon(rings, *, wkb: bool = False) -> Any:
+    """The MultiPolygon of :func:`_rings_shifted`' rings (an empty Polygon for None). ``wkb=True``: its WKB is
+    made too, by the compiled :func:`._grid_kernel.rings_wkb` (without the GIL, on the thread that drew it), and
+    handed to :func:`lifecircle.present.vectors.write_vector` (:func:`~lifecircle.present.vectors.wkb_made_ahead`):
+    a city's 126 MB of WKB cost shapely 0.8 s at the write, this ~0.1 s beside the next contour."""
     if rings is None:
         return shapely.Polygon()
     points, offsets, outer = rings
-    return shapely.from_ragged_array(shapely.GeometryType.MULTIPOLYGON, points,
-                                     (offsets.astype(np.int64), outer.astype(np.int64), np.array([0, outer.size - 1])))[0]
+    offsets, outer = offsets.astype(np.int64), outer.astype(np.int64)
+    poly = shapely.from_ragged_array(shapely.GeometryType.MULTIPOLYGON, points,
+                                     (offsets, outer, np.array([0, outer.size - 1])))[0]
+    if wkb and sys.byteorder == "little":
+        from ._grid_kernel import rings_wkb, wkb_size
+        from .vectors import wkb_made_ahead
+
+        points = np.ascontiguousarray(points, dtype=np.float64)
+        buf = np.empty(wkb_size(len(points), offsets.size - 1, outer.size - 1), dtype=np.uint8)
+        rings_wkb(points.reshape(-1).view(np.uint8), offsets, outer, buf)
+        wkb_made_ahead(poly, buf)
+    return poly
 
 
 def _rings_area(points: np.ndarray, offsets: np.ndarray, outer: np.ndarray) -> float:
@@ -1425,10 +1453,13 @@ def service_areas(
 
 def _service_areas_begun(times: Any, network: WalkNetwork | None = None, *, minutes: Any = None,
                          walk_speed_kmh: float | None = None, buffer_m: float = DEFAULT_BUFFER_M, categories: Any = None,
-                         method: str = "grid", concave_ratio: float = DEFAULT_CONCAVE_RATIO, cell_m: float | None = None):
+                         method: str = "grid", concave_ratio: float = DEFAULT_CONCAVE_RATIO, cell_m: float | None = None,
+                         wkb: bool = False):
     """:func:`service_areas` in two steps: what needs the walking times (their access graph and distance
     fields) is done here; the returned ``finish()`` makes the result from what it keeps, which refers to
-    neither. ``method="grid"``: finish() contours the layers; the other methods are done here."""
+    neither. ``method="grid"``: finish() contours the layers; the other methods are done here. ``wkb=True``
+    (the areas are to be written: ``Analysis.areas``): a city's polygons come with their WKB made as they are
+    drawn, which :func:`lifecircle.present.vectors.write_vector` takes (16 bytes a vertex until then)."""
     method = _method(method)
     times, network, minutes, walk_speed_kmh, _ = _unpack(times, network, minutes, walk_speed_kmh)
     mins, cats, mpm, limits, seg, fac_nodes, h = _prepare(times, network, "service areas", minutes, walk_speed_kmh,
@@ -1443,7 +1474,7 @@ def _service_areas_begun(times: Any, network: WalkNetwork | None = None, *, minu
         streets, crs = [st], network.crs
         del fields, st  # the searches made again (if any) are in the plan; the segments are handed over
 
-        return lambda: _grid_service_areas_finish(columns, plan, streets, crs, {**params, "cell_m": h})
+        return lambda: _grid_service_areas_finish(columns, plan, streets, crs, {**params, "cell_m": h}, wkb=wkb)
     parts: list[_Pieces] = []
     for ci, cat in enumerate(cats):
         src = np.unique(fac_nodes[(times.facility_category == cat) & (fac_nodes >= 0)])
@@ -1468,9 +1499,9 @@ def _service_areas_begun(times: Any, network: WalkNetwork | None = None, *, minu
 
 
 def _grid_service_areas_finish(columns: dict[str, Any], plan: _GridPlan, streets: list, crs: Any,
-                               params: dict[str, Any]):
+                               params: dict[str, Any], *, wkb: bool = False):
     """:func:`service_areas`' second step for ``method="grid"``: the layers, contours and table."""
-    return _grid_gdf(columns, _plan_polygons(plan, streets, crs), params)
+    return _grid_gdf(columns, _plan_polygons(plan, streets, crs, wkb=wkb), params)
 
 
 def facility_service_areas(

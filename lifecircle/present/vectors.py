@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,73 @@ def _row_blocks(geoms, max_vertices: int = BLOCK_VERTICES) -> list[tuple[int, in
     return list(zip(starts, starts[1:] + [len(n)]))
 
 
+#: WKB made ahead for a geometry (keyed by ``id``: shapely geometries hash by value), taken by the next
+#: :func:`write_vector` that writes it to a GeoPackage, and dropped then or when the geometry is freed.
+_WKB_AHEAD: dict[int, tuple[weakref.ref, Any]] = {}
+
+
+def wkb_made_ahead(geom, wkb) -> None:
+    """Give :func:`write_vector` the WKB of ``geom`` (a MultiPolygon in EPSG:4326), made elsewhere: byte for byte
+    ``shapely.to_wkb(geom)`` (a uint8 array or bytes). A city's service areas make theirs on the thread that
+    draws them (:func:`lifecircle.present._grid_kernel.rings_wkb`), so writing them is GDAL's work only.
+
+    >>> import shapely
+    >>> square = shapely.MultiPolygon([shapely.box(0, 0, 1, 1)])
+    >>> wkb_made_ahead(square, shapely.to_wkb(square))
+    >>> _take_wkb([square, shapely.box(0, 0, 2, 2)]) == [shapely.to_wkb(square), None]
+    True
+    >>> _take_wkb([square])  # taken once
+    [None]
+    """
+    key = id(geom)
+
+    def forget(ref, key=key):
+        if _WKB_AHEAD.get(key, (None,))[0] is ref:
+            _WKB_AHEAD.pop(key, None)
+
+    _WKB_AHEAD[key] = (weakref.ref(geom, forget), wkb)
+
+
+def _take_wkb(geoms) -> list:
+    """The WKB made ahead for each of ``geoms`` (None where there is none), taken out of :data:`_WKB_AHEAD`."""
+    out = []
+    for g in geoms:
+        held = _WKB_AHEAD.get(id(g)) if g is not None else None
+        if held is not None and held[0]() is g:
+            _WKB_AHEAD.pop(id(g), None)
+            out.append(held[1])
+        else:
+            out.append(None)
+    return out
+
+
+def _write_with_wkb(out, path: Path, wkb: list, kw: dict[str, Any]) -> None:
+    """``out`` (EPSG:4326, (Multi)Polygons) written to a GeoPackage as ``to_file(**kw)`` writes it, with the WKB
+    made ahead where given (``wkb[i]``, else shapely's of row ``i`` as a MultiPolygon): one Arrow table whose
+    geometry column points at those buffers (one chunk a row, no copy), written by ``pyogrio.write_arrow``."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyogrio
+    import shapely
+
+    geom = out.geometry.name
+    chunks = []
+    for w, g in zip(wkb, out.geometry.values):
+        if w is None:
+            chunks.append(pa.array([None if g is None else shapely.to_wkb(
+                g if shapely.get_type_id(g) == 6 else shapely.multipolygons([g]))], pa.large_binary()))
+            continue
+        data = pa.py_buffer(w)
+        chunks.append(pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.py_buffer(np.array([0, data.size],
+                                                                                              dtype=np.int64)), data]))
+    attrs = pd.DataFrame(out.drop(columns=geom), copy=False)
+    table = pa.Table.from_pandas(attrs, preserve_index=False)
+    table = table.append_column(geom, pa.chunked_array(chunks, pa.large_binary()))
+    pyogrio.write_arrow(table, path, layer=kw["layer"], driver="GPKG", geometry_name=geom,
+                        geometry_type="MultiPolygon", crs="EPSG:4326")
+
+
 def _write_blocks(out, path: Path, blocks: list[tuple[int, int]], kw: dict[str, Any]) -> None:
     """``out`` written as :func:`write_vector` writes it, one block of rows at a time (appended to the layer
     the first block made, whose geometry type ``kw`` fixes): the same features, fields and order."""
@@ -157,7 +225,7 @@ def write_vector(gdf, path: str | os.PathLike[str], *, layer: str, style: Any = 
             kw.update(layer=layer, use_arrow=True)
         elif driver == "ESRI Shapefile":
             kw["encoding"] = "UTF-8"
-        blocks = None
+        blocks, ahead = None, False
         if driver in ("GPKG", "FlatGeobuf", "ESRI Shapefile") and len(out):
             import numpy as np
             import shapely
@@ -165,12 +233,19 @@ def write_vector(gdf, path: str | os.PathLike[str], *, layer: str, style: Any = 
             kinds = set(np.unique(shapely.get_type_id(out.geometry.values)).tolist()) - {-1}  # -1: missing
             if kinds and (kinds <= {3, 6} or kinds <= {1, 5}):  # (Multi)Polygon, (Multi)LineString
                 kw["promote_to_multi"] = True
-                if driver == "GPKG":
+                if driver == "GPKG" and kinds <= {3, 6} and _WKB_AHEAD:  # service areas with their WKB made
+                    wkb = _take_wkb(out.geometry.values)
+                    ahead = any(w is not None for w in wkb) and not shapely.has_z(out.geometry.values).any()
+                    if ahead:
+                        _write_with_wkb(out, p, wkb, kw)
+                if driver == "GPKG" and not ahead:
                     blocks = _row_blocks(out.geometry.values)
                 if blocks is not None:  # each block must declare the layer's type (the first might be all None)
                     has_z = bool(shapely.has_z(out.geometry.values).any())
                     kw["geometry_type"] = ("MultiPolygon" if kinds <= {3, 6} else "MultiLineString") + (" Z" if has_z else "")
-        if blocks is not None:
+        if ahead:
+            pass
+        elif blocks is not None:
             _write_blocks(out, p, blocks, kw)
         elif driver == "ESRI Shapefile":
             import warnings
