@@ -712,6 +712,9 @@ def goals(entries: list[dict]) -> list[str]:
         r = _w(si) / _w(lean) if _w(si) and _w(lean) else None
         add("1M nodes: with --sites ≤ 5× lean", f"{_fmt_s(_w(si))} s = {r:.1f}×" if r else "–",
             None if r is None else r <= 5)
+        mb = si.get("rss_peak_mb") if _ok(si) else None  # item 4: --sites "stays under the memory goal"
+        add("1M nodes: with --sites under the 2 GB peak goal", f"{_fmt_mb(mb)} MB" if mb else "–",
+            None if mb is None else mb <= 2000)
         core = an.get("core_s") if _ok(an) else None
         r = core / _w(lean) if core and _w(lean) else None
         add("1M nodes: core outputs alone ≤ 1.2× lean", f"{_fmt_s(core)} s = {r:.1f}×" if r else "–",
