@@ -168,8 +168,8 @@ class Analysis:
         ``times.distances_m`` empty: ~0.5 GB for a 4M-node city), before the service areas are contoured:
         the outputs need neither, but no more areas can be drawn from this analysis (facility service
         areas, site planning: analyse again or :func:`load_analysis`). ``lifecircle analyze`` does it.
-        A city's service areas (grids of over 2M cells) are drawn with their WKB for :meth:`write` (16 bytes a
-        vertex: ~0.13 GB for a million-node city), held until they are written or freed.
+        A city's service areas (grids of 2M–16M cells: a million-node city's) are drawn with their WKB for
+        :meth:`write` (16 bytes a vertex: ~0.13 GB), held until they are written or freed.
 
         Examples
         --------

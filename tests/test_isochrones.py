@@ -508,6 +508,7 @@ def test_compiled_wkb_is_shapelys():
         assert out.tobytes() == shapely.to_wkb(multi)
 
 
+@pytest.mark.filterwarnings("ignore:Non-conformant content")  # (GDAL reading the time-zone column back)
 def test_service_areas_written_with_their_wkb_made_ahead_are_the_same_file(tmp_path):
     """A GeoPackage written from WKB made ahead (a city's service areas) holds what the plain write makes: the same
     fields, types, values and geometries (an empty row too); each WKB is taken once, and forgotten when its
@@ -517,7 +518,11 @@ def test_service_areas_written_with_their_wkb_made_ahead_are_the_same_file(tmp_p
     import geopandas as gpd
     import pyogrio
 
+    import pandas as pd
+    import shapely.affinity
+
     import lifecircle.present.vectors as vectors
+    from lifecircle.present.isochrones import write_isochrones
     from lifecircle.present.vectors import wkb_made_ahead, write_vector
 
     vectors._WKB_AHEAD.clear()
@@ -534,18 +539,42 @@ def test_service_areas_written_with_their_wkb_made_ahead_are_the_same_file(tmp_p
     assert (a["fields"].tolist(), a["dtypes"].tolist(), a["geometry_type"], a["crs"], a["features"]) == \
         (b["fields"].tolist(), b["dtypes"].tolist(), b["geometry_type"], b["crs"], b["features"])
     A, B = pyogrio.read_dataframe(ahead), pyogrio.read_dataframe(plain)
-    import pandas as pd
-
     pd.testing.assert_frame_equal(A.drop(columns="geometry"), B.drop(columns="geometry"))
     assert A.minutes.isna().tolist() == [False, False, False, True]  # inf as NULL, as before
     assert [shapely.to_wkb(g) for g in A.geometry] == [shapely.to_wkb(g) for g in B.geometry]
     assert A.geometry.iloc[3].is_empty and A.geometry.iloc[0].equals_exact(polys[0], 0)
+    # the buffers given are what is written (here another polygon's, to tell them apart from shapely's)
+    moved = [shapely.affinity.translate(g, 0.5, 0.0) for g in polys]
+    for g, m in zip(polys, moved):
+        wkb_made_ahead(g, np.frombuffer(shapely.to_wkb(m), dtype=np.uint8).copy())
+    told = pyogrio.read_dataframe(write_vector(gdf, tmp_path / "told.gpkg", layer="isochrones")[0])
+    assert [shapely.to_wkb(g) for g in told.geometry[:3]] == [shapely.to_wkb(m) for m in moved]
+    # a table geopandas writes otherwise (a named index, a column of nothing but None, a time zone): as before
+    for odd in (gdf.rename_axis("k"), gdf.assign(note=None),
+                gdf.assign(at=pd.Timestamp("2026-12-01 08:00", tz="Asia/Shanghai"))):
+        for g, m in zip(polys, moved):
+            wkb_made_ahead(g, np.frombuffer(shapely.to_wkb(m), dtype=np.uint8).copy())
+        back = pyogrio.read_dataframe(write_vector(odd, tmp_path / "odd.gpkg", layer="isochrones")[0])
+        assert [shapely.to_wkb(g) for g in back.geometry[:3]] == [shapely.to_wkb(g) for g in polys]
+        assert list(back.columns) == list(gpd.read_file(plain_of(odd, tmp_path)).columns)
+    # the per-category layers make their own WKB, and drop what was made ahead
+    for g in polys:
+        wkb_made_ahead(g, shapely.to_wkb(g))
+    write_isochrones(gdf, tmp_path / "layers.gpkg")
+    assert not vectors._WKB_AHEAD
     extra = shapely.MultiPolygon([shapely.box(0, 0, 1, 1)])
     wkb_made_ahead(extra, shapely.to_wkb(extra))
     assert len(vectors._WKB_AHEAD) == 1
     del extra
     gc.collect()
     assert not vectors._WKB_AHEAD  # its geometry is gone: so is its WKB
+
+
+def plain_of(gdf, folder):
+    """``gdf`` written by write_vector with no WKB made ahead (its path)."""
+    from lifecircle.present.vectors import write_vector
+
+    return write_vector(gdf, folder / "plain_of.gpkg", layer="isochrones")[0]
 
 
 @pytest.mark.parametrize("two_contours", [True, False])

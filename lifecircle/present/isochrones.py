@@ -1181,7 +1181,7 @@ def _rings_polygon(rings, x0: float, y0: float, to_lonlat=None, *, wkb: bool = F
 def _rings_shifted(rings, x0: float, y0: float, to_lonlat=None, *, wkb: bool = False) -> tuple[float, Any]:
     """The area (m²) of :meth:`_Contourer.rings`' rings and the rings shifted by ``(x0, y0)`` (in lon/lat when
     ``to_lonlat`` is given: ``f(x, y) -> (lon, lat)`` or a :class:`_PolyLonLat`), for :func:`_rings_to_polygon`;
-    ``(0, None)`` for None."""
+    ``(0, None)`` for None. (``wkb`` is not used: a grid whose rings wait makes its polygons, and no WKB, last.)"""
     if rings is None:
         return 0.0, None
     points, offsets, outer = rings
@@ -1818,6 +1818,9 @@ def write_isochrones(gdf, path: str | os.PathLike[str], *, by: Iterable[str] = (
     with atomic_path(path) as tmp:
         for name, (_, rows) in zip(names, groups):
             rows.to_file(tmp, layer=name, driver="GPKG", engine="pyogrio", promote_to_multi=True)
+    from .vectors import forget_wkb
+
+    forget_wkb(out.geometry.values)  # (a city's WKB made for one layer: these layers made their own)
     log.info("wrote %d isochrone layers to %s", len(names), Path(path).name)
     return names
 

@@ -135,6 +135,37 @@ def wkb_made_ahead(geom, wkb) -> None:
     _WKB_AHEAD[key] = (weakref.ref(geom, forget), wkb)
 
 
+def forget_wkb(geoms) -> None:
+    """Drop the WKB made ahead for ``geoms`` (a writer that makes its own: the per-category layers)."""
+    _take_wkb(geoms)
+
+
+def _plain_table(out) -> bool:
+    """Whether ``out``'s other columns are ones :func:`_write_with_wkb` writes as geopandas would: numbers,
+    booleans and text (not all missing), under an unnamed integer index (geopandas writes any other index)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    idx = out.index
+    if idx.name is not None or isinstance(idx, pd.MultiIndex) or not pd.api.types.is_integer_dtype(idx.dtype):
+        return False
+    for c in out.columns:
+        if c == out.geometry.name:
+            continue
+        col = out[c]
+        if pd.api.types.is_bool_dtype(col) or col.dtype.kind in "iuf":
+            continue
+        if col.dtype == object or pd.api.types.is_string_dtype(col):
+            try:
+                kind = pa.Schema.from_pandas(pd.DataFrame({"c": col}), preserve_index=False).field("c").type
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                return False
+            if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+                continue
+        return False
+    return True
+
+
 def _take_wkb(geoms) -> list:
     """The WKB made ahead for each of ``geoms`` (None where there is none), taken out of :data:`_WKB_AHEAD`."""
     out = []
@@ -235,7 +266,8 @@ def write_vector(gdf, path: str | os.PathLike[str], *, layer: str, style: Any = 
                 kw["promote_to_multi"] = True
                 if driver == "GPKG" and kinds <= {3, 6} and _WKB_AHEAD:  # service areas with their WKB made
                     wkb = _take_wkb(out.geometry.values)
-                    ahead = any(w is not None for w in wkb) and not shapely.has_z(out.geometry.values).any()
+                    ahead = (any(w is not None for w in wkb) and not shapely.has_z(out.geometry.values).any()
+                             and _plain_table(out))
                     if ahead:
                         _write_with_wkb(out, p, wkb, kw)
                 if driver == "GPKG" and not ahead:
