@@ -147,21 +147,10 @@ def _common(f):
 
 
 def _return_freed_memory() -> None:
-    """glibc keeps freed heap pages for reuse, so a city-scale run's resident memory only grows: give
-    them back between steps (``malloc_trim``; a no-op off glibc)."""
-    global _TRIM
-    if _TRIM is None:
-        try:
-            import ctypes
+    """:func:`lifecircle._memory.return_freed_memory` between steps (its own name: the benchmarks time it)."""
+    from ._memory import return_freed_memory
 
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM: Any = None
+    return_freed_memory()
 
 
 class _Steps:

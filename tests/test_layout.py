@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lifecircle"
 
 #: each module's layer; a module may import only modules of its own layer or a lower one
 LAYERS = {
-    "errors": 0, "validate": 0, "config": 0, "datasets": 0, "_moved": 0, "_version": 0,
+    "errors": 0, "validate": 0, "config": 0, "datasets": 0, "_moved": 0, "_version": 0, "_memory": 0,
     "read": 1, "measure": 2, "plan": 3, "present": 4,
     "pipeline": 5, "scale": 6, "cli": 7, "__main__": 7,
 }

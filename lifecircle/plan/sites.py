@@ -61,6 +61,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._memory import return_freed_memory
 from ..config import minutes_column
 from ..measure.coverage import STUDY_AREA
 from ..errors import CRSError, InputDataError
@@ -571,6 +572,7 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
         log.debug("coverage_matrix: %d pairs within %g min of the threshold measured again", near_c.size, band)
     indptr, indices = build.finish()
     del build
+    return_freed_memory()  # the pairs' temporaries (a city: ~0.3 GB of heap) before the matrix is transposed
     if extra is not None:
         indptr, indices = _add_new_pairs(indptr, indices, *extra)
     by_res = None
@@ -594,7 +596,8 @@ def coverage_matrix(analysis, candidates: Candidates, resident_positions, *, min
         cnt = np.zeros(len(res_nodes), dtype=np.int64)
         cnt[ok_cols] = np.diff(ptr)
         ptr = np.r_[0, np.cumsum(cnt)]
-    return cov, sp.csc_matrix((np.ones(len(idx), dtype=bool), idx, ptr), shape=cov.shape)
+    data = cov.data if len(cov.data) == len(idx) else np.ones(len(idx), dtype=bool)  # all True: one array for both
+    return cov, sp.csc_matrix((data, idx, ptr), shape=cov.shape)
 
 
 def _add_new_pairs(indptr: np.ndarray, indices: np.ndarray, r: np.ndarray, c: np.ndarray):
@@ -691,8 +694,11 @@ def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None 
     >>> greedy_cover(cov, [5, 1, 1, 1])
     (array([0, 1]), array([6., 2.]))
     """
-    cov = sp.csr_matrix(coverage, dtype=bool)
-    cov.sort_indices()
+    if sp.issparse(coverage) and coverage.format == "csr" and coverage.dtype == bool and coverage.has_sorted_indices:
+        cov = coverage  # (a city's matrix: no copy of its data)
+    else:
+        cov = sp.csr_matrix(coverage, dtype=bool)
+        cov.sort_indices()
     w = np.asarray(weights, dtype=float)
     done = np.zeros(cov.shape[1], dtype=bool) if covered is None else np.array(covered, dtype=bool)
     free = np.where(done, 0.0, w)
@@ -1009,6 +1015,7 @@ def _build(analysis, category: str, minutes: float, area: np.ndarray, candidates
         cov, columns = coverage_matrix(analysis, nodes, target, minutes=minutes, drop_dominated=True,
                                        _shared=_shared_searches(analysis, minutes) if target.size else None,
                                        _with_columns=True)
+        return_freed_memory()
         # only the nodes that cover someone, and of those the ones whose catchment no neighbour's contains
         rows = np.flatnonzero(np.diff(cov.indptr) > 0)
         cands = _rows(nodes, rows)
