@@ -62,6 +62,7 @@ That is smoother and fills the blocks. It can also bridge rivers and rail lines,
 from __future__ import annotations
 
 import logging
+import functools
 import math
 import os
 import re
@@ -890,8 +891,9 @@ def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, 
     # a city's contours: the rings wait as arrays (16 bytes a vertex, GEOS takes ~27) until the last contour,
     # then become polygons one at a time
     defer = n_cells > _DEFER_POLYGONS_CELLS
-    job = _rings_shifted if defer else _rings_polygon
     wkb = wkb and isinstance(to_lonlat, _PolyLonLat)
+    # (a grid whose rings wait makes its polygons last, on this thread, and no WKB: it would save nothing there)
+    job = _rings_shifted if defer else functools.partial(_rings_polygon, wkb=wkb)
     # each contour holds a float64 copy of its layer (8 bytes a cell) while contourpy draws it (without the GIL).
     # A town: one thread. A district: two contours at a time, each made a polygon (lon/lat, area) on its thread.
     # A city (over _TWO_CONTOURS_MAX_CELLS): one contour at a time, its rings made a polygon on a second thread
@@ -904,7 +906,7 @@ def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, 
     done: list[Future] = []
 
     def draw(z):
-        return job(contour.rings(z, plan.level), x0, y0, to_lonlat, wkb=wkb)
+        return job(contour.rings(z, plan.level), x0, y0, to_lonlat)
 
     try:
         for g in sorted(layers):
@@ -922,7 +924,7 @@ def _grid_contours(plan: _GridPlan, layers: dict[int, np.ndarray], crs: Any, *, 
                     done.append(pool.submit(draw, field[i]))
                 else:
                     rings = contour.rings(field[i], plan.level)
-                    done.append(pool.submit(job, rings, x0, y0, to_lonlat, wkb=wkb))
+                    done.append(pool.submit(job, rings, x0, y0, to_lonlat))
                     del rings
             del field  # this group's layers are drawn (or in the threads' hands)
         if wide == 1:  # every contour is drawn (their last polygons are being made): its coordinates go first
@@ -1178,10 +1180,10 @@ def _rings_polygon(rings, x0: float, y0: float, to_lonlat=None, *, wkb: bool = F
     return area, _rings_to_polygon(rings, wkb=wkb)
 
 
-def _rings_shifted(rings, x0: float, y0: float, to_lonlat=None, *, wkb: bool = False) -> tuple[float, Any]:
+def _rings_shifted(rings, x0: float, y0: float, to_lonlat=None) -> tuple[float, Any]:
     """The area (m²) of :meth:`_Contourer.rings`' rings and the rings shifted by ``(x0, y0)`` (in lon/lat when
     ``to_lonlat`` is given: ``f(x, y) -> (lon, lat)`` or a :class:`_PolyLonLat`), for :func:`_rings_to_polygon`;
-    ``(0, None)`` for None. (``wkb`` is not used: a grid whose rings wait makes its polygons, and no WKB, last.)"""
+    ``(0, None)`` for None."""
     if rings is None:
         return 0.0, None
     points, offsets, outer = rings

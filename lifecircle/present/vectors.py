@@ -179,10 +179,10 @@ def _take_wkb(geoms) -> list:
     return out
 
 
-def _write_with_wkb(out, path: Path, wkb: list, kw: dict[str, Any]) -> None:
-    """``out`` (EPSG:4326, (Multi)Polygons) written to a GeoPackage as ``to_file(**kw)`` writes it, with the WKB
-    made ahead where given (``wkb[i]``, else shapely's of row ``i`` as a MultiPolygon): one Arrow table whose
-    geometry column points at those buffers (one chunk a row, no copy), written by ``pyogrio.write_arrow``."""
+def _write_with_wkb(out, path: Path, wkb: list, layer: str) -> None:
+    """``out`` (EPSG:4326, (Multi)Polygons) written to the GeoPackage layer ``layer`` as ``to_file`` writes it,
+    with the WKB made ahead where given (``wkb[i]``, else shapely's of row ``i`` as a MultiPolygon): one Arrow
+    table whose geometry column points at those buffers (one chunk a row, no copy), by ``pyogrio.write_arrow``."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -202,7 +202,7 @@ def _write_with_wkb(out, path: Path, wkb: list, kw: dict[str, Any]) -> None:
     attrs = pd.DataFrame(out.drop(columns=geom), copy=False)
     table = pa.Table.from_pandas(attrs, preserve_index=False)
     table = table.append_column(geom, pa.chunked_array(chunks, pa.large_binary()))
-    pyogrio.write_arrow(table, path, layer=kw["layer"], driver="GPKG", geometry_name=geom,
+    pyogrio.write_arrow(table, path, layer=layer, driver="GPKG", geometry_name=geom,
                         geometry_type="MultiPolygon", crs="EPSG:4326")
 
 
@@ -268,15 +268,13 @@ def write_vector(gdf, path: str | os.PathLike[str], *, layer: str, style: Any = 
                     wkb = _take_wkb(out.geometry.values)
                     ahead = (any(w is not None for w in wkb) and not shapely.has_z(out.geometry.values).any()
                              and _plain_table(out))
-                    if ahead:
-                        _write_with_wkb(out, p, wkb, kw)
                 if driver == "GPKG" and not ahead:
                     blocks = _row_blocks(out.geometry.values)
                 if blocks is not None:  # each block must declare the layer's type (the first might be all None)
                     has_z = bool(shapely.has_z(out.geometry.values).any())
                     kw["geometry_type"] = ("MultiPolygon" if kinds <= {3, 6} else "MultiLineString") + (" Z" if has_z else "")
         if ahead:
-            pass
+            _write_with_wkb(out, p, wkb, layer)
         elif blocks is not None:
             _write_blocks(out, p, blocks, kw)
         elif driver == "ESRI Shapefile":
