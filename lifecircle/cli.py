@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,8 +53,6 @@ def _admin_level_problem(admin_level: str | None) -> str | None:
 
 
 def _basemap_problem(basemap: str | None) -> str | None:
-    import os
-
     if basemap == "tianditu" and not os.environ.get("TIANDITU_KEY"):
         return ("--basemap tianditu needs a key: get a free one at console.tianditu.gov.cn and set TIANDITU_KEY, "
                 "or use --basemap osm")
@@ -367,24 +366,30 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
                      capacity_column=capacity_column, group_columns=group_columns, group_speed_kmh=group_speed_kmh,
                      demand_groups=demand_group, ratio_per_1000=ratio_per_1000, unit_parent=unit_parent,
                      progress=progress, cache_network=not no_cache)
-        if not plan_sites:  # nothing is snapped any more: the outputs need none of the measuring caches
-            _release_measuring_caches(result.network)
+        plans = sites = needed = None
+        if plan_sites:  # first, so that planning's peak is not on top of the areas' and the map's memory
+            from .plan.sites import release_caches, site_plans
+
+            progress("planning new sites")
+            plans = site_plans(result)
+            sites, needed = plans[:2]
+            release_caches(result.network)
+        _release_measuring_caches(result.network)  # nothing is snapped any more: the outputs need none of them
         progress("gap areas and service areas")
         result.isochrone_method = isochrone_method
         isochrones = "auto" if isochrones is None else isochrones
-        # the default run needs the access graph no more once the areas are drawn (sites and facility areas do)
-        release = not plan_sites and not facility_isochrones
+        # the run needs the access graph no more once the areas are drawn (facility areas do)
+        release = not facility_isochrones
         with _MapThread(result, out, progress, make_map=make_map, basemap=basemap) as drawn:
-            if plan_sites or not make_map or result.network.n_nodes > MAP_BESIDE_AREAS_MAX_NODES:
+            if not make_map or result.network.n_nodes > MAP_BESIDE_AREAS_MAX_NODES:
                 result.areas(isochrones=isochrones, release=release)
-                if not plan_sites:
-                    drawn.start()
+                drawn.start(sites=sites)
             else:  # the map starts now; its gap areas and service areas come last, once drawn here
                 from concurrent.futures import Future
 
                 gaps_drawn: Future = Future()
                 contoured: Future = Future()
-                drawn.start(isochrones=contoured, gaps=gaps_drawn)
+                drawn.start(isochrones=contoured, gaps=gaps_drawn, sites=sites)
                 progress.note("gap areas and service areas")
                 try:
                     result.areas(isochrones=False)
@@ -399,14 +404,10 @@ def analyze(ctx, osm, place, example, facilities, replace_osm_facilities, facili
             progress(f"writing {out_dir}")
             paths = result.write(out, isochrones=isochrones, facility_isochrones=facility_isochrones,
                                  isochrone_layers=isochrone_layers, out_crs=out_crs)
-            sites = needed = None
-            if plan_sites:
+            if plans is not None:
                 from .present.outputs import write_site_plans
 
-                progress("planning new sites")
-                site_paths, sites, needed = write_site_plans(result, out, out_crs=out_crs)
-                paths.update(site_paths)
-                drawn.start(sites=sites)
+                paths.update(write_site_plans(result, out, plans=plans, out_crs=out_crs)[0])
             paths.update(_figures_and_report(result, out, progress, figures=make_map and png, sites=sites,
                                              needed=needed, report=not no_report, pdf=pdf, lang=lang))
             paths.update(drawn.result())
@@ -1040,6 +1041,10 @@ def main(argv: list[str] | None = None) -> int:
     notebooks) leaves the ``lifecircle`` logger as it was.
     """
     saved = (log.handlers[:], log.level, log.propagate)
+    if "MALLOC_ARENA_MAX" not in os.environ:  # one malloc heap for the run's threads (the user's setting wins)
+        from ._memory import limit_malloc_arenas
+
+        limit_malloc_arenas(1)
     try:
         return _main(argv)
     finally:
@@ -1065,7 +1070,6 @@ def _usage_line(exc: click.UsageError) -> str:
 def _internal_error(exc: BaseException, argv: list[str] | None) -> str:
     """Save the traceback to a file; return the one line that names it."""
     import datetime as _dt
-    import os
     import tempfile
     import traceback
 

@@ -384,3 +384,19 @@ def test_isochrone_method_option(tmp_path):
     p = subprocess.run([sys.executable, "-m", "lifecircle", "analyze", "--example", "toy_town", "--isochrone-method",
                         "fast", "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert p.returncode == 2 and "'fast' is not one of 'grid', 'exact'" in p.stderr
+
+
+@pytest.mark.parametrize("user_setting", [None, "4"])
+def test_command_line_limits_malloc_arenas_unless_the_user_set_it(monkeypatch, user_setting):
+    """The command line runs with one malloc heap (lifecircle._memory.limit_malloc_arenas), but the user's
+    MALLOC_ARENA_MAX wins: glibc read it at start-up and the command must not override it."""
+    import lifecircle._memory as memory
+
+    calls = []
+    monkeypatch.setattr(memory, "limit_malloc_arenas", lambda arenas=1: calls.append(arenas) or True)
+    if user_setting is None:
+        monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    else:
+        monkeypatch.setenv("MALLOC_ARENA_MAX", user_setting)
+    assert main(["--version"]) == 0
+    assert calls == ([1] if user_setting is None else [])

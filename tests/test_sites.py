@@ -676,15 +676,29 @@ def three_categories(shanghai, shanghai_network, shanghai_facilities):
                    config=cfg), res
 
 
-def test_site_plans_share_one_search_and_predict_a_fresh_analysis(three_categories):
-    """site_plans searches once for the four categories: the same plans as one plan_sites call each, and
-    a fresh analyze with every study-area site added covers what the plans say, per category."""
+def test_site_plans_share_one_search_and_predict_a_fresh_analysis(three_categories, monkeypatch):
+    """site_plans searches once for the four categories (its walks kept on disk, as a city's are): the same
+    plans as one plan_sites call each, and a fresh analyze with every study-area site added covers what
+    the plans say, per category."""
     from lifecircle.config import minutes_column
+    from lifecircle.plan import catchments
+    from lifecircle.plan import sites as S
     from lifecircle.plan.sites import site_plans
 
     a, res = three_categories
     cfg = a.config
+    spilled = []
+    real_open = catchments._Batches._open
+
+    def spy(self):
+        spilled.append(self)
+        real_open(self)
+
+    monkeypatch.setattr(S, "SHARED_SEARCHES_SPILL_MB", 0.0)
+    monkeypatch.setattr(catchments._Batches, "_open", spy)
     sites, needed, _ = site_plans(a, exact=False, per_unit=False)
+    monkeypatch.undo()
+    assert len(spilled) == 1 and len(spilled[0].index) > 0 and not spilled[0].held  # one search, on disk
     assert (needed.sites_needed > 0).sum() >= 2  # several categories need sites
     for cat in cfg.categories:
         one = plan_sites(a, category=cat, exact=False)
@@ -729,13 +743,47 @@ def test_thinning_several_groups_in_one_pass_equals_one_call_each(shanghai):
         assert got == want and len(got) > 1000
 
 
+def test_searches_kept_on_disk_are_the_searches(shanghai):
+    """Searches past their spill_mb are written to a temporary file and read back batch by batch: the same
+    arrays (values, dtypes, shapes) as the searches held in memory, and the same thinning and pairs."""
+    from lifecircle.plan.catchments import Searches, pairs_within_thinned
+    from lifecircle.plan.sites import _all_node_candidates, _limit_m
+
+    a = shanghai[0]
+    rs = a.times.resident_snap
+    ok = np.flatnonzero(a.times.graph.point_node[: a.times.n_residents] >= 0)
+    src = (rs.edge[ok], rs.t[ok], rs.dist_m[ok])
+    cands = _all_node_candidates(a.network, a.config.max_snap_m)
+    dst = (cands.snap.edge, cands.snap.t, cands.snap.dist_m)
+    limit, cover = _limit_m(a, 10.0), 10.0 * a.config.walk_speed_kmh * 1000 / 60
+    held = Searches.run(a.network, src, limit_m=limit)
+    first = sum(x.nbytes for x in next(iter(held.stored))) / 1e6
+    on_disk = Searches.run(a.network, src, limit_m=limit, spill_mb=first * 1.5)  # the first batch held, then all out
+    assert held.stored.file is None and on_disk.stored.file is not None and not on_disk.stored.held
+    assert len(on_disk.stored) == len(held.stored) > 2
+    for x, y in zip(held.stored, on_disk.stored, strict=True):
+        for u, v in zip(x, y, strict=True):
+            assert u.dtype == v.dtype and u.shape == v.shape and np.array_equal(u, v)
+    for _ in range(2):  # read back again: each call reads the whole file
+        k1, p1 = pairs_within_thinned(a.network, None, dst, limit_m=limit, cover_m=cover, searches=held)
+        k2, p2 = pairs_within_thinned(a.network, None, dst, limit_m=limit, cover_m=cover, searches=on_disk)
+        assert np.array_equal(k1, k2)
+        got = [tuple(map(np.ndarray.tolist, b)) for b in p2]
+        assert got == [tuple(map(np.ndarray.tolist, b)) for b in p1] and sum(len(b[0]) for b in got) > 100
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_greedy_by_blocks_equals_a_plain_greedy_with_ties(seed):
+@pytest.mark.parametrize("update_pairs", [None, 3])
+def test_greedy_by_blocks_equals_a_plain_greedy_with_ties(seed, update_pairs, monkeypatch):
     """1,300 rows (six blocks of the running maxima) and whole-number weights, so that many rows tie:
     the same picks (the lowest row of a tie) and gains as a plain greedy; the same again when the
-    columns are handed over with their rows in another order."""
+    columns are handed over with their rows in another order, and when each pick's update is made
+    in slices of 3 pairs (as a city's, in slices of 2M)."""
+    from lifecircle.plan import sites as S
     from lifecircle.plan.sites import _BLOCK
 
+    if update_pairs is not None:
+        monkeypatch.setattr(S, "_UPDATE_PAIRS", update_pairs)
     rng = np.random.default_rng(seed)
     m, n = 1300, 400
     assert m > 5 * _BLOCK

@@ -457,27 +457,90 @@ def _mark_groups(flags: list[np.ndarray], key: np.ndarray, x: np.ndarray, who: n
         f[gaps[mk[rows]]] = True
 
 
+class _Batches:
+    """The batches of :class:`Searches` (tuples of arrays), in memory, or, past ``spill_mb``, in a temporary
+    file: an unnamed file in :func:`lifecircle.read.osm.cache_dir` (on disk, not in a RAM-backed /tmp), gone
+    when the searches are. Each batch is read back whole when iterated (a city's are ~1-10 MB each), so
+    searches shared by several calls cost the memory of one batch, not of all (1M nodes: ~0.3 GB), and
+    a read from the page cache per call (~0.1 s)."""
+
+    def __init__(self, spill_mb: float | None = None):
+        self.spill_bytes = None if spill_mb is None else float(spill_mb) * 1e6
+        self.held: list[tuple] = []
+        self.nbytes = 0
+        self.file = None
+        self.index: list[list[tuple[int, np.dtype, tuple]]] = []  # per spilled batch: (offset, dtype, shape)
+
+    def append(self, batch: tuple) -> None:
+        self.nbytes += sum(a.nbytes for a in batch)
+        if self.file is None and self.spill_bytes is not None and self.nbytes > self.spill_bytes:
+            self._open()
+            for b in self.held:
+                self._write(b)
+            self.held = []
+        if self.file is None:
+            self.held.append(batch)
+        else:
+            self._write(batch)
+
+    def _open(self) -> None:
+        import tempfile
+
+        from ..read.osm import cache_dir
+
+        try:
+            self.file = tempfile.TemporaryFile(prefix="lifecircle-searches-", dir=cache_dir())
+        except OSError:  # a read-only cache folder: the system's temporary folder
+            self.file = tempfile.TemporaryFile(prefix="lifecircle-searches-")
+        log.debug("catchment searches past %.0f MB: kept in a temporary file", self.spill_bytes / 1e6)
+
+    def _write(self, batch: tuple) -> None:
+        f = self.file
+        entry = []
+        for a in batch:
+            a = np.ascontiguousarray(a)
+            entry.append((f.seek(0, 2), a.dtype, a.shape))
+            f.write(memoryview(a).cast("B") if a.size else b"")
+        self.index.append(entry)
+
+    def __len__(self) -> int:
+        return len(self.held) + len(self.index)
+
+    def __iter__(self):
+        yield from self.held
+        for entry in self.index:
+            out = []
+            for offset, dtype, shape in entry:
+                a = np.empty(shape, dtype=dtype)
+                if a.size:
+                    self.file.seek(offset)
+                    self.file.readinto(memoryview(a).cast("B"))
+                out.append(a)
+            yield tuple(out)
+
+
 @dataclass(frozen=True, eq=False)
 class Searches:
     """Bounded searches from snapped points on the contracted network, kept sparse (10 bytes a walk)
-    so that several :func:`pairs_within_thinned` calls can share them."""
+    so that several :func:`pairs_within_thinned` calls can share them; ``spill_mb=`` keeps the walks
+    beyond that many megabytes in a temporary file on disk (:class:`_Batches`)."""
 
     s_edge: np.ndarray
     s_t: np.ndarray
     s_leg: np.ndarray
     limit_m: float
-    stored: list
+    stored: _Batches
     #: each source's walk to the ends ``a`` and ``b`` of its own chain (inf beyond ``limit_m``)
     own_a: np.ndarray | None = None
     own_b: np.ndarray | None = None
 
     @classmethod
-    def run(cls, network, src, *, limit_m: float, tile_m: float = TILE_M) -> Searches:
+    def run(cls, network, src, *, limit_m: float, tile_m: float = TILE_M, spill_mb: float | None = None) -> Searches:
         s_edge, s_t, s_leg = (np.asarray(a) for a in src)
         s_edge = s_edge.astype(np.int64)
         s_t, s_leg = np.asarray(s_t, dtype=float), np.asarray(s_leg, dtype=float)
         hi_m = float(limit_m)
-        stored = []
+        stored = _Batches(spill_mb)
         own = np.full((2, len(s_edge)), np.inf)
         if len(s_edge):
             ch = chains(network)

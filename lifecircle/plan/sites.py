@@ -190,6 +190,25 @@ def _all_node_candidates(network, max_snap_m: float) -> Candidates:
     return cache[key]
 
 
+def release_caches(network) -> None:
+    """Free what planning keeps per network for the next plan: the snapped node candidates and the
+    street chains (a million-node city: ~0.1 GB). Each is made again if asked for.
+
+    Examples
+    --------
+    >>> from lifecircle import WalkNetwork
+    >>> net = WalkNetwork.from_lonlat([121.40, 121.4021], [31.20, 31.20], [0], [1])
+    >>> _ = _all_node_candidates(net, 500.0)
+    >>> release_caches(net)
+    >>> net in _NODE_CANDIDATES
+    False
+    """
+    from .catchments import _CHAINS
+
+    _NODE_CANDIDATES.pop(network, None)
+    _CHAINS.pop(network, None)
+
+
 def _rows(c: Candidates, rows: np.ndarray) -> Candidates:
     """Some of the candidates (node candidates: no name, no own columns)."""
     snap = Snap(*(a[rows] for a in (c.snap.edge, c.snap.t, c.snap.dist_m, c.snap.x, c.snap.y)))
@@ -428,6 +447,10 @@ def _limit_m(analysis, minutes: float) -> float:
     return (minutes + 1e-9 * minutes) * mpm * (1 + 1e-12)
 
 
+#: The searches the categories share are held in memory up to this many megabytes, beyond it on disk (a
+#: million-node city's, ~0.3 GB, would be held through every category's matrix and greedy: the plan's peak)
+SHARED_SEARCHES_SPILL_MB = 64.0
+
 #: analysis -> {"categories": [...], minutes: _Shared} while site_plans runs
 _SHARED_SEARCHES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
@@ -486,7 +509,7 @@ def _shared_searches(analysis, minutes: float):
         union = np.unique(np.concatenate(each))
         rs = analysis.times.resident_snap
         searches = Searches.run(analysis.network, (rs.edge[union], rs.t[union], rs.dist_m[union]),
-                                limit_m=_limit_m(analysis, minutes))
+                                limit_m=_limit_m(analysis, minutes), spill_mb=SHARED_SEARCHES_SPILL_MB)
         shared[minutes] = _Shared(union, searches, [np.searchsorted(union, e) for e in each])
     return shared[minutes]
 
@@ -652,6 +675,8 @@ def _reached(cov: sp.csr_matrix) -> np.ndarray:
 
 #: Rows per block of :func:`greedy_cover`'s running maxima.
 _BLOCK = 256
+#: Pairs per slice of :func:`greedy_cover`'s update (a city's first pick takes ~10M pairs off: ~0.3 GB at once)
+_UPDATE_PAIRS = 1 << 21
 
 
 def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None = None,
@@ -743,13 +768,19 @@ def greedy_cover(coverage, weights, *, k: int | None = None, need: float | None 
         j = int(near[best])
         cols = indices[indptr[j]:indptr[j + 1]]
         new = cols[free[cols] > 0]
-        cst, cln = col_ptr[new], col_ptr[new + 1] - col_ptr[new]
-        cat = np.repeat(cst - (np.cumsum(cln) - cln), cln) + np.arange(int(cln.sum()))
-        hit = col_rows[cat]
-        np.subtract.at(gain, hit, np.repeat(free[new], cln))
+        ends = np.cumsum(col_ptr[new + 1] - col_ptr[new])
+        lo = 0
+        while lo < len(new):  # the rows of the newly covered, in their order, a bounded slice at a time
+            hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + _UPDATE_PAIRS, side="right")))
+            part = new[lo:hi]
+            cst, cln = col_ptr[part], col_ptr[part + 1] - col_ptr[part]
+            cat = np.repeat(cst - (np.cumsum(cln) - cln), cln) + np.arange(int(cln.sum()))
+            hit = col_rows[cat]
+            np.subtract.at(gain, hit, np.repeat(free[part], cln))
+            touched[hit // _BLOCK] = True
+            lo = hi
         free[new] = 0.0
         gain[j] = 0.0
-        touched[hit // _BLOCK] = True
         touched[nb] = True
         changed = np.flatnonzero(touched)
         touched[changed] = False

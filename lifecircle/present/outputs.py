@@ -1425,6 +1425,10 @@ def write_site_plans(analysis, out_dir: str | os.PathLike[str] | OutputRun, **op
     ``--facilities`` or ``scenario --add``), ``sites_needed.csv`` and, with units,
     ``suggested_sites_by_unit.csv``; given a folder, they replace the site outputs of its run.
 
+    ``plans=`` (the ``(sites, needed, by_unit)`` of :func:`~lifecircle.plan.sites.site_plans`, planned
+    already) writes those instead of planning again: ``lifecircle analyze --sites`` plans before it draws
+    the areas and the map (planning's peak memory is then not on top of theirs) and writes them here.
+
     Returns
     -------
     (paths, sites, needed)
@@ -1444,7 +1448,8 @@ def write_site_plans(analysis, out_dir: str | os.PathLike[str] | OutputRun, **op
     from ..plan.sites import site_plans
 
     out_crs = options.pop("out_crs", None)
-    sites, needed, by_unit = site_plans(analysis, **options)
+    plans = options.pop("plans", None)
+    sites, needed, by_unit = site_plans(analysis, **options) if plans is None else plans
     with output_run(out_dir, command="gaps", replace=(*SITE_FILES, SITE_COPIES)) as run:
         paths = write_sites(sites, run, needed=needed, out_crs=out_crs)
         if by_unit is not None:
