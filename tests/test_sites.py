@@ -855,3 +855,23 @@ def test_site_plans_fast_path_equals_brute_force_greedy(three_categories, monkey
             free &= ~ref[pick]
         n_checked += 1
     assert n_checked >= 2
+
+
+def test_site_csvs_show_people_to_a_tenth_and_shares_to_a_millionth(tmp_path):
+    """A float sum of fractional residents (3126156.5999999996) is written as Excel users read it; the
+    GeoPackage keeps the full values."""
+    sites = gpd.GeoDataFrame({"rank": [1, 2], "category": ["health"] * 2,
+                              "newly_covered_population": [0.1 + 0.2, 8094.5],
+                              "cumulative_covered_population": [3126156.5999999996, 3134251.0999999996],
+                              "cumulative_share": [0.2563816729911419, 0.2570368815183989]},
+                             geometry=gpd.points_from_xy([121.47, 121.48], [31.23, 31.23]), crs=4326)
+    needed = pd.DataFrame({"category": ["health"], "population": [12193370.000000002],
+                           "share_before": [0.25571782862326], "sites_needed": [2], "share_after": [0.8500117768918682]})
+    paths = write_sites(sites, tmp_path / "out", needed=needed)
+    text = paths["suggested_sites.csv"].read_text(encoding="utf-8-sig")
+    assert "3126156.6," in text and "0.3," in text and "0.256382" in text and "99999" not in text
+    back = pd.read_csv(paths["sites_needed.csv"], encoding="utf-8-sig")
+    assert back.population.tolist() == [12193370.0] and back.share_after.tolist() == [0.850012]
+    assert back.sites_needed.tolist() == [2]
+    full = gpd.read_file(paths["suggested_sites.gpkg"], layer="sites")
+    assert full.cumulative_covered_population.tolist() == sites.cumulative_covered_population.tolist()

@@ -1391,6 +1391,19 @@ def _for_users(frame: Any, internal: Iterable[str] = INTERNAL_SITE_COLUMNS) -> A
     return frame.drop(columns=[c for c in internal if c in frame.columns])
 
 
+def _site_table_rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    """A site table as its CSV shows it: people to 0.1 (as in coverage.csv), shares to 1e-6 (Excel shows
+    ``3126156.6``, not the float sum ``3126156.5999999996``)."""
+    out = frame.copy()
+    for c in out.columns:
+        if pd.api.types.is_float_dtype(out[c]):
+            if c == "population" or c.endswith("_population"):
+                out[c] = out[c].round(1)
+            elif c == "share" or c.endswith("_share") or c.startswith("share_"):
+                out[c] = out[c].round(6)
+    return out
+
+
 def write_sites(sites, out_dir: str | os.PathLike[str] | OutputRun, *, needed: pd.DataFrame | None = None,
                 stem: str = "suggested_sites", out_crs: Any = None) -> dict[str, Path]:
     """Write ``suggested_sites.csv`` and ``.gpkg`` (and ``sites_needed.csv``) into a run.
@@ -1406,11 +1419,12 @@ def write_sites(sites, out_dir: str | os.PathLike[str] | OutputRun, *, needed: p
 
     with output_run(out_dir, command="gaps", replace=(*SITE_FILES, SITE_COPIES)) as run:
         shown = _for_users(sites)
-        paths = {f"{stem}.csv": run.table(pd.DataFrame(shown.drop(columns="geometry")), f"{stem}.csv")}
+        paths = {f"{stem}.csv": run.table(_site_table_rounded(pd.DataFrame(shown.drop(columns="geometry"))),
+                                          f"{stem}.csv")}
         cats = list(dict.fromkeys(shown["category"].astype(str))) if "category" in shown else None
         paths[f"{stem}.gpkg"] = run.vector(shown, f"{stem}.gpkg", layer="sites", style=site_style(cats), crs=out_crs)
         if needed is not None:
-            paths["sites_needed.csv"] = run.table(needed, "sites_needed.csv")
+            paths["sites_needed.csv"] = run.table(_site_table_rounded(needed), "sites_needed.csv")
     log.info("wrote %s", ", ".join(p.name for p in paths.values()))
     return paths
 
@@ -1453,8 +1467,9 @@ def write_site_plans(analysis, out_dir: str | os.PathLike[str] | OutputRun, **op
     with output_run(out_dir, command="gaps", replace=(*SITE_FILES, SITE_COPIES)) as run:
         paths = write_sites(sites, run, needed=needed, out_crs=out_crs)
         if by_unit is not None:
-            paths["suggested_sites_by_unit.csv"] = run.table(_for_users(by_unit).drop(columns="geometry"),
-                                                             "suggested_sites_by_unit.csv")
+            paths["suggested_sites_by_unit.csv"] = run.table(
+                _site_table_rounded(pd.DataFrame(_for_users(by_unit).drop(columns="geometry"))),
+                "suggested_sites_by_unit.csv")
     return paths, sites, needed
 
 
