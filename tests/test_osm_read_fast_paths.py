@@ -58,6 +58,21 @@ def test_network_layer_equals_the_network_only_reader(osm_file, layers):
     assert got.ways_missing_nodes == ref.ways_missing_nodes
 
 
+@pytest.mark.parametrize("scan_bytes", [1, 7, 4096])
+def test_line_scan_in_pieces_finds_every_line(osm_file, monkeypatch, scan_bytes):
+    """_opl_lines scans the dump a few MB at a time; pieces of 1, 7 or 4,096 bytes (borders inside every
+    field) give the network and facilities of the reader that finds the lines in the whole text at once."""
+    import lifecircle.read.osm as osm
+
+    whole = read_osm(osm_file, layers=("network", "facilities"), taxonomy=TAX, walkable=is_walkable)
+    monkeypatch.setattr(osm, "_LINE_SCAN_BYTES", scan_bytes)
+    pieces = read_osm(osm_file, layers=("network", "facilities"), taxonomy=TAX, walkable=is_walkable)
+    for name in ("node_id", "lon", "lat", "u", "v", "way_index"):
+        assert np.array_equal(getattr(pieces.network, name), getattr(whole.network, name), equal_nan=True), name
+    assert pieces.network.way_tags == whole.network.way_tags
+    assert len(pieces.facilities) == len(whole.facilities) and len(whole.network.u) > 0
+
+
 def test_the_odd_file_by_hand(tmp_path):
     p = tmp_path / "odd.osm"
     p.write_text(ODD, encoding="utf-8")

@@ -68,6 +68,11 @@ class Chains:
 _CHAINS: weakref.WeakKeyDictionary[Any, Chains] = weakref.WeakKeyDictionary()
 
 
+def release_chains(network) -> None:
+    """Forget the network's :class:`Chains` (made again by :func:`chains` if asked for)."""
+    _CHAINS.pop(network, None)
+
+
 def chains(network) -> Chains:
     """The :class:`Chains` of a network (computed once per network, vectorised).
 

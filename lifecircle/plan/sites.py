@@ -86,6 +86,7 @@ __all__ = [
     "solve_min_sites",
     "suggest_sites",
     "site_plans",
+    "release_caches",
     "SitePlan",
     "plan_sites",
     "sites_needed",
@@ -203,10 +204,10 @@ def release_caches(network) -> None:
     >>> net in _NODE_CANDIDATES
     False
     """
-    from .catchments import _CHAINS
+    from .catchments import release_chains
 
     _NODE_CANDIDATES.pop(network, None)
-    _CHAINS.pop(network, None)
+    release_chains(network)
 
 
 def _rows(c: Candidates, rows: np.ndarray) -> Candidates:

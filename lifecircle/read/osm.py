@@ -1228,6 +1228,10 @@ def read_osm(
 _WAY_NODES_TO_CSV = bytes.maketrans(b"Nnxy,", b"1,,,\n")
 
 
+#: Bytes of the OPL dump scanned at a time for its line breaks and spaces (:func:`_opl_lines`).
+_LINE_SCAN_BYTES = 1 << 22
+
+
 def _opl_lines(text: bytes):
     """Kind (first byte), start, end and the first three space positions of every OPL line, vectorised.
 
@@ -1235,7 +1239,10 @@ def _opl_lines(text: bytes):
     ``T`` and ``N``/``M`` fields) and a node line three (its ``x`` and ``y`` fields).
     """
     arr = np.frombuffer(text, dtype=np.uint8)
-    breaks = np.flatnonzero(arr <= 32)  # newlines and spaces (OPL escapes every other control character)
+    # newlines and spaces (OPL escapes every other control character), found a few MB at a time: one mask of
+    # a city's ~100 MB dump is as many fresh pages (1M nodes: 0.07 s cold, 0.03 s warm; so 0.03, 0.02 s)
+    breaks = np.concatenate([np.flatnonzero(arr[lo:lo + _LINE_SCAN_BYTES] <= 32) + lo
+                             for lo in range(0, arr.size, _LINE_SCAN_BYTES)] or [np.empty(0, dtype=np.int64)])
     newline = arr[breaks] == 10
     ends, spaces = breaks[newline], breaks[~newline]
     del breaks, newline
