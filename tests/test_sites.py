@@ -713,10 +713,8 @@ def test_site_plans_share_one_search_and_predict_a_fresh_analysis(three_categori
 # ------------------------------------------------------------------ the fast paths at city scale (issue 14)
 
 
-def test_thinning_several_groups_in_one_pass_equals_one_call_each(shanghai):
-    """thin_targets for three overlapping groups of residents keeps, for each, what its own
-    pairs_within_thinned call keeps, and the pairs of a group are those of its own call."""
-    from lifecircle.plan.catchments import Searches, pairs_within_thinned, thin_targets
+def _searches_setup(shanghai):
+    """The sample's residents (snapped: ``ok``) as search sources, every node as a target, 10 minutes."""
     from lifecircle.plan.sites import _all_node_candidates, _limit_m
 
     a = shanghai[0]
@@ -726,6 +724,15 @@ def test_thinning_several_groups_in_one_pass_equals_one_call_each(shanghai):
     cands = _all_node_candidates(a.network, a.config.max_snap_m)
     dst = (cands.snap.edge, cands.snap.t, cands.snap.dist_m)
     limit, cover = _limit_m(a, 10.0), 10.0 * a.config.walk_speed_kmh * 1000 / 60
+    return a, ok, src, dst, limit, cover
+
+
+def test_thinning_several_groups_in_one_pass_equals_one_call_each(shanghai):
+    """thin_targets for three overlapping groups of residents keeps, for each, what its own
+    pairs_within_thinned call keeps, and the pairs of a group are those of its own call."""
+    from lifecircle.plan.catchments import Searches, pairs_within_thinned, thin_targets
+
+    a, ok, src, dst, limit, cover = _searches_setup(shanghai)
     searches = Searches.run(a.network, src, limit_m=limit)
     rng = np.random.default_rng(5)
     groups = [np.sort(rng.choice(len(ok), size, replace=False)) for size in (len(ok) // 2, len(ok) // 3)]
@@ -747,15 +754,8 @@ def test_searches_kept_on_disk_are_the_searches(shanghai):
     """Searches past their spill_mb are written to a temporary file and read back batch by batch: the same
     arrays (values, dtypes, shapes) as the searches held in memory, and the same thinning and pairs."""
     from lifecircle.plan.catchments import Searches, pairs_within_thinned
-    from lifecircle.plan.sites import _all_node_candidates, _limit_m
 
-    a = shanghai[0]
-    rs = a.times.resident_snap
-    ok = np.flatnonzero(a.times.graph.point_node[: a.times.n_residents] >= 0)
-    src = (rs.edge[ok], rs.t[ok], rs.dist_m[ok])
-    cands = _all_node_candidates(a.network, a.config.max_snap_m)
-    dst = (cands.snap.edge, cands.snap.t, cands.snap.dist_m)
-    limit, cover = _limit_m(a, 10.0), 10.0 * a.config.walk_speed_kmh * 1000 / 60
+    a, ok, src, dst, limit, cover = _searches_setup(shanghai)
     held = Searches.run(a.network, src, limit_m=limit)
     first = sum(x.nbytes for x in next(iter(held.stored))) / 1e6
     on_disk = Searches.run(a.network, src, limit_m=limit, spill_mb=first * 1.5)  # the first batch held, then all out
