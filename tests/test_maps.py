@@ -738,3 +738,20 @@ def test_service_areas_given_later_go_where_they_belong():
         return re.sub(r"[0-9a-f]{32}", "ID", html)
 
     assert without_ids(render_html(later)) == without_ids(render_html(direct))
+
+
+@pytest.mark.parametrize("n_sites, shown", [(3, True), (201, False)])
+def test_a_citys_thousands_of_sites_are_listed_but_off(toy, n_sites, shown):
+    """A plan of a few sites is on the map when it opens; a city's (thousands, numbered markers covering
+    everything) is listed in the layer control, unticked, with every site still on its layer."""
+    lon = np.linspace(121.40, 121.41, n_sites)
+    sites = gpd.GeoDataFrame({"rank": np.arange(1, n_sites + 1), "category": ["health"] * n_sites},
+                             geometry=gpd.points_from_xy(lon, np.full(n_sites, 31.2)), crs=4326)
+    m = coverage_map(toy, sites=sites, basemap="none")
+    name = f"新址 Suggested sites · 卫生 health ({n_sites})"
+    layer = _layer(m, name)
+    assert layer.show is shown
+    markers = [c for c in layer._children.values() if type(c).__name__ == "Marker"]
+    dots = [c for c in layer._children.values() if type(c).__name__ == "GeoJson"]
+    assert len(markers) == min(n_sites, 200)
+    assert sum(len(d.data["features"]) for d in dots) == n_sites - len(markers)

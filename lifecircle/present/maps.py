@@ -595,6 +595,9 @@ def gaps_map(gaps: Any, *, m: folium.Map | None = None, basemap: str = "osm", sh
 
 #: Sites drawn as numbered markers per category; those ranked after them are dots (with the same tooltip).
 NUMBERED_SITES_MAX = 200
+#: Up to this many suggested sites in all, :func:`coverage_map` shows their layers when it opens; beyond (a
+#: city's plan: thousands), the layers are listed but off, as their markers would cover everything else.
+SITES_SHOWN_MAX = 200
 
 
 def sites_map(sites: Any, *, m: folium.Map | None = None, basemap: str = "osm", show: bool = True,
@@ -1221,8 +1224,8 @@ def coverage_map(analysis: Any, *, isochrones: Any = None, units: Any = None, ga
     due(gaps, lambda g: gaps_map(g, m=m, show=False))
     if facilities is not None and len(facilities):
         facilities_map(facilities, m=m)
-    if sites is not None and len(sites):
-        sites_map(sites, m=m)
+    if sites is not None and len(sites):  # a city's thousands: listed, ticked by the user (they would hide all)
+        sites_map(sites, m=m, show=len(sites) <= SITES_SHOWN_MAX)
     for data, draw, held, sections in sorted(later, key=lambda x: not x[0].done()):  # the ready ones first
         data = data.result()  # (an error in making them ends the map too)
         if data is None or not len(data):
