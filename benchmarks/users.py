@@ -236,7 +236,11 @@ def _trace_rss(timer: StepTimer, path: str, every_s: float = 0.2) -> None:
 
 
 def run_cli(args: list[str]) -> dict:
-    """One lifecircle command in this process, its steps timed."""
+    """One lifecircle command in this process, its steps timed, set up as the ``lifecircle`` command sets
+    up its own process (:func:`lifecircle.cli.setup_process`, first: before the RSS sampler's thread)."""
+    from lifecircle.cli import setup_process
+
+    setup_process()
     timer = StepTimer()
     if os.environ.get("LIFECIRCLE_BENCH_RSS_TRACE"):
         _trace_rss(timer, os.environ["LIFECIRCLE_BENCH_RSS_TRACE"])

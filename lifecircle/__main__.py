@@ -2,6 +2,7 @@
 
 import sys
 
-from .cli import main
+from .cli import main, setup_process
 
+setup_process()
 sys.exit(main())

@@ -37,11 +37,15 @@ def limit_malloc_arenas(arenas: int = 1) -> bool:
     glibc gives each thread that allocates its own heap (up to 8 per core), and a city-scale run has
     several (the map's thread, the solver's, numba's): each keeps the freed pages of its own large
     temporaries, which the next step cannot reuse from another thread and :func:`return_freed_memory`
-    cannot always give back. The command line calls this first; with one heap the 1M-node ``analyze
-    --sites`` peaked at 1.75 GB instead of 2.06 GB, the default run at 1.47 GB instead of 1.81 GB, and
-    both ran faster (fewer fresh pages to fault in).
+    cannot always give back. The ``lifecircle`` command calls this first (:func:`lifecircle.cli.setup_process`);
+    with one heap the 1M-node ``analyze --sites`` peaked at 1.75 GB instead of 2.06 GB, the default run at
+    1.47 GB instead of 1.81 GB, and both ran faster (fewer fresh pages to fault in).
 
-    >>> limit_malloc_arenas(1) in (True, False)
+    It lasts for the process (the example sets it in a process of its own):
+
+    >>> import subprocess, sys
+    >>> code = "from lifecircle._memory import limit_malloc_arenas; print(limit_malloc_arenas(1))"
+    >>> subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() in ("True", "False")
     True
     """
     try:

@@ -1041,10 +1041,6 @@ def main(argv: list[str] | None = None) -> int:
     notebooks) leaves the ``lifecircle`` logger as it was.
     """
     saved = (log.handlers[:], log.level, log.propagate)
-    if "MALLOC_ARENA_MAX" not in os.environ:  # one malloc heap for the run's threads (the user's setting wins)
-        from ._memory import limit_malloc_arenas
-
-        limit_malloc_arenas(1)
     try:
         return _main(argv)
     finally:
@@ -1128,6 +1124,18 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
+def setup_process() -> None:
+    """What the ``lifecircle`` command (and ``python -m lifecircle``) does to its own process before
+    :func:`main`: one malloc heap for all its threads (:func:`lifecircle._memory.limit_malloc_arenas`;
+    a ``MALLOC_ARENA_MAX`` you set wins). It lasts for the process and cannot be undone, so :func:`main`
+    called from Python (tests, notebooks) leaves the host process's malloc as it is."""
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        from ._memory import limit_malloc_arenas
+
+        limit_malloc_arenas(1)
+
+
 def run() -> None:
     """Console-script entry point."""
+    setup_process()
     sys.exit(main())

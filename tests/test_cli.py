@@ -387,10 +387,11 @@ def test_isochrone_method_option(tmp_path):
 
 
 @pytest.mark.parametrize("user_setting", [None, "4"])
-def test_command_line_limits_malloc_arenas_unless_the_user_set_it(monkeypatch, user_setting):
-    """The command line runs with one malloc heap (lifecircle._memory.limit_malloc_arenas), but the user's
-    MALLOC_ARENA_MAX wins: glibc read it at start-up and the command must not override it."""
+def test_the_command_limits_malloc_arenas_unless_the_user_set_it(monkeypatch, user_setting):
+    """The ``lifecircle`` command runs with one malloc heap (lifecircle._memory.limit_malloc_arenas), but the
+    user's MALLOC_ARENA_MAX wins (glibc read it at start-up); main() from Python leaves malloc alone."""
     import lifecircle._memory as memory
+    from lifecircle import cli
 
     calls = []
     monkeypatch.setattr(memory, "limit_malloc_arenas", lambda arenas=1: calls.append(arenas) or True)
@@ -399,4 +400,9 @@ def test_command_line_limits_malloc_arenas_unless_the_user_set_it(monkeypatch, u
     else:
         monkeypatch.setenv("MALLOC_ARENA_MAX", user_setting)
     assert main(["--version"]) == 0
+    assert calls == []
+    monkeypatch.setattr(sys, "argv", ["lifecircle", "--version"])
+    with pytest.raises(SystemExit) as done:
+        cli.run()
+    assert done.value.code == 0
     assert calls == ([1] if user_setting is None else [])

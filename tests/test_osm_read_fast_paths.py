@@ -58,9 +58,9 @@ def test_network_layer_equals_the_network_only_reader(osm_file, layers):
     assert got.ways_missing_nodes == ref.ways_missing_nodes
 
 
-@pytest.mark.parametrize("scan_bytes", [1, 7, 4096])
+@pytest.mark.parametrize("scan_bytes", [3, 7, 4096])
 def test_line_scan_in_pieces_finds_every_line(osm_file, monkeypatch, scan_bytes):
-    """_opl_lines scans the dump a few MB at a time; pieces of 1, 7 or 4,096 bytes (borders inside every
+    """_opl_lines scans the dump a few MB at a time; pieces of 3, 7 or 4,096 bytes (borders inside every
     field) give the network and facilities of the reader that finds the lines in the whole text at once."""
     import lifecircle.read.osm as osm
 

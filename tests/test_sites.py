@@ -760,6 +760,7 @@ def test_searches_kept_on_disk_are_the_searches(shanghai):
     first = sum(x.nbytes for x in next(iter(held.stored))) / 1e6
     on_disk = Searches.run(a.network, src, limit_m=limit, spill_mb=first * 1.5)  # the first batch held, then all out
     assert held.stored.file is None and on_disk.stored.file is not None and not on_disk.stored.held
+    spilled = on_disk.stored.file
     assert len(on_disk.stored) == len(held.stored) > 2
     for x, y in zip(held.stored, on_disk.stored, strict=True):
         for u, v in zip(x, y, strict=True):
@@ -770,6 +771,11 @@ def test_searches_kept_on_disk_are_the_searches(shanghai):
         assert np.array_equal(k1, k2)
         got = [tuple(map(np.ndarray.tolist, b)) for b in p2]
         assert got == [tuple(map(np.ndarray.tolist, b)) for b in p1] and sum(len(b[0]) for b in got) > 100
+    del on_disk, k2, p2
+    import gc
+
+    gc.collect()
+    assert spilled.closed  # the temporary file goes with the searches (no unclosed-file warning)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -875,3 +881,13 @@ def test_site_csvs_show_people_to_a_tenth_and_shares_to_a_millionth(tmp_path):
     assert back.sites_needed.tolist() == [2]
     full = gpd.read_file(paths["suggested_sites.gpkg"], layer="sites")
     assert full.cumulative_covered_population.tolist() == sites.cumulative_covered_population.tolist()
+
+
+def test_write_site_plans_refuses_planning_options_beside_plans(tmp_path):
+    """plans= are planned already: planning options beside them would be ignored, so they are refused."""
+    from lifecircle.present.outputs import write_site_plans
+
+    a = analyze(toy_town_osm())
+    with pytest.raises(TypeError, match="categories would be ignored"):
+        write_site_plans(a, tmp_path / "out", plans=(None, None, None), categories=["health"])
+    assert not (tmp_path / "out").exists()

@@ -497,6 +497,7 @@ class _Batches:
             self.file = tempfile.TemporaryFile(prefix="lifecircle-searches-", dir=cache_dir())
         except OSError:  # a read-only cache folder: the system's temporary folder
             self.file = tempfile.TemporaryFile(prefix="lifecircle-searches-")
+        weakref.finalize(self, self.file.close)  # closed (and so gone) with the searches
         log.debug("catchment searches past %.0f MB: kept in a temporary file", self.spill_bytes / 1e6)
 
     def _write(self, batch: tuple) -> None:

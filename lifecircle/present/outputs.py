@@ -1396,10 +1396,11 @@ def _site_table_rounded(frame: pd.DataFrame) -> pd.DataFrame:
     ``3126156.6``, not the float sum ``3126156.5999999996``)."""
     out = frame.copy()
     for c in out.columns:
+        name = str(c)
         if pd.api.types.is_float_dtype(out[c]):
-            if c == "population" or c.endswith("_population"):
+            if name == "population" or name.endswith("_population"):
                 out[c] = out[c].round(1)
-            elif c == "share" or c.endswith("_share") or c.startswith("share_"):
+            elif name == "share" or name.endswith("_share") or name.startswith("share_"):
                 out[c] = out[c].round(6)
     return out
 
@@ -1463,6 +1464,9 @@ def write_site_plans(analysis, out_dir: str | os.PathLike[str] | OutputRun, **op
 
     out_crs = options.pop("out_crs", None)
     plans = options.pop("plans", None)
+    if plans is not None and options:
+        raise TypeError(f"write_site_plans: plans= are planned already; {', '.join(sorted(options))} would "
+                        "be ignored (give them to site_plans)")
     sites, needed, by_unit = site_plans(analysis, **options) if plans is None else plans
     with output_run(out_dir, command="gaps", replace=(*SITE_FILES, SITE_COPIES)) as run:
         paths = write_sites(sites, run, needed=needed, out_crs=out_crs)
