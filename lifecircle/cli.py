@@ -1120,10 +1120,6 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 def setup_process() -> None:
     """What the ``lifecircle`` command (and ``python -m lifecircle``) does to its own process before
     :func:`main`: one malloc heap for all its threads (:func:`lifecircle._memory.limit_malloc_arenas`;
@@ -1139,3 +1135,7 @@ def run() -> None:
     """Console-script entry point."""
     setup_process()
     sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
