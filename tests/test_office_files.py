@@ -428,3 +428,20 @@ def test_xlsx_writer_cuts_what_excel_cannot_hold():
     data = xlsx_bytes([Sheet("s", ["a"], [[long, "ok\ud800"]])])
     ws = openpyxl.load_workbook(io.BytesIO(data))["s"]
     assert len(ws["A2"].value) == MAX_CELL_CHARS and ws["A2"].value.endswith("…") and ws["A3"].value == "ok"
+
+
+def test_workbook_sites_sheet_has_the_csvs_columns(toy_run):
+    """results.xlsx's sites sheet, written by analyze from the plan in memory, shows what suggested_sites.csv
+    shows: not lifecircle's own node and candidate numbers (393589 at a city: meaningless in Excel)."""
+    import openpyxl
+
+    from lifecircle.present.wording import header, text
+
+    csv = pd.read_csv(toy_run / "suggested_sites.csv", encoding="utf-8-sig")
+    wb = openpyxl.load_workbook(toy_run / "results.xlsx")
+    lang = next(g for g in ("zh", "en") if text("sheet_sites", g) in wb.sheetnames)
+    ws = wb[text("sheet_sites", lang)]
+    got = [c.value for c in ws[1]]
+    assert got == [header(c, lang) for c in csv.columns]
+    assert header("node", lang) not in got and header("candidate", lang) not in got
+    assert ws.max_row - 1 == len(csv) > 0

@@ -162,10 +162,13 @@ def results_sheets(analysis: Any, *, lang: str | None = None,
     if gaps is not None:
         sheets[text("sheet_gaps", lang)] = pd.DataFrame(gaps.drop(columns="geometry", errors="ignore")).reset_index(
             drop=True)
+    from .outputs import INTERNAL_SITE_COLUMNS
+
     for key, sheet in (("sites", "sheet_sites"), ("sites_needed", "sheet_needed")):
         v = t.get(key)
-        if v is not None and len(v):
-            sheets[text(sheet, lang)] = pd.DataFrame(v.drop(columns="geometry", errors="ignore")).reset_index(drop=True)
+        if v is not None and len(v):  # as suggested_sites.csv: without lifecircle's own node and candidate numbers
+            v = v.drop(columns=["geometry", *INTERNAL_SITE_COLUMNS], errors="ignore")
+            sheets[text(sheet, lang)] = pd.DataFrame(v).reset_index(drop=True)
     sheets[text("sheet_completeness", lang)] = _completeness(analysis, s, t, lang)
     if t.get("decisions") is not None:
         sheets[text("sheet_decisions", lang)] = pd.DataFrame(t["decisions"]).reset_index(drop=True)
